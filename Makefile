@@ -1,0 +1,42 @@
+# `make demo` and `make test` set up .venv themselves (idempotent; quick when up to date).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tripwire-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv test test-fast lint demo bench vectors schemas clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	# constraints.txt pins the CPU torch build for dev/CI; GPU users install their own torch.
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,lmeval]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check protocol node reports tests bench
+	$(BIN)/mypy protocol
+
+test: lint
+	$(BIN)/pytest -q
+
+test-fast: venv
+	$(BIN)/pytest -q -m "not slow"
+
+demo: venv
+	$(BIN)/tripwire demo $(DEMO_ARGS)
+
+bench: venv
+	$(BIN)/python bench/protocol.py
+
+vectors: venv
+	$(BIN)/python specs/vectors/generate.py
+
+schemas: venv
+	$(BIN)/python specs/schemas/generate.py
+
+clean:
+	rm -rf $(VENV) demo-network .pytest_cache .mypy_cache .ruff_cache

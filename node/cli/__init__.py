@@ -1,0 +1,46 @@
+"""`tripwire` command line: thin wrappers that parse, call, print and set the exit code.
+
+Each command group lives in its own module and registers itself on ``app``; the
+only place errors become exit codes is :func:`main`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from node.cli._app import app, console_err, exit_code_for
+
+# Command modules register themselves on import.
+from node.cli import commands_eval  # noqa: F401,E402  (registration)
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code (used by the console script)."""
+    from protocol.errors import TripwireError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except TripwireError as e:
+        console_err.print(f"[bold red]error:[/] {e.diagnostics()}", highlight=False)
+        return exit_code_for(e)
+    except typer.Exit as e:
+        return int(e.exit_code or 0)
+    except typer.Abort:
+        console_err.print("aborted")
+        return 130
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The shared Typer application and console helpers for every command module."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from protocol.errors import ConfigurationError, PeerDataError, TransportError, TripwireError
+
+app = typer.Typer(
+    name="tripwire",
+    help="Tripwire: shared dangerous-capability tripwires with a verifiable coordinated pause.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+console_err = Console(stderr=True)
+
+
+def exit_code_for(err: TripwireError) -> int:
+    """Exit codes by whose fault: 2 local configuration/usage, 3 bad data, 4 transport, 1 other."""
+    if isinstance(err, ConfigurationError):
+        return 2
+    if isinstance(err, PeerDataError):
+        return 3
+    if isinstance(err, TransportError):
+        return 4
+    return 1

@@ -1,0 +1,1 @@
+"""`tripwire eval` (filled in by the eval runner)."""

@@ -1,0 +1,220 @@
+"""Canonical bytes (RFC 8785 / JCS), decimal strings, timestamps and entry ids.
+
+Spec §2: every signed statement is a JSON object serialized with JCS; no floats anywhere
+in signed data; integers within ±(2^53−1); non-integer quantities are decimal strings;
+timestamps are RFC 3339 UTC with ``Z``; ``entry_id`` is the SHA-256 of the canonical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import rfc8785
+
+from protocol.errors import CanonicalFormError, FloatInSignedDataError, OversizeError, SchemaError
+
+MAX_SAFE_INT = 2**53 - 1
+#: Nesting depth accepted in signed JSON (spec §2.4); deep JSON is a denial-of-service vector.
+MAX_DEPTH = 32
+#: Largest canonical statement accepted, in bytes (spec §2.4).
+MAX_STATEMENT_BYTES = 1_048_576
+
+DECIMAL_RE = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
+
+
+def _check_value(value: Any, depth: int, path: str) -> None:
+    if depth > MAX_DEPTH:
+        raise OversizeError(f"JSON nested deeper than {MAX_DEPTH} levels at {path or '$'}")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, float):
+        raise FloatInSignedDataError(f"float {value!r} at {path or '$'}: use a decimal string")
+    if isinstance(value, int):
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise CanonicalFormError(f"integer at {path or '$'} is outside ±(2^53−1)")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CanonicalFormError(f"non-string key at {path or '$'}")
+            _check_value(v, depth + 1, f"{path}.{k}")
+        return
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_value(v, depth + 1, f"{path}[{i}]")
+        return
+    raise CanonicalFormError(f"unsupported JSON value of type {type(value).__name__} at {path or '$'}")
+
+
+def canonical_bytes(obj: Mapping[str, Any]) -> bytes:
+    """Return the RFC 8785 bytes of a JSON object, refusing floats and unsafe integers."""
+    if not isinstance(obj, Mapping):
+        raise CanonicalFormError("a signed statement must be a JSON object")
+    _check_value(obj, 0, "")
+    out: bytes = rfc8785.dumps(obj)
+    return out
+
+
+def _reject_float(s: str) -> Any:
+    raise FloatInSignedDataError(f"float {s} in signed data: use a decimal string")
+
+
+def _reject_constant(s: str) -> Any:
+    raise CanonicalFormError(f"{s} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise CanonicalFormError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def parse_json_strict(data: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> Any:
+    """Parse JSON refusing floats, NaN/Infinity, duplicate keys and excessive size/depth."""
+    if len(data) > max_bytes:
+        raise OversizeError(f"JSON is {len(data)} bytes; the limit is {max_bytes}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CanonicalFormError(f"not UTF-8: {e.reason}") from e
+    # Bracket count is a cheap upper bound on depth; checked before the recursive parser runs.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise OversizeError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(
+            text,
+            parse_float=_reject_float,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_no_duplicates,
+        )
+    except (CanonicalFormError, OversizeError):
+        raise
+    except (ValueError, RecursionError) as e:
+        raise CanonicalFormError(f"not valid JSON: {e}") from e
+
+
+def _depth(text: str) -> int:
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def parse_canonical(payload: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> dict[str, Any]:
+    """Parse payload bytes and require that they are already canonical (spec §2.3)."""
+    obj = parse_json_strict(payload, max_bytes=max_bytes)
+    if not isinstance(obj, dict):
+        raise CanonicalFormError("a signed statement must be a JSON object")
+    if canonical_bytes(obj) != payload:
+        raise CanonicalFormError("payload is valid JSON but not its RFC 8785 canonical form")
+    return obj
+
+
+def sha256_hex(data: bytes) -> str:
+    """Lowercase hex SHA-256."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def entry_id(payload: bytes) -> str:
+    """``entry_id``: lowercase hex SHA-256 of the canonical statement bytes (spec §2.5)."""
+    return hashlib.sha256(payload).hexdigest()
+
+
+def digest_of(obj: Mapping[str, Any]) -> str:
+    """Content address of a JSON object: SHA-256 of its canonical bytes (policies, suites)."""
+    return sha256_hex(canonical_bytes(obj))
+
+
+# --- decimal strings ---------------------------------------------------------------------
+
+
+def to_decimal(s: str) -> Decimal:
+    """Parse a decimal string from signed data; raise :class:`SchemaError` if malformed."""
+    if not isinstance(s, str) or not DECIMAL_RE.match(s):
+        raise SchemaError(f"{s!r} is not a decimal string")
+    try:
+        return Decimal(s)
+    except InvalidOperation as e:  # pragma: no cover - regex already guarantees this
+        raise SchemaError(f"{s!r} is not a decimal string") from e
+
+
+def decimal_str(value: Decimal | int | float | str, places: int | None = 6) -> str:
+    """Format a number as a decimal string for signed data.
+
+    Floats are accepted only here, at the edge where measurements are made, and are
+    rounded to ``places`` decimal places; the result never uses an exponent unless
+    ``places`` is None and the value is huge.
+    """
+    if isinstance(value, str):
+        to_decimal(value)
+        return value
+    d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not d.is_finite():
+        raise SchemaError(f"{value!r} is not finite")
+    if places is not None:
+        d = d.quantize(Decimal(1).scaleb(-places))
+        text = format(d, "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if text in ("-0", ""):
+            text = "0"
+        return text
+    text = format(d, "f") if abs(d.adjusted()) < 20 else format(d, "E").replace("E+", "E")
+    return text
+
+
+# --- timestamps --------------------------------------------------------------------------
+
+
+def format_time(dt: datetime) -> str:
+    """RFC 3339 UTC with ``Z``, second precision unless there are microseconds."""
+    if dt.tzinfo is None:
+        raise SchemaError("naive datetime: timestamps must be timezone-aware")
+    dt = dt.astimezone(UTC)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(s: str) -> datetime:
+    """Parse an RFC 3339 UTC ``Z`` timestamp from signed data."""
+    if not isinstance(s, str) or not TIME_RE.match(s):
+        raise SchemaError(f"{s!r} is not an RFC 3339 UTC timestamp ending in Z")
+    base, _, frac = s[:-1].partition(".")
+    try:
+        dt = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError as e:
+        raise SchemaError(f"{s!r} is not a valid date-time") from e
+    if frac:
+        dt = dt.replace(microsecond=int((frac + "000000")[:6]))
+    return dt
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC, truncated to seconds."""
+    return datetime.now(UTC).replace(microsecond=0)

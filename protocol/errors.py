@@ -1,0 +1,217 @@
+"""One error hierarchy for the protocol layer, in families by whose fault an error is.
+
+- :class:`PeerDataError`: the data came from someone else and is wrong (bad signature,
+  broken chain, malformed statement). Never our bug; refuse it with a reason.
+- :class:`ConfigurationError`: local configuration or usage is wrong (missing key file,
+  bad passphrase, inconsistent roster draft).
+- :class:`TransportError`: talking to a peer failed (used by ``node``).
+
+Every error carries a stable machine ``code`` (used in RFC 9457 problem JSON and in
+negative test vectors) and a human message; :meth:`TripwireError.diagnostics` renders
+both for people.
+"""
+
+from __future__ import annotations
+
+
+class TripwireError(Exception):
+    """Base class of every error Tripwire raises on purpose."""
+
+    code: str = "tripwire-error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def diagnostics(self) -> str:
+        """A human-readable explanation including the machine code."""
+        return f"{self.message} [{self.code}]"
+
+
+# --- someone else's data is wrong -------------------------------------------------------
+
+
+class PeerDataError(TripwireError):
+    """Data received from a peer, a file or a user is invalid."""
+
+    code = "invalid-data"
+
+
+class CanonicalFormError(PeerDataError):
+    """Payload bytes are not the RFC 8785 canonical form of a JSON object."""
+
+    code = "non-canonical"
+
+
+class FloatInSignedDataError(CanonicalFormError):
+    """Signed data contains a float (spec: decimal strings only)."""
+
+    code = "float-in-signed-data"
+
+
+class SchemaError(PeerDataError):
+    """A statement or body does not match its schema."""
+
+    code = "schema"
+
+
+class OversizeError(PeerDataError):
+    """An input exceeds a size, depth or count limit."""
+
+    code = "oversize"
+
+
+class EnvelopeError(PeerDataError):
+    """A DSSE envelope is malformed (type, base64, structure)."""
+
+    code = "bad-envelope"
+
+
+class SignatureError(PeerDataError):
+    """No signature verifies under a key trusted for the signer."""
+
+    code = "bad-signature"
+
+
+class UnknownKeyError(SignatureError):
+    """A signature's key is not listed for that lab in the roster."""
+
+    code = "unknown-key"
+
+
+class UnknownLabError(PeerDataError):
+    """The statement names a lab that the roster does not list."""
+
+    code = "unknown-lab"
+
+
+class WrongNetworkError(PeerDataError):
+    """The statement belongs to another network (different genesis roster)."""
+
+    code = "wrong-network"
+
+
+class FeedError(PeerDataError):
+    """A feed entry breaks the per-lab chain rules."""
+
+    code = "feed"
+
+
+class SeqGapError(FeedError):
+    """Entry seq is beyond last+1 (held as out-of-order, or refused if the hold is full)."""
+
+    code = "seq-gap"
+
+
+class PrevMismatchError(FeedError):
+    """Entry's ``prev`` is not the id of the lab's entry at seq-1."""
+
+    code = "prev-mismatch"
+
+
+class EquivocationError(FeedError):
+    """Two validly signed entries of one lab share a seq with different ids."""
+
+    code = "equivocation"
+
+    def __init__(self, message: str, proof: object | None = None) -> None:
+        super().__init__(message)
+        self.proof = proof
+
+
+class ForkedFeedError(FeedError):
+    """The lab's feed is frozen past a proven fork; nothing more is accepted from it."""
+
+    code = "feed-forked"
+
+
+class HoldFullError(FeedError):
+    """The bounded out-of-order hold is full."""
+
+    code = "hold-full"
+
+
+class MerkleProofError(PeerDataError):
+    """A Merkle inclusion or consistency proof does not verify."""
+
+    code = "bad-merkle-proof"
+
+
+class RosterError(PeerDataError):
+    """A roster or roster update breaks the roster rules."""
+
+    code = "roster"
+
+
+class RosterThresholdError(RosterError):
+    """Too few distinct trusted signers for the roster (old or new threshold)."""
+
+    code = "roster-threshold"
+
+
+class RosterVersionError(RosterError):
+    """A roster update is not exactly version N+1."""
+
+    code = "roster-version"
+
+
+class RosterRollbackError(RosterVersionError):
+    """A roster at or below the current version was offered (rollback/replay)."""
+
+    code = "roster-rollback"
+
+
+class RosterExpiredError(RosterError):
+    """The roster has expired: reads continue, new votes are refused."""
+
+    code = "roster-expired"
+
+
+class QuorumError(PeerDataError):
+    """Votes, proposals or certificates break the quorum rules."""
+
+    code = "quorum"
+
+
+class ObserverVoteError(QuorumError):
+    """An observer (regulator) tried to vote; observers can never vote."""
+
+    code = "observer-vote"
+
+
+class InsufficientQuorumError(QuorumError):
+    """The counted vote weight is below the required quorum."""
+
+    code = "insufficient-quorum"
+
+
+class PolicyError(PeerDataError):
+    """A threshold policy or its application is invalid."""
+
+    code = "policy"
+
+
+# --- our own configuration or usage is wrong --------------------------------------------
+
+
+class ConfigurationError(TripwireError):
+    """Local configuration, key material or command usage is wrong."""
+
+    code = "configuration"
+
+
+class KeyFileError(ConfigurationError):
+    """A key file cannot be read, decrypted or is not an Ed25519 key."""
+
+    code = "key-file"
+
+
+# --- talking to peers failed -------------------------------------------------------------
+
+
+class TransportError(TripwireError):
+    """A network exchange with a peer failed (timeouts, refused connections, 5xx)."""
+
+    code = "transport"
