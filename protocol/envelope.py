@@ -65,7 +65,7 @@ class EnvelopeSignature(_Frozen):
 class Envelope(_Frozen):
     """A DSSE v1 envelope as it travels on the wire (unverified)."""
 
-    payloadType: Annotated[str, StringConstraints(max_length=128)]  # noqa: N815 (DSSE field name)
+    payloadType: Annotated[str, StringConstraints(max_length=128)]
     """Media type of the payload; tells which statement schema applies."""
     payload: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PAYLOAD_B64)]
     """Base64 of the canonical statement bytes."""

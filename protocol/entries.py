@@ -1,0 +1,416 @@
+"""Feed statements and one model per ``kind`` body (spec §4, §6).
+
+Every model is frozen, forbids unknown fields, validates strictly (no type coercion)
+and bounds every string and list, so that an invalid statement cannot be constructed.
+:class:`VerifiedEntry` is only produced by :func:`protocol.roster.verify_entry`; a raw
+:class:`~protocol.envelope.Envelope` is never treated as evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from protocol.canonical import (
+    DECIMAL_RE,
+    MAX_STATEMENT_BYTES,
+    TIME_RE,
+    canonical_bytes,
+    digest_of,
+    entry_id,
+    parse_canonical,
+)
+from protocol.envelope import ENTRY_PAYLOAD_TYPE, Envelope, sign_payload
+from protocol.errors import EnvelopeError, OversizeError, SchemaError
+from protocol.keys import SigningKey
+
+PROTOCOL = "tripwire/1"
+
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+LabId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+DecStr = Annotated[str, StringConstraints(pattern=DECIMAL_RE.pattern, max_length=64)]
+Timestamp = Annotated[str, StringConstraints(pattern=TIME_RE.pattern, max_length=40)]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+LongText = Annotated[str, StringConstraints(max_length=8192)]
+
+Kind = Literal[
+    "eval_result",
+    "alert",
+    "pause_proposal",
+    "vote",
+    "pause_certificate",
+    "resume_proposal",
+    "roster_update",
+    "note",
+]
+KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+
+
+class Model(BaseModel):
+    """Base for every persisted/signed model: frozen, strict, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+# --- eval_result --------------------------------------------------------------------------
+
+
+class SuiteRef(Model):
+    id: Name
+    """Suite id, e.g. ``tripwire-core``."""
+    version: Annotated[str, StringConstraints(max_length=64)]
+    """Suite version string."""
+    digest: Hex64
+    """SHA-256 of the suite's canonical JSON; must be one the roster pins."""
+
+
+class ModelRef(Model):
+    name: ShortText
+    """The lab's name for the model or run (free text, never markup)."""
+    commitment: Hex64
+    """SHA-256 commitment to the weight files (see specs/evals: model commitment)."""
+    checkpoint_step: Annotated[int, Field(ge=0)]
+    """Training step of the evaluated checkpoint."""
+    training_flop: DecStr
+    """Training compute spent up to this checkpoint, in FLOP (decimal string)."""
+    parameters: Annotated[int, Field(ge=0)] | None = None
+    """Parameter count, when disclosed."""
+
+
+class Metric(Model):
+    value: DecStr
+    """Point estimate."""
+    stderr: DecStr
+    """Standard error of the estimate."""
+
+
+class TaskResult(Model):
+    name: Name
+    """Task name within the suite."""
+    digest: Hex64
+    """SHA-256 of the task definition's canonical JSON (including the data digest)."""
+    n: Annotated[int, Field(ge=1)]
+    """Number of items scored."""
+    metrics: Annotated[dict[Name, Metric], Field(min_length=1, max_length=64)]
+    """Metric name to value and standard error."""
+    items_root: Hex64
+    """RFC 9162 Merkle root over the JCS bytes of the per-item records, in item order."""
+
+
+class EvalResultBody(Model):
+    suite: SuiteRef
+    model: ModelRef
+    tasks: Annotated[list[TaskResult], Field(min_length=1, max_length=256)]
+    runtime: Annotated[dict[Name, ShortText], Field(max_length=32)] = {}
+    """Runtime facts: torch/transformers versions, device name, dtype, batch size."""
+    started_at: Timestamp
+    finished_at: Timestamp
+
+    @model_validator(mode="after")
+    def _unique_tasks(self) -> EvalResultBody:
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError("task names must be unique within a result")
+        return self
+
+
+# --- alert / pause / vote / certificate --------------------------------------------------
+
+
+class ForecastSummary(Model):
+    crossing_flop: DecStr | None
+    """Compute at which the fitted trend crosses the breach level (None: no crossing)."""
+    crossing_low: DecStr | None = None
+    crossing_high: DecStr | None = None
+    horizon_flop: DecStr
+    """The compute horizon the policy looks ahead to."""
+
+
+class AlertBody(Model):
+    result: Hex64
+    """entry_id of the eval_result that raised the alert."""
+    result_lab: LabId
+    rule: Name
+    policy_digest: Hex64
+    verdict: Literal["warn", "breach"]
+    observed: DecStr | None = None
+    level: DecStr | None = None
+    forecast: ForecastSummary | None = None
+    message: LongText
+
+
+class Trigger(Model):
+    result: Hex64
+    """entry_id of the eval_result that breached."""
+    lab: LabId
+    """Lab whose result breached."""
+    rule: Name
+    policy_digest: Hex64
+
+
+def pause_proposal_id(trigger: Trigger) -> str:
+    """Deterministic proposal id: the same trigger always names the same proposal (spec §6.3)."""
+    return digest_of({"action": "pause", "trigger": trigger.model_dump(mode="json")})
+
+
+class DocRef(Model):
+    name: ShortText
+    sha256: Hex64
+    uri: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+def resume_proposal_id(pause_proposal: str, safety_case: list[DocRef]) -> str:
+    """Deterministic resume proposal id over the pause it ends and the safety case it cites."""
+    docs = sorted((d.model_dump(mode="json") for d in safety_case), key=lambda d: d["sha256"])
+    return digest_of({"action": "resume", "pause_proposal": pause_proposal, "safety_case": docs})
+
+
+class PauseProposalBody(Model):
+    proposal_id: Hex64
+    trigger: Trigger
+    observed: DecStr
+    """The value (or bound, per the rule's uncertainty rule) that reached the level."""
+    level: DecStr
+    rationale: LongText = ""
+
+    @model_validator(mode="after")
+    def _id(self) -> PauseProposalBody:
+        if self.proposal_id != pause_proposal_id(self.trigger):
+            raise ValueError("proposal_id is not the digest of the trigger")
+        return self
+
+
+class ResumeProposalBody(Model):
+    proposal_id: Hex64
+    pause_proposal: Hex64
+    """proposal_id of the pause this resume would end."""
+    safety_case: Annotated[list[DocRef], Field(min_length=1, max_length=64)]
+    rationale: LongText = ""
+
+    @model_validator(mode="after")
+    def _id(self) -> ResumeProposalBody:
+        if self.proposal_id != resume_proposal_id(self.pause_proposal, list(self.safety_case)):
+            raise ValueError("proposal_id is not the digest of the pause proposal and safety case")
+        return self
+
+
+class VoteBody(Model):
+    proposal_id: Hex64
+    action: Literal["pause", "resume"]
+    """Which kind of proposal this vote is on."""
+    decision: Literal["pause", "resume", "object", "abstain"]
+    rationale: LongText = ""
+
+    @model_validator(mode="after")
+    def _decision(self) -> VoteBody:
+        if self.decision in ("pause", "resume") and self.decision != self.action:
+            raise ValueError(f"a vote on a {self.action} proposal cannot decide {self.decision!r}")
+        return self
+
+
+class PauseCertificateBody(Model):
+    proposal_id: Hex64
+    action: Literal["pause", "resume"]
+    roster_version: Annotated[int, Field(ge=1)]
+    """Roster version whose weights and quorum the votes were counted under."""
+    proposal: Envelope
+    """The signed pause_proposal (or resume_proposal) entry."""
+    votes: Annotated[list[Envelope], Field(min_length=1, max_length=512)]
+    """The signed vote entries that make the quorum."""
+
+
+class RosterUpdateBody(Model):
+    roster: Envelope
+    """The new roster, as a roster envelope signed per the roster rules."""
+
+
+class NoteBody(Model):
+    text: LongText
+    refs: Annotated[list[Hex64], Field(max_length=64)] = []
+
+
+BODY_MODELS: dict[str, type[Model]] = {
+    "eval_result": EvalResultBody,
+    "alert": AlertBody,
+    "pause_proposal": PauseProposalBody,
+    "vote": VoteBody,
+    "pause_certificate": PauseCertificateBody,
+    "resume_proposal": ResumeProposalBody,
+    "roster_update": RosterUpdateBody,
+    "note": NoteBody,
+}
+
+Body = (
+    EvalResultBody
+    | AlertBody
+    | PauseProposalBody
+    | VoteBody
+    | PauseCertificateBody
+    | ResumeProposalBody
+    | RosterUpdateBody
+    | NoteBody
+)
+
+
+class Statement(Model):
+    """The signed feed statement (spec §4.1)."""
+
+    protocol: Literal["tripwire/1"]
+    network: Hex64
+    """Network id: entry_id of the genesis roster statement."""
+    lab: LabId
+    seq: Annotated[int, Field(ge=1, le=2**53 - 1)]
+    prev: Hex64 | None
+    """entry_id of the lab's entry seq-1; null exactly when seq is 1."""
+    issued_at: Timestamp
+    kind: Kind
+    body: Body
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dispatch_body(cls, data: Any) -> Any:
+        # The body schema is chosen by kind; validating it up front gives errors that
+        # name the right schema instead of a union's eight failed attempts.
+        if isinstance(data, dict):
+            kind, body = data.get("kind"), data.get("body")
+            model = BODY_MODELS.get(kind) if isinstance(kind, str) else None
+            if model is not None and isinstance(body, dict):
+                data = {**data, "body": model.model_validate(body)}
+        return data
+
+    @model_validator(mode="after")
+    def _consistency(self) -> Statement:
+        if type(self.body) is not BODY_MODELS[self.kind]:
+            raise ValueError(f"body does not match kind {self.kind!r}")
+        if (self.seq == 1) != (self.prev is None):
+            raise ValueError("prev must be null exactly when seq is 1")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def canonical(self) -> bytes:
+        return canonical_bytes(self.to_json())
+
+
+def _schema_error(e: ValidationError, what: str) -> SchemaError | OversizeError:
+    first = e.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or what
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] in ("string_too_long", "too_long"):
+        return OversizeError(f"{what} field {loc}: {msg}")
+    return SchemaError(f"{what} field {loc}: {msg}")
+
+
+def parse_statement(obj: Any) -> Statement:
+    """Validate a parsed JSON object as a statement, raising :class:`SchemaError`."""
+    if not isinstance(obj, dict):
+        raise SchemaError("a statement must be a JSON object")
+    try:
+        return Statement.model_validate(obj)
+    except ValidationError as e:
+        raise _schema_error(e, "statement") from e
+
+
+def parse_body(kind: str, body: Any) -> Model:
+    """Validate a body for ``kind`` (used when building statements from user input)."""
+    model = BODY_MODELS.get(kind)
+    if model is None:
+        raise SchemaError(f"unknown entry kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    if isinstance(body, model):
+        return body
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise _schema_error(e, f"{kind} body") from e
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEntry:
+    """An entry envelope whose payload decoded to a valid canonical statement.
+
+    Signatures are NOT checked yet: this is not evidence. See :class:`VerifiedEntry`.
+    """
+
+    envelope: Envelope
+    payload: bytes
+    statement: Statement
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEntry:
+    """An entry whose signature verified under the lab's roster key (spec §4.2).
+
+    Constructed only by :func:`protocol.roster.verify_entry`.
+    """
+
+    envelope: Envelope
+    payload: bytes
+    statement: Statement
+    entry_id: str
+    signers: frozenset[str]
+    """keyids of roster keys of the statement's lab that signed it."""
+    roster_version: int
+    """The roster version the signature was checked against."""
+
+    @property
+    def lab(self) -> str:
+        return self.statement.lab
+
+    @property
+    def seq(self) -> int:
+        return self.statement.seq
+
+    @property
+    def kind(self) -> str:
+        return self.statement.kind
+
+
+def decode_entry(envelope: Envelope) -> DecodedEntry:
+    """Decode an entry envelope: payload type, base64, canonical JSON, statement schema."""
+    if envelope.payloadType != ENTRY_PAYLOAD_TYPE:
+        raise EnvelopeError(
+            f"payloadType {envelope.payloadType!r} is not a feed entry ({ENTRY_PAYLOAD_TYPE})"
+        )
+    payload = envelope.payload_bytes()
+    if len(payload) > MAX_STATEMENT_BYTES:
+        raise OversizeError(f"statement is {len(payload)} bytes; the limit is {MAX_STATEMENT_BYTES}")
+    obj = parse_canonical(payload)
+    statement = parse_statement(obj)
+    return DecodedEntry(envelope, payload, statement, entry_id(payload))
+
+
+def build_statement(
+    *,
+    network: str,
+    lab: str,
+    seq: int,
+    prev: str | None,
+    issued_at: str,
+    kind: str,
+    body: Model | dict[str, Any],
+) -> Statement:
+    """Build and validate a statement (producers)."""
+    body_model = parse_body(kind, body)
+    return parse_statement(
+        {
+            "protocol": PROTOCOL,
+            "network": network,
+            "lab": lab,
+            "seq": seq,
+            "prev": prev,
+            "issued_at": issued_at,
+            "kind": kind,
+            "body": body_model.model_dump(mode="json"),
+        }
+    )
+
+
+def sign_statement(statement: Statement, key: SigningKey) -> tuple[Envelope, str]:
+    """Sign a statement; return the envelope and its entry_id."""
+    payload = statement.canonical()
+    return sign_payload(payload, ENTRY_PAYLOAD_TYPE, [key]), entry_id(payload)
