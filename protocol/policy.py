@@ -40,7 +40,7 @@ from protocol.errors import PolicyError, SchemaError
 #: Largest policy document accepted, in bytes of YAML or JSON text.
 MAX_POLICY_BYTES = 262_144
 MAX_RULES = 256
-MAX_DECIMAL_CHARS = 40
+MAX_DECIMAL_CHARS = 64
 MAX_TASKS = 1024
 MAX_METRICS = 64
 
@@ -51,10 +51,11 @@ Action = Literal["alert", "pause_proposal"]
 #: Verdicts are ordered ok < warn < breach; an overall verdict is the worst one.
 VERDICT_RANK: Mapping[str, int] = {"ok": 0, "warn": 1, "breach": 2}
 
-#: Decimal arithmetic for verdicts. Inputs have at most 40 characters, so with 60 digits
-#: ``value ± z * stderr`` is exact: no rounding can differ between nodes.
+#: Decimal arithmetic for verdicts: 100 significant digits, round-half-even. For every
+#: realistic input ``value ± z * stderr`` is exact, and where it is not, decimal rounding
+#: is fully specified, so no two nodes can disagree.
 _CTX = decimal.Context(
-    prec=60,
+    prec=100,
     rounding=decimal.ROUND_HALF_EVEN,
     Emin=-999_999,
     Emax=999_999,
@@ -85,8 +86,9 @@ DecimalStr = Annotated[str, BeforeValidator(_decimal_text), StringConstraints(ma
 """A decimal number written as a string (spec: no floats in signed data)."""
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$")]
-MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+LabId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=120)]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=8000)]
@@ -427,9 +429,9 @@ class TaskSummary(_Frozen):
 class ResultSummary(_Frozen):
     """What the policy needs from one verified ``eval_result`` (built by :meth:`from_body`)."""
 
-    lab: Slug
+    lab: LabId
     suite: Name
-    model: Annotated[str, StringConstraints(max_length=200)] = ""
+    model: Annotated[str, StringConstraints(max_length=256)] = ""
     checkpoint_step: Annotated[int, Field(ge=0, le=2**53 - 1)]
     training_flop: DecimalStr
     tasks: Annotated[dict[Name, TaskSummary], Field(max_length=MAX_TASKS)]
@@ -544,7 +546,7 @@ class PolicyEvaluation(_Frozen):
     policy_id: Slug
     policy_version: int
     policy_digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-    lab: Slug
+    lab: LabId
     suite: Name
     checkpoint_step: int
     training_flop: DecimalStr

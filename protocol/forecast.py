@@ -1,0 +1,664 @@
+"""Scaling-trend forecasts: when will a lab's metric reach a rule's breach level?
+
+For one lab and one indicator, each checkpoint gives a point (log10 training FLOP, metric
+value, standard error). We fit a saturating curve, a 4-parameter logistic in log-compute
+
+    y = floor + (ceiling - floor) / (1 + exp(-rate * (log10 C - midpoint)))
+
+and fall back to a straight line in log-compute when there are fewer than 4 distinct
+compute values or the logistic is not identified by the data (its midpoint far outside
+the data, a step too sharp to resolve, or a singular fit). The band around the fitted
+curve is analytic (delta method): ``se(x)^2 = g(x)^T C g(x)`` with ``C = s^2 (J^T J)^-1``,
+where ``s^2`` is the larger of the residual variance and the mean squared measurement
+standard error, so a band never claims more precision than the evals themselves had.
+
+The crossing is the smallest compute at which the curve (central), the band's risky
+edge (``crossing_low``: the earliest plausible crossing) or its safe edge
+(``crossing_high``) reaches the level. A trend warns when ``crossing_low`` is at or
+below ``latest_flop * horizon``.
+
+Determinism: every node must compute the same forecast. The fit uses only IEEE-754
+double ``+ - * /`` and ``sqrt`` (correctly rounded everywhere), its own ``exp`` built
+from those (libm's ``exp`` may differ in the last bit between platforms), a fixed
+iteration budget, sorted inputs and explicit summation loops (``sum`` of floats changed
+its algorithm in Python 3.12). Logarithms of FLOP use :class:`decimal.Decimal`. The
+verdict compares log10 FLOP values rounded to 4 decimals, which are the published numbers.
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError
+
+from protocol.canonical import DECIMAL_RE
+from protocol.errors import PolicyError
+from protocol.policy import (
+    DecimalStr,
+    Direction,
+    Policy,
+    PolicyEvaluation,
+    ResultSummary,
+    Rule,
+    TrendVerdict,
+    _explain,
+    _Frozen,
+    evaluate,
+)
+
+#: Fewest distinct compute values for the logistic (it has four parameters).
+MIN_LOGISTIC_POINTS = 4
+#: Most checkpoints used in one fit; the newest are kept beyond this.
+MAX_POINTS = 512
+#: Search for crossings this many decades of compute past the horizon.
+SEARCH_DECADES_PAST_HORIZON = 2
+LOG_PLACES = 4
+_LOG_QUANTUM = Decimal(1).scaleb(-LOG_PLACES)
+_LM_MAX_ITER = 60
+_GRID_STEPS = 256
+_BISECT_STEPS = 48
+#: Largest logistic rate in normalized log-compute units (the data span [-1, 1]); steeper
+#: means a step the checkpoints cannot resolve.
+_MAX_RATE = 40.0
+#: The midpoint may lie at most this far outside the data, in half-spans.
+_MAX_MIDPOINT = 2.0
+_RCOND = 1e-10
+
+_DCTX = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999)
+
+
+# --- deterministic elementary functions -----------------------------------------------------
+
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e00
+_EXP_COEF = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))
+
+
+def _exp(t: float) -> float:
+    """exp(t) from IEEE-754 basic operations only (bit-identical on every platform)."""
+    t = max(-700.0, min(700.0, t))
+    n = int(t * _INV_LN2 + (0.5 if t >= 0 else -0.5))
+    r = (t - n * _LN2_HI) - n * _LN2_LO
+    p = 0.0
+    for c in _EXP_COEF:
+        p = p * r + c
+    return math.ldexp(p, n)
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + _exp(-z))
+    e = _exp(z)
+    return e / (1.0 + e)
+
+
+def _log10(d: Decimal) -> float:
+    with decimal.localcontext(_DCTX):
+        return float(d.log10())
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """Gaussian elimination with partial pivoting; None when (numerically) singular."""
+    n = len(b)
+    m = [[*row, b[i]] for i, row in enumerate(a)]
+    scale = 0.0
+    for row in a:
+        for v in row:
+            scale = max(scale, abs(v))
+    if scale == 0.0 or not math.isfinite(scale):
+        return None
+    for col in range(n):
+        piv = col
+        for r in range(col + 1, n):
+            if abs(m[r][col]) > abs(m[piv][col]):
+                piv = r
+        if abs(m[piv][col]) <= _RCOND * scale:
+            return None
+        m[col], m[piv] = m[piv], m[col]
+        for r in range(col + 1, n):
+            f = m[r][col] / m[col][col]
+            if f != 0.0:
+                for c in range(col, n + 1):
+                    m[r][c] -= f * m[col][c]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        acc = m[r][n]
+        for c in range(r + 1, n):
+            acc -= m[r][c] * x[c]
+        x[r] = acc / m[r][r]
+    return x
+
+
+def _inverse(a: list[list[float]]) -> list[list[float]] | None:
+    """Inverse of a symmetric positive semi-definite matrix after unit-diagonal scaling.
+
+    Scaling first makes the singularity test a relative one (a reciprocal condition
+    number), so an unidentified parameter is caught whatever its units.
+    """
+    n = len(a)
+    d = []
+    for i in range(n):
+        if not a[i][i] > 0.0:
+            return None
+        d.append(1.0 / math.sqrt(a[i][i]))
+    s = [[a[i][j] * d[i] * d[j] for j in range(n)] for i in range(n)]
+    cols: list[list[float]] = []
+    for j in range(n):
+        e = [1.0 if i == j else 0.0 for i in range(n)]
+        col = _solve(s, e)
+        if col is None:
+            return None
+        cols.append(col)
+    return [[cols[j][i] * d[i] * d[j] for j in range(n)] for i in range(n)]
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+class TrendPoint(_Frozen):
+    """One checkpoint of one lab on one indicator."""
+
+    flop: DecimalStr
+    """Training compute of the checkpoint, FLOP (positive)."""
+    value: DecimalStr
+    stderr: DecimalStr
+    step: Annotated[int, Field(ge=0)] = 0
+
+
+def points_for_rule(results: Iterable[ResultSummary], rule: Rule) -> list[TrendPoint]:
+    """The trend points a rule reads from a lab's results (results lacking it are skipped).
+
+    One point per (step, training_flop): if a checkpoint was reported twice, the riskier
+    report is kept, so the choice does not depend on the order of ``results``.
+    """
+    higher = rule.indicator.direction == "higher_is_riskier"
+    best: dict[tuple[int, Decimal], tuple[tuple[Decimal, Decimal], TrendPoint]] = {}
+    for res in results:
+        m = res.metric(rule.indicator)
+        if m is None:
+            continue
+        key = (res.checkpoint_step, Decimal(res.training_flop))
+        v = Decimal(m.value)
+        rank = (v if higher else -v, Decimal(m.stderr))
+        pt = TrendPoint(flop=res.training_flop, value=m.value, stderr=m.stderr, step=res.checkpoint_step)
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, pt)
+    return [best[k][1] for k in sorted(best)]
+
+
+@dataclass(frozen=True)
+class _Data:
+    x: tuple[float, ...]
+    """log10 FLOP, sorted."""
+    v: tuple[float, ...]
+    """Metric in risk space (negated for lower_is_riskier), normalized."""
+    var: tuple[float, ...]
+    """Measurement variance, normalized."""
+    x_mid: float
+    x_half: float
+    y_mean: float
+    y_scale: float
+    sign: float
+    distinct: int
+
+
+def _prepare(points: Sequence[TrendPoint], direction: Direction) -> _Data | None:
+    sign = 1.0 if direction == "higher_is_riskier" else -1.0
+    raw: list[tuple[float, float, float]] = []
+    for p in points:
+        flop = Decimal(p.flop)
+        if flop <= 0:
+            raise PolicyError(f"trend point at step {p.step}: training FLOP {p.flop} must be positive")
+        x, y, se = _log10(flop), float(Decimal(p.value)), float(Decimal(p.stderr))
+        if not (math.isfinite(y) and math.isfinite(se)) or se < 0:
+            raise PolicyError(f"trend point at step {p.step}: value or stderr out of range")
+        raw.append((x, sign * y, se))
+    raw.sort()
+    if len(raw) > MAX_POINTS:
+        raw = raw[-MAX_POINTS:]
+    distinct = len({r[0] for r in raw})
+    if distinct < 2:
+        return None
+    xs = [r[0] for r in raw]
+    x_lo, x_hi = xs[0], xs[-1]
+    x_mid, x_half = (x_lo + x_hi) / 2.0, (x_hi - x_lo) / 2.0
+    total = 0.0
+    for r in raw:
+        total += r[1]
+    y_mean = total / len(raw)
+    y_scale = 0.0
+    for r in raw:
+        y_scale = max(y_scale, abs(r[1] - y_mean))
+    if y_scale == 0.0:
+        y_scale = 1.0
+    return _Data(
+        x=tuple(xs),
+        v=tuple((r[1] - y_mean) / y_scale for r in raw),
+        var=tuple((r[2] / y_scale) ** 2 for r in raw),
+        x_mid=x_mid,
+        x_half=x_half,
+        y_mean=y_mean,
+        y_scale=y_scale,
+        sign=sign,
+        distinct=distinct,
+    )
+
+
+# --- the fitted curve ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrendFit:
+    """A fitted trend with its covariance; predictions are in the metric's own units."""
+
+    model: Literal["logistic", "linear"]
+    n_points: int
+    note: str
+    """Why this model was chosen (e.g. the reason for a linear fallback)."""
+    _theta: tuple[float, ...]
+    _cov: tuple[tuple[float, ...], ...]
+    _data: _Data
+
+    def _u(self, log10_flop: float) -> float:
+        return (log10_flop - self._data.x_mid) / self._data.x_half
+
+    def _risk(self, log10_flop: float) -> tuple[float, float]:
+        """Mean and standard error in normalized risk space."""
+        u = self._u(log10_flop)
+        g: tuple[float, ...]
+        if self.model == "linear":
+            c0, c1 = self._theta
+            f, g = c0 + c1 * u, (1.0, u)
+        else:
+            a, b, k, m = self._theta
+            s = _sigmoid(k * (u - m))
+            w = (b - a) * s * (1.0 - s)
+            f, g = a + (b - a) * s, (1.0 - s, s, w * (u - m), -w * k)
+        q = 0.0
+        for i, gi in enumerate(g):
+            row = 0.0
+            for j, gj in enumerate(g):
+                row += self._cov[i][j] * gj
+            q += gi * row
+        return f, math.sqrt(q) if q > 0.0 else 0.0
+
+    def predict(self, log10_flop: float) -> tuple[float, float]:
+        """(mean, standard error) of the fitted curve at ``log10_flop``, in metric units."""
+        f, se = self._risk(log10_flop)
+        d = self._data
+        return d.sign * (d.y_mean + d.y_scale * f), d.y_scale * se
+
+    def params(self) -> dict[str, str]:
+        """Fitted parameters in metric units and log10 FLOP, 6 significant digits."""
+        d = self._data
+        if self.model == "linear":
+            c0, c1 = self._theta
+            slope = c1 / d.x_half
+            intercept = c0 - slope * d.x_mid
+            vals = {
+                "intercept": d.sign * (d.y_mean + d.y_scale * intercept),
+                "slope_per_decade": d.sign * d.y_scale * slope,
+            }
+        else:
+            a, b, k, m = self._theta
+            vals = {
+                "low_compute_limit": d.sign * (d.y_mean + d.y_scale * a),
+                "high_compute_limit": d.sign * (d.y_mean + d.y_scale * b),
+                "rate_per_decade": k / d.x_half,
+                "midpoint_log10_flop": d.x_mid + m * d.x_half,
+            }
+        return {name: _sig(v) for name, v in vals.items()}
+
+
+def _sig(v: float, digits: int = 6) -> str:
+    with decimal.localcontext(_DCTX) as ctx:
+        ctx.prec = digits
+        d = +Decimal(v)
+    text = format(d, "f") if -20 < d.adjusted() < 20 else format(d, "E")
+    if "." in text and "E" not in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _ssr(d: _Data, theta: Sequence[float]) -> float:
+    a, b, k, m = theta
+    total = 0.0
+    for x, v in zip(d.x, d.v, strict=True):
+        u = (x - d.x_mid) / d.x_half
+        r = v - (a + (b - a) * _sigmoid(k * (u - m)))
+        total += r * r
+    return total
+
+
+def _normal_equations(d: _Data, theta: Sequence[float]) -> tuple[list[list[float]], list[float]]:
+    a, b, k, m = theta
+    jtj = [[0.0] * 4 for _ in range(4)]
+    jtr = [0.0] * 4
+    for x, v in zip(d.x, d.v, strict=True):
+        u = (x - d.x_mid) / d.x_half
+        s = _sigmoid(k * (u - m))
+        w = (b - a) * s * (1.0 - s)
+        g = (1.0 - s, s, w * (u - m), -w * k)
+        r = v - (a + (b - a) * s)
+        for i in range(4):
+            jtr[i] += g[i] * r
+            for j in range(i, 4):
+                jtj[i][j] += g[i] * g[j]
+    for i in range(4):
+        for j in range(i):
+            jtj[i][j] = jtj[j][i]
+    return jtj, jtr
+
+
+def _levenberg_marquardt(d: _Data, theta0: Sequence[float]) -> tuple[tuple[float, ...], float]:
+    theta = tuple(theta0)
+    ssr = _ssr(d, theta)
+    lam = 1e-3
+    for _ in range(_LM_MAX_ITER):
+        jtj, jtr = _normal_equations(d, theta)
+        accepted = False
+        while lam <= 1e12:
+            m = [row[:] for row in jtj]
+            for i in range(4):
+                m[i][i] += lam * (jtj[i][i] + 1e-9)
+            step = _solve(m, jtr)
+            if step is not None:
+                cand = [theta[i] + step[i] for i in range(4)]
+                cand[2] = max(-_MAX_RATE, min(_MAX_RATE, cand[2]))
+                new = _ssr(d, cand)
+                if new < ssr:
+                    accepted = True
+                    lam = max(lam / 10.0, 1e-12)
+                    gain, theta, ssr = ssr - new, tuple(cand), new
+                    break
+            lam *= 10.0
+        if not accepted or gain <= 1e-12 * (ssr + 1e-300):
+            break
+    return theta, ssr
+
+
+def _sigma2(d: _Data, ssr: float, n_params: int) -> float:
+    dof = len(d.x) - n_params
+    meas = 0.0
+    for v in d.var:
+        meas += v
+    meas /= len(d.var)
+    return max(ssr / dof if dof > 0 else 0.0, meas)
+
+
+def _fit_linear(d: _Data, note: str) -> TrendFit | None:
+    n = float(len(d.x))
+    su = suu = sv = suv = 0.0
+    for x, v in zip(d.x, d.v, strict=True):
+        u = (x - d.x_mid) / d.x_half
+        su += u
+        suu += u * u
+        sv += v
+        suv += u * v
+    xtx = [[n, su], [su, suu]]
+    theta = _solve(xtx, [sv, suv])
+    inv = _inverse(xtx)
+    if theta is None or inv is None:
+        return None
+    ssr = 0.0
+    for x, v in zip(d.x, d.v, strict=True):
+        r = v - (theta[0] + theta[1] * (x - d.x_mid) / d.x_half)
+        ssr += r * r
+    s2 = _sigma2(d, ssr, 2)
+    cov = tuple(tuple(s2 * c for c in row) for row in inv)
+    return TrendFit("linear", len(d.x), note, tuple(theta), cov, d)
+
+
+def _fit_logistic(d: _Data) -> tuple[TrendFit | None, str]:
+    # Starting values: a few fixed midpoints, with floor/ceiling from a linear solve given
+    # the sigmoid shape; the best of the fixed starts wins (ties: the first), so the
+    # result never depends on anything but the data.
+    n = len(d.x)
+    suv = 0.0
+    for x, v in zip(d.x, d.v, strict=True):
+        suv += (x - d.x_mid) * v
+    k0 = 3.0 if suv >= 0 else -3.0
+    best: tuple[tuple[float, ...], float] | None = None
+    for m0 in (-0.5, 0.0, 0.5):
+        s = [_sigmoid(k0 * ((x - d.x_mid) / d.x_half - m0)) for x in d.x]
+        s00 = s01 = s11 = b0 = b1 = 0.0
+        for si, v in zip(s, d.v, strict=True):
+            s00 += (1 - si) * (1 - si)
+            s01 += (1 - si) * si
+            s11 += si * si
+            b0 += (1 - si) * v
+            b1 += si * v
+        ab = _solve([[s00, s01], [s01, s11]], [b0, b1]) or [min(d.v), max(d.v)]
+        theta, ssr = _levenberg_marquardt(d, (ab[0], ab[1], k0, m0))
+        if best is None or ssr < best[1]:
+            best = (theta, ssr)
+    assert best is not None
+    theta, ssr = best
+    a, b, k, m = theta
+    if not all(math.isfinite(t) for t in theta) or not math.isfinite(ssr):
+        return None, "logistic fit diverged"
+    if abs(k) >= _MAX_RATE * 0.999:
+        return None, "logistic step too sharp for the checkpoints to resolve"
+    if abs(m) > _MAX_MIDPOINT:
+        return None, "logistic midpoint lies far outside the checkpoints"
+    jtj, _ = _normal_equations(d, theta)
+    inv = _inverse(jtj)
+    if inv is None:
+        return None, "logistic parameters not identified by the checkpoints"
+    s2 = _sigma2(d, ssr, 4)
+    cov = tuple(tuple(s2 * c for c in row) for row in inv)
+    return TrendFit("logistic", n, "logistic fit", (a, b, k, m), cov, d), ""
+
+
+def fit_trend(points: Sequence[TrendPoint], *, direction: Direction) -> TrendFit | None:
+    """Fit the trend of one indicator over compute; None with fewer than 2 distinct FLOP values."""
+    d = _prepare(points, direction)
+    if d is None:
+        return None
+    if d.distinct < MIN_LOGISTIC_POINTS:
+        return _fit_linear(d, f"linear: {d.distinct} distinct compute values (the logistic needs 4)")
+    fit, why = _fit_logistic(d)
+    if fit is not None:
+        return fit
+    return _fit_linear(d, f"linear: {why}")
+
+
+# --- crossings and the verdict ----------------------------------------------------------------
+
+
+class Forecast(_Frozen):
+    """Where a fitted trend reaches a level; numbers rounded as published."""
+
+    model: Literal["logistic", "linear", "none"]
+    n_points: Annotated[int, Field(ge=0)]
+    note: Annotated[str, Field(max_length=200)]
+    params: dict[str, str]
+    level: DecimalStr
+    z: DecimalStr
+    horizon_flop: DecimalStr
+    horizon_log10_flop: DecimalStr
+    crossing_log10_flop: DecimalStr | None = None
+    crossing_low_log10_flop: DecimalStr | None = None
+    crossing_high_log10_flop: DecimalStr | None = None
+    crossing_flop: DecimalStr | None = None
+    crossing_low_flop: DecimalStr | None = None
+    crossing_high_flop: DecimalStr | None = None
+    search_limit_log10_flop: DecimalStr | None = None
+    """Crossings beyond this compute are reported as None."""
+
+    @property
+    def warns(self) -> bool:
+        """True when the earliest plausible crossing is at or before the horizon."""
+        if self.crossing_low_log10_flop is None:
+            return False
+        return Decimal(self.crossing_low_log10_flop) <= Decimal(self.horizon_log10_flop)
+
+
+def _round_log(x: float) -> Decimal:
+    return Decimal(x).quantize(_LOG_QUANTUM, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def _flop_of(log10_flop: Decimal) -> str:
+    with decimal.localcontext(_DCTX) as ctx:
+        ctx.prec = 6
+        return str(Decimal(10) ** log10_flop)
+
+
+def _first_crossing(fit: TrendFit, level: float, cz: float, lo: float, hi: float) -> float | None:
+    """Smallest log10 FLOP in [lo, hi] where mean + cz*se (risk space) reaches ``level``."""
+
+    def edge(x: float) -> float:
+        f, se = fit._risk(x)
+        return f + cz * se
+
+    if edge(lo) >= level:
+        return lo
+    prev = lo
+    for i in range(1, _GRID_STEPS + 1):
+        x = lo + (hi - lo) * i / _GRID_STEPS
+        if edge(x) >= level:
+            a, b = prev, x
+            for _ in range(_BISECT_STEPS):
+                mid = (a + b) / 2.0
+                if edge(mid) >= level:
+                    b = mid
+                else:
+                    a = mid
+            return b
+        prev = x
+    return None
+
+
+def forecast_crossing(
+    points: Sequence[TrendPoint],
+    *,
+    level: str,
+    direction: Direction,
+    z: str,
+    horizon_flop: str,
+) -> Forecast:
+    """Fit the trend and find where it, and its band, reach ``level``."""
+    try:
+        base = Forecast(
+            model="none",
+            n_points=len(points),
+            note="",
+            params={},
+            level=level,
+            z=z,
+            horizon_flop=horizon_flop,
+            horizon_log10_flop="0",
+        )
+    except ValidationError as e:
+        raise PolicyError(f"forecast inputs: {_explain(e)}") from e
+    h = Decimal(horizon_flop)
+    if h <= 0:
+        raise PolicyError(f"forecast horizon FLOP {horizon_flop} must be positive")
+    with decimal.localcontext(_DCTX):
+        h_log = h.log10().quantize(_LOG_QUANTUM, rounding=decimal.ROUND_HALF_EVEN)
+    fit = fit_trend(points, direction=direction)
+    if fit is None:
+        return base.model_copy(
+            update={
+                "note": "fewer than 2 distinct compute values: no trend",
+                "horizon_log10_flop": str(h_log),
+            }
+        )
+    d = fit._data
+    risk_level = (d.sign * float(Decimal(level)) - d.y_mean) / d.y_scale
+    zf = float(Decimal(z))
+    lo = d.x[0]
+    hi = max(d.x[-1], float(h_log)) + SEARCH_DECADES_PAST_HORIZON
+    found = {
+        "": _first_crossing(fit, risk_level, 0.0, lo, hi),
+        "_low": _first_crossing(fit, risk_level, zf, lo, hi),
+        "_high": _first_crossing(fit, risk_level, -zf, lo, hi),
+    }
+    update: dict[str, object] = {
+        "model": fit.model,
+        "n_points": fit.n_points,
+        "note": fit.note,
+        "params": fit.params(),
+        "horizon_log10_flop": str(h_log),
+        "search_limit_log10_flop": str(_round_log(hi)),
+    }
+    for suffix, x in found.items():
+        if x is not None:
+            xr = _round_log(x)
+            update[f"crossing{suffix}_log10_flop"] = str(xr)
+            update[f"crossing{suffix}_flop"] = _flop_of(xr)
+    return base.model_copy(update=update)
+
+
+def forecast_verdict(points: Sequence[TrendPoint], rule: Rule, latest_flop: str) -> TrendVerdict:
+    """Trend verdict for a rule: ``warn`` when the band's risky edge reaches the breach
+    level at or before ``latest_flop * rule.forecast.horizon``, else ``ok``."""
+    if rule.forecast is None:
+        raise PolicyError(f"rule '{rule.id}' has no forecast section")
+    if not isinstance(latest_flop, str) or not DECIMAL_RE.match(latest_flop) or Decimal(latest_flop) <= 0:
+        raise PolicyError(f"latest training FLOP {latest_flop!r} is not a positive decimal string")
+    with decimal.localcontext(_DCTX) as ctx:
+        ctx.prec = 12
+        horizon_flop = str(+(Decimal(latest_flop) * Decimal(rule.forecast.horizon)))
+    fc = forecast_crossing(
+        points,
+        level=rule.breach_level,
+        direction=rule.indicator.direction,
+        z=rule.forecast.z,
+        horizon_flop=horizon_flop,
+    )
+    horizon = f"the {rule.forecast.horizon}x horizon ({horizon_flop} FLOP)"
+    if fc.model == "none":
+        reason = f"{fc.note}; {horizon}"
+    elif fc.warns:
+        reason = (
+            f"{fc.model} trend over {fc.n_points} checkpoints may reach breach level {rule.breach_level} "
+            f"at {fc.crossing_low_flop} FLOP (central {fc.crossing_flop or 'beyond range'}), "
+            f"within {horizon}"
+        )
+    elif fc.crossing_low_flop is not None:
+        reason = (
+            f"{fc.model} trend over {fc.n_points} checkpoints reaches breach level {rule.breach_level} "
+            f"no earlier than {fc.crossing_low_flop} FLOP, beyond {horizon}"
+        )
+    else:
+        reason = (
+            f"{fc.model} trend over {fc.n_points} checkpoints does not reach breach level "
+            f"{rule.breach_level} before {_flop_of(Decimal(fc.search_limit_log10_flop or '0'))} FLOP"
+        )
+    return TrendVerdict(
+        verdict="warn" if fc.warns else "ok",
+        reason=reason[:1000],
+        model=fc.model,
+        n_points=fc.n_points,
+        horizon_flop=horizon_flop,
+        crossing_flop=fc.crossing_flop,
+        crossing_low_flop=fc.crossing_low_flop,
+        crossing_high_flop=fc.crossing_high_flop,
+    )
+
+
+def evaluate_with_trend(
+    policy: Policy,
+    result: ResultSummary,
+    history: Iterable[ResultSummary],
+) -> PolicyEvaluation:
+    """Point verdicts plus trend verdicts for every rule that has a forecast section.
+
+    ``history`` is the same lab's earlier verified results, as the caller defines the
+    lineage (e.g. feed order up to this result); results of other labs are ignored.
+    """
+    same_lab = [r for r in history if r.lab == result.lab]
+    same_lab.append(result)
+    trends: dict[str, TrendVerdict] = {}
+    for rule in policy.rules:
+        if rule.forecast is None or result.metric(rule.indicator) is None:
+            continue
+        trends[rule.id] = forecast_verdict(points_for_rule(same_lab, rule), rule, result.training_flop)
+    return evaluate(policy, result, trends=trends)
