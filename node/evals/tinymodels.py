@@ -1,0 +1,155 @@
+"""Tiny real GPT-2 models with a character-level tokenizer, and a plain training loop.
+
+They stand in for a lab's checkpoints in tests, the benchmark and the three-lab demo:
+saved with ``save_pretrained`` and loaded back through the same
+``AutoModelForCausalLM`` / ``AutoTokenizer`` path used for real checkpoints, so nothing
+downstream knows they are small.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
+#: Every character the generators emit; order fixes the token ids, so never reorder it.
+CHARSET = string.digits + string.ascii_letters + string.punctuation + " \n"
+
+StepHook = Callable[[int, Any], bool]
+
+
+def build_char_tokenizer(save_dir: str | Path | None = None):
+    """A one-token-per-character fast tokenizer with pad/bos/eos/unk specials.
+
+    No post-processor: encoding never inserts BOS/EOS, so contexts and continuations
+    split exactly at character boundaries (as lm-evaluation-harness expects).
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate([PAD, BOS, EOS, UNK, *CHARSET])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK
+    )
+    if save_dir is not None:
+        tok.save_pretrained(str(save_dir))
+    return tok
+
+
+def build_tiny_gpt2(n_layer: int = 3, n_embd: int = 128, n_head: int = 4, tokenizer=None, seed: int = 0,
+                    n_positions: int = 512):
+    """A randomly initialised GPT-2 sized for the tokenizer's vocabulary (deterministic by seed)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tokenizer or build_char_tokenizer()
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        # Dropout would make "trained a few steps" checkpoints depend on RNG state outside the seed.
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config)
+    model.eval()
+    return model
+
+
+def save_model(model, tokenizer, out_dir: str | Path, *, step: int | None = None,
+               tokens_seen: int | None = None) -> Path:
+    """Save weights (safetensors), config and tokenizer; record progress as the HF Trainer does."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    if step is not None:
+        state: dict[str, Any] = {"global_step": step}
+        if tokens_seen is not None:
+            state["num_input_tokens_seen"] = tokens_seen
+        (out / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
+    return out
+
+
+def arithmetic_problem(rng: random.Random, digits: int = 2) -> tuple[str, str]:
+    """One ``aa+bb=`` prompt and its ``ccc`` answer (zero-padded, fixed width)."""
+    hi = 10**digits - 1
+    a, b = rng.randint(0, hi), rng.randint(0, hi)
+    return f"{a:0{digits}d}+{b:0{digits}d}=", f"{a + b:0{digits + 1}d}"
+
+
+def arithmetic_stream(rng: random.Random, n_problems: int, digits: int = 2) -> str:
+    """Solved problems packed back to back: ``12+34=046;56+78=134;...``."""
+    return "".join(q + a + ";" for q, a in (arithmetic_problem(rng, digits) for _ in range(n_problems)))
+
+
+def train_tiny_arithmetic(
+    out_dir: str | Path | None = None,
+    *,
+    steps: int = 750,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    n_layer: int = 3,
+    n_embd: int = 128,
+    n_head: int = 4,
+    problems_per_row: int = 10,
+    seed: int = 0,
+    save_every: int | None = None,
+    on_step: StepHook | None = None,
+    model=None,
+    tokenizer=None,
+    start_step: int = 0,
+    device: str = "cpu",
+):
+    """Train a tiny GPT-2 on two-digit addition; return ``(model, tokenizer, last_step)``.
+
+    ``on_step(step, model)`` runs after every optimizer step; returning ``False`` stops
+    training (the coordinated-pause gate plugs in here). With ``save_every``, checkpoints
+    go to ``out_dir/checkpoint-<step>`` (and the final one to ``out_dir`` itself), each with
+    a ``trainer_state.json`` carrying ``global_step`` and ``num_input_tokens_seen`` so the
+    eval runner can infer checkpoint step and training compute.
+    """
+    tokenizer = tokenizer or build_char_tokenizer()
+    model = model or build_tiny_gpt2(n_layer, n_embd, n_head, tokenizer, seed)
+    model.to(device)
+    model.train()
+    rng = random.Random(seed * 7919 + start_step)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    step = start_step
+    tokens_seen = 0
+    for step in range(start_step + 1, start_step + steps + 1):
+        rows = [arithmetic_stream(rng, problems_per_row) for _ in range(batch_size)]
+        ids = torch.tensor([tokenizer.encode(r) for r in rows], dtype=torch.long, device=device)
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens_seen += ids.numel()
+        keep_going = True
+        if on_step is not None:
+            model.eval()
+            keep_going = on_step(step, model) is not False
+            model.train()
+        if out_dir is not None and save_every and step % save_every == 0:
+            save_model(model, tokenizer, Path(out_dir) / f"checkpoint-{step}", step=step, tokens_seen=tokens_seen)
+        if not keep_going:
+            break
+    model.eval()
+    if out_dir is not None:
+        save_model(model, tokenizer, out_dir, step=step, tokens_seen=tokens_seen)
+    return model, tokenizer, step
