@@ -82,7 +82,11 @@ def _decimal_text(v: Any) -> Any:
     raise ValueError(f"expected a decimal string, got {type(v).__name__}")
 
 
-DecimalStr = Annotated[str, BeforeValidator(_decimal_text), StringConstraints(max_length=MAX_DECIMAL_CHARS)]
+DecimalStr = Annotated[
+    str,
+    StringConstraints(max_length=MAX_DECIMAL_CHARS, pattern=DECIMAL_RE.pattern),
+    BeforeValidator(_decimal_text),
+]
 """A decimal number written as a string (spec: no floats in signed data)."""
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -322,9 +326,25 @@ class Policy(_Frozen):
 def policy_json_schema() -> dict[str, Any]:
     """JSON Schema of the policy format (published under ``specs/schemas/``)."""
     schema: dict[str, Any] = Policy.model_json_schema(mode="validation")
+    _array_bounds_as_items(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://tripwire.invalid/schemas/policy.schema.json"
     return schema
+
+
+def _array_bounds_as_items(node: Any) -> None:
+    # pydantic writes a tuple's length bounds as minLength/maxLength; JSON Schema spells
+    # them minItems/maxItems for arrays, and other validators would silently ignore them.
+    if isinstance(node, dict):
+        if node.get("type") == "array":
+            for old, new in (("minLength", "minItems"), ("maxLength", "maxItems")):
+                if old in node:
+                    node[new] = node.pop(old)
+        for v in node.values():
+            _array_bounds_as_items(v)
+    elif isinstance(node, list):
+        for v in node:
+            _array_bounds_as_items(v)
 
 
 def _explain(e: ValidationError) -> str:
@@ -342,6 +362,10 @@ def _explain(e: ValidationError) -> str:
             msg, loc = f"unknown key '{key}' in {parent or 'top level'}", ""
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif err["type"] == "too_short":
+            msg = f"needs at least {err.get('ctx', {}).get('min_length')} item(s)"
+        elif err["type"] == "too_long":
+            msg = f"allows at most {err.get('ctx', {}).get('max_length')} item(s)"
         parts.append(f"{loc}: {msg}" if loc else msg)
     more = len(e.errors()) - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
