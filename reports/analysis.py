@@ -1,0 +1,281 @@
+"""What a report says, computed deterministically from verified entries.
+
+Both the bundle builder (to write the claims) and the verifier (to recompute them)
+call :func:`analyse`, so a claim can only pass if an independent recomputation from
+the signed data gives the same answer. Pure: no I/O.
+
+Definitions (normative in specs/evidence.md §6):
+- A *lineage* is one lab's results for one model name, in feed order.
+- Every eval result gets a *point verdict* per applicable rule (no forecast).
+- The latest result of each lineage also gets a *trend verdict*: the rule's forecast
+  over that lineage's results in the bundle (``protocol.forecast.evaluate_with_trend``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from protocol.entries import (
+    EvalResultBody,
+    PauseCertificateBody,
+    PauseProposalBody,
+    ResumeProposalBody,
+    VerifiedEntry,
+    VoteBody,
+)
+from protocol.forecast import evaluate_with_trend
+from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
+from protocol.quorum import QuorumResult, tally
+from protocol.roster import RosterChain
+
+Status = Literal["normal", "alert", "paused"]
+
+
+def pointer(*parts: str | int) -> str:
+    """An RFC 6901 JSON Pointer from path parts (``~`` and ``/`` escaped)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def resolve_pointer(doc: Any, ptr: str) -> Any:
+    """Resolve an RFC 6901 pointer; raise ``KeyError`` naming the missing step."""
+    if ptr == "":
+        return doc
+    if not ptr.startswith("/"):
+        raise KeyError(f"pointer {ptr!r} does not start with '/'")
+    cur = doc
+    for raw in ptr[1:].split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(cur, list):
+            if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
+                raise KeyError(f"{token!r} is not an array index")
+            i = int(token)
+            if i >= len(cur):
+                raise KeyError(f"index {i} is past the end of an array of {len(cur)}")
+            cur = cur[i]
+        elif isinstance(cur, dict):
+            if token not in cur:
+                raise KeyError(f"no member {token!r}")
+            cur = cur[token]
+        else:
+            raise KeyError(f"cannot step into a {type(cur).__name__} with {token!r}")
+    return cur
+
+
+@dataclass(frozen=True)
+class Result:
+    """One verified eval_result with the indexes the report needs."""
+
+    entry: VerifiedEntry
+    body: EvalResultBody
+    summary: ResultSummary
+    task_index: dict[str, int]
+
+    @property
+    def id(self) -> str:
+        return self.entry.entry_id
+
+    @property
+    def lab(self) -> str:
+        return self.entry.lab
+
+    @property
+    def model(self) -> str:
+        return self.body.model.name
+
+    @property
+    def flop(self) -> str:
+        return self.body.model.training_flop
+
+    @property
+    def log10_flop(self) -> float:
+        d = Decimal(self.flop)
+        return float(d.log10()) if d > 0 else -math.inf
+
+    def metric_pointer(self, task: str, metric: str, what: str) -> str:
+        return pointer("body", "tasks", self.task_index[task], "metrics", metric, what)
+
+    def n_pointer(self, task: str) -> str:
+        return pointer("body", "tasks", self.task_index[task], "n")
+
+
+FLOP_PTR = pointer("body", "model", "training_flop")
+STEP_PTR = pointer("body", "model", "checkpoint_step")
+
+
+@dataclass(frozen=True)
+class ProposalState:
+    """A pause or resume proposal, the votes on it in the bundle, and its certificate."""
+
+    entry: VerifiedEntry
+    action: Literal["pause", "resume"]
+    proposal_id: str
+    votes: tuple[VerifiedEntry, ...]
+    """Every vote on this proposal in the bundle, in (issued_at, lab, seq) order."""
+    tally: QuorumResult
+    """Tally of the bundle's votes under the roster version the proposal was verified with."""
+    certificate: VerifiedEntry | None = None
+    certificate_result: QuorumResult | None = None
+
+
+@dataclass
+class Analysis:
+    chain: RosterChain
+    policy: Policy
+    entries: tuple[VerifiedEntry, ...]
+    results: list[Result] = field(default_factory=list)
+    by_id: dict[str, VerifiedEntry] = field(default_factory=dict)
+    results_by_id: dict[str, Result] = field(default_factory=dict)
+    point: dict[tuple[str, str], RuleVerdict] = field(default_factory=dict)
+    """(result entry id, rule id) -> point verdict."""
+    trend: dict[tuple[str, str], RuleVerdict] = field(default_factory=dict)
+    """(latest result id of a lineage, rule id) -> verdict with the trend forecast."""
+    latest: dict[tuple[str, str], Result] = field(default_factory=dict)
+    """(lab, model name) -> the lineage's latest result."""
+    lineages: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
+    proposals: list[ProposalState] = field(default_factory=list)
+    statements: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """entry id -> statement as JSON (for claim pointers)."""
+
+    @property
+    def status(self) -> Status:
+        paused: set[str] = set()
+        resumed: set[str] = set()
+        for p in self.proposals:
+            if p.certificate is None:
+                continue
+            if p.action == "pause":
+                paused.add(p.proposal_id)
+            else:
+                body = p.entry.statement.body
+                assert isinstance(body, ResumeProposalBody)
+                resumed.add(body.pause_proposal)
+        if paused - resumed:
+            return "paused"
+        if self.open_proposals or any(v.verdict != "ok" for v in self.trend.values()):
+            return "alert"
+        if any(e.kind == "alert" for e in self.entries):
+            return "alert"
+        return "normal"
+
+    @property
+    def open_proposals(self) -> list[ProposalState]:
+        return [p for p in self.proposals if p.certificate is None]
+
+    def verdict_for_latest(self, lab: str, rule_id: str) -> tuple[Result, RuleVerdict] | None:
+        """The riskiest latest-lineage verdict of ``lab`` on ``rule_id`` (None: no result)."""
+        best: tuple[Result, RuleVerdict] | None = None
+        rank = {"ok": 0, "warn": 1, "breach": 2}
+        for (lab_, _model), res in self.latest.items():
+            if lab_ != lab:
+                continue
+            v = self.trend.get((res.id, rule_id))
+            if v is None:
+                continue
+            if best is None or (rank[v.verdict], Decimal(v.bound)) > (
+                rank[best[1].verdict],
+                Decimal(best[1].bound),
+            ):
+                best = (res, v)
+        return best
+
+
+def _statement_json(e: VerifiedEntry) -> dict[str, Any]:
+    # The payload is canonical JSON already checked by decode_entry; json.loads of it is
+    # exactly the signed object (no floats can be present).
+    out: dict[str, Any] = json.loads(e.payload)
+    return out
+
+
+def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]) -> Analysis:
+    """Compute everything the report shows from verified entries (bundle order)."""
+    a = Analysis(chain=chain, policy=policy, entries=tuple(entries))
+    votes: list[VerifiedEntry] = []
+    proposals: list[VerifiedEntry] = []
+    certificates: list[VerifiedEntry] = []
+    for e in entries:
+        a.by_id[e.entry_id] = e
+        body = e.statement.body
+        if isinstance(body, EvalResultBody):
+            st = _statement_json(e)
+            a.statements[e.entry_id] = st
+            summary = ResultSummary.from_statement(st)
+            res = Result(e, body, summary, {t.name: i for i, t in enumerate(body.tasks)})
+            a.results.append(res)
+            a.results_by_id[e.entry_id] = res
+            a.lineages.setdefault((res.lab, res.model), []).append(res)
+            for rule in policy.rules:
+                v = evaluate_rule(rule, summary)
+                if isinstance(v, RuleVerdict):
+                    a.point[(e.entry_id, rule.id)] = v
+        elif isinstance(body, VoteBody):
+            votes.append(e)
+        elif isinstance(body, PauseProposalBody | ResumeProposalBody):
+            proposals.append(e)
+        elif isinstance(body, PauseCertificateBody):
+            certificates.append(e)
+        if e.entry_id not in a.statements and e.kind != "eval_result":
+            a.statements[e.entry_id] = _statement_json(e)
+
+    for key, lineage in a.lineages.items():
+        lineage.sort(key=lambda r: r.entry.seq)
+        latest = lineage[-1]
+        a.latest[key] = latest
+        ev = evaluate_with_trend(policy, latest.summary, [r.summary for r in lineage[:-1]])
+        for v in ev.verdicts:
+            a.trend[(latest.id, v.rule_id)] = v
+
+    a.proposals = _proposals(chain, proposals, votes, certificates)
+    return a
+
+
+def _proposals(
+    chain: RosterChain,
+    proposals: Iterable[VerifiedEntry],
+    votes: Sequence[VerifiedEntry],
+    certificates: Sequence[VerifiedEntry],
+) -> list[ProposalState]:
+    # Two labs may publish the same deterministic proposal (spec §6.3): the first in
+    # (issued_at, lab) order represents it.
+    by_pid: dict[str, VerifiedEntry] = {}
+    for p in sorted(proposals, key=lambda e: (e.statement.issued_at, e.lab, e.seq)):
+        body = p.statement.body
+        assert isinstance(body, PauseProposalBody | ResumeProposalBody)
+        by_pid.setdefault(body.proposal_id, p)
+    certs: dict[str, VerifiedEntry] = {}
+    for c in sorted(certificates, key=lambda e: (e.statement.issued_at, e.lab, e.seq)):
+        cb = c.statement.body
+        assert isinstance(cb, PauseCertificateBody)
+        certs.setdefault(cb.proposal_id, c)
+    out: list[ProposalState] = []
+    for pid, p in by_pid.items():
+        body = p.statement.body
+        action: Literal["pause", "resume"] = "pause" if isinstance(body, PauseProposalBody) else "resume"
+        mine = tuple(
+            sorted(
+                (
+                    v
+                    for v in votes
+                    if isinstance(v.statement.body, VoteBody)
+                    and v.statement.body.proposal_id == pid
+                    and v.statement.body.action == action
+                ),
+                key=lambda e: (e.statement.issued_at, e.lab, e.seq),
+            )
+        )
+        roster = chain.get(p.roster_version).roster
+        t = tally(p, mine, roster)
+        cert = certs.get(pid)
+        cert_result = None
+        if cert is not None:
+            from protocol.quorum import verify_certificate
+
+            cb = cert.statement.body
+            assert isinstance(cb, PauseCertificateBody)
+            cert_result = verify_certificate(cb, chain)
+        out.append(ProposalState(p, action, pid, mine, t, cert, cert_result))
+    return out

@@ -1,0 +1,585 @@
+"""Evidence bundles: everything a report cites, checkable offline (specs/evidence.md).
+
+:func:`build_bundle` packs the roster chain, the cited entries (a contiguous run of each
+lab's feed), equivocation proofs, a signed checkpoint of the node's log with an
+inclusion proof per entry, the policy document the roster pins, and the report's claims.
+:func:`verify_bundle` checks all of it and returns a :class:`VerificationReport`; only a
+report that passes carries a :class:`VerifiedBundle`, the renderer's only input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from protocol.canonical import (
+    canonical_bytes,
+    format_time,
+    parse_canonical,
+    parse_json_strict,
+    parse_time,
+    utcnow,
+)
+from protocol.entries import PauseCertificateBody, VerifiedEntry
+from protocol.envelope import CHECKPOINT_PAYLOAD_TYPE, Envelope, sign_payload, verify_signatures
+from protocol.errors import PeerDataError, TripwireError
+from protocol.feed import EquivocationProof
+from protocol.keys import SigningKey
+from protocol.merkle import leaf_hash, verify_inclusion
+from protocol.policy import Policy
+from protocol.quorum import QuorumResult, verify_certificate
+from protocol.roster import RosterChain, verify_entry, verify_genesis
+from reports.analysis import Analysis, analyse
+from reports.claims import ClaimIndex, Claims, check_claims, derive_claims
+from reports.errors import EvidenceError
+
+FORMAT = "tripwire-evidence/1"
+#: Largest bundle file accepted by :func:`load_bundle` (a 10-lab x 1,000-result bundle is ~30 MB).
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024
+
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+LabId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
+Timestamp = Annotated[
+    str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$", max_length=40)
+]
+Audience = Literal["public", "regulator"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Checkpoint(_Model):
+    """A node's signed statement of its log of accepted entries (payload of the checkpoint envelope)."""
+
+    protocol: Literal["tripwire/1"]
+    network: Hex64
+    node: LabId
+    """Lab id of the node whose log this is; its roster key signs the checkpoint."""
+    size: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    root: Hex64
+    """RFC 9162 Merkle root over the log's leaves (leaf = UTF-8 bytes of the entry_id hex)."""
+    issued_at: Timestamp
+
+
+class InclusionProof(_Model):
+    """RFC 9162 inclusion proof of one entry in the checkpointed log."""
+
+    entry: Hex64
+    index: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    """Position of the entry in the node's log (0-based)."""
+    path: Annotated[list[Hex64], Field(max_length=64)]
+    """Audit path, leaf to root, lowercase hex."""
+
+
+class EvidenceBundle(_Model):
+    """The evidence.json document (specs/evidence.md §2)."""
+
+    format: Literal["tripwire-evidence/1"]
+    generated_at: Timestamp
+    network: Hex64
+    """Network id (genesis roster id)."""
+    node: LabId
+    """The node that produced the bundle and signed the checkpoint."""
+    audience: Audience
+    since: Timestamp | None = None
+    """Events before this time were left out of the report (the feeds may still start earlier)."""
+    roster_chain: Annotated[list[Envelope], Field(min_length=1, max_length=10_000)]
+    """Every roster version, genesis first."""
+    policy: dict[str, Any]
+    """The threshold policy document whose digest the current roster pins."""
+    entries: Annotated[list[Envelope], Field(max_length=5_000_000)]
+    """Cited feed entries: for each lab a contiguous run of its feed, in seq order."""
+    equivocations: list[EquivocationProof] = []
+    checkpoint: Envelope
+    """Signed checkpoint of the node's log; every entry is proven included in it."""
+    proofs: list[InclusionProof]
+    """One inclusion proof per entry, in the order of ``entries``."""
+    claims: Claims
+
+    def to_json_bytes(self) -> bytes:
+        # Indented for people who open it; verification never depends on bundle formatting.
+        return json.dumps(self.model_dump(mode="json"), indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def evidence_json_schema() -> dict[str, Any]:
+    """JSON Schema of evidence.json (published as specs/schemas/evidence.schema.json)."""
+    schema: dict[str, Any] = EvidenceBundle.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://tripwire.invalid/schemas/evidence.schema.json"
+    return schema
+
+
+def parse_bundle(obj: Any) -> EvidenceBundle:
+    """Validate a parsed JSON value as a bundle, raising :class:`EvidenceError`."""
+    if not isinstance(obj, dict):
+        raise EvidenceError("an evidence bundle must be a JSON object")
+    if obj.get("format") != FORMAT:
+        raise EvidenceError(
+            f"not a Tripwire evidence bundle: format is {obj.get('format')!r}, expected {FORMAT!r}"
+        )
+    try:
+        return EvidenceBundle.model_validate(obj)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "bundle"
+        raise EvidenceError(f"evidence bundle field {loc}: {first['msg']}") from e
+
+
+def load_bundle(path: str | Path) -> EvidenceBundle:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise EvidenceError(f"cannot read evidence bundle {p}: {e.strerror}") from e
+    try:
+        obj = parse_json_strict(data, max_bytes=MAX_BUNDLE_BYTES)
+    except PeerDataError as e:
+        raise EvidenceError(f"{p} is not valid JSON: {e.message}") from e
+    return parse_bundle(obj)
+
+
+# --- checkpoints -------------------------------------------------------------------------
+
+
+def checkpoint_envelope(
+    *, network: str, node: str, size: int, root: bytes, key: SigningKey, issued_at: datetime | None = None
+) -> Envelope:
+    """Sign a checkpoint statement (used by nodes without their own, tests and benchmarks)."""
+    cp = Checkpoint(
+        protocol="tripwire/1",
+        network=network,
+        node=node,
+        size=size,
+        root=root.hex(),
+        issued_at=format_time(issued_at or utcnow()),
+    )
+    return sign_payload(canonical_bytes(cp.model_dump(mode="json")), CHECKPOINT_PAYLOAD_TYPE, [key])
+
+
+def decode_checkpoint(envelope: Envelope) -> Checkpoint:
+    if envelope.payloadType != CHECKPOINT_PAYLOAD_TYPE:
+        raise EvidenceError(
+            f"checkpoint payloadType {envelope.payloadType!r} is not {CHECKPOINT_PAYLOAD_TYPE}"
+        )
+    try:
+        return Checkpoint.model_validate(parse_canonical(envelope.payload_bytes()))
+    except ValidationError as e:
+        raise EvidenceError(f"checkpoint statement: {e.errors()[0]['msg']}") from e
+
+
+def verify_checkpoint(envelope: Envelope, chain: RosterChain) -> Checkpoint:
+    """Decode a checkpoint and check it is signed by its node's roster key (spec §5)."""
+    cp = decode_checkpoint(envelope)
+    if cp.network != chain.network_id:
+        raise EvidenceError(f"checkpoint is for network {cp.network[:16]}…, not {chain.network_id[:16]}…")
+    t = parse_time(cp.issued_at)
+    # A rotated-out key still proves checkpoints it signed while its roster was current.
+    versions = list(reversed(chain.versions))
+    for i, vr in enumerate(versions):
+        successor = versions[i - 1] if i > 0 else None
+        if successor is not None and t >= parse_time(successor.roster.issued_at):
+            break
+        keys = vr.lab_keys(cp.node)
+        if keys and verify_signatures(envelope, envelope.payload_bytes(), keys):
+            return cp
+    raise EvidenceError(f"checkpoint is not signed by a roster key of node {cp.node!r}")
+
+
+# --- building ----------------------------------------------------------------------------
+
+
+def select_entries(entries: Sequence[VerifiedEntry], since: datetime | None = None) -> list[VerifiedEntry]:
+    """The entries a report cites: per lab, a contiguous run of its feed (spec §3).
+
+    With ``since``, each lab's run starts at its first entry issued at or after
+    ``since``, pulled earlier as needed to include the proposals and results that cited
+    votes, certificates and alerts refer to, so every cited reference is in the bundle.
+    """
+    by_lab: dict[str, list[VerifiedEntry]] = {}
+    by_id: dict[str, VerifiedEntry] = {}
+    for e in entries:
+        by_lab.setdefault(e.lab, []).append(e)
+        by_id[e.entry_id] = e
+    for feed in by_lab.values():
+        feed.sort(key=lambda e: e.seq)
+    start: dict[str, int] = {}
+    for lab, feed in by_lab.items():
+        if since is None:
+            start[lab] = feed[0].seq
+        else:
+            later = [e.seq for e in feed if parse_time(e.statement.issued_at) >= since]
+            if later:
+                start[lab] = min(later)
+    # Follow references from cited entries to earlier entries until nothing changes.
+    proposals: dict[str, str] = {}
+    for e in entries:
+        pid = getattr(e.statement.body, "proposal_id", None)
+        if e.kind in ("pause_proposal", "resume_proposal") and isinstance(pid, str):
+            proposals.setdefault(pid, e.entry_id)
+    changed = True
+    while changed:
+        changed = False
+        for lab, feed in by_lab.items():
+            if lab not in start:
+                continue
+            for e in feed:
+                if e.seq < start[lab]:
+                    continue
+                for ref in _references(e, proposals):
+                    target = by_id.get(ref)
+                    if target is None:
+                        continue
+                    if target.seq < start.get(target.lab, target.seq + 1):
+                        start[target.lab] = target.seq
+                        changed = True
+    out: list[VerifiedEntry] = []
+    for lab in sorted(by_lab):
+        if lab in start:
+            out.extend(e for e in by_lab[lab] if e.seq >= start[lab])
+    return out
+
+
+def _references(e: VerifiedEntry, proposals: Mapping[str, str]) -> list[str]:
+    """Entry ids that ``e`` refers to (results behind alerts and proposals, proposals behind votes)."""
+    from protocol.entries import AlertBody, PauseProposalBody, ResumeProposalBody, VoteBody
+
+    body = e.statement.body
+    if isinstance(body, AlertBody):
+        return [body.result]
+    if isinstance(body, PauseProposalBody):
+        return [body.trigger.result]
+    if isinstance(body, VoteBody | PauseCertificateBody):
+        return [proposals[body.proposal_id]] if body.proposal_id in proposals else []
+    if isinstance(body, ResumeProposalBody):
+        return [proposals[body.pause_proposal]] if body.pause_proposal in proposals else []
+    return []
+
+
+ProofSource = Callable[[str], tuple[int, int, Sequence[str]]]
+
+
+def build_bundle(
+    *,
+    roster_chain: RosterChain,
+    entries: Sequence[VerifiedEntry],
+    equivocations: Sequence[EquivocationProof],
+    checkpoint: Envelope,
+    proofs: Mapping[str, tuple[int, int, Sequence[str]]] | ProofSource,
+    policy: Policy,
+    node: str,
+    audience: Audience = "public",
+    since: datetime | None = None,
+    generated_at: datetime | None = None,
+) -> EvidenceBundle:
+    """Assemble a bundle and its claims; the result still has to pass :func:`verify_bundle`.
+
+    ``entries`` are the cited entries (see :func:`select_entries`); ``proofs`` maps an
+    entry_id to ``(index, size, path hex)`` against ``checkpoint`` (or is a callable
+    doing so, e.g. ``store.inclusion_proof``).
+    """
+    ordered = sorted(entries, key=lambda e: (e.lab, e.seq))
+    cp = decode_checkpoint(checkpoint)
+    get = proofs if callable(proofs) else proofs.__getitem__
+    inclusion: list[InclusionProof] = []
+    for e in ordered:
+        index, size, path = get(e.entry_id)
+        if size != cp.size:
+            raise EvidenceError(
+                f"proof for {e.entry_id[:16]}… is for log size {size}, checkpoint has {cp.size}"
+            )
+        inclusion.append(InclusionProof(entry=e.entry_id, index=index, path=list(path)))
+    a = analyse(roster_chain, policy, ordered)
+    return EvidenceBundle(
+        format=FORMAT,
+        generated_at=format_time(generated_at or utcnow()),
+        network=roster_chain.network_id,
+        node=node,
+        audience=audience,
+        since=format_time(since) if since else None,
+        roster_chain=roster_chain.envelopes(),
+        policy=policy.to_json(),
+        entries=[e.envelope for e in ordered],
+        equivocations=list(equivocations),
+        checkpoint=checkpoint,
+        proofs=inclusion,
+        claims=derive_claims(a),
+    )
+
+
+# --- verification ------------------------------------------------------------------------
+
+CheckStatus = Literal["pass", "fail", "skip"]
+MAX_REASONS = 20
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named verification step and its outcome."""
+
+    name: str
+    status: CheckStatus
+    summary: str
+    failures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose every check passed: the only input the renderer accepts."""
+
+    bundle: EvidenceBundle
+    chain: RosterChain
+    policy: Policy
+    entries: tuple[VerifiedEntry, ...]
+    checkpoint: Checkpoint
+    analysis: Analysis
+    claims: ClaimIndex
+    certificates: Mapping[str, QuorumResult]
+    pinned: bool
+    """True when the roster chain was pinned to a genesis the caller trusts."""
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    checks: tuple[Check, ...]
+    verified: VerifiedBundle | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    def failures(self) -> list[str]:
+        return [
+            f"{c.name}: {r}" for c in self.checks if c.status == "fail" for r in (c.failures or (c.summary,))
+        ]
+
+    def require(self) -> VerifiedBundle:
+        """The verified bundle, or :class:`EvidenceError` listing what failed."""
+        if not self.ok or self.verified is None:
+            raise EvidenceError("evidence bundle does not verify: " + "; ".join(self.failures()[:5]))
+        return self.verified
+
+
+def _reason(e: Exception) -> str:
+    return e.diagnostics() if isinstance(e, TripwireError) else f"{type(e).__name__}: {e}"
+
+
+def _trim(reasons: list[str]) -> tuple[str, ...]:
+    if len(reasons) <= MAX_REASONS:
+        return tuple(reasons)
+    return (*reasons[:MAX_REASONS], f"… and {len(reasons) - MAX_REASONS} more")
+
+
+def load_trusted_genesis(path: str | Path) -> Envelope:
+    """Read a genesis roster the verifier trusts: an envelope, a list (genesis first), or a bundle."""
+    p = Path(path)
+    try:
+        obj = parse_json_strict(p.read_bytes(), max_bytes=MAX_BUNDLE_BYTES)
+    except OSError as e:
+        raise EvidenceError(f"cannot read trusted roster {p}: {e.strerror}") from e
+    if isinstance(obj, dict) and "roster_chain" in obj:
+        obj = obj["roster_chain"]
+    if isinstance(obj, list):
+        if not obj:
+            raise EvidenceError(f"{p}: the roster list is empty")
+        obj = obj[0]
+    return Envelope.parse(obj)
+
+
+def verify_bundle(bundle: EvidenceBundle, trusted_genesis: Envelope | None = None) -> VerificationReport:
+    """Check everything in ``bundle`` offline (specs/evidence.md §4, in that order)."""
+    checks: list[Check] = []
+
+    def add(name: str, reasons: list[str], ok_summary: str, fail_summary: str | None = None) -> bool:
+        if reasons:
+            checks.append(Check(name, "fail", fail_summary or reasons[0], _trim(reasons)))
+            return False
+        checks.append(Check(name, "pass", ok_summary))
+        return True
+
+    def blocked(names: Sequence[str], why: str) -> VerificationReport:
+        for n in names:
+            checks.append(Check(n, "fail", f"not checked: {why}"))
+        return VerificationReport(tuple(checks))
+
+    later = (
+        "roster pin",
+        "policy digest",
+        "entry signatures",
+        "feed chains",
+        "checkpoint",
+        "merkle proofs",
+        "certificates",
+        "equivocation proofs",
+        "claims",
+    )
+
+    # 1. Roster chain: genesis signed by every founding lab, each update by both thresholds.
+    try:
+        chain = RosterChain.from_envelopes(bundle.roster_chain)
+    except (PeerDataError, ValueError) as e:
+        add("roster chain", [_reason(e)], "")
+        return blocked(later, "the roster chain does not verify")
+    add("roster chain", [], f"{len(chain.versions)} version(s), network {chain.network_id[:16]}…")
+    if bundle.network != chain.network_id:
+        checks[-1] = Check("roster chain", "fail", "bundle names another network than its genesis roster")
+        return blocked(later, "the roster chain names another network")
+
+    # 2. Pin: the genesis must be the one the regulator trusts, else anyone could mint a network.
+    pinned = False
+    if trusted_genesis is None:
+        checks.append(
+            Check("roster pin", "skip", "no trusted genesis given (--roster): the network is self-asserted")
+        )
+    else:
+        try:
+            trusted = verify_genesis(trusted_genesis)
+        except PeerDataError as e:
+            add("roster pin", [f"the trusted roster file itself does not verify: {_reason(e)}"], "")
+            return blocked(later[1:], "roster pin failed")
+        if trusted.roster_id != chain.network_id:
+            add(
+                "roster pin",
+                [
+                    f"bundle's genesis {chain.network_id[:16]}… is not the trusted genesis {trusted.roster_id[:16]}…"
+                ],
+                "",
+            )
+            return blocked(later[1:], "roster pin failed")
+        pinned = add("roster pin", [], f"genesis matches the trusted roster {trusted.roster_id[:16]}…")
+
+    # 3. Policy: the bundled document must be the one the roster pins.
+    try:
+        policy = Policy.from_obj(bundle.policy)
+    except PeerDataError as e:
+        add("policy digest", [_reason(e)], "")
+        return blocked(later[2:], "the policy does not parse")
+    pinned_digest = chain.current.roster.policy_digest
+    if not add(
+        "policy digest",
+        []
+        if policy.digest == pinned_digest
+        else [f"policy digest {policy.digest[:16]}… is not the roster's {pinned_digest[:16]}…"],
+        f"policy {policy.id} v{policy.version} = roster pin {pinned_digest[:16]}…",
+    ):
+        return blocked(later[2:], "the policy is not the pinned one")
+
+    # 4. Entry signatures under the roster keys valid when each entry was issued.
+    verified: list[VerifiedEntry] = []
+    reasons: list[str] = []
+    for i, env in enumerate(bundle.entries):
+        try:
+            verified.append(verify_entry(env, chain))
+        except PeerDataError as e:
+            reasons.append(f"entry #{i}: {_reason(e)}")
+    sig_ok = add("entry signatures", reasons, f"{len(verified)} entries signed by their labs' roster keys")
+
+    # 5. Feed chains: per lab, consecutive seq and prev = id of the previous entry.
+    reasons = []
+    last: dict[str, VerifiedEntry] = {}
+    for e in verified:
+        prev = last.get(e.lab)
+        if prev is not None:
+            if e.seq != prev.seq + 1:
+                reasons.append(
+                    f"lab {e.lab!r}: seq {e.seq} follows seq {prev.seq} (feed reordered or entries missing)"
+                )
+            elif e.statement.prev != prev.entry_id:
+                reasons.append(f"lab {e.lab!r} seq {e.seq}: prev is not the id of seq {prev.seq}")
+        last[e.lab] = e
+    chain_ok = add("feed chains", reasons, f"{len(last)} feed(s) contiguous and hash-linked")
+
+    # 6. Checkpoint signed by the producing node.
+    cp: Checkpoint | None = None
+    try:
+        cp = verify_checkpoint(bundle.checkpoint, chain)
+        if cp.node != bundle.node:
+            raise EvidenceError(f"checkpoint is by {cp.node!r}, bundle says node {bundle.node!r}")
+        add("checkpoint", [], f"node {cp.node} log size {cp.size}, root {cp.root[:16]}…, {cp.issued_at}")
+    except PeerDataError as e:
+        add("checkpoint", [_reason(e)], "")
+
+    # 7. Merkle inclusion of every entry in the checkpointed log.
+    reasons = []
+    if cp is None:
+        reasons.append("not checked: the checkpoint does not verify")
+    elif len(bundle.proofs) != len(bundle.entries):
+        reasons.append(f"{len(bundle.proofs)} proofs for {len(bundle.entries)} entries")
+    else:
+        root = bytes.fromhex(cp.root)
+        from protocol.canonical import entry_id as _eid
+
+        for i, (env, pr) in enumerate(zip(bundle.entries, bundle.proofs, strict=True)):
+            eid = _eid(env.payload_bytes())
+            if pr.entry != eid:
+                reasons.append(f"proof #{i} is for {pr.entry[:16]}…, entry #{i} is {eid[:16]}…")
+                continue
+            try:
+                verify_inclusion(
+                    leaf_hash(eid.encode("ascii")),
+                    pr.index,
+                    cp.size,
+                    [bytes.fromhex(h) for h in pr.path],
+                    root,
+                )
+            except PeerDataError as e:
+                reasons.append(f"entry {eid[:16]}… (log index {pr.index}): {_reason(e)}")
+    merkle_ok = add(
+        "merkle proofs", reasons, f"{len(bundle.proofs)} entries included in the checkpointed log"
+    )
+
+    # 8. Certificates: every pause_certificate reaches its quorum under its roster version.
+    certs: dict[str, QuorumResult] = {}
+    reasons = []
+    for e in verified:
+        body = e.statement.body
+        if isinstance(body, PauseCertificateBody):
+            try:
+                certs[e.entry_id] = verify_certificate(body, chain)
+            except PeerDataError as ex:
+                reasons.append(f"certificate {e.entry_id[:16]}… of lab {e.lab!r}: {_reason(ex)}")
+    cert_ok = add("certificates", reasons, f"{len(certs)} certificate(s) reach quorum")
+
+    # 9. Equivocation proofs: two validly signed entries at one seq.
+    reasons = []
+    for p in bundle.equivocations:
+        try:
+            p.verify(chain)
+        except PeerDataError as e:
+            reasons.append(f"proof for lab {p.lab!r} seq {p.seq}: {_reason(e)}")
+    eq_ok = add("equivocation proofs", reasons, f"{len(bundle.equivocations)} equivocation proof(s) verify")
+
+    # 10. Claims: every displayed number equals the signed one; verdicts and tallies recompute.
+    analysis: Analysis | None = None
+    if not (sig_ok and chain_ok and cert_ok):
+        add("claims", ["not checked: entries, feeds or certificates failed"], "")
+        claims_ok = False
+    else:
+        try:
+            analysis = analyse(chain, policy, verified)
+            n, reasons = check_claims(bundle.claims, analysis, limit=10_000)
+            claims_ok = add("claims", reasons, f"{n} claims equal the signed data and recomputed verdicts")
+        except PeerDataError as e:
+            claims_ok = add("claims", [_reason(e)], "")
+
+    all_ok = sig_ok and chain_ok and merkle_ok and cert_ok and eq_ok and claims_ok and cp is not None
+    if not all_ok or analysis is None or cp is None:
+        return VerificationReport(tuple(checks))
+    vb = VerifiedBundle(
+        bundle=bundle,
+        chain=chain,
+        policy=policy,
+        entries=tuple(verified),
+        checkpoint=cp,
+        analysis=analysis,
+        claims=ClaimIndex(bundle.claims),
+        certificates=certs,
+        pinned=pinned,
+    )
+    return VerificationReport(tuple(checks), vb)
