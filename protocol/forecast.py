@@ -68,6 +68,9 @@ _MAX_RATE = 40.0
 #: The midpoint may lie at most this far outside the data, in half-spans.
 _MAX_MIDPOINT = 2.0
 _RCOND = 1e-10
+#: How much (in noise-variance units) the logistic must reduce the squared residuals of
+#: the line to be preferred: 2 per extra parameter, as in AIC.
+_LOGISTIC_MARGIN = 4.0
 
 _DCTX = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999)
 
@@ -264,6 +267,7 @@ class TrendFit:
     _theta: tuple[float, ...]
     _cov: tuple[tuple[float, ...], ...]
     _data: _Data
+    _ssr: float
 
     def _u(self, log10_flop: float) -> float:
         return (log10_flop - self._data.x_mid) / self._data.x_half
@@ -412,7 +416,7 @@ def _fit_linear(d: _Data, note: str) -> TrendFit | None:
         ssr += r * r
     s2 = _sigma2(d, ssr, 2)
     cov = tuple(tuple(s2 * c for c in row) for row in inv)
-    return TrendFit("linear", len(d.x), note, tuple(theta), cov, d)
+    return TrendFit("linear", len(d.x), note, tuple(theta), cov, d, ssr)
 
 
 def _fit_logistic(d: _Data) -> tuple[TrendFit | None, str]:
@@ -453,7 +457,7 @@ def _fit_logistic(d: _Data) -> tuple[TrendFit | None, str]:
         return None, "logistic parameters not identified by the checkpoints"
     s2 = _sigma2(d, ssr, 4)
     cov = tuple(tuple(s2 * c for c in row) for row in inv)
-    return TrendFit("logistic", n, "logistic fit", (a, b, k, m), cov, d), ""
+    return TrendFit("logistic", n, "logistic fit", (a, b, k, m), cov, d, ssr), ""
 
 
 def fit_trend(points: Sequence[TrendPoint], *, direction: Direction) -> TrendFit | None:
@@ -464,9 +468,16 @@ def fit_trend(points: Sequence[TrendPoint], *, direction: Direction) -> TrendFit
     if d.distinct < MIN_LOGISTIC_POINTS:
         return _fit_linear(d, f"linear: {d.distinct} distinct compute values (the logistic needs 4)")
     fit, why = _fit_logistic(d)
-    if fit is not None:
-        return fit
-    return _fit_linear(d, f"linear: {why}")
+    line = _fit_linear(d, f"linear: {why}")
+    if fit is None or line is None:
+        return fit or line
+    # The logistic must earn its two extra parameters (an AIC-like margin in units of
+    # the noise). Otherwise the straight line is kept: it never saturates, so on data
+    # without visible curvature it forecasts the earlier, more cautious crossing.
+    s2 = max(_sigma2(d, fit._ssr, 4), 1e-300)
+    if (line._ssr - fit._ssr) / s2 <= _LOGISTIC_MARGIN:
+        return _fit_linear(d, "linear: the logistic does not fit clearly better than a line")
+    return fit
 
 
 # --- crossings and the verdict ----------------------------------------------------------------
