@@ -6,8 +6,11 @@ value, standard error). We fit a saturating curve, a 4-parameter logistic in log
     y = floor + (ceiling - floor) / (1 + exp(-rate * (log10 C - midpoint)))
 
 and fall back to a straight line in log-compute when there are fewer than 4 distinct
-compute values or the logistic is not identified by the data (its midpoint far outside
-the data, a step too sharp to resolve, or a singular fit). The band around the fitted
+compute values, when the logistic is not identified by the data (its midpoint far
+outside the data, a step too sharp to resolve, or a singular fit), or when it does not
+fit clearly better than the line (an AIC-like margin). The line never saturates, so
+the fallback errs towards earlier crossings; on the flat foot of a curve it can still
+be late, which is why alert levels, not forecasts, carry the first warning. The band around the fitted
 curve is analytic (delta method): ``se(x)^2 = g(x)^T C g(x)`` with ``C = s^2 (J^T J)^-1``,
 where ``s^2`` is the larger of the residual variance and the mean squared measurement
 standard error, so a band never claims more precision than the evals themselves had.
