@@ -1,0 +1,88 @@
+"""Errors of the node layer, in the protocol's families (by whose fault).
+
+A home that already exists, a missing home, an unreadable ``node.toml`` or a database the
+node cannot use are the operator's to fix (:class:`~protocol.errors.ConfigurationError`,
+exit code 2). Data offered by someone else that breaks the rules keeps its protocol
+error (:class:`~protocol.errors.PeerDataError`, exit code 3). Only the CLI and HTTP edge
+turn these into exit and status codes.
+"""
+
+from __future__ import annotations
+
+from protocol.errors import ConfigurationError, PeerDataError, RosterError
+
+
+class HomeExistsError(ConfigurationError):
+    """``init`` was pointed at a directory that already holds a node home."""
+
+    code = "home-exists"
+
+
+class HomeNotFoundError(ConfigurationError):
+    """The directory is not a node home (no ``node.toml``)."""
+
+    code = "home-not-found"
+
+
+class ConfigFileError(ConfigurationError):
+    """``node.toml`` cannot be read, is not TOML, or has invalid or unknown settings."""
+
+    code = "config"
+
+
+class StoreError(ConfigurationError):
+    """The node's database cannot be used (unreachable, locked too long, newer schema)."""
+
+    code = "store"
+
+
+class SchemaVersionError(StoreError):
+    """The database was migrated by a newer Tripwire than this one."""
+
+    code = "store-schema"
+
+
+class NoRosterError(ConfigurationError):
+    """The node has no roster installed yet (run ``tripwire roster install``)."""
+
+    code = "no-roster"
+
+
+class NetworkMismatchError(ConfigurationError):
+    """A second, different genesis roster was offered to a node already on a network."""
+
+    code = "network-mismatch"
+
+
+class RosterMismatchError(RosterError):
+    """Roster envelopes to combine carry different payloads (different drafts)."""
+
+    code = "roster-mismatch"
+
+
+class InputFileError(ConfigurationError):
+    """A file given on the command line is missing or not the expected JSON/YAML document."""
+
+    code = "input-file"
+
+
+__all__ = [
+    "ConfigFileError",
+    "HomeExistsError",
+    "HomeNotFoundError",
+    "InputFileError",
+    "NetworkMismatchError",
+    "NoRosterError",
+    "RosterMismatchError",
+    "SchemaVersionError",
+    "StoreError",
+]
+
+
+class EntryNotFoundError(PeerDataError):
+    """A request names an entry (or log position) this node does not hold."""
+
+    code = "not-found"
+
+
+__all__ += ["EntryNotFoundError"]

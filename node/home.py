@@ -1,0 +1,212 @@
+"""A node home: ``node.toml``, the lab's signing key and its database, opened together.
+
+Layout::
+
+    DIR/node.toml              settings (never secrets)
+    DIR/keys/signing.pem       PKCS#8 PEM Ed25519 key, mode 0600, directory 0700
+    DIR/tripwire.db            SQLite database (default; or PostgreSQL via database_url)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import stat
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from node.config import CONFIG_FILE, NodeConfig, PeerConfig, ServerConfig, load_config, write_config
+from node.errors import ConfigFileError, HomeExistsError
+from node.store import Store
+from protocol.entries import Model
+from protocol.errors import ConfigurationError, KeyFileError
+from protocol.keys import SigningKey
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "keys/signing.pem"
+LAB_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+
+
+def _passphrase_bytes(p: str | bytes | None) -> bytes | None:
+    if p is None or p == "" or p == b"":
+        return None
+    return p.encode("utf-8") if isinstance(p, str) else p
+
+
+def write_key_file(path: Path, key: SigningKey, passphrase: str | bytes | None = None) -> None:
+    """Write a PEM key with mode 0600 in a 0700 directory, never over an existing file."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    # O_EXCL: never overwrite a key; the mode is set at creation so it is never world-readable.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.to_pem(_passphrase_bytes(passphrase)))
+
+
+def read_key_file(path: Path, passphrase: str | bytes | None = None) -> SigningKey:
+    try:
+        pem = path.read_bytes()
+    except OSError as e:
+        raise KeyFileError(f"cannot read key file {path}: {e.strerror or e}") from e
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("key file %s is readable by others (mode %o); run: chmod 600 %s", path, mode, path)
+    return SigningKey.from_pem(pem, _passphrase_bytes(passphrase))
+
+
+def _server_for(endpoint: str | None, port: int | None) -> ServerConfig:
+    if endpoint is None:
+        return ServerConfig() if port is None else ServerConfig(port=port)
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"endpoint {endpoint!r} is not an http(s) URL")
+    chosen = port or parts.port or (443 if parts.scheme == "https" else 80)
+    return ServerConfig(port=chosen, public_url=endpoint.rstrip("/"))
+
+
+class NodeHome:
+    """An opened node home: configuration, signing key and store."""
+
+    def __init__(self, path: Path, config: NodeConfig, key: SigningKey, store: Store) -> None:
+        self.path = path
+        self.config = config
+        self.key = key
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"NodeHome({str(self.path)!r}, lab={self.lab!r})"
+
+    @property
+    def lab(self) -> str:
+        return self.config.lab
+
+    # --- creating and opening ---------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        path: str | os.PathLike[str],
+        lab_id: str,
+        *,
+        passphrase: str | bytes | None = None,
+        database_url: str | None = None,
+        endpoint: str | None = None,
+        passphrase_env: str | None = None,
+        key: SigningKey | None = None,
+        port: int | None = None,
+    ) -> NodeHome:
+        """Create a home: signing key, ``node.toml`` and the migrated database.
+
+        Refuses a directory that already holds a home or a key. ``passphrase_env`` is only
+        recorded (the name of the variable to read the passphrase from on open).
+        """
+        home = Path(path)
+        if not LAB_RE.match(lab_id or ""):
+            raise ConfigurationError(f"lab id {lab_id!r} must be 1-64 characters of a-z, 0-9 and '-'")
+        if (home / CONFIG_FILE).exists() or (home / KEY_FILE).exists():
+            raise HomeExistsError(f"{home} already holds a node home; refusing to overwrite it")
+        if home.exists() and not home.is_dir():
+            raise ConfigurationError(f"{home} exists and is not a directory")
+        try:
+            cfg = NodeConfig.model_validate(
+                {
+                    "lab": lab_id,
+                    "database_url": database_url or NodeConfig.model_fields["database_url"].default,
+                    "passphrase_env": passphrase_env,
+                    "server": _server_for(endpoint, port).model_dump(),
+                }
+            )
+        except ValidationError as e:
+            raise ConfigFileError(f"invalid settings: {e.errors()[0]['msg']}") from e
+        created = not home.exists()
+        home.mkdir(parents=True, exist_ok=True)
+        store: Store | None = None
+        try:
+            store = Store.open(cfg.resolved_database_url(home))
+            signing = key or SigningKey.generate()
+            write_key_file(cfg.key_path(home), signing, passphrase)
+            # node.toml last: its presence is what marks a complete home.
+            write_config(home, cfg)
+        except BaseException:
+            if store is not None:
+                store.close()
+            if created:
+                shutil.rmtree(home, ignore_errors=True)
+            raise
+        return cls(home, cfg, signing, store)
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], passphrase: str | bytes | None = None, *, migrate: bool = True
+    ) -> NodeHome:
+        """Open an existing home (the passphrase defaults to ``$passphrase_env``)."""
+        home = Path(path)
+        cfg = load_config(home)
+        if passphrase is None and cfg.passphrase_env:
+            passphrase = os.environ.get(cfg.passphrase_env)
+            if passphrase is None:
+                raise KeyFileError(
+                    f"the key of {home} is encrypted: set the environment variable {cfg.passphrase_env} "
+                    "to its passphrase"
+                )
+        key = read_key_file(cfg.key_path(home), passphrase)
+        store = Store.open(cfg.resolved_database_url(home), migrate=migrate)
+        return cls(home, cfg, key, store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> NodeHome:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- identity and peers -----------------------------------------------------------
+
+    def endpoint(self) -> str:
+        return self.config.endpoint()
+
+    def identity(self) -> dict[str, Any]:
+        """Public identity for the roster ceremony: lab, keyid, public key, endpoint."""
+        return {
+            "lab": self.lab,
+            "keyid": self.key.keyid,
+            "public_key": self.key.public_key.b64,
+            "endpoint": self.endpoint(),
+        }
+
+    def peers(self) -> list[PeerConfig]:
+        """Peers to sync with: the roster endpoints of the other labs, overridden by node.toml."""
+        out: dict[str, PeerConfig] = {}
+        if self.store.has_roster():
+            for lab in self.store.roster_chain().current.roster.labs:
+                if lab.id != self.lab:
+                    out[lab.id] = PeerConfig(lab=lab.id, url=lab.endpoint)
+        for p in self.config.peers:
+            if p.lab != self.lab:
+                out[p.lab] = p
+        return list(out.values())
+
+    def save_config(self, cfg: NodeConfig) -> None:
+        write_config(self.path, cfg)
+        self.config = cfg
+
+    # --- own feed ---------------------------------------------------------------------
+
+    def publish(self, kind: str, body: dict[str, Any] | Model, now: datetime | None = None) -> str:
+        """Sign the next entry of this lab's feed and store it; returns its entry_id.
+
+        A running server pushes it to peers (it listens on the store, or pulls it in sync).
+        """
+        return self.store.publish(self.lab, self.key, kind, body, now=now).entry_id
+
+
+__all__ = ["KEY_FILE", "NodeHome", "read_key_file", "write_key_file"]

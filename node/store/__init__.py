@@ -1,0 +1,9 @@
+"""Node storage: SQLAlchemy models, the repository and Alembic migrations.
+
+``Store.open(url)`` is the entry point; SQLite (WAL) is the embedded default and
+PostgreSQL is used through a ``postgresql+psycopg://`` URL.
+"""
+
+from node.store.store import HOLD_PER_LAB, HOLD_TOTAL, MAX_BATCH, IngestOutcome, Store
+
+__all__ = ["HOLD_PER_LAB", "HOLD_TOTAL", "MAX_BATCH", "IngestOutcome", "Store"]

@@ -1,0 +1,998 @@
+"""The node's repository: verified feed entries, rosters, the hold, proofs and the node log.
+
+Invariants (each write is one database transaction):
+
+- Nothing unverified is stored: entries pass :func:`protocol.roster.verify_decoded` and
+  :func:`protocol.feed.check_append`; an equivocation proof is the only thing kept from a
+  rejected entry (spec §4.4).
+- Writers are serialized by locking the single ``log_state`` row (``SELECT ... FOR UPDATE``
+  on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so heads and log indexes are read and
+  advanced atomically even when a server and a CLI process write into one home. The
+  unique constraints on ``entry_id`` and ``(lab, seq)`` are the backstop; a write that
+  hits one is retried from the fresh state and ends as ``duplicate``.
+- Signatures are verified before the transaction starts (verification dominates ingest
+  cost; holding the write lock meanwhile would serialize it), then all valid entries of a
+  batch are appended with a few bulk statements.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from node.errors import (
+    EntryNotFoundError,
+    NetworkMismatchError,
+    NoRosterError,
+    SchemaVersionError,
+    StoreError,
+)
+from node.store import models as m
+from protocol.canonical import canonical_bytes, format_time, utcnow
+from protocol.entries import PROTOCOL, DecodedEntry, Model, VerifiedEntry, decode_entry
+from protocol.envelope import CHECKPOINT_PAYLOAD_TYPE, Envelope, sign_payload
+from protocol.errors import (
+    ConfigurationError,
+    EquivocationError,
+    HoldFullError,
+    MerkleProofError,
+    OversizeError,
+    PeerDataError,
+    TripwireError,
+)
+from protocol.feed import Decision, EquivocationProof, FeedWriter, Head, check_append
+from protocol.keys import SigningKey
+from protocol.merkle import consistency_proof, inclusion_proof, leaf_hash, root_from_hashes
+from protocol.roster import RosterChain, VerifiedRoster, decode_roster, verify_decoded, verify_genesis
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+#: Most envelopes accepted in one ingest call (the HTTP layer answers 413 above its own limit).
+MAX_BATCH = 10_000
+#: Out-of-order hold bounds (spec §4.3): per lab and in total, so a peer cannot fill the disk.
+HOLD_PER_LAB = 1024
+HOLD_TOTAL = 16_384
+_RETRIES = 8
+_IN_CHUNK = 900
+
+_T = TypeVar("_T")
+Status = Literal["accepted", "duplicate", "held", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What happened to one offered envelope."""
+
+    entry_id: str | None
+    lab: str | None
+    seq: int | None
+    status: Status
+    code: str | None = None
+    """Stable error code for ``rejected`` (see protocol.errors)."""
+    reason: str | None = None
+    """Human-readable reason for ``rejected``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "lab": self.lab,
+            "seq": self.seq,
+            "status": self.status,
+            "code": self.code,
+            "reason": self.reason,
+        }
+
+
+def _rejected(err: TripwireError, d: DecodedEntry | None = None) -> IngestOutcome:
+    st = d.statement if d else None
+    return IngestOutcome(
+        d.entry_id if d else None,
+        st.lab if st else None,
+        st.seq if st else None,
+        "rejected",
+        err.code,
+        err.message,
+    )
+
+
+def _ok(v: VerifiedEntry | DecodedEntry, status: Status) -> IngestOutcome:
+    return IngestOutcome(v.entry_id, v.statement.lab, v.statement.seq, status)
+
+
+def _subject(v: VerifiedEntry | DecodedEntry) -> str | None:
+    body = v.statement.body
+    for attr in ("proposal_id", "result"):
+        value = getattr(body, attr, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _chunks(items: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _envelope_from_json(text: str) -> Envelope:
+    return Envelope.model_validate_json(text)
+
+
+def _verified_from_row(envelope: str, signers: str, roster_version: int) -> VerifiedEntry:
+    # Rows were verified when accepted; re-decoding restores the typed statement without
+    # re-checking signatures (the database is this node's own trusted record).
+    d = decode_entry(_envelope_from_json(envelope))
+    return VerifiedEntry(
+        d.envelope,
+        d.payload,
+        d.statement,
+        d.entry_id,
+        frozenset(filter(None, signers.split(","))),
+        roster_version,
+    )
+
+
+class _ChainChanged(Exception):
+    """Another process installed a roster version between verification and the write."""
+
+
+@dataclass
+class _LabState:
+    head: Head | None
+    frozen: bool
+    exists: bool
+    held: dict[int, Any] = field(default_factory=dict)
+    changed: bool = False
+
+
+@dataclass
+class _WriteResult:
+    accepted: list[VerifiedEntry]
+    statuses: dict[str, IngestOutcome]
+    chain: RosterChain | None
+    leaves: list[bytes]
+    base_size: int
+
+
+class Store:
+    """Repository of one node's verified data on SQLite (embedded default) or PostgreSQL."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+        self._chain: RosterChain | None = None
+        self._chain_lock = threading.Lock()
+        self._leaves: list[bytes] = []
+        self._leaves_lock = threading.Lock()
+        self._listeners: list[Callable[[list[VerifiedEntry]], None]] = []
+        self.hold_per_lab = HOLD_PER_LAB
+        self.hold_total = HOLD_TOTAL
+
+    # --- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """Create the engine and bring the schema to the newest migration."""
+        engine = _create_engine(url)
+        store = cls(engine, url)
+        try:
+            if migrate:
+                store._migrate()
+            else:
+                store._check_schema()
+        except Exception:
+            engine.dispose()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def safe_url(self) -> str:
+        return _safe_url(self.url)
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return cfg
+
+    def _schema_state(self, conn: Connection) -> tuple[str | None, str]:
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(self._alembic_config())
+        head = script.get_current_head() or ""
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+            raise SchemaVersionError(
+                f"database {self.safe_url} is at schema revision {current}, which this version of "
+                "Tripwire does not know: it was migrated by a newer release"
+            )
+        return current, head
+
+    def _check_schema(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                current, head = self._schema_state(conn)
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open database {self.safe_url}: {_db_reason(e)}") from e
+        if current != head:
+            raise StoreError(
+                f"database {self.safe_url} is at revision {current}, expected {head}: migrate it"
+            )
+
+    def _migrate(self) -> None:
+        from alembic import command
+
+        try:
+            with self.engine.connect() as conn:
+                current, head = self._schema_state(conn)
+                conn.rollback()
+            if current == head:
+                return
+            with self.engine.connect() as conn:
+                conn.execution_options(tripwire_begin="IMMEDIATE")
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        # Two processes starting on a fresh database must not both migrate.
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7401290412)")
+                    cfg = self._alembic_config()
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+        except TripwireError:
+            raise
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open database {self.safe_url}: {_db_reason(e)}") from e
+
+    # --- transactions ------------------------------------------------------------------
+
+    def _read(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as e:
+            raise StoreError(f"database {self.safe_url} is unavailable: {_db_reason(e)}") from e
+
+    def _write(self, fn: Callable[[Connection, int], _T]) -> _T:
+        """Run ``fn(conn, log_size)`` in one locked write transaction, retrying transient conflicts."""
+        last: Exception | None = None
+        for attempt in range(_RETRIES):
+            try:
+                with self.engine.connect() as conn:
+                    conn.execution_options(tripwire_begin="IMMEDIATE")
+                    with conn.begin():
+                        size = conn.execute(
+                            select(m.log_state.c.size).where(m.log_state.c.id == 1).with_for_update()
+                        ).scalar_one()
+                        return fn(conn, size)
+            except (IntegrityError, OperationalError) as e:
+                # A unique-constraint race or a lock timeout: the state moved under us; redo
+                # the whole decision from the fresh state (it usually ends as "duplicate").
+                if not _transient(e):
+                    raise StoreError(f"database {self.safe_url} failed: {_db_reason(e)}") from e
+                last = e
+                time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+            except DBAPIError as e:
+                raise StoreError(f"database {self.safe_url} failed: {_db_reason(e)}") from e
+        raise StoreError(f"database {self.safe_url} stayed busy after {_RETRIES} attempts: {last}") from last
+
+    # --- rosters -----------------------------------------------------------------------
+
+    def _load_chain(self, conn: Connection) -> RosterChain | None:
+        """The roster chain, extended with versions other processes stored since last read."""
+        with self._chain_lock:
+            have = len(self._chain.versions) if self._chain else 0
+            rows = conn.execute(
+                select(m.rosters.c.version, m.rosters.c.envelope)
+                .where(m.rosters.c.version > have)
+                .order_by(m.rosters.c.version)
+            ).all()
+            if not rows:
+                return self._chain
+            chain = RosterChain(list(self._chain.versions)) if self._chain else None
+            for version, text in rows:
+                env = _envelope_from_json(text)
+                if chain is None:
+                    chain = RosterChain([verify_genesis(env)])
+                else:
+                    chain.apply(env)
+                if len(chain.versions) != version:
+                    raise StoreError(f"stored roster versions are not contiguous at v{version}")
+            self._chain = chain
+            return chain
+
+    def roster_chain(self) -> RosterChain:
+        """Every accepted roster version; raises :class:`NoRosterError` before genesis."""
+        with self._read() as conn:
+            chain = self._load_chain(conn)
+        if chain is None:
+            raise NoRosterError("no roster is installed on this node (run `tripwire roster install`)")
+        # A copy: callers must not be able to add versions that were never stored.
+        return RosterChain(list(chain.versions))
+
+    def has_roster(self) -> bool:
+        with self._read() as conn:
+            return self._load_chain(conn) is not None
+
+    def network_id(self) -> str:
+        return self.roster_chain().network_id
+
+    def install_genesis(self, envelope: Envelope | Mapping[str, Any]) -> VerifiedRoster:
+        """Verify and store the genesis roster; idempotent; refuses a second, different network."""
+        env = _as_envelope(envelope)
+        vr = verify_genesis(env)
+
+        def fn(conn: Connection, _size: int) -> VerifiedRoster:
+            chain = self._load_chain(conn)
+            if chain is not None:
+                if chain.network_id == vr.roster_id:
+                    return chain.versions[0]
+                raise NetworkMismatchError(
+                    f"this node is already on network {chain.network_id[:16]}…; refusing genesis "
+                    f"{vr.roster_id[:16]}… of another network"
+                )
+            self._insert_rosters(conn, [vr])
+            return vr
+
+        out = self._write(fn)
+        self._invalidate_chain()
+        return out
+
+    def apply_roster(
+        self, envelope: Envelope | Mapping[str, Any], *, now: datetime | None = None
+    ) -> VerifiedRoster:
+        """Verify a roster update against the current version and store it (spec §7.3)."""
+        env = _as_envelope(envelope)
+        decode_roster(env)
+
+        def fn(conn: Connection, _size: int) -> VerifiedRoster:
+            chain = self._load_chain(conn)
+            if chain is None:
+                raise NoRosterError("install the genesis roster before applying updates")
+            work = RosterChain(list(chain.versions))
+            before = len(work.versions)
+            vr = work.apply(env, now=now)
+            if len(work.versions) > before:
+                self._insert_rosters(conn, work.versions[before:])
+            return vr
+
+        out = self._write(fn)
+        self._invalidate_chain()
+        return out
+
+    def _insert_rosters(self, conn: Connection, versions: Sequence[VerifiedRoster]) -> None:
+        now = datetime.now(UTC)
+        conn.execute(
+            insert(m.rosters),
+            [
+                {
+                    "version": v.version,
+                    "roster_id": v.roster_id,
+                    "envelope": v.envelope.model_dump_json(),
+                    "expires": v.roster.expires,
+                    "installed_at": now,
+                }
+                for v in versions
+            ],
+        )
+
+    def _invalidate_chain(self) -> None:
+        # Re-read after commit: the transaction may have been retried or rolled back.
+        with self._chain_lock:
+            self._chain = None
+
+    # --- ingest ------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        envelopes: Sequence[Envelope | Mapping[str, Any]],
+        *,
+        now: datetime | None = None,
+        source: str | None = None,
+    ) -> list[IngestOutcome]:
+        """Verify and append a batch of entry envelopes; one outcome per envelope, in order."""
+        if len(envelopes) > MAX_BATCH:
+            raise OversizeError(f"{len(envelopes)} envelopes in one batch; the limit is {MAX_BATCH}")
+        now = now or datetime.now(UTC)
+        outcomes: list[IngestOutcome | None] = [None] * len(envelopes)
+        decoded: list[tuple[int, DecodedEntry]] = []
+        for i, raw in enumerate(envelopes):
+            try:
+                decoded.append((i, decode_entry(_as_envelope(raw))))
+            except TripwireError as e:
+                outcomes[i] = _rejected(e)
+        # A roster_update changes which keys are valid for what follows it: verify the batch
+        # in segments that end at each roster update (spec §7.4).
+        segment: list[tuple[int, DecodedEntry]] = []
+        for item in decoded:
+            segment.append(item)
+            if item[1].statement.kind == "roster_update":
+                self._ingest_segment(segment, outcomes, now, source)
+                segment = []
+        if segment:
+            self._ingest_segment(segment, outcomes, now, source)
+        return [o for o in outcomes if o is not None]
+
+    def _existing_ids(self, conn: Connection, ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for chunk in _chunks(list(ids)):
+            out.update(
+                conn.execute(select(m.entries.c.entry_id).where(m.entries.c.entry_id.in_(chunk))).scalars()
+            )
+        return out
+
+    def _ingest_segment(
+        self,
+        items: list[tuple[int, DecodedEntry]],
+        outcomes: list[IngestOutcome | None],
+        now: datetime,
+        source: str | None,
+    ) -> None:
+        for _ in range(_RETRIES):
+            with self._read() as conn:
+                chain = self._load_chain(conn)
+                if chain is None:
+                    raise NoRosterError("no roster is installed on this node: cannot verify entries")
+                # Re-deliveries are the common case in sync; skip their signature checks.
+                known = self._existing_ids(conn, [d.entry_id for _, d in items])
+            verified: list[VerifiedEntry] = []
+            first_of: dict[str, int] = {}
+            copies: list[tuple[int, str]] = []
+            for i, d in items:
+                if d.entry_id in known:
+                    outcomes[i] = _ok(d, "duplicate")
+                    continue
+                if d.entry_id in first_of:
+                    copies.append((i, d.entry_id))
+                    continue
+                first_of[d.entry_id] = i
+                try:
+                    verified.append(verify_decoded(d, chain, now=now))
+                except TripwireError as e:
+                    outcomes[i] = _rejected(e, d)
+            if verified:
+                try:
+                    result = self._write(
+                        lambda conn, size, v=verified, c=chain: self._append(conn, size, v, c, now, source)
+                    )
+                except _ChainChanged:
+                    continue
+                self._after_commit(result)
+                for eid, outcome in result.statuses.items():
+                    outcomes[first_of[eid]] = outcome
+            for i, eid in copies:
+                o = outcomes[first_of[eid]]
+                assert o is not None
+                outcomes[i] = _ok_copy(o) if o.status == "accepted" else o
+            return
+        raise StoreError("the roster kept changing while ingesting; try again")
+
+    def _append(
+        self,
+        conn: Connection,
+        size: int,
+        verified: Sequence[VerifiedEntry],
+        chain: RosterChain,
+        now: datetime,
+        source: str | None,
+    ) -> _WriteResult:
+        """Decide and write a batch of verified entries inside the locked transaction."""
+        fresh = self._load_chain(conn)
+        if fresh is None or len(fresh.versions) != len(chain.versions):
+            raise _ChainChanged
+        work = RosterChain(list(chain.versions))
+        stored_rosters = len(work.versions)
+        statuses: dict[str, IngestOutcome] = {}
+        existing = self._existing_ids(conn, [v.entry_id for v in verified])
+        labs = sorted({v.lab for v in verified})
+        states = self._lab_states(conn, labs)
+        appended: list[VerifiedEntry] = []
+        by_slot: dict[tuple[str, int], VerifiedEntry] = {}
+        held_new: list[VerifiedEntry] = []
+        held_drop: set[str] = set()
+        proofs: dict[str, EquivocationProof] = {}
+
+        def held_entry(row: Any) -> VerifiedEntry:
+            if isinstance(row, _HeldStub):
+                return next(h for h in held_new if h.entry_id == row.entry_id)
+            return _verified_from_row(row.envelope, row.signers, row.roster_version)
+
+        def stored_at(lab: str, seq: int) -> VerifiedEntry | None:
+            v = by_slot.get((lab, seq))
+            if v is not None:
+                return v
+            row = conn.execute(
+                select(m.entries.c.envelope, m.entries.c.signers, m.entries.c.roster_version).where(
+                    m.entries.c.lab == lab, m.entries.c.seq == seq
+                )
+            ).first()
+            return None if row is None else held_entry(row)
+
+        def freeze(st: _LabState, proof: EquivocationProof) -> None:
+            proofs[proof.proof_id] = proof
+            st.frozen = st.changed = True
+            # Nothing more is accepted from a forked feed; the held entries cannot be released.
+            held_drop.update(r.entry_id for r in st.held.values() if not isinstance(r, _HeldStub))
+            held_new[:] = [h for h in held_new if h.lab != proof.lab]
+            st.held.clear()
+
+        def try_append(v: VerifiedEntry, st: _LabState) -> IngestOutcome:
+            held_row = st.held.get(v.seq)
+            prior = stored_at(v.lab, v.seq) if st.head and v.seq <= st.head.seq else None
+            if prior is None and held_row is not None and held_row.entry_id != v.entry_id:
+                # Both validly signed, same lab and seq (one held): an equivocation (spec §4.4).
+                prior = held_entry(held_row)
+            try:
+                decision = check_append(v, st.head, prior, forked=st.frozen)
+                if decision is Decision.APPEND and v.kind == "roster_update":
+                    work.apply(v.statement.body.roster, now=now)  # type: ignore[union-attr]
+            except EquivocationError as e:
+                if isinstance(e.proof, EquivocationProof):
+                    freeze(st, e.proof)
+                return _rejected(e, v)  # type: ignore[arg-type]
+            except TripwireError as e:
+                return _rejected(e, v)  # type: ignore[arg-type]
+            if decision is Decision.DUPLICATE:
+                return _ok(v, "duplicate")
+            if decision is Decision.HOLD:
+                if held_row is not None:
+                    return _ok(v, "held")
+                total = self._held_total(conn) + len(held_new)
+                if len(st.held) >= self.hold_per_lab or total >= self.hold_total:
+                    return _rejected(HoldFullError(f"out-of-order hold is full for lab {v.lab!r}"), v)  # type: ignore[arg-type]
+                st.held[v.seq] = _HeldStub(v.entry_id)
+                held_new.append(v)
+                return _ok(v, "held")
+            appended.append(v)
+            by_slot[(v.lab, v.seq)] = v
+            st.head = Head(v.seq, v.entry_id)
+            st.changed = True
+            if held_row is not None:
+                held_drop.add(held_row.entry_id)
+                st.held.pop(v.seq, None)
+            return _ok(v, "accepted")
+
+        def release(st: _LabState) -> None:
+            while st.head is not None and not st.frozen and (st.head.seq + 1) in st.held:
+                row = st.held.pop(st.head.seq + 1)
+                if isinstance(row, _HeldStub):
+                    nxt = next(h for h in held_new if h.entry_id == row.entry_id)
+                    held_new.remove(nxt)
+                else:
+                    held_drop.add(row.entry_id)
+                    nxt = held_entry(row)
+                outcome = try_append(nxt, st)
+                if outcome.status != "accepted":
+                    log.info("dropped held entry %s: %s", nxt.entry_id, outcome.reason)
+                elif nxt.entry_id in first_status_ids:
+                    statuses[nxt.entry_id] = outcome
+
+        first_status_ids = {v.entry_id for v in verified}
+        for v in sorted(verified, key=lambda e: (e.lab, e.seq)):
+            if v.entry_id in existing:
+                statuses[v.entry_id] = _ok(v, "duplicate")
+                continue
+            st = states[v.lab]
+            statuses[v.entry_id] = try_append(v, st)
+            if statuses[v.entry_id].status == "accepted":
+                release(st)
+        for lab in labs:
+            release(states[lab])
+
+        # --- write -------------------------------------------------------------------------
+        accepted_at = datetime.now(UTC)
+        leaves = [leaf_hash(v.entry_id.encode("ascii")) for v in appended]
+        if appended:
+            conn.execute(
+                insert(m.entries),
+                [
+                    {
+                        "log_index": size + k,
+                        "entry_id": v.entry_id,
+                        "lab": v.lab,
+                        "seq": v.seq,
+                        "prev": v.statement.prev,
+                        "kind": v.kind,
+                        "subject": _subject(v),
+                        "issued_at": v.statement.issued_at,
+                        "roster_version": v.roster_version,
+                        "signers": ",".join(sorted(v.signers)),
+                        "envelope": v.envelope.model_dump_json(),
+                        "leaf_hash": leaves[k],
+                        "accepted_at": accepted_at,
+                        "source": source,
+                    }
+                    for k, v in enumerate(appended)
+                ],
+            )
+            conn.execute(update(m.log_state).where(m.log_state.c.id == 1).values(size=size + len(appended)))
+        changed = [(lab, st) for lab, st in states.items() if st.changed]
+        new_feeds = [
+            {
+                "lab": lab,
+                "head_seq": st.head.seq if st.head else 0,
+                "head_id": st.head.entry_id if st.head else None,
+                "frozen": st.frozen,
+            }
+            for lab, st in changed
+            if not st.exists
+        ]
+        if new_feeds:
+            conn.execute(insert(m.feeds), new_feeds)
+        for lab, st in changed:
+            if st.exists:
+                conn.execute(
+                    update(m.feeds)
+                    .where(m.feeds.c.lab == lab)
+                    .values(
+                        head_seq=st.head.seq if st.head else 0,
+                        head_id=st.head.entry_id if st.head else None,
+                        frozen=st.frozen,
+                    )
+                )
+        if held_drop:
+            for chunk in _chunks(sorted(held_drop)):
+                conn.execute(delete(m.held).where(m.held.c.entry_id.in_(chunk)))
+        if held_new:
+            conn.execute(
+                insert(m.held),
+                [
+                    {
+                        "entry_id": v.entry_id,
+                        "lab": v.lab,
+                        "seq": v.seq,
+                        "envelope": v.envelope.model_dump_json(),
+                        "roster_version": v.roster_version,
+                        "signers": ",".join(sorted(v.signers)),
+                        "received_at": accepted_at,
+                        "source": source,
+                    }
+                    for v in held_new
+                ],
+            )
+        if proofs:
+            have = set(
+                conn.execute(
+                    select(m.equivocations.c.proof_id).where(m.equivocations.c.proof_id.in_(list(proofs)))
+                ).scalars()
+            )
+            rows = [
+                {
+                    "proof_id": pid,
+                    "lab": p.lab,
+                    "seq": p.seq,
+                    "proof": p.model_dump_json(),
+                    "found_at": accepted_at,
+                }
+                for pid, p in proofs.items()
+                if pid not in have
+            ]
+            if rows:
+                conn.execute(insert(m.equivocations), rows)
+        new_chain = None
+        if len(work.versions) > stored_rosters:
+            self._insert_rosters(conn, work.versions[stored_rosters:])
+            new_chain = work
+        return _WriteResult(appended, statuses, new_chain, leaves, size)
+
+    def _lab_states(self, conn: Connection, labs: Sequence[str]) -> dict[str, _LabState]:
+        states = {lab: _LabState(None, False, False) for lab in labs}
+        for row in conn.execute(select(m.feeds).where(m.feeds.c.lab.in_(list(labs)))):
+            st = states[row.lab]
+            st.exists = True
+            st.frozen = bool(row.frozen)
+            st.head = Head(row.head_seq, row.head_id) if row.head_seq else None
+        for row in conn.execute(select(m.held).where(m.held.c.lab.in_(list(labs)))):
+            states[row.lab].held[row.seq] = row
+        return states
+
+    def _held_total(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(m.held)).scalar_one())
+
+    def _after_commit(self, result: _WriteResult) -> None:
+        if result.chain is not None:
+            self._invalidate_chain()
+        with self._leaves_lock:
+            if len(self._leaves) == result.base_size:
+                self._leaves.extend(result.leaves)
+        if result.accepted:
+            for cb in list(self._listeners):
+                try:
+                    cb(list(result.accepted))
+                except Exception:
+                    # The entries are committed; a failing listener must not turn that into an error.
+                    log.exception("store listener %r failed", cb)
+
+    # --- own feed ----------------------------------------------------------------------
+
+    def publish(
+        self,
+        lab: str,
+        key: SigningKey,
+        kind: str,
+        body: Model | Mapping[str, Any],
+        *,
+        now: datetime | None = None,
+        source: str | None = "local",
+    ) -> VerifiedEntry:
+        """Sign the next entry of ``lab``'s own feed from the stored head and append it.
+
+        Reading the head, signing and appending happen under the write lock in one
+        transaction, so two processes publishing into one home can never sign two
+        different entries at one seq (which peers would rightly treat as equivocation).
+        """
+        issued_at = format_time(now or utcnow())
+        when = now or datetime.now(UTC)
+
+        def fn(conn: Connection, size: int) -> _WriteResult:
+            chain = self._load_chain(conn)
+            if chain is None:
+                raise NoRosterError("no roster is installed: this node cannot publish yet")
+            st = self._lab_states(conn, [lab])[lab]
+            writer = FeedWriter(chain.network_id, lab, key, st.head)
+            env, _eid = writer.append(kind, dict(body) if isinstance(body, Mapping) else body, issued_at)
+            try:
+                v = verify_decoded(decode_entry(env), chain, now=when)
+            except PeerDataError as e:
+                raise ConfigurationError(
+                    f"cannot publish as lab {lab!r}: {e.message} (is this home's key the roster key of {lab!r}?)",
+                    code=e.code,
+                ) from e
+            result = self._append(conn, size, [v], chain, when, source)
+            outcome = result.statuses[v.entry_id]
+            if outcome.status != "accepted":
+                raise PeerDataError(f"own entry not accepted: {outcome.reason}", code=outcome.code)
+            return result
+
+        result = self._write(fn)
+        self._after_commit(result)
+        return result.accepted[0]
+
+    # --- reads -------------------------------------------------------------------------
+
+    def heads(self) -> dict[str, Head]:
+        with self._read() as conn:
+            rows = conn.execute(select(m.feeds).where(m.feeds.c.head_seq > 0).order_by(m.feeds.c.lab)).all()
+        return {r.lab: Head(r.head_seq, r.head_id) for r in rows}
+
+    def frozen_labs(self) -> set[str]:
+        with self._read() as conn:
+            return set(conn.execute(select(m.feeds.c.lab).where(m.feeds.c.frozen.is_(True))).scalars())
+
+    def feed(self, lab: str, after: int = 0, limit: int = 500) -> list[Envelope]:
+        """The lab's entries with seq > ``after``, in seq order (at most ``limit``)."""
+        limit = max(0, min(limit, MAX_BATCH))
+        with self._read() as conn:
+            rows = conn.execute(
+                select(m.entries.c.envelope)
+                .where(m.entries.c.lab == lab, m.entries.c.seq > after)
+                .order_by(m.entries.c.seq)
+                .limit(limit)
+            ).scalars()
+            return [_envelope_from_json(t) for t in rows]
+
+    def get(self, entry_id: str) -> VerifiedEntry | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(m.entries.c.envelope, m.entries.c.signers, m.entries.c.roster_version).where(
+                    m.entries.c.entry_id == entry_id
+                )
+            ).first()
+        return None if row is None else _verified_from_row(*row)
+
+    def entries(
+        self, kind: str | None = None, lab: str | None = None, *, subject: str | None = None
+    ) -> list[VerifiedEntry]:
+        """Accepted entries in accept (log) order, optionally filtered."""
+        q = select(m.entries.c.envelope, m.entries.c.signers, m.entries.c.roster_version).order_by(
+            m.entries.c.log_index
+        )
+        if kind is not None:
+            q = q.where(m.entries.c.kind == kind)
+        if lab is not None:
+            q = q.where(m.entries.c.lab == lab)
+        if subject is not None:
+            q = q.where(m.entries.c.subject == subject)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+        return [_verified_from_row(*r) for r in rows]
+
+    def held_count(self) -> int:
+        with self._read() as conn:
+            return self._held_total(conn)
+
+    def equivocations(self) -> list[EquivocationProof]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(m.equivocations.c.proof).order_by(m.equivocations.c.found_at)
+            ).scalars()
+            return [EquivocationProof.model_validate_json(t) for t in rows]
+
+    def add_listener(self, callback: Callable[[list[VerifiedEntry]], None]) -> None:
+        """Call ``callback(entries)`` after each commit that accepted entries (in log order)."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[list[VerifiedEntry]], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    # --- node log (spec §5) -------------------------------------------------------------
+
+    def log_size(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(m.log_state.c.size).where(m.log_state.c.id == 1)).scalar_one())
+
+    def _leaf_hashes(self, size: int) -> list[bytes]:
+        with self._leaves_lock:
+            have = len(self._leaves)
+            if have < size:
+                with self._read() as conn:
+                    rows = conn.execute(
+                        select(m.entries.c.leaf_hash)
+                        .where(m.entries.c.log_index >= have, m.entries.c.log_index < size)
+                        .order_by(m.entries.c.log_index)
+                    ).scalars()
+                    fetched = [bytes(h) for h in rows]
+                if len(fetched) != size - have:
+                    raise StoreError(
+                        f"node log has a gap: expected {size - have} leaves, found {len(fetched)}"
+                    )
+                self._leaves.extend(fetched)
+            return self._leaves[:size]
+
+    def _check_size(self, size: int | None) -> int:
+        current = self.log_size()
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise MerkleProofError(f"tree size {size} is outside this node's log (size {current})")
+        return size
+
+    def log_root(self, size: int | None = None) -> str:
+        """Hex RFC 9162 root of the first ``size`` log entries (default: all)."""
+        return root_from_hashes(self._leaf_hashes(self._check_size(size))).hex()
+
+    def checkpoint(self, lab: str, *, size: int | None = None, now: datetime | None = None) -> dict[str, Any]:
+        """The checkpoint statement: ``{protocol, network, node, size, root, issued_at}``."""
+        n = self._check_size(size)
+        return {
+            "protocol": PROTOCOL,
+            "network": self.network_id(),
+            "node": lab,
+            "size": n,
+            "root": root_from_hashes(self._leaf_hashes(n)).hex(),
+            "issued_at": format_time(now or utcnow()),
+        }
+
+    def signed_checkpoint(
+        self, key: SigningKey, lab: str, *, size: int | None = None, now: datetime | None = None
+    ) -> Envelope:
+        """A checkpoint envelope (CHECKPOINT_PAYLOAD_TYPE) signed by this node's key."""
+        statement = self.checkpoint(lab, size=size, now=now)
+        return sign_payload(canonical_bytes(statement), CHECKPOINT_PAYLOAD_TYPE, [key])
+
+    def inclusion_proof(self, entry_id: str, size: int | None = None) -> tuple[int, int, list[str]]:
+        """``(index, size, path)``: RFC 9162 inclusion proof of an entry in the log of ``size``."""
+        with self._read() as conn:
+            index = conn.execute(
+                select(m.entries.c.log_index).where(m.entries.c.entry_id == entry_id)
+            ).scalar_one_or_none()
+        if index is None:
+            raise EntryNotFoundError(f"entry {entry_id[:16]}… is not in this node's log")
+        n = self._check_size(size)
+        if index >= n:
+            raise MerkleProofError(f"entry {entry_id[:16]}… is at index {index}, outside a tree of size {n}")
+        return index, n, [h.hex() for h in inclusion_proof(index, self._leaf_hashes(n))]
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[str]:
+        """RFC 9162 consistency proof that the log of size ``old`` is a prefix of size ``new``."""
+        n = self._check_size(new)
+        if not 0 <= old <= n:
+            raise MerkleProofError(f"old size {old} is not between 0 and {n}")
+        return [h.hex() for h in consistency_proof(old, self._leaf_hashes(n))]
+
+    def leaf_index(self, entry_id: str) -> int | None:
+        with self._read() as conn:
+            return conn.execute(
+                select(m.entries.c.log_index).where(m.entries.c.entry_id == entry_id)
+            ).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldStub:
+    entry_id: str
+
+
+def _ok_copy(o: IngestOutcome) -> IngestOutcome:
+    # A second copy of an entry in the same batch: the first one was stored.
+    return IngestOutcome(o.entry_id, o.lab, o.seq, "duplicate")
+
+
+def _as_envelope(raw: Envelope | Mapping[str, Any]) -> Envelope:
+    return raw if isinstance(raw, Envelope) else Envelope.parse(raw)
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def _db_reason(e: Exception) -> str:
+    orig = getattr(e, "orig", None)
+    text = str(orig if orig is not None else e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _transient(e: DBAPIError) -> bool:
+    if isinstance(e, IntegrityError):
+        return True
+    text = str(getattr(e, "orig", e)).lower()
+    return any(
+        s in text for s in ("database is locked", "deadlock", "could not serialize", "busy", "lock timeout")
+    )
+
+
+def _create_engine(url: str) -> Engine:
+    try:
+        u = make_url(url)
+    except Exception as e:
+        raise StoreError(f"invalid database URL {url!r}: {e}") from e
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        db = u.database or ""
+        if db and db != ":memory:" and not db.startswith("file:"):
+            parent = Path(db).parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot open database {url}: directory {parent} does not exist")
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        if not db or db == ":memory:":
+            kwargs["poolclass"] = StaticPool
+        engine = create_engine(u, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take over transaction control from the driver so BEGIN IMMEDIATE is possible.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            # FULL: a commit survives power loss too, not only a killed process (WAL+NORMAL
+            # would do for SIGKILL); one fsync per batch keeps this cheap.
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("tripwire_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    if backend == "postgresql":
+        if u.get_driver_name() in ("", "psycopg2"):
+            u = u.set(drivername="postgresql+psycopg")
+        return create_engine(u, pool_pre_ping=True)
+    raise StoreError(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://...")
