@@ -58,6 +58,7 @@ DEFAULT_FIELDS: dict[str, dict[str, Any]] = {
 }
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _TRIPWIRE_KEYS = {
     "task", "kind", "version", "description", "data", "doc_to_text", "doc_to_choice", "doc_to_target",
@@ -226,11 +227,19 @@ class TaskSpec:
         except TemplateError as e:
             raise EvalDataError(f"task {self.name}: {what} template failed on a row: {e}") from e
 
+    def _is_field(self, spec: Any) -> bool:
+        # lm-eval treats a string that is no column name as a (constant) template; in
+        # Tripwire's own format a bare identifier always means a field, so a typo or a
+        # row without it is an error instead of a constant prompt.
+        if spec in self.features:
+            return True
+        return self.format == "tripwire" and isinstance(spec, str) and _IDENT.match(spec) is not None
+
     def text(self, doc: dict[str, Any], spec: Any = None) -> Any:
         spec = self.doc_to_text if spec is None else spec
         if isinstance(spec, int):
             return spec
-        if spec in self.features:
+        if self._is_field(spec):
             return doc[spec]
         s = self._render(spec, doc, "doc_to_text")
         if s.isdigit() and self.doc_to_choice is not None:
@@ -241,7 +250,7 @@ class TaskSpec:
         spec = self.doc_to_target
         if isinstance(spec, int | list):
             return spec
-        if spec in self.features:
+        if self._is_field(spec):
             return doc[spec]
         s = self._render(spec, doc, "doc_to_target")
         if s.isdigit() and self.doc_to_choice is not None:
@@ -259,7 +268,7 @@ class TaskSpec:
             out = spec
         elif isinstance(spec, dict):
             out = list(spec.values())
-        elif spec in self.features:
+        elif self._is_field(spec):
             out = doc[spec]
         else:
             try:
@@ -370,7 +379,9 @@ def _check_pin(path: Path, actual: str, expected: str | None, where: str) -> Non
     if expected is None:
         return
     if not isinstance(expected, str) or not HEX64.match(expected):
-        raise EvalSpecError(f"{where}: sha256 pin for {path.name} must be 64 lowercase hex digits")
+        raise EvalSpecError(
+            f"{where}: sha256 pin for {path.name} must be 64 lowercase hex digits (quote it in YAML), got {expected!r}"
+        )
     if expected != actual:
         raise DatasetDigestError(
             f"data file {path} has SHA-256 {actual}, but {where} pins {expected}; refusing to evaluate on "

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from node.evals.runner import run_suite, write_result
+from protocol.canonical import HEX64_RE, TIME_RE, canonical_bytes, parse_canonical
+from protocol.merkle import merkle_root
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+CORE = SPECS / "suites" / "tripwire-core.yaml"
+
+
+@pytest.fixture(scope="module")
+def core_run(loaded):
+    return run_suite(loaded.model_dir, CORE, limit=24, batch_size=8, model=loaded)
+
+
+def test_signed_body_has_exactly_the_eval_result_shape(core_run):
+    body = core_run.to_body()
+    assert set(body) == {"suite", "model", "tasks", "runtime", "started_at", "finished_at"}
+    assert body["suite"]["id"] == "tripwire-core" and HEX64_RE.match(body["suite"]["digest"])
+    m = body["model"]
+    assert set(m) == {"name", "commitment", "checkpoint_step", "training_flop", "parameters"}
+    assert m["checkpoint_step"] == 40  # from trainer_state.json
+    assert m["training_flop"] == str(6 * m["parameters"] * 40 * 8 * 100)
+    assert [t["name"] for t in body["tasks"]] == ["arithmetic_mc", "arithmetic_gen", "kv_recall_mc", "composition_mc"]
+    for t in body["tasks"]:
+        assert set(t) == {"name", "digest", "n", "metrics", "items_root"} and t["n"] == 24
+        for v in t["metrics"].values():
+            assert set(v) == {"value", "stderr"} and all(isinstance(x, str) for x in v.values())
+    assert {"torch", "transformers", "device", "dtype", "batch_size"} <= set(body["runtime"])
+    assert TIME_RE.match(body["started_at"]) and TIME_RE.match(body["finished_at"])
+    # No floats anywhere: the canonical encoder refuses them.
+    assert parse_canonical(canonical_bytes(body)) == body
+
+
+def test_body_validates_against_the_protocol_model(core_run):
+    entries = pytest.importorskip("protocol.entries")
+    entries.EvalResultBody.model_validate(core_run.to_body())
+
+
+def test_items_root_commits_to_the_sample_records_in_order(core_run):
+    lines = core_run.sample_lines()
+    assert len(lines) == 4 * 24
+    for t in core_run.tasks:
+        mine = [x for x in lines if json.loads(x)["task"] == t.spec.name]
+        assert merkle_root(mine).hex() == t.items_root
+        assert [json.loads(x)["index"] for x in mine] == list(range(24))
+        assert merkle_root(list(reversed(mine))).hex() != t.items_root
+
+
+def test_metrics_match_per_item_records(core_run):
+    t = core_run.tasks[0]
+    accs = [int(r["metrics"]["acc"]) for r in t.records]
+    assert t.metrics["acc"][0] == pytest.approx(sum(accs) / len(accs))
+    p = sum(accs) / len(accs)
+    assert t.metrics["acc"][1] == pytest.approx((p * (1 - p) / (len(accs) - 1)) ** 0.5)
+    for r in t.records:
+        probs = float(r["metrics"]["prob_correct"])
+        assert 0 < probs < 1 and float(r["metrics"]["brier"]) >= (1 - probs) ** 2 - 1e-6
+
+
+def test_runs_are_deterministic_and_plain_scoring_agrees(loaded, core_run):
+    again = run_suite(loaded.model_dir, CORE, limit=24, batch_size=5, model=loaded, shared_prefix=False)
+    for a, b in zip(core_run.tasks, again.tasks, strict=True):
+        assert a.metrics.keys() == b.metrics.keys()
+        for k in a.metrics:
+            assert a.metrics[k][0] == pytest.approx(b.metrics[k][0], abs=1e-4)
+        if a.spec.kind == "multiple_choice":
+            for ra, rb in zip(a.records, b.records, strict=True):
+                for x, y in zip(ra["logprobs"], rb["logprobs"], strict=True):
+                    assert abs(float(x) - float(y)) < 1e-4
+
+
+def test_resume_cache_skips_finished_items_and_gives_the_same_result(loaded, tmp_path):
+    task = SPECS / "evals" / "arithmetic_mc.yaml"
+    first = run_suite(loaded.model_dir, task, limit=30, batch_size=8, model=loaded, cache_dir=tmp_path)
+    (cache_file,) = tmp_path.glob("arithmetic_mc-*.jsonl")
+    lines = cache_file.read_text().splitlines()
+    assert len(lines) == 30
+    # An interrupted run: only 10 items finished, and the last line was torn mid-write.
+    cache_file.write_text("\n".join(lines[:10]) + "\n" + lines[10][:17])
+    again = run_suite(loaded.model_dir, task, limit=30, batch_size=8, model=loaded, cache_dir=tmp_path)
+    assert again.tasks[0].items_root == first.tasks[0].items_root
+    assert again.tasks[0].metrics == first.tasks[0].metrics
+
+
+def test_result_json_maps_tasks_to_n_and_decimal_metrics(core_run, tmp_path):
+    out = tmp_path / "r.json"
+    write_result(core_run, out)
+    doc = json.loads(out.read_text())
+    assert doc["tasks"]["arithmetic_mc"]["n"] == 24
+    assert doc["model"]["commitment"] == core_run.commitment
+    assert doc["tasks"]["arithmetic_mc"]["metrics"]["acc"]["value"] == core_run.to_body()["tasks"][0]["metrics"]["acc"]["value"]
+    assert {"torch", "transformers", "device", "dtype"} <= set(doc["runtime"])
+
+
+def test_explicit_step_and_flop_override_the_trainer_state(loaded):
+    run = run_suite(loaded.model_dir, SPECS / "evals" / "kv_recall_mc.yaml", limit=3, model=loaded,
+                    checkpoint_step=7, training_flop="1.5E18")
+    m = run.to_body()["model"]
+    assert m["checkpoint_step"] == 7 and m["training_flop"] == "1.5E18"
+    assert run.suite.id == "kv_recall_mc"
