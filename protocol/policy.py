@@ -20,7 +20,6 @@ from __future__ import annotations
 import decimal
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -310,9 +309,13 @@ class Policy(_Frozen):
         """RFC 8785 bytes of :meth:`to_json`."""
         return canonical_bytes(self.to_json())
 
-    @cached_property
+    @property
     def digest(self) -> str:
-        """Content address pinned in the roster: SHA-256 of the canonical JSON."""
+        """Content address pinned in the roster: SHA-256 of the canonical JSON.
+
+        Recomputed on each access: a cached value would survive ``model_copy(update=...)``
+        and name a policy that no longer matches its content.
+        """
         return digest_of(self.to_json())
 
     def rule(self, rule_id: str) -> Rule:

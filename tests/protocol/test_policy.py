@@ -584,3 +584,8 @@ def test_riskier_value_or_wider_error_never_lowers_the_verdict(
     base = verdict(value, stderr)
     assert verdict(riskier, stderr) >= base
     assert verdict(value, stderr + dse) >= base
+
+
+def test_digest_follows_copies() -> None:
+    p = Policy.from_obj(policy_dict())
+    assert p.model_copy(update={"version": 2}).digest != p.digest
