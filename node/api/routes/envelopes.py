@@ -1,0 +1,138 @@
+"""POST /v1/envelopes: offer one envelope or a batch (spec: HTTP; §4.2 accept rule)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from node.api.deps import Ctx, LabBodyDep
+from node.api.problems import ProblemError, problem_response, problem_responses
+from node.api.routes._json import json_response
+from protocol.canonical import parse_json_strict
+from protocol.envelope import Envelope
+from protocol.errors import PeerDataError
+
+router = APIRouter(tags=["envelopes"])
+
+#: Largest batch accepted in one request (the body limit bounds it too).
+MAX_BATCH = 5000
+
+
+class IngestResult(BaseModel):
+    """What happened to one offered envelope."""
+
+    status: Literal["accepted", "duplicate", "held", "rejected"]
+    entry_id: str | None = None
+    lab: str | None = None
+    seq: int | None = None
+    code: str | None = None
+    """Machine code of the rejection (a protocol error code)."""
+    reason: str | None = None
+    """Human explanation of the rejection."""
+
+
+class BatchResult(BaseModel):
+    results: list[IngestResult]
+    """One result per offered envelope, in request order."""
+
+
+_ENVELOPE_SCHEMA = {
+    "type": "object",
+    "required": ["payloadType", "payload", "signatures"],
+    "properties": {
+        "payloadType": {"type": "string"},
+        "payload": {"type": "string"},
+        "signatures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["sig"],
+                "properties": {"keyid": {"type": "string"}, "sig": {"type": "string"}},
+            },
+        },
+    },
+}
+
+_OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One DSSE envelope, or a JSON array of envelopes (a batch).",
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_ENVELOPE_SCHEMA, {"type": "array", "items": _ENVELOPE_SCHEMA}]}
+            }
+        },
+    }
+}
+
+
+def _status_for_code(code: str | None) -> int:
+    # A conflicting signed entry (or a frozen feed) is a conflict with held state; any other
+    # refusal is invalid content.
+    return 409 if code in ("equivocation", "feed-forked") else 422
+
+
+def _outcome_dict(o: Any) -> dict[str, Any]:
+    return {
+        "status": o.status,
+        "entry_id": o.entry_id,
+        "lab": o.lab,
+        "seq": o.seq,
+        "code": o.code,
+        "reason": o.reason,
+    }
+
+
+@router.post(
+    "/v1/envelopes",
+    summary="Offer envelopes (one, or a batch as a JSON array)",
+    response_model=BatchResult | IngestResult,
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429),
+    openapi_extra=_OPENAPI_BODY,
+)
+def post_envelopes(req: LabBodyDep, ctx: Ctx) -> Response:
+    """A single envelope is answered with its result (4xx problem when rejected); a batch is
+    answered 200 with one result per envelope. Nothing invalid is stored; equivocation
+    evidence is the only thing kept from a rejected entry."""
+    try:
+        data = parse_json_strict(req.body, max_bytes=ctx.max_body_bytes)
+    except PeerDataError as e:
+        raise ProblemError(400, e.code, f"request body: {e.message}") from e
+    single = isinstance(data, dict)
+    items = [data] if single else data
+    if not isinstance(items, list):
+        raise ProblemError(400, "bad-request-body", "send one envelope object or a JSON array of envelopes")
+    if not items:
+        raise ProblemError(400, "empty-batch", "the batch is empty")
+    if len(items) > MAX_BATCH:
+        raise ProblemError(413, "batch-too-large", f"{len(items)} envelopes; at most {MAX_BATCH} per request")
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    valid: list[Envelope] = []
+    where: list[int] = []
+    for i, item in enumerate(items):
+        try:
+            valid.append(Envelope.parse(item))
+            where.append(i)
+        except PeerDataError as e:
+            results[i] = {"status": "rejected", "entry_id": None, "lab": None, "seq": None,
+                          "code": e.code, "reason": e.message}
+    if valid:
+        outcomes = ctx.store.ingest(valid, source=req.caller.member)
+        for i, o in zip(where, outcomes, strict=True):
+            results[i] = _outcome_dict(o)
+    counts: dict[str, int] = {}
+    for r in results:
+        assert r is not None
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    for status, n in counts.items():
+        ctx.metrics.ingest.labels(status, "http").inc(n)
+    if single:
+        r = results[0]
+        assert r is not None
+        if r["status"] == "rejected":
+            return problem_response(_status_for_code(r["code"]), r["code"] or "rejected", r["reason"] or "")
+        return json_response(r)
+    return json_response({"results": results})

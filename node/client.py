@@ -1,0 +1,317 @@
+"""HTTP clients for a peer's node API, signing every request with the caller's roster key.
+
+:class:`PeerClient` (blocking, for the CLI, gates and tests) and :class:`AsyncPeerClient`
+(asyncio, for sync) expose the same methods. Responses are size-capped and parsed
+defensively: a peer is untrusted, so a malformed answer raises :class:`PeerResponseError`
+(a :class:`~protocol.errors.PeerDataError`) and a failed exchange raises
+:class:`PeerUnavailableError` or :class:`PeerHTTPError` (both
+:class:`~protocol.errors.TransportError`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from node.auth import sign_request
+from protocol.envelope import Envelope
+from protocol.errors import PeerDataError, TransportError
+from protocol.feed import Head
+from protocol.keys import SigningKey
+
+#: Largest response body read from a peer (a feed page of big eval results fits easily).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+class PeerHTTPError(TransportError):
+    """The peer answered with an error status; ``status`` and the problem ``problem_code``."""
+
+    code = "peer-http-error"
+
+    def __init__(self, status: int, problem_code: str, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(f"peer answered {status} {problem_code}: {detail}")
+        self.status, self.problem_code, self.detail, self.retry_after = status, problem_code, detail, retry_after
+
+
+class PeerUnavailableError(TransportError):
+    """The peer could not be reached, timed out, or broke the connection."""
+
+    code = "peer-unavailable"
+
+
+class PeerResponseError(PeerDataError):
+    """The peer's answer is not what the API promises (bad JSON, wrong shape, too large)."""
+
+    code = "bad-peer-response"
+
+
+class SignatureAuth(httpx.Auth):
+    """httpx auth flow adding RFC 9421 signature headers (see :mod:`node.auth`)."""
+
+    requires_request_body = True
+
+    def __init__(self, key: SigningKey) -> None:
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        target = request.url.raw_path.decode("ascii")
+        request.headers.update(sign_request(self.key, request.method, target, request.content or None))
+        yield request
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    lab: str
+    after: int
+    envelopes: list[Envelope]
+    head: Head | None
+    size: int
+    """Bytes of the response body (for transfer accounting)."""
+
+
+# --- response parsing (shared by both clients) ---------------------------------------------------
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise PeerResponseError(f"peer sent invalid JSON: {str(e)[:200]}") from e
+
+
+def _head(obj: Any) -> Head:
+    if not isinstance(obj, dict):
+        raise PeerResponseError("head must be an object")
+    seq, eid = obj.get("seq"), obj.get("entry_id")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not isinstance(eid, str) or len(eid) != 64:
+        raise PeerResponseError("head must have an integer seq and a 64-hex entry_id")
+    return Head(seq, eid)
+
+
+def parse_heads(body: bytes) -> dict[str, Head]:
+    data = _json(body)
+    if not isinstance(data, dict):
+        raise PeerResponseError("heads must be an object mapping lab to head")
+    return {str(lab): _head(h) for lab, h in data.items()}
+
+
+def parse_feed(body: bytes) -> FeedPage:
+    data = _json(body)
+    if not isinstance(data, dict) or not isinstance(data.get("envelopes"), list):
+        raise PeerResponseError("feed page must be an object with an envelopes array")
+    head = data.get("head")
+    return FeedPage(
+        lab=str(data.get("lab")),
+        after=int(data.get("after") or 0),
+        envelopes=[Envelope.parse(e) for e in data["envelopes"]],
+        head=None if head is None else _head(head),
+        size=len(body),
+    )
+
+
+def parse_results(body: bytes) -> list[dict[str, Any]]:
+    data = _json(body)
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        return list(data["results"])
+    if isinstance(data, dict) and "status" in data:
+        return [data]
+    raise PeerResponseError("envelope POST answer must carry results")
+
+
+def _raise_for(status: int, headers: httpx.Headers, body: bytes) -> None:
+    if status < 400:
+        return
+    code, detail = f"http-{status}", body[:200].decode("utf-8", "replace")
+    try:
+        doc = json.loads(body)
+        if isinstance(doc, dict):
+            code, detail = str(doc.get("code", code)), str(doc.get("detail", detail))
+    except (ValueError, RecursionError):
+        pass
+    retry = headers.get("retry-after")
+    try:
+        retry_after = float(retry) if retry is not None else None
+    except ValueError:
+        retry_after = None
+    raise PeerHTTPError(status, code, detail, retry_after)
+
+
+def _feed_params(after: int, limit: int) -> dict[str, int]:
+    return {"after": after, "limit": limit}
+
+
+def _envelopes_body(envelopes: Sequence[Envelope]) -> bytes:
+    return json.dumps([e.to_dict() for e in envelopes], separators=(",", ":")).encode("utf-8")
+
+
+class _Base:
+    def __init__(
+        self, base_url: str, key: SigningKey, lab_id: str, *, timeout: float, max_response_bytes: int
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key, self.lab_id = key, lab_id
+        self.timeout, self.max_response_bytes = timeout, max_response_bytes
+        self.bytes_in = 0
+        """Response body bytes received (transfer accounting)."""
+        self.bytes_out = 0
+        """Request body bytes sent."""
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "auth": SignatureAuth(self.key),
+            "timeout": httpx.Timeout(self.timeout),
+            "headers": {"user-agent": f"tripwire-node/{self.lab_id}"},
+            # Peers are addressed by their roster endpoint; never follow a redirect elsewhere.
+            "follow_redirects": False,
+            "trust_env": False,
+        }
+
+
+class PeerClient(_Base):
+    """Blocking client for one peer's API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: SigningKey,
+        lab_id: str,
+        *,
+        timeout: float = 10.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        super().__init__(base_url, key, lab_id, timeout=timeout, max_response_bytes=max_response_bytes)
+        self._http = httpx.Client(**self._client_kwargs())
+
+    def __enter__(self) -> PeerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, content: bytes | None = None
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """Send a signed request; return (status, headers, body) without raising on 4xx/5xx."""
+        headers = {"content-type": "application/json"} if content is not None else None
+        try:
+            with self._http.stream(method, path, params=params, content=content, headers=headers) as r:
+                buf = bytearray()
+                for chunk in r.iter_bytes():
+                    buf += chunk
+                    if len(buf) > self.max_response_bytes:
+                        raise PeerResponseError(f"response exceeds {self.max_response_bytes} bytes")
+                self.bytes_in += len(buf)
+                self.bytes_out += len(content or b"")
+                return r.status_code, r.headers, bytes(buf)
+        except httpx.HTTPError as e:
+            raise PeerUnavailableError(f"{method} {self.base_url}{path}: {type(e).__name__}: {e}") from e
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+        status, headers, body = self.request("GET", path, params=params)
+        _raise_for(status, headers, body)
+        return body
+
+    def heads(self) -> dict[str, Head]:
+        return parse_heads(self._get("/v1/heads"))
+
+    def feed(self, lab: str, after: int = 0, limit: int = 500) -> FeedPage:
+        return parse_feed(self._get(f"/v1/feeds/{quote(lab, safe='')}", _feed_params(after, limit)))
+
+    def post_envelopes(self, envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+        status, headers, body = self.request("POST", "/v1/envelopes", content=_envelopes_body(envelopes))
+        _raise_for(status, headers, body)
+        return parse_results(body)
+
+    def roster(self) -> dict[str, Any]:
+        return _json(self._get("/v1/roster"))  # type: ignore[no-any-return]
+
+    def status(self) -> dict[str, Any]:
+        return _json(self._get("/v1/status"))  # type: ignore[no-any-return]
+
+    def entry(self, entry_id: str) -> dict[str, Any]:
+        return _json(self._get(f"/v1/entries/{entry_id}"))  # type: ignore[no-any-return]
+
+    def certificate(self, cert_id: str) -> dict[str, Any]:
+        return _json(self._get(f"/v1/certificates/{cert_id}"))  # type: ignore[no-any-return]
+
+    def equivocations(self) -> list[dict[str, Any]]:
+        return list(_json(self._get("/v1/equivocations"))["equivocations"])
+
+    def checkpoint(self) -> Envelope:
+        return Envelope.parse(_json(self._get("/v1/checkpoint")))
+
+    def inclusion_proof(self, entry_id: str, size: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"entry_id": entry_id}
+        if size is not None:
+            params["size"] = size
+        return _json(self._get("/v1/proofs/inclusion", params))  # type: ignore[no-any-return]
+
+    def consistency_proof(self, old: int, new: int) -> dict[str, Any]:
+        return _json(self._get("/v1/proofs/consistency", {"old": old, "new": new}))  # type: ignore[no-any-return]
+
+
+class AsyncPeerClient(_Base):
+    """asyncio client for one peer's API (used by :mod:`node.sync`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: SigningKey,
+        lab_id: str,
+        *,
+        timeout: float = 10.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        super().__init__(base_url, key, lab_id, timeout=timeout, max_response_bytes=max_response_bytes)
+        self._http = httpx.AsyncClient(**self._client_kwargs())
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, content: bytes | None = None
+    ) -> tuple[int, httpx.Headers, bytes]:
+        headers = {"content-type": "application/json"} if content is not None else None
+        try:
+            async with self._http.stream(method, path, params=params, content=content, headers=headers) as r:
+                buf = bytearray()
+                async for chunk in r.aiter_bytes():
+                    buf += chunk
+                    if len(buf) > self.max_response_bytes:
+                        raise PeerResponseError(f"response exceeds {self.max_response_bytes} bytes")
+                self.bytes_in += len(buf)
+                self.bytes_out += len(content or b"")
+                return r.status_code, r.headers, bytes(buf)
+        except httpx.HTTPError as e:
+            raise PeerUnavailableError(f"{method} {self.base_url}{path}: {type(e).__name__}: {e}") from e
+
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+        status, headers, body = await self.request("GET", path, params=params)
+        _raise_for(status, headers, body)
+        return body
+
+    async def heads(self) -> dict[str, Head]:
+        return parse_heads(await self._get("/v1/heads"))
+
+    async def feed(self, lab: str, after: int = 0, limit: int = 500) -> FeedPage:
+        return parse_feed(await self._get(f"/v1/feeds/{quote(lab, safe='')}", _feed_params(after, limit)))
+
+    async def post_envelopes(self, envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+        status, headers, body = await self.request("POST", "/v1/envelopes", content=_envelopes_body(envelopes))
+        _raise_for(status, headers, body)
+        return parse_results(body)
+
+    async def status(self) -> dict[str, Any]:
+        return _json(await self._get("/v1/status"))  # type: ignore[no-any-return]
+
+    async def roster(self) -> dict[str, Any]:
+        return _json(await self._get("/v1/roster"))  # type: ignore[no-any-return]

@@ -1,0 +1,42 @@
+"""``serve(home, host, port)``: the node's API under uvicorn, with sync running in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from node.api import create_app
+from node.sync import Syncer
+
+if TYPE_CHECKING:
+    from node.home import NodeHome
+
+log = logging.getLogger(__name__)
+
+
+def build_server(home: NodeHome, host: str | None = None, port: int | None = None, *, sync: bool = True) -> uvicorn.Server:
+    """A configured uvicorn server for ``home`` (sync starts and stops with the app)."""
+    syncer = Syncer(home) if sync else None
+    app = create_app(home, syncer=syncer)
+    config = uvicorn.Config(
+        app,
+        host=host or home.config.server.host,
+        port=port or home.config.server.port,
+        log_level="warning",
+        access_log=False,
+        # Body size is enforced per route (413 on Content-Length and streamed bytes);
+        # these bound what uvicorn itself buffers before a route sees the request.
+        h11_max_incomplete_event_size=64 * 1024,
+        timeout_keep_alive=30,
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+def serve(home: NodeHome, host: str | None = None, port: int | None = None, *, sync: bool = True) -> None:
+    """Serve the API (and sync with peers) until interrupted."""
+    server = build_server(home, host, port, sync=sync)
+    asyncio.run(server.serve())

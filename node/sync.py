@@ -1,0 +1,412 @@
+"""Peer sync: anti-entropy pull plus eager push of the node's own new entries.
+
+Design (see docs/benchmarks.md "## Sync" for measurements):
+
+- **Pull (anti-entropy)**: one task per peer reads the peer's heads every ``interval_s``
+  and fetches, page by page, every lab's entries it is missing (any lab: relayed entries
+  are accepted because their authenticity is their own signature, so labs that cannot
+  reach each other converge through others). Pages are checked to be the requested lab's
+  next entries in seq order before ingest; anything else is refused and recorded against
+  the peer (forged, truncated, reordered or equivocating feeds), and the store keeps the
+  equivocation proof.
+- **Push (eager)**: one task per peer sends this node's own new entries as soon as they
+  are accepted (``Store.add_listener``) or appear in the database through another process
+  (own head polled every interval), so a new entry reaches every node within one round
+  trip when all are up.
+- **No double transfer**: push covers small gaps (at most ``push_max_gap`` entries), pull
+  catches up large ones. For a small gap, pull fetches only up to the head the peer showed
+  in the *previous* round, giving the origin's push one interval to land first; a claim
+  per lab stops two peers' tasks from fetching the same range at once.
+- **Isolation**: every request has a timeout; each peer has its own tasks and exponential
+  backoff (jittered, capped at ``max_backoff_s``, honouring Retry-After); claims expire, so
+  a slow or hostile peer delays nobody but itself. Out-of-order entries go to the store's
+  bounded hold; sync keeps no unbounded state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from node.client import AsyncPeerClient, PeerHTTPError
+from protocol.entries import VerifiedEntry
+from protocol.envelope import Envelope, b64decode_any
+from protocol.errors import PeerDataError, TransportError
+from protocol.feed import Head
+
+if TYPE_CHECKING:
+    from node.api.metrics import NodeMetrics
+    from node.home import NodeHome
+
+log = logging.getLogger(__name__)
+
+#: Gaps up to this many entries are left to the origin's push for one interval.
+PUSH_MAX_GAP = 256
+#: Misbehaviour records kept per peer (for /v1/status).
+MAX_RECORDS = 32
+
+
+@dataclass(frozen=True)
+class Peer:
+    lab: str
+    url: str
+
+
+@dataclass
+class PeerState:
+    """What this node knows about one peer (served in /v1/status under ``peers``)."""
+
+    peer: Peer
+    heads: dict[str, Head] = field(default_factory=dict)
+    """The peer's heads from the latest round."""
+    prev_heads: dict[str, Head] = field(default_factory=dict)
+    """The peer's heads one round earlier."""
+    own_known: int | None = None
+    """Highest seq of our own feed the peer is known to hold (None: not yet learned)."""
+    failures: int = 0
+    next_attempt: float = 0.0
+    last_ok: float | None = None
+    last_error: str | None = None
+    records: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
+    fetched: int = 0
+    pushed: int = 0
+
+    def record(self, code: str, detail: str) -> None:
+        self.records.append({"at": time.time(), "code": code, "detail": detail[:300]})
+
+    def as_dict(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "url": self.peer.url,
+            "ok": self.failures == 0 and self.last_ok is not None,
+            "last_ok_s_ago": None if self.last_ok is None else round(now - self.last_ok, 3),
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "retry_in_s": max(0.0, round(self.next_attempt - time.monotonic(), 3)),
+            "fetched": self.fetched,
+            "pushed": self.pushed,
+            "misbehaviour": list(self.records),
+        }
+
+
+def _peek(env: Envelope) -> tuple[str, int] | None:
+    """(lab, seq) of an entry envelope without verifying it (page shape check only)."""
+    try:
+        st = json.loads(b64decode_any(env.payload))
+        lab, seq = st["lab"], st["seq"]
+    except (ValueError, KeyError, TypeError, RecursionError, PeerDataError):
+        return None
+    if not isinstance(lab, str) or not isinstance(seq, int) or isinstance(seq, bool):
+        return None
+    return lab, seq
+
+
+def peers_for(home: NodeHome) -> list[Peer]:
+    """The roster endpoints of the other labs, with ``[[peers]]`` in node.toml overriding them
+    (an unreachable override models labs that cannot reach each other directly)."""
+    return [Peer(p.lab, p.url) for p in home.peers() if p.lab != home.lab]
+
+
+class Syncer:
+    """Runs pull and push tasks for every peer of ``home``."""
+
+    def __init__(
+        self,
+        home: NodeHome,
+        peers: Sequence[Peer] | None = None,
+        *,
+        interval_s: float | None = None,
+        timeout_s: float | None = None,
+        batch: int | None = None,
+        max_backoff_s: float | None = None,
+        push_max_gap: int = PUSH_MAX_GAP,
+    ) -> None:
+        cfg = home.config.sync
+        self.home = home
+        self.lab = home.lab
+        self.interval_s = interval_s or cfg.interval_s
+        self.timeout_s = timeout_s or cfg.timeout_s
+        self.batch = min(batch or cfg.batch, 1000)
+        self.max_backoff_s = max_backoff_s or cfg.max_backoff_s
+        self.push_max_gap = push_max_gap
+        self.peers = list(peers) if peers is not None else peers_for(home)
+        self.states = {p.lab: PeerState(p) for p in self.peers}
+        self.clients = {
+            p.lab: AsyncPeerClient(p.url, home.key, home.lab, timeout=self.timeout_s) for p in self.peers
+        }
+        self.metrics: NodeMetrics | None = None
+        self._claims: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._push_wake: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self, metrics: NodeMetrics | None = None) -> None:
+        self.metrics = metrics
+        self._loop = asyncio.get_running_loop()
+        self.home.store.add_listener(self._on_accepted)
+        for p in self.peers:
+            self._push_wake[p.lab] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._pull_loop(p), name=f"pull:{p.lab}"))
+            self._tasks.append(asyncio.create_task(self._push_loop(p), name=f"push:{p.lab}"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.home.store.remove_listener(self._on_accepted)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients.values()), return_exceptions=True)
+
+    def peer_status(self) -> dict[str, Any]:
+        return {lab: st.as_dict() for lab, st in sorted(self.states.items())}
+
+    def _on_accepted(self, entries: list[VerifiedEntry]) -> None:
+        # Called by the store after commit, from whichever thread wrote.
+        if self._loop is None or not any(e.lab == self.lab for e in entries):
+            return
+        for ev in self._push_wake.values():
+            self._loop.call_soon_threadsafe(ev.set)
+
+    # --- one-shot (CLI `tripwire sync --once`) ----------------------------------------
+
+    async def sync_once(self) -> dict[str, Any]:
+        """One pull round and one full push with every peer, concurrently; per-peer summary."""
+        self._loop = asyncio.get_running_loop()
+
+        async def one(p: Peer) -> tuple[str, dict[str, Any]]:
+            st = self.states[p.lab]
+            out: dict[str, Any] = {}
+            try:
+                out["fetched"] = await asyncio.wait_for(self._pull_round(p, eager=True), self._round_timeout())
+                out["pushed"] = await asyncio.wait_for(self._push_round(p, max_gap=None), self._round_timeout())
+                out["ok"] = True
+            except (TransportError, PeerDataError, TimeoutError) as e:
+                self._fail(st, e)
+                out.update(ok=False, error=_describe(e))
+            return p.lab, out
+
+        try:
+            return dict(await asyncio.gather(*(one(p) for p in self.peers)))
+        finally:
+            await self.aclose()
+
+    # --- loops -------------------------------------------------------------------------
+
+    def _round_timeout(self) -> float:
+        # Generous for a large catch-up, but finite: a peer trickling bytes cannot hold a task.
+        return max(30.0, self.timeout_s * 12)
+
+    async def _pull_loop(self, peer: Peer) -> None:
+        st = self.states[peer.lab]
+        while not self._stopping:
+            delay = max(0.0, st.next_attempt - time.monotonic())
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                await asyncio.wait_for(self._pull_round(peer), self._round_timeout())
+                self._ok(st, "pull")
+            except asyncio.CancelledError:
+                raise
+            except (TransportError, PeerDataError, TimeoutError) as e:
+                self._fail(st, e)
+                continue
+            except Exception as e:  # a bug must not kill sync with this peer for good
+                log.exception("sync with %s failed unexpectedly", peer.lab)
+                self._fail(st, e)
+                continue
+            await asyncio.sleep(self.interval_s * random.uniform(0.9, 1.1))
+
+    async def _push_loop(self, peer: Peer) -> None:
+        st = self.states[peer.lab]
+        wake = self._push_wake[peer.lab]
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(wake.wait(), self.interval_s)
+            except TimeoutError:
+                pass  # poll: entries may have been published by another process
+            wake.clear()
+            if st.next_attempt > time.monotonic():
+                continue
+            try:
+                await asyncio.wait_for(self._push_round(peer, max_gap=self.push_max_gap), self._round_timeout())
+            except asyncio.CancelledError:
+                raise
+            except (TransportError, PeerDataError, TimeoutError) as e:
+                self._fail(st, e)
+            except Exception as e:
+                log.exception("push to %s failed unexpectedly", peer.lab)
+                self._fail(st, e)
+
+    def _ok(self, st: PeerState, what: str) -> None:
+        st.failures = 0
+        st.next_attempt = 0.0
+        st.last_ok = time.time()
+        st.last_error = None
+        if self.metrics:
+            self.metrics.sync_rounds.labels(st.peer.lab, "ok").inc()
+
+    def _fail(self, st: PeerState, e: BaseException) -> None:
+        st.failures += 1
+        st.last_error = _describe(e)
+        backoff = min(self.max_backoff_s, self.interval_s * (2 ** min(st.failures, 16)))
+        backoff *= random.uniform(0.5, 1.0)
+        if isinstance(e, PeerHTTPError) and e.retry_after:
+            backoff = max(backoff, min(e.retry_after, self.max_backoff_s))
+        st.next_attempt = time.monotonic() + backoff
+        if isinstance(e, PeerDataError):
+            st.record(e.code, e.message)
+            if self.metrics:
+                self.metrics.peer_misbehaviour.labels(st.peer.lab, e.code).inc()
+        if self.metrics:
+            self.metrics.sync_rounds.labels(st.peer.lab, "error").inc()
+        log.info("sync with %s failed (%s); retry in %.1fs", st.peer.lab, st.last_error, backoff)
+
+    # --- pull ----------------------------------------------------------------------------
+
+    async def _pull_round(self, peer: Peer, *, eager: bool = False) -> int:
+        st = self.states[peer.lab]
+        client = self.clients[peer.lab]
+        before = client.bytes_in
+        remote = await client.heads()
+        st.prev_heads, st.heads = (st.heads or remote), remote
+        mine = remote.get(self.lab)
+        if mine is not None and (st.own_known is None or mine.seq > st.own_known):
+            st.own_known = mine.seq
+        elif mine is None and st.own_known is None:
+            st.own_known = 0
+        local = await asyncio.to_thread(self.home.store.heads)
+        fetched = 0
+        for lab, head in sorted(remote.items()):
+            have = local.get(lab)
+            have_seq = have.seq if have else 0
+            gap = head.seq - have_seq
+            if gap <= 0:
+                continue
+            target = head.seq
+            if gap <= self.push_max_gap and not eager:
+                # Small gap: the origin's eager push is likely in flight; only take what the
+                # peer already showed a round ago.
+                prev = st.prev_heads.get(lab)
+                target = min(target, prev.seq if prev else 0)
+                if target <= have_seq:
+                    continue
+            fetched += await self._fetch_lab(peer, lab, have_seq, target)
+        if self.metrics:
+            self.metrics.sync_bytes.labels(peer.lab, "in").inc(client.bytes_in - before)
+        return fetched
+
+    async def _fetch_lab(self, peer: Peer, lab: str, have_seq: int, target: int) -> int:
+        now = time.monotonic()
+        claim = self._claims.get(lab)
+        if claim is not None and claim > now:
+            return 0  # another peer's task is fetching this lab; look again next round
+        self._claims[lab] = now + self._round_timeout()
+        st = self.states[peer.lab]
+        client = self.clients[peer.lab]
+        fetched = 0
+        try:
+            # Re-read: another task may have advanced this lab while we were waiting.
+            head = (await asyncio.to_thread(self.home.store.heads)).get(lab)
+            after = max(have_seq, head.seq if head else 0)
+            while after < target:
+                page = await client.feed(lab, after=after, limit=min(self.batch, target - after))
+                if not page.envelopes:
+                    break
+                good: list[Envelope] = []
+                for i, env in enumerate(page.envelopes):
+                    at = _peek(env)
+                    if at != (lab, after + 1 + i):
+                        st.record(
+                            "bad-feed-page",
+                            f"feed {lab} after {after}: item {i} is {at}, expected {(lab, after + 1 + i)}",
+                        )
+                        if self.metrics:
+                            self.metrics.peer_misbehaviour.labels(peer.lab, "bad-feed-page").inc()
+                        break
+                    good.append(env)
+                if not good:
+                    break
+                outcomes = await asyncio.to_thread(self.home.store.ingest, good, source=peer.lab)
+                progressed = 0
+                for o in outcomes:
+                    if self.metrics:
+                        self.metrics.ingest.labels(o.status, "sync").inc()
+                        self.metrics.sync_entries.labels(peer.lab, "fetch", o.status).inc()
+                    if o.status == "rejected":
+                        st.record(o.code or "rejected", f"{lab}#{o.seq}: {o.reason}")
+                        if self.metrics:
+                            self.metrics.peer_misbehaviour.labels(peer.lab, o.code or "rejected").inc()
+                        break
+                    progressed += 1
+                fetched += sum(1 for o in outcomes if o.status == "accepted")
+                st.fetched += sum(1 for o in outcomes if o.status == "accepted")
+                if progressed < len(good) or len(good) < len(page.envelopes):
+                    break  # refused from here on; honest peers will fill the rest
+                after += len(good)
+        finally:
+            self._claims.pop(lab, None)
+        return fetched
+
+    # --- push ----------------------------------------------------------------------------
+
+    async def _push_round(self, peer: Peer, *, max_gap: int | None) -> int:
+        st = self.states[peer.lab]
+        client = self.clients[peer.lab]
+        own = (await asyncio.to_thread(self.home.store.heads)).get(self.lab)
+        if own is None:
+            return 0
+        if st.own_known is None:
+            remote = await client.heads()
+            st.own_known = remote[self.lab].seq if self.lab in remote else 0
+        pushed = 0
+        while st.own_known < own.seq:
+            gap = own.seq - st.own_known
+            if max_gap is not None and gap > max_gap:
+                return pushed  # a large gap is the peer's pull to close (no double transfer)
+            envs = await asyncio.to_thread(self.home.store.feed, self.lab, st.own_known, self.batch)
+            if not envs:
+                break
+            before = client.bytes_out
+            results = await client.post_envelopes(envs)
+            if self.metrics:
+                self.metrics.sync_bytes.labels(peer.lab, "out").inc(client.bytes_out - before)
+            advanced = st.own_known
+            for r in results:
+                status = r.get("status")
+                if self.metrics:
+                    self.metrics.sync_entries.labels(peer.lab, "push", str(status)).inc()
+                if status in ("accepted", "duplicate") and isinstance(r.get("seq"), int):
+                    if r["seq"] == advanced + 1:
+                        advanced = r["seq"]
+                else:
+                    break
+            pushed += sum(1 for r in results if r.get("status") == "accepted")
+            st.pushed += sum(1 for r in results if r.get("status") == "accepted")
+            if advanced == st.own_known:
+                # The peer did not take the next entry (held: it lacks earlier ones, or it
+                # refused): relearn its head next round instead of looping.
+                st.own_known = None
+                break
+            st.own_known = advanced
+        return pushed
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, TimeoutError):
+        return "timeout"
+    code = getattr(e, "code", type(e).__name__)
+    return f"{code}: {str(e)[:300]}"
