@@ -59,7 +59,11 @@ def canonical_bytes(obj: Mapping[str, Any]) -> bytes:
     if not isinstance(obj, Mapping):
         raise CanonicalFormError("a signed statement must be a JSON object")
     _check_value(obj, 0, "")
-    out: bytes = rfc8785.dumps(obj)
+    try:
+        out: bytes = rfc8785.dumps(obj)
+    except rfc8785.CanonicalizationError as e:
+        # e.g. a lone surrogate from a "\ud800" escape: no canonical form exists (spec §2.1).
+        raise CanonicalFormError(f"no RFC 8785 form: {e}") from e
     return out
 
 
@@ -143,8 +147,11 @@ def parse_canonical(payload: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> 
     # escape exactly '"', '\\' and C0 controls, the same way; floats were refused while
     # parsing). Anything else takes the reference implementation.
     if payload.isascii():
-        fast = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("ascii")
-        if fast == payload:
+        fast = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        # A "\u00e9" escape in an ASCII payload parses to a non-ASCII character, which the
+        # canonical form writes raw: such a payload is not canonical (and a lone surrogate
+        # has no canonical form at all). Either way the bytes cannot match.
+        if fast.isascii() and fast.encode("ascii") == payload:
             return obj
         raise CanonicalFormError("payload is valid JSON but not its RFC 8785 canonical form")
     if canonical_bytes(obj) != payload:
@@ -172,7 +179,8 @@ def digest_of(obj: Mapping[str, Any]) -> str:
 
 def to_decimal(s: str) -> Decimal:
     """Parse a decimal string from signed data; raise :class:`SchemaError` if malformed."""
-    if not isinstance(s, str) or not DECIMAL_RE.match(s):
+    # fullmatch: re's "$" also matches before a trailing newline.
+    if not isinstance(s, str) or not DECIMAL_RE.fullmatch(s):
         raise SchemaError(f"{s!r} is not a decimal string")
     try:
         return Decimal(s)
@@ -220,7 +228,7 @@ def format_time(dt: datetime) -> str:
 
 def parse_time(s: str) -> datetime:
     """Parse an RFC 3339 UTC ``Z`` timestamp from signed data."""
-    if not isinstance(s, str) or not TIME_RE.match(s):
+    if not isinstance(s, str) or not TIME_RE.fullmatch(s):
         raise SchemaError(f"{s!r} is not an RFC 3339 UTC timestamp ending in Z")
     base, _, frac = s[:-1].partition(".")
     try:

@@ -1,0 +1,201 @@
+"""Canonical bytes (spec §2): RFC 8785 agreement, strict parsing, decimals, timestamps."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.canonical import (
+    MAX_DEPTH,
+    MAX_SAFE_INT,
+    canonical_bytes,
+    decimal_str,
+    entry_id,
+    format_time,
+    parse_canonical,
+    parse_json_strict,
+    parse_time,
+    to_decimal,
+)
+from protocol.errors import CanonicalFormError, FloatInSignedDataError, OversizeError, SchemaError
+
+ascii_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=12)
+any_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)),  # lone surrogates have no UTF-8 form
+    max_size=12,
+)
+scalars = st.none() | st.booleans() | st.integers(min_value=-MAX_SAFE_INT, max_value=MAX_SAFE_INT) | any_text
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=20,
+)
+json_objects = st.dictionaries(any_text, json_values, max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_objects)
+def test_canonical_round_trip_and_fast_path_agree_with_rfc8785(obj: dict[str, Any]) -> None:
+    reference = rfc8785.dumps(obj)
+    assert canonical_bytes(obj) == reference
+    # parse_canonical takes the ASCII fast path for ASCII payloads and rfc8785 otherwise;
+    # either way the reference bytes are accepted and round-trip to the same object.
+    assert parse_canonical(reference) == obj
+    assert canonical_bytes(parse_canonical(reference)) == reference
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_objects)
+def test_non_canonical_serializations_are_refused(obj: dict[str, Any]) -> None:
+    reference = rfc8785.dumps(obj)
+    for variant in (
+        json.dumps(obj, ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode(),
+        json.dumps(obj, ensure_ascii=False, sort_keys=True).encode(),
+        json.dumps(obj, ensure_ascii=False, sort_keys=False, separators=(",", ":")).encode(),
+    ):
+        if variant == reference:
+            assert parse_canonical(variant) == obj
+        else:
+            with pytest.raises(CanonicalFormError, match="not its RFC 8785 canonical form"):
+                parse_canonical(variant)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(ascii_text, st.lists(ascii_text | st.integers(-1000, 1000), max_size=3), max_size=5))
+def test_ascii_fast_path_matches_rfc8785_on_ascii_objects(obj: dict[str, Any]) -> None:
+    reference = rfc8785.dumps(obj)
+    assert reference.isascii()  # control characters are escaped, DEL is not
+    assert parse_canonical(reference) == obj
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "message"),
+    [
+        # An ASCII payload whose escape parses to a non-ASCII character: the canonical form
+        # writes it raw, so these bytes are not canonical (was an uncaught UnicodeEncodeError).
+        (b'{"a":"\\u00e9"}', CanonicalFormError, "not its RFC 8785 canonical form"),
+        (b'{"a":"\\ud800"}', CanonicalFormError, "not its RFC 8785 canonical form"),
+        ('{"a":"\\ud800é"}'.encode(), CanonicalFormError, "no RFC 8785 form"),
+        (b'{"a":1.5}', FloatInSignedDataError, "float 1.5"),
+        (b'{"a":1e3}', FloatInSignedDataError, "float 1e3"),
+        (b'{"a":NaN}', CanonicalFormError, "NaN is not JSON"),
+        (b'{"a":9007199254740992}', CanonicalFormError, "outside"),
+        (b'{"a":1,"a":1}', CanonicalFormError, "duplicate key 'a'"),
+        (b"[1]", CanonicalFormError, "must be a JSON object"),
+        (b'{"a":1} ', CanonicalFormError, "not its RFC 8785 canonical form"),
+        (b'{"a":"\xff"}', CanonicalFormError, "not UTF-8"),
+        (b'{"a":', CanonicalFormError, "not valid JSON"),
+        (b'{"a":' * (MAX_DEPTH + 1) + b"1" + b"}" * (MAX_DEPTH + 1), OversizeError, "nested deeper"),
+    ],
+    ids=[
+        "escaped_non_ascii",
+        "lone_surrogate_ascii",
+        "lone_surrogate_utf8",
+        "float",
+        "exponent",
+        "nan",
+        "int_too_big",
+        "duplicate_key",
+        "array_top_level",
+        "trailing_space",
+        "bad_utf8",
+        "truncated",
+        "too_deep",
+    ],
+)
+def test_parse_canonical_rejections(payload: bytes, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        parse_canonical(payload)
+
+
+def test_size_limit_checked_before_parsing() -> None:
+    with pytest.raises(OversizeError, match="the limit is 10"):
+        parse_json_strict(b'{"a":"0123456789"}', max_bytes=10)
+
+
+@pytest.mark.parametrize(
+    ("obj", "error", "message"),
+    [
+        ({"a": 0.5}, FloatInSignedDataError, r"float 0.5 at \.a"),
+        ({"a": [MAX_SAFE_INT + 1]}, CanonicalFormError, r"outside"),
+        ({"a": {1: 2}}, CanonicalFormError, "non-string key"),
+        ({"a": {1, 2}}, CanonicalFormError, "unsupported JSON value of type set"),
+        ({"a": "\ud800"}, CanonicalFormError, "no RFC 8785 form"),
+    ],
+    ids=["float", "unsafe_int", "int_key", "set", "lone_surrogate"],
+)
+def test_canonical_bytes_rejections(obj: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        canonical_bytes(obj)
+
+
+def test_entry_id_is_sha256_of_payload() -> None:
+    assert entry_id(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@pytest.mark.parametrize(
+    ("value", "places", "expected"),
+    [
+        (0.1 + 0.2, 6, "0.3"),
+        (Decimal("1.2300"), 6, "1.23"),
+        (5, 6, "5"),
+        (-0.0000001, 6, "0"),
+        ("0.7342", 6, "0.7342"),
+        (Decimal("1.2e21"), None, "1.2E21"),
+        (Decimal("123.45"), None, "123.45"),
+    ],
+    ids=["float_rounded", "trailing_zeros", "int", "negative_zero", "string_kept", "huge_exponent", "exact"],
+)
+def test_decimal_str(value: Any, places: int | None, expected: str) -> None:
+    out = decimal_str(value, places)
+    assert out == expected
+    assert to_decimal(out) == Decimal(expected)
+
+
+@pytest.mark.parametrize("bad", ["1\n", "01", "1.", ".5", "1,5", "NaN", "Infinity", "+1", " 1"])
+def test_to_decimal_refuses_non_decimal_strings(bad: str) -> None:
+    with pytest.raises(SchemaError, match="is not a decimal string"):
+        to_decimal(bad)
+
+
+def test_decimal_str_refuses_non_finite() -> None:
+    with pytest.raises(SchemaError, match="not finite"):
+        decimal_str(float("inf"))
+
+
+def test_time_round_trip_and_normalisation() -> None:
+    dt = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert format_time(dt) == "2025-01-01T12:00:00Z"
+    assert parse_time("2025-01-01T12:00:00Z") == dt
+    assert format_time(dt.astimezone(timezone(timedelta(hours=2)))) == "2025-01-01T12:00:00Z"
+    assert parse_time("2025-01-01T12:00:00.123456789Z") == dt.replace(microsecond=123456)
+    assert format_time(dt.replace(microsecond=5)) == "2025-01-01T12:00:00.000005Z"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "2025-01-01T12:00:00+00:00",
+        "2025-01-01 12:00:00Z",
+        "2025-01-01T12:00Z",
+        "2025-02-30T00:00:00Z",
+        "2025-01-01T12:00:00Z\n",
+        "2025-01-01T12:00:00z",
+    ],
+    ids=["offset", "space", "no_seconds", "impossible_date", "trailing_newline", "lowercase_z"],
+)
+def test_parse_time_refuses(bad: str) -> None:
+    with pytest.raises(SchemaError):
+        parse_time(bad)
+
+
+def test_format_time_refuses_naive() -> None:
+    with pytest.raises(SchemaError, match="naive datetime"):
+        format_time(datetime(2025, 1, 1))
