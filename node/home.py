@@ -64,10 +64,14 @@ def read_key_file(path: Path, passphrase: str | bytes | None = None) -> SigningK
 def _server_for(endpoint: str | None, port: int | None) -> ServerConfig:
     if endpoint is None:
         return ServerConfig() if port is None else ServerConfig(port=port)
-    parts = urlsplit(endpoint)
+    try:
+        parts = urlsplit(endpoint)
+        url_port = parts.port
+    except ValueError as e:
+        raise ConfigurationError(f"endpoint {endpoint!r} is not a valid URL: {e}") from e
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"endpoint {endpoint!r} is not an http(s) URL")
-    chosen = port or parts.port or (443 if parts.scheme == "https" else 80)
+    chosen = port or url_port or (443 if parts.scheme == "https" else 80)
     return ServerConfig(port=chosen, public_url=endpoint.rstrip("/"))
 
 
