@@ -8,11 +8,13 @@ past a proven fork — and gets back a decision. Storage applies the decision at
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from protocol.canonical import digest_of
 from protocol.entries import (
@@ -28,10 +30,12 @@ from protocol.entries import (
 from protocol.envelope import Envelope
 from protocol.errors import (
     EquivocationError,
+    FeedError,
     ForkedFeedError,
     HoldFullError,
     PrevMismatchError,
     SchemaError,
+    SeqGapError,
 )
 from protocol.keys import SigningKey
 from protocol.roster import RosterChain, verify_entry
@@ -61,7 +65,7 @@ class EquivocationProof(Model):
     """
 
     lab: LabId
-    seq: int
+    seq: Annotated[int, Field(ge=1, le=2**53 - 1)]
     a: Envelope
     b: Envelope
     a_id: Hex64
@@ -138,6 +142,47 @@ def check_append(
             f"the id of seq {last} ({str(expected_prev)[:16]}…)"
         )
     return Decision.APPEND
+
+
+def verify_feed(
+    envelopes: Iterable[Envelope],
+    chain: RosterChain,
+    *,
+    after: Head | None = None,
+    now: datetime | None = None,
+) -> list[VerifiedEntry]:
+    """Verify a contiguous run of one lab's feed (a ``GET /v1/feeds`` page, an evidence bundle).
+
+    Unlike live ingest there is no hold here: a run must be complete, so a gap raises
+    :class:`SeqGapError` (spec §4.5). ``after`` is the head the run continues from (None:
+    the run starts at seq 1). Repeated identical entries are skipped (spec §4.2 step 7);
+    two different entries at one seq raise :class:`EquivocationError` with its proof.
+    Returns the verified entries in seq order.
+    """
+    head = after
+    seen: dict[int, VerifiedEntry] = {}
+    out: list[VerifiedEntry] = []
+    lab: str | None = None
+    for env in envelopes:
+        entry = verify_entry(env, chain, now=now)
+        if lab is None:
+            lab = entry.lab
+        elif entry.lab != lab:
+            raise FeedError(f"feed run mixes labs {lab!r} and {entry.lab!r}")
+        held = seen.get(entry.seq)
+        if held is not None:
+            if check_append(entry, head, held) is Decision.DUPLICATE:
+                continue
+        last = head.seq if head else 0
+        if entry.seq <= last:
+            raise FeedError(f"lab {lab!r} seq {entry.seq} is at or before the run's start (seq {last})")
+        if entry.seq > last + 1:
+            raise SeqGapError(f"lab {lab!r} seq {entry.seq} follows seq {last}: seq {last + 1} is missing")
+        check_append(entry, head, None)
+        head = Head(entry.seq, entry.entry_id)
+        seen[entry.seq] = entry
+        out.append(entry)
+    return out
 
 
 class OutOfOrderHold:

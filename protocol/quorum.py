@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from protocol.canonical import parse_time
 from protocol.entries import (
     PauseCertificateBody,
     PauseProposalBody,
@@ -17,7 +18,14 @@ from protocol.entries import (
     VerifiedEntry,
     VoteBody,
 )
-from protocol.errors import InsufficientQuorumError, QuorumError, RosterVersionError
+from protocol.errors import (
+    EquivocationError,
+    InsufficientQuorumError,
+    QuorumError,
+    RosterExpiredError,
+    RosterVersionError,
+)
+from protocol.feed import EquivocationProof
 from protocol.roster import Roster, RosterChain, verify_entry
 
 
@@ -74,7 +82,10 @@ def tally(proposal: VerifiedEntry, votes: Iterable[VerifiedEntry], roster: Roste
             continue
         if roster.lab(v.lab) is None:
             continue
-        if v.lab not in first or v.seq < first[v.lab].seq:
+        # Lowest (seq, entry_id) wins, so every node picks the same vote whatever the
+        # delivery order (two votes at one seq are an equivocation, refused elsewhere).
+        held = first.get(v.lab)
+        if held is None or (v.seq, v.entry_id) < (held.seq, held.entry_id):
             first[v.lab] = v
     signed, objected, abstained = set(), set(), set()
     weight = 0
@@ -118,9 +129,32 @@ def verify_certificate(body: PauseCertificateBody, chain: RosterChain) -> Quorum
     if action != body.action or pid != body.proposal_id:
         raise QuorumError("certificate's proposal does not match its proposal_id/action")
     votes = [verify_entry(v, chain, roster_version=vr.version) for v in body.votes]
+    successor = chain.versions[vr.version] if vr.version < len(chain.versions) else None
+    expires = parse_time(vr.roster.expires)
+    by_seq: dict[tuple[str, int], VerifiedEntry] = {}
     for v in votes:
         if v.kind != "vote":
             raise QuorumError(f"certificate vote {v.entry_id[:16]}… is a {v.kind}, not a vote")
+        issued = parse_time(v.statement.issued_at)
+        # spec §7.5: an expired roster accepts no new votes.
+        if issued >= expires:
+            raise RosterExpiredError(
+                f"vote {v.entry_id[:16]}… of {v.lab!r} was issued at {v.statement.issued_at}, "
+                f"after roster v{vr.version} expired at {vr.roster.expires}"
+            )
+        # spec §7.4: once version N+1 is issued, version N's keys sign no new votes (a key
+        # rotated out after a compromise must not keep counting).
+        if successor is not None and issued >= parse_time(successor.roster.issued_at):
+            raise QuorumError(
+                f"vote {v.entry_id[:16]}… of {v.lab!r} was issued at {v.statement.issued_at}, after "
+                f"roster v{vr.version} was superseded by v{successor.version} at {successor.roster.issued_at}"
+            )
+        other = by_seq.setdefault((v.lab, v.seq), v)
+        if other.entry_id != v.entry_id:
+            raise EquivocationError(
+                f"certificate holds two different entries of lab {v.lab!r} at seq {v.seq}",
+                proof=EquivocationProof.of(other, v),
+            )
     result = tally(proposal, votes, vr.roster)
     result.verify()
     return result

@@ -260,6 +260,13 @@ def verify_roster_update(
         raise WrongNetworkError("roster update names another network")
     if new.previous != current.roster_id:
         raise RosterError("roster update's previous is not the current roster's id")
+    if parse_time(new.issued_at) <= parse_time(current.roster.issued_at):
+        # Key-rotation windows are cut at each version's issued_at (spec §7.4), so
+        # versions must be issued in order.
+        raise RosterError(
+            f"roster v{new.version} is issued at {new.issued_at}, not after v{current.version} "
+            f"({current.roster.issued_at})"
+        )
     old_signers = _signing_labs(envelope, payload, current.roster)
     if len(old_signers) < current.roster.quorum.roster:
         raise RosterThresholdError(
@@ -356,13 +363,17 @@ def verify_decoded(
         )
     candidates = _trusted_for(chain, st.lab, st.issued_at, roster_version)
     roster = candidates[0].roster
-    if roster.lab(st.lab) is None:
+    # A lab removed by a later roster keeps a verifiable history: any version whose
+    # window covers the entry may vouch for it (spec §7.4).
+    members = [vr for vr in candidates if vr.roster.lab(st.lab) is not None]
+    if not members:
         if roster.observer(st.lab) is not None:
             if st.kind == "vote":
                 raise ObserverVoteError(f"{st.lab!r} is an observer; observers can never vote")
             raise UnknownLabError(f"{st.lab!r} is an observer; observers have no feed")
         raise UnknownLabError(f"lab {st.lab!r} is not in roster v{roster.version}")
-    for vr in candidates:
+    roster = members[0].roster
+    for vr in members:
         keys = vr.lab_keys(st.lab)
         good = verify_signatures(decoded.envelope, decoded.payload, keys)
         if good:
