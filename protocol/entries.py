@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic_core import InitErrorDetails
 
 from protocol.canonical import (
     DECIMAL_RE,
@@ -52,7 +53,7 @@ KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 class Model(BaseModel):
     """Base for every persisted/signed model: frozen, strict, no unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 # --- eval_result --------------------------------------------------------------------------
@@ -278,7 +279,22 @@ class Statement(Model):
             kind, body = data.get("kind"), data.get("body")
             model = BODY_MODELS.get(kind) if isinstance(kind, str) else None
             if model is not None and isinstance(body, dict):
-                data = {**data, "body": model.model_validate(body)}
+                try:
+                    data = {**data, "body": model.model_validate(body)}
+                except ValidationError as e:
+                    # Re-raise with locations under "body" so errors name the field path.
+                    raise ValidationError.from_exception_data(
+                        e.title,
+                        [
+                            InitErrorDetails(
+                                type=err["type"],
+                                loc=("body", *err["loc"]),
+                                input=err["input"],
+                                ctx=err.get("ctx", {}),
+                            )
+                            for err in e.errors()
+                        ],
+                    ) from e
         return data
 
     @model_validator(mode="after")

@@ -50,7 +50,7 @@ def b64decode_any(text: str) -> bytes:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 class EnvelopeSignature(_Frozen):

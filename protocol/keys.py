@@ -13,7 +13,7 @@ import binascii
 import hashlib
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -102,6 +102,8 @@ class SigningKey:
             raise KeyFileError("the key file is encrypted: a passphrase is required") from e
         except ValueError as e:
             raise KeyFileError(f"cannot load the key (wrong passphrase or not a PEM key): {e}") from e
+        except UnsupportedAlgorithm as e:
+            raise KeyFileError(f"unsupported key algorithm in the key file: {e}") from e
         if not isinstance(key, Ed25519PrivateKey):
             raise KeyFileError(f"expected an Ed25519 key, found {type(key).__name__}")
         return cls(key)

@@ -2,7 +2,7 @@
 
 Used for ``items_root`` in eval results (a commitment to per-item records that allows
 later selective disclosure) and for signed checkpoints of a node's log of accepted
-entries (spec §5). Leaf hash ``SHA-256(0x00 || leaf)``, node hash
+entries (spec §5.5). Leaf hash ``SHA-256(0x00 || leaf)``, node hash
 ``SHA-256(0x01 || left || right)``, split at the largest power of two below n, empty
 tree = SHA-256 of the empty string.
 """
@@ -11,8 +11,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
-from protocol.errors import MerkleProofError
+from pydantic import Field, ValidationError
+
+from protocol.canonical import canonical_bytes, parse_canonical
+from protocol.entries import Hex64, LabId, Model, Timestamp, _schema_error
+from protocol.envelope import CHECKPOINT_PAYLOAD_TYPE, Envelope, sign_payload, verify_signatures
+from protocol.errors import (
+    EnvelopeError,
+    MerkleProofError,
+    SignatureError,
+    UnknownLabError,
+    WrongNetworkError,
+)
+from protocol.keys import SigningKey
+from protocol.roster import RosterChain, _trusted_for
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -161,3 +175,70 @@ def verify_consistency(
         raise MerkleProofError("consistency proof does not reproduce the old root")
     if sr != new_root:
         raise MerkleProofError("consistency proof does not reproduce the new root")
+
+
+# --- signed checkpoints (spec §5.5) ------------------------------------------------------
+
+
+class Checkpoint(Model):
+    """A node's signed commitment to the first ``size`` entries of its accepted-entry log."""
+
+    protocol: Literal["tripwire/1"]
+    network: Hex64
+    """Network id (genesis roster id)."""
+    node: LabId
+    """Lab id of the node whose log this is; that lab's roster key signs the checkpoint."""
+    size: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    """Number of leaves (accepted entries) committed to."""
+    root: Hex64
+    """RFC 9162 root over the log's leaves: leaf i = the ASCII bytes of the i-th entry_id (hex)."""
+    issued_at: Timestamp
+
+    @property
+    def root_bytes(self) -> bytes:
+        return bytes.fromhex(self.root)
+
+
+def log_leaf(entry_id: str) -> bytes:
+    """The leaf of a node's log for one accepted entry: the ASCII bytes of its hex entry_id."""
+    return entry_id.encode("ascii")
+
+
+def sign_checkpoint(checkpoint: Checkpoint, key: SigningKey) -> Envelope:
+    """Sign a checkpoint with the lab's roster key."""
+    return sign_payload(
+        canonical_bytes(checkpoint.model_dump(mode="json")), CHECKPOINT_PAYLOAD_TYPE, [key]
+    )
+
+
+def verify_checkpoint(envelope: Envelope, chain: RosterChain) -> Checkpoint:
+    """Verify a checkpoint envelope from the roster chain alone (spec §5.5); raise on failure."""
+    if envelope.payloadType != CHECKPOINT_PAYLOAD_TYPE:
+        raise EnvelopeError(
+            f"payloadType {envelope.payloadType!r} is not a checkpoint ({CHECKPOINT_PAYLOAD_TYPE})"
+        )
+    payload = envelope.payload_bytes()
+    obj = parse_canonical(payload)
+    try:
+        cp = Checkpoint.model_validate(obj)
+    except ValidationError as e:
+        raise _schema_error(e, "checkpoint") from e
+    if cp.network != chain.network_id:
+        raise WrongNetworkError(
+            f"checkpoint is for network {cp.network[:16]}…, this node is on {chain.network_id[:16]}…"
+        )
+    # A rotated-out key still proves checkpoints it signed while its roster was current.
+    for vr in _trusted_for(chain, cp.node, cp.issued_at, None):
+        keys = vr.lab_keys(cp.node)
+        if keys and verify_signatures(envelope, payload, keys):
+            return cp
+    if chain.current.roster.lab(cp.node) is None:
+        raise UnknownLabError(f"checkpoint names node {cp.node!r}, which the roster does not list as a lab")
+    raise SignatureError(f"checkpoint signature does not verify under lab {cp.node!r}'s roster key")
+
+
+def verify_checkpoint_consistency(old: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) -> None:
+    """Check that ``new`` extends ``old`` (same log, nothing rewritten); raise on failure."""
+    if (old.network, old.node) != (new.network, new.node):
+        raise MerkleProofError("checkpoints are of different logs")
+    verify_consistency(old.size, new.size, proof, old.root_bytes, new.root_bytes)
