@@ -20,7 +20,15 @@ from protocol.errors import (
     SchemaError,
     UnknownLabError,
 )
-from protocol.feed import Decision, EquivocationProof, FeedWriter, Head, OutOfOrderHold, check_append, verify_feed
+from protocol.feed import (
+    Decision,
+    EquivocationProof,
+    FeedWriter,
+    Head,
+    OutOfOrderHold,
+    check_append,
+    verify_feed,
+)
 from protocol.quorum import tally, verify_certificate
 from protocol.roster import RosterChain, roster_envelope, verify_entry
 

@@ -1,0 +1,47 @@
+"""JSON Schemas in specs/schemas/ are generated from the models and must be current."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import load_script
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "specs" / "schemas"
+
+
+def test_schemas_are_current() -> None:
+    files = load_script("specs/schemas/generate.py", "tripwire_schemas_generate").schema_files()
+    expected = {"statement", "envelope", "roster", "equivocation-proof", "certificate", "checkpoint"}
+    expected |= {f"body-{k}" for k in ("eval-result", "alert", "pause-proposal", "vote",
+                                        "pause-certificate", "resume-proposal", "roster-update", "note")}
+    assert {n.removesuffix(".schema.json") for n in files} == expected
+    for name, data in files.items():
+        assert (SCHEMAS / name).read_bytes() == data, f"{name} is stale: run python specs/schemas/generate.py"
+
+
+def test_schemas_bound_every_string_and_array() -> None:
+    """Every string has a length bound (maxLength, pattern with bounded repetition, or enum/const)."""
+
+    def walk(node: object, path: str, out: list[str]) -> None:
+        if isinstance(node, dict):
+            t = node.get("type")
+            if t == "string" and not ({"maxLength", "enum", "const", "pattern"} & node.keys()):
+                out.append(path)
+            if t == "array" and "maxItems" not in node:
+                out.append(path)
+            if t == "object" and "additionalProperties" in node and isinstance(node["additionalProperties"], dict):
+                if "maxProperties" not in node:
+                    out.append(path)
+            for k, v in node.items():
+                walk(v, f"{path}/{k}", out)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}/{i}", out)
+
+    for path in SCHEMAS.glob("*.schema.json"):
+        if path.name == "policy.schema.json":
+            continue
+        unbounded: list[str] = []
+        walk(json.loads(path.read_text()), path.name, unbounded)
+        assert not unbounded, unbounded
