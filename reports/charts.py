@@ -1,0 +1,268 @@
+"""Server-side SVG charts: an indicator against training compute, per policy rule.
+
+Each chart shows every lab's results (one marker shape per lab, so meaning never rests
+on colour), the rule's alert and breach levels, and the forecast band of the lineage
+closest to the breach level. Coordinates are computed here; the SVG markup is written by
+a Jinja2 template with autoescaping, so lab and model names are always text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from protocol.forecast import TrendPoint, fit_trend, points_for_rule
+from protocol.policy import Rule
+from reports.analysis import Analysis, Result
+
+WIDTH, HEIGHT = 760, 380
+LEFT, RIGHT, TOP, BOTTOM = 64, 24, 20, 52
+#: Okabe–Ito palette: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C6D00")
+SHAPES = ("circle", "square", "triangle", "diamond", "cross", "triangle-down", "plus", "star")
+BAND_STEPS = 48
+
+
+@dataclass(frozen=True)
+class Marker:
+    shape: str
+    colour: str
+
+
+def marker_for(index: int) -> Marker:
+    # Shapes cycle faster than colours so that the (shape, colour) pair stays unique for 64 labs.
+    return Marker(SHAPES[index % len(SHAPES)], PALETTE[(index // len(SHAPES) + index) % len(PALETTE)])
+
+
+def marker_path(shape: str, x: float, y: float, r: float = 4.5) -> str:
+    """SVG path data for a marker centred on (x, y)."""
+    if shape == "circle":
+        return f"M{x - r:.1f},{y:.1f}a{r},{r} 0 1,0 {2 * r},0a{r},{r} 0 1,0 {-2 * r},0Z"
+    if shape == "square":
+        s = r * 0.9
+        return f"M{x - s:.1f},{y - s:.1f}h{2 * s:.1f}v{2 * s:.1f}h{-2 * s:.1f}Z"
+    if shape == "triangle":
+        return f"M{x:.1f},{y - r * 1.15:.1f}L{x + r:.1f},{y + r * 0.8:.1f}L{x - r:.1f},{y + r * 0.8:.1f}Z"
+    if shape == "triangle-down":
+        return f"M{x:.1f},{y + r * 1.15:.1f}L{x + r:.1f},{y - r * 0.8:.1f}L{x - r:.1f},{y - r * 0.8:.1f}Z"
+    if shape == "diamond":
+        return f"M{x:.1f},{y - r * 1.2:.1f}L{x + r:.1f},{y:.1f}L{x:.1f},{y + r * 1.2:.1f}L{x - r:.1f},{y:.1f}Z"
+    if shape == "cross":
+        s = r * 0.8
+        return f"M{x - s:.1f},{y - s:.1f}L{x + s:.1f},{y + s:.1f}M{x + s:.1f},{y - s:.1f}L{x - s:.1f},{y + s:.1f}"
+    if shape == "plus":
+        return f"M{x - r:.1f},{y:.1f}H{x + r:.1f}M{x:.1f},{y - r:.1f}V{y + r:.1f}"
+    # star: five-pointed
+    pts = []
+    for k in range(10):
+        rr = r * 1.2 if k % 2 == 0 else r * 0.5
+        a = -math.pi / 2 + k * math.pi / 5
+        pts.append(f"{x + rr * math.cos(a):.1f},{y + rr * math.sin(a):.1f}")
+    return "M" + "L".join(pts) + "Z"
+
+
+def open_shape(shape: str) -> bool:
+    """Line-only markers are stroked, not filled."""
+    return shape in ("cross", "plus")
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    path: str
+    entry: str
+    label: str
+
+
+@dataclass
+class Series:
+    lab: str
+    name: str
+    marker: Marker
+    points: list[Point] = field(default_factory=list)
+
+
+@dataclass
+class Chart:
+    rule: Rule
+    title: str
+    metric: str
+    width: int = WIDTH
+    height: int = HEIGHT
+    plot: tuple[int, int, int, int] = (LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM)
+    series: list[Series] = field(default_factory=list)
+    x_ticks: list[tuple[float, int]] = field(default_factory=list)
+    """(pixel x, decade exponent)."""
+    y_ticks: list[tuple[float, str]] = field(default_factory=list)
+    levels: list[tuple[str, float, str, str]] = field(default_factory=list)
+    """(kind alert|breach, pixel y, value text, name)."""
+    band: str | None = None
+    """SVG path of the forecast band polygon."""
+    centre: str | None = None
+    """SVG path of the fitted central curve."""
+    band_lab: str | None = None
+    band_model: str | None = None
+    band_note: str = ""
+    horizon_x: float | None = None
+    description: str = ""
+    n_points: int = 0
+
+
+def _fmt(v: float) -> str:
+    text = f"{v:.3g}"
+    return text
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    span = hi - lo
+    if span <= 0:
+        return [lo]
+    raw = span / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
+    start = math.ceil(lo / step) * step
+    out = []
+    v = start
+    while v <= hi + 1e-12:
+        out.append(round(v, 10))
+        v += step
+    return out
+
+
+def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: list[str]) -> Chart:
+    """Lay out the chart of ``rule``'s indicator; pure geometry from verified results."""
+    ind = rule.indicator
+    title = rule.title or rule.id
+    chart = Chart(rule=rule, title=title, metric=ind.metric)
+    data: list[tuple[Result, float, float, float]] = []
+    for res in a.results:
+        m = res.summary.metric(ind)
+        if m is None or Decimal(res.flop) <= 0:
+            continue
+        data.append((res, res.log10_flop, float(Decimal(m.value)), float(Decimal(m.stderr))))
+    chart.n_points = len(data)
+
+    # Forecast band: the lineage whose latest verdict is riskiest (highest bound in the
+    # risky direction), i.e. the one a reader most needs to see projected.
+    focus: tuple[str, str] | None = None
+    best: tuple[int, Decimal] | None = None
+    rank = {"ok": 0, "warn": 1, "breach": 2}
+    sign = Decimal(1) if ind.direction == "higher_is_riskier" else Decimal(-1)
+    for key, res in a.latest.items():
+        v = a.trend.get((res.id, rule.id))
+        if v is None:
+            continue
+        score = (rank[v.verdict], sign * Decimal(v.bound))
+        if best is None or score > best:
+            best, focus = score, key
+    fit = None
+    horizon = None
+    if focus is not None and rule.forecast is not None:
+        lineage = a.lineages[focus]
+        pts: list[TrendPoint] = points_for_rule([r.summary for r in lineage], rule)
+        fit = fit_trend(pts, direction=ind.direction)
+        horizon = a.latest[focus].log10_flop + math.log10(float(Decimal(rule.forecast.horizon)))
+
+    xs = [d[1] for d in data] or [18.0, 21.0]
+    x_lo = math.floor(min(xs) - 0.05)
+    x_hi = math.ceil(max([*xs, horizon or -math.inf]) + 0.05)
+    if x_hi - x_lo < 2:
+        x_hi = x_lo + 2
+    ys = [d[2] for d in data] + [float(Decimal(rule.alert_level)), float(Decimal(rule.breach_level))]
+    ys += [d[2] + d[3] for d in data] + [d[2] - d[3] for d in data]
+    band_pts: list[tuple[float, float, float]] = []
+    if fit is not None:
+        x0 = min(d[1] for d in data if (d[0].lab, d[0].model) == focus)
+        x1 = horizon if horizon is not None else x_hi
+        z = float(Decimal(rule.forecast.z)) if rule.forecast else 1.0
+        for k in range(BAND_STEPS + 1):
+            x = x0 + (x1 - x0) * k / BAND_STEPS
+            mean, se = fit.predict(x)
+            band_pts.append((x, mean - z * se, mean + z * se))
+    y_lo, y_hi = min(ys), max(ys)
+    # Keep the band from dominating the scale: clip it to a margin around the data and levels.
+    pad = (y_hi - y_lo) * 0.12 or 0.1
+    y_lo, y_hi = y_lo - pad, y_hi + pad
+    if ind.metric in ("acc", "accuracy", "exact_match") and y_lo > -0.05:
+        y_lo = max(y_lo, 0.0)
+        y_hi = min(max(y_hi, 0.0), 1.0) if y_hi <= 1.05 else y_hi
+
+    px0, py0, px1, py1 = chart.plot
+
+    def sx(x: float) -> float:
+        return px0 + (x - x_lo) / (x_hi - x_lo) * (px1 - px0)
+
+    def sy(y: float) -> float:
+        y = min(max(y, y_lo), y_hi)
+        return py1 - (y - y_lo) / (y_hi - y_lo) * (py1 - py0)
+
+    chart.x_ticks = [(sx(d), d) for d in range(x_lo, x_hi + 1)]
+    chart.y_ticks = [(sy(t), _fmt(t)) for t in _nice_ticks(y_lo, y_hi)]
+    names = rule.level_names
+    chart.levels = [
+        ("alert", sy(float(Decimal(rule.alert_level))), rule.alert_level, names.alert if names else "alert level"),
+        ("breach", sy(float(Decimal(rule.breach_level))), rule.breach_level, names.breach if names else "breach level"),
+    ]
+    if band_pts and focus is not None:
+        upper = [f"{sx(x):.1f},{sy(hi):.1f}" for x, _lo, hi in band_pts]
+        lower = [f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _hi in reversed(band_pts)]
+        chart.band = "M" + "L".join(upper + lower) + "Z"
+        centre = [f"{sx(x):.1f},{sy((lo + hi) / 2):.1f}" for x, lo, hi in band_pts]
+        chart.centre = "M" + "L".join(centre)
+        chart.band_lab, chart.band_model = focus
+        chart.band_note = fit.note if fit else ""
+        chart.horizon_x = sx(horizon) if horizon is not None else None
+
+    by_lab: dict[str, Series] = {}
+    for i, lab in enumerate(lab_order):
+        by_lab[lab] = Series(lab, lab_names.get(lab, lab), marker_for(i))
+    for res, x, y, se in data:
+        s = by_lab.get(res.lab)
+        if s is None:
+            s = by_lab[res.lab] = Series(res.lab, res.lab, marker_for(len(by_lab)))
+        px, py = sx(x), sy(y)
+        s.points.append(
+            Point(
+                px,
+                py,
+                marker_path(s.marker.shape, px, py),
+                res.id,
+                f"{res.lab} step {res.body.model.checkpoint_step}: {ind.metric} "
+                f"{res.summary.metric(ind).value} ± {res.summary.metric(ind).stderr} "  # type: ignore[union-attr]
+                f"at {res.flop} FLOP (entry {res.id[:12]})",
+            )
+        )
+    chart.series = [s for s in by_lab.values() if s.points]
+    chart.description = _describe(chart, a, rule, data)
+    return chart
+
+
+def _describe(chart: Chart, a: Analysis, rule: Rule, data: list[tuple[Result, float, float, float]]) -> str:
+    """The chart's text alternative: what a sighted reader would take from it."""
+    ind = rule.indicator
+    if not data:
+        return f"No results report {ind.metric} for {ind.task}."
+    higher = ind.direction == "higher_is_riskier"
+    top = max(data, key=lambda d: d[2] if higher else -d[2])
+    labs = len({d[0].lab for d in data})
+    parts = [
+        f"{len(data)} results from {labs} lab(s), plotted as {ind.metric} against training compute "
+        f"from 10^{math.floor(min(d[1] for d in data))} to 10^{math.ceil(max(d[1] for d in data))} FLOP.",
+        f"Alert level {rule.alert_level}; breach level {rule.breach_level}"
+        f" ({'higher' if higher else 'lower'} values are riskier).",
+        f"The {'highest' if higher else 'lowest'} value is {top[0].summary.metric(ind).value} "  # type: ignore[union-attr]
+        f"(lab {top[0].lab}, step {top[0].body.model.checkpoint_step}).",
+    ]
+    if chart.band_lab is not None:
+        v = a.trend.get((a.latest[(chart.band_lab, chart.band_model or "")].id, rule.id))
+        t = v.trend if v else None
+        if t is not None and t.crossing_low_flop is not None:
+            parts.append(
+                f"The shaded band is the forecast for lab {chart.band_lab}: it may reach the breach level "
+                f"from {t.crossing_low_flop} FLOP (central estimate {t.crossing_flop or 'beyond the range'})."
+            )
+        else:
+            parts.append(f"The shaded band is the forecast for lab {chart.band_lab}; it does not reach the breach level.")
+    return " ".join(parts)
