@@ -19,19 +19,24 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from protocol.canonical import (
-    canonical_bytes,
     format_time,
-    parse_canonical,
     parse_json_strict,
     parse_time,
     utcnow,
 )
 from protocol.entries import PauseCertificateBody, VerifiedEntry
-from protocol.envelope import CHECKPOINT_PAYLOAD_TYPE, Envelope, sign_payload, verify_signatures
+from protocol.envelope import Envelope
 from protocol.errors import PeerDataError, TripwireError
 from protocol.feed import EquivocationProof
-from protocol.keys import SigningKey
-from protocol.merkle import leaf_hash, verify_inclusion
+from protocol.merkle import (
+    Checkpoint,
+    leaf_hash,
+    log_leaf,
+    node_hash,
+    root_from_hashes,
+    verify_checkpoint,
+    verify_inclusion,
+)
 from protocol.policy import Policy
 from protocol.quorum import QuorumResult, verify_certificate
 from protocol.roster import RosterChain, verify_entry, verify_genesis
@@ -53,19 +58,6 @@ Audience = Literal["public", "regulator"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-class Checkpoint(_Model):
-    """A node's signed statement of its log of accepted entries (payload of the checkpoint envelope)."""
-
-    protocol: Literal["tripwire/1"]
-    network: Hex64
-    node: LabId
-    """Lab id of the node whose log this is; its roster key signs the checkpoint."""
-    size: Annotated[int, Field(ge=0, le=2**53 - 1)]
-    root: Hex64
-    """RFC 9162 Merkle root over the log's leaves (leaf = UTF-8 bytes of the entry_id hex)."""
-    issued_at: Timestamp
 
 
 class InclusionProof(_Model):
@@ -145,51 +137,47 @@ def load_bundle(path: str | Path) -> EvidenceBundle:
     return parse_bundle(obj)
 
 
-# --- checkpoints -------------------------------------------------------------------------
+# --- log proofs --------------------------------------------------------------------------
 
 
-def checkpoint_envelope(
-    *, network: str, node: str, size: int, root: bytes, key: SigningKey, issued_at: datetime | None = None
-) -> Envelope:
-    """Sign a checkpoint statement (used by nodes without their own, tests and benchmarks)."""
-    cp = Checkpoint(
-        protocol="tripwire/1",
-        network=network,
-        node=node,
-        size=size,
-        root=root.hex(),
-        issued_at=format_time(issued_at or utcnow()),
-    )
-    return sign_payload(canonical_bytes(cp.model_dump(mode="json")), CHECKPOINT_PAYLOAD_TYPE, [key])
+class LogProver:
+    """All inclusion proofs of one log in O(n) setup and O(log n) per proof.
 
+    Pairing nodes left to right and promoting an odd last node builds exactly the RFC 9162
+    tree (see :func:`protocol.merkle.root_from_hashes`), so an audit path is the sibling at
+    each level that has one. ``Store.inclusion_proof`` recomputes subtrees per call, which
+    is too slow for bundles citing thousands of entries.
+    """
 
-def decode_checkpoint(envelope: Envelope) -> Checkpoint:
-    if envelope.payloadType != CHECKPOINT_PAYLOAD_TYPE:
-        raise EvidenceError(
-            f"checkpoint payloadType {envelope.payloadType!r} is not {CHECKPOINT_PAYLOAD_TYPE}"
-        )
-    try:
-        return Checkpoint.model_validate(parse_canonical(envelope.payload_bytes()))
-    except ValidationError as e:
-        raise EvidenceError(f"checkpoint statement: {e.errors()[0]['msg']}") from e
+    def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
+        self.size = len(leaf_hashes)
+        self.levels: list[list[bytes]] = [list(leaf_hashes)]
+        while len(self.levels[-1]) > 1:
+            cur = self.levels[-1]
+            nxt = [node_hash(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
+            if len(cur) % 2:
+                nxt.append(cur[-1])
+            self.levels.append(nxt)
 
+    @classmethod
+    def of_entries(cls, entry_ids: Sequence[str]) -> LogProver:
+        return cls([leaf_hash(log_leaf(e)) for e in entry_ids])
 
-def verify_checkpoint(envelope: Envelope, chain: RosterChain) -> Checkpoint:
-    """Decode a checkpoint and check it is signed by its node's roster key (spec §5)."""
-    cp = decode_checkpoint(envelope)
-    if cp.network != chain.network_id:
-        raise EvidenceError(f"checkpoint is for network {cp.network[:16]}…, not {chain.network_id[:16]}…")
-    t = parse_time(cp.issued_at)
-    # A rotated-out key still proves checkpoints it signed while its roster was current.
-    versions = list(reversed(chain.versions))
-    for i, vr in enumerate(versions):
-        successor = versions[i - 1] if i > 0 else None
-        if successor is not None and t >= parse_time(successor.roster.issued_at):
-            break
-        keys = vr.lab_keys(cp.node)
-        if keys and verify_signatures(envelope, envelope.payload_bytes(), keys):
-            return cp
-    raise EvidenceError(f"checkpoint is not signed by a roster key of node {cp.node!r}")
+    @property
+    def root(self) -> bytes:
+        return root_from_hashes(self.levels[0]) if self.size == 0 else self.levels[-1][0]
+
+    def proof(self, index: int) -> list[bytes]:
+        if not 0 <= index < self.size:
+            raise ValueError(f"leaf index {index} out of range for tree size {self.size}")
+        path: list[bytes] = []
+        i = index
+        for level in self.levels[:-1]:
+            sib = i ^ 1
+            if sib < len(level):
+                path.append(level[sib])
+            i >>= 1
+        return path
 
 
 # --- building ----------------------------------------------------------------------------
@@ -285,7 +273,7 @@ def build_bundle(
     doing so, e.g. ``store.inclusion_proof``).
     """
     ordered = sorted(entries, key=lambda e: (e.lab, e.seq))
-    cp = decode_checkpoint(checkpoint)
+    cp = verify_checkpoint(checkpoint, roster_chain)
     get = proofs if callable(proofs) else proofs.__getitem__
     inclusion: list[InclusionProof] = []
     for e in ordered:

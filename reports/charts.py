@@ -47,7 +47,9 @@ def marker_path(shape: str, x: float, y: float, r: float = 4.5) -> str:
     if shape == "triangle-down":
         return f"M{x:.1f},{y + r * 1.15:.1f}L{x + r:.1f},{y - r * 0.8:.1f}L{x - r:.1f},{y - r * 0.8:.1f}Z"
     if shape == "diamond":
-        return f"M{x:.1f},{y - r * 1.2:.1f}L{x + r:.1f},{y:.1f}L{x:.1f},{y + r * 1.2:.1f}L{x - r:.1f},{y:.1f}Z"
+        return (
+            f"M{x:.1f},{y - r * 1.2:.1f}L{x + r:.1f},{y:.1f}L{x:.1f},{y + r * 1.2:.1f}L{x - r:.1f},{y:.1f}Z"
+        )
     if shape == "cross":
         s = r * 0.8
         return f"M{x - s:.1f},{y - s:.1f}L{x + s:.1f},{y + s:.1f}M{x + s:.1f},{y - s:.1f}L{x - s:.1f},{y + s:.1f}"
@@ -202,8 +204,18 @@ def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: l
     chart.y_ticks = [(sy(t), _fmt(t)) for t in _nice_ticks(y_lo, y_hi)]
     names = rule.level_names
     chart.levels = [
-        ("alert", sy(float(Decimal(rule.alert_level))), rule.alert_level, names.alert if names else "alert level"),
-        ("breach", sy(float(Decimal(rule.breach_level))), rule.breach_level, names.breach if names else "breach level"),
+        (
+            "alert",
+            sy(float(Decimal(rule.alert_level))),
+            rule.alert_level,
+            names.alert if names else "alert level",
+        ),
+        (
+            "breach",
+            sy(float(Decimal(rule.breach_level))),
+            rule.breach_level,
+            names.breach if names else "breach level",
+        ),
     ]
     if band_pts and focus is not None:
         upper = [f"{sx(x):.1f},{sy(hi):.1f}" for x, _lo, hi in band_pts]
@@ -218,7 +230,7 @@ def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: l
     by_lab: dict[str, Series] = {}
     for i, lab in enumerate(lab_order):
         by_lab[lab] = Series(lab, lab_names.get(lab, lab), marker_for(i))
-    for res, x, y, se in data:
+    for res, x, y, _se in data:
         s = by_lab.get(res.lab)
         if s is None:
             s = by_lab[res.lab] = Series(res.lab, res.lab, marker_for(len(by_lab)))
@@ -264,5 +276,7 @@ def _describe(chart: Chart, a: Analysis, rule: Rule, data: list[tuple[Result, fl
                 f"from {t.crossing_low_flop} FLOP (central estimate {t.crossing_flop or 'beyond the range'})."
             )
         else:
-            parts.append(f"The shaded band is the forecast for lab {chart.band_lab}; it does not reach the breach level.")
+            parts.append(
+                f"The shaded band is the forecast for lab {chart.band_lab}; it does not reach the breach level."
+            )
     return " ".join(parts)

@@ -30,10 +30,10 @@ from protocol.entries import (
 from protocol.envelope import Envelope
 from protocol.feed import EquivocationProof, FeedWriter
 from protocol.keys import SigningKey
-from protocol.merkle import inclusion_proof, leaf_hash, root_from_hashes
+from protocol.merkle import Checkpoint, sign_checkpoint
 from protocol.policy import Policy
 from protocol.roster import RosterChain, draft_roster, roster_envelope, verify_entry
-from reports.bundle import Audience, EvidenceBundle, build_bundle, checkpoint_envelope, select_entries
+from reports.bundle import Audience, EvidenceBundle, LogProver, build_bundle, select_entries
 
 DEMO_POLICY = Path(__file__).resolve().parent.parent / "specs" / "policies" / "demo.yaml"
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -68,27 +68,28 @@ class SyntheticNetwork:
     clock: datetime = T0
 
     # log ---------------------------------------------------------------------------------
-    def _hashes(self) -> list[bytes]:
-        return [leaf_hash(e.entry_id.encode("ascii")) for e in self.entries]
+    def log(self) -> LogProver:
+        return LogProver.of_entries([e.entry_id for e in self.entries])
 
-    def checkpoint(self, node: str) -> Envelope:
-        hashes = self._hashes()
-        return checkpoint_envelope(
+    def checkpoint(self, node: str, log: LogProver | None = None) -> Envelope:
+        log = log or self.log()
+        cp = Checkpoint(
+            protocol="tripwire/1",
             network=self.chain.network_id,
             node=node,
-            size=len(hashes),
-            root=root_from_hashes(hashes),
-            key=self.keys[node],
-            issued_at=self.clock,
+            size=log.size,
+            root=log.root.hex(),
+            issued_at=format_time(self.clock),
         )
+        return sign_checkpoint(cp, self.keys[node])
 
-    def prover(self) -> Any:
-        hashes = self._hashes()
+    def prover(self, log: LogProver | None = None) -> Any:
+        log = log or self.log()
         index = {e.entry_id: i for i, e in enumerate(self.entries)}
 
         def proof(eid: str) -> tuple[int, int, list[str]]:
             i = index[eid]
-            return i, len(hashes), [h.hex() for h in inclusion_proof(i, hashes)]
+            return i, log.size, [h.hex() for h in log.proof(i)]
 
         return proof
 
@@ -96,12 +97,13 @@ class SyntheticNetwork:
         self, *, node: str | None = None, audience: Audience = "regulator", since: datetime | None = None
     ) -> EvidenceBundle:
         node = node or next(iter(self.keys))
+        log = self.log()
         return build_bundle(
             roster_chain=self.chain,
             entries=select_entries(self.entries, since),
             equivocations=self.equivocations,
-            checkpoint=self.checkpoint(node),
-            proofs=self.prover(),
+            checkpoint=self.checkpoint(node, log),
+            proofs=self.prover(log),
             policy=self.policy,
             node=node,
             audience=audience,
