@@ -16,6 +16,7 @@ from node.cli._app import app, console_err, exit_code_for
 from node.cli import commands_eval  # noqa: F401,E402  (registration)
 from node.cli import commands_node  # noqa: F401,E402  (registration)
 from node.cli import commands_serve  # noqa: F401,E402  (registration)
+from node.cli import commands_report  # noqa: F401,E402  (registration)
 
 __all__ = ["app", "main"]
 
