@@ -140,6 +140,7 @@ def create_network(
     resume_weight: int | None = None,
     roster_threshold: int | None = None,
     policy_digest: str | None = None,
+    policy: str | os.PathLike[str] | None = None,
     suites: Sequence[SuiteRef] = (),
     database_urls: Sequence[str] | None = None,
     seed: int | str | None = None,
@@ -153,7 +154,9 @@ def create_network(
     """Init one home per lab under ``workdir/<lab>``, sign and install the genesis roster.
 
     Quorums default to a strict weight majority; ``seed`` makes keys deterministic. Homes are
-    returned open (close them when done).
+    returned open (close them when done). The threshold policy file (``policy``, or the demo
+    policy when neither it nor ``policy_digest`` is given) is pinned in the roster and
+    installed in every home (see :mod:`node.policyfile`).
     """
     if len(ports) != len(labs):
         raise ValueError("one port per lab is required")
@@ -161,6 +164,16 @@ def create_network(
         raise ValueError("one database URL per lab is required")
     if len(set(labs)) != len(labs):
         raise ValueError("lab ids must be unique")
+    policy_file = Path(policy) if policy is not None else (DEMO_POLICY if policy_digest is None else None)
+    if policy is not None and not policy_file.is_file():  # type: ignore[union-attr]
+        raise InputFileError(f"policy file {policy} does not exist")
+    if policy_file is not None and policy_file.is_file():
+        digest = policy_digest_of(policy_file)
+        if policy_digest is not None and policy_digest != digest:
+            raise ValueError(f"policy_digest {policy_digest} is not the digest of {policy_file} ({digest})")
+        policy_digest = digest
+    else:
+        policy_file = None
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     homes: list[NodeHome] = []
@@ -204,6 +217,10 @@ def create_network(
         genesis = sign_by_all(roster, [h.key for h in homes])
         for i, h in enumerate(homes):
             h.store.install_genesis(genesis)
+            if policy_file is not None:
+                from node.policyfile import install_policy
+
+                install_policy(h.path, policy_file, expected_digest=roster.policy_digest)
             peers = [PeerConfig(lab=o.lab, url=o.endpoint()) for j, o in enumerate(homes) if j != i]
             h.save_config(h.config.model_copy(update={"peers": peers}))
     except BaseException:
