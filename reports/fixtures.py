@@ -161,8 +161,12 @@ def synthetic_network(
     equivocation: bool = False,
     seed: int = 0,
     lab_names: Sequence[str] | None = None,
+    reach: float = 1.0,
 ) -> SyntheticNetwork:
-    """Build a signed history; see the module docstring for the story."""
+    """Build a signed history; see the module docstring for the story.
+
+    ``reach`` scales how far along the compute range (10^18 to 10^21 FLOP) training gets.
+    """
     if labs < 2:
         raise ValueError("the story needs at least two labs")
     policy = Policy.from_yaml(DEMO_POLICY.read_text(encoding="utf-8"))
@@ -198,7 +202,7 @@ def synthetic_network(
     for k in range(results_per_lab):
         for i, lab in enumerate(ids):
             frac = (k + 1) / results_per_lab
-            log_flop = 18.0 + 3.0 * frac
+            log_flop = 18.0 + 3.0 * frac * reach
             shift = 0.6 * (labs - 1 - i) / max(labs - 1, 1)
             acc = 0.02 + 0.8 / (1 + math.exp(-4.0 * (log_flop - 20.6 - shift)))
             model = f"{names[i][:120]} model-{i}" if hostile else f"frontier-{lab}-7b"
