@@ -18,6 +18,7 @@ from node.cli._app import app, console
 from protocol.canonical import parse_time
 from protocol.errors import ConfigurationError, SchemaError
 from reports.bundle import VerificationReport, load_bundle, load_trusted_genesis, verify_bundle
+from reports.errors import EvidenceError
 
 STATUS_STYLE = {"pass": "[bold green]PASS[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]SKIP[/]"}
 
@@ -115,5 +116,7 @@ def verify_cmd(
             + ("" if trusted else " (roster not pinned: use --roster)")
         )
         return
-    console.print(f"[bold red]FAIL[/]: {sum(c.status == 'fail' for c in result.checks)} check(s) failed")
-    raise typer.Exit(3)
+    failed = [c.name for c in result.checks if c.status == "fail"]
+    console.print(f"[bold red]FAIL[/]: {len(failed)} check(s) failed")
+    # Bad evidence is bad data: main() maps it to exit code 3.
+    raise EvidenceError(f"{evidence} does not verify: failed {', '.join(failed)}")
