@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,31 @@ if TYPE_CHECKING:
     from node.home import NodeHome
 
 API_VERSION = "1.0.0"
+_ROUTERS = (envelopes, feeds, roster, status, entries, equivocations, certificates, proofs, ops)
+_DESCRIPTION = (
+    "One lab's Tripwire node: signed feeds, roster, pause status, checkpoints and proofs.\n\n"
+    "Every /v1 request must carry an RFC 9421 HTTP Message Signature: label `tw`, tag "
+    "`tripwire/1`, algorithm `ed25519`, `keyid` = the caller's roster keyid, a `nonce`, `created` "
+    "within the node's clock skew, covering `@method`, `@path`, `@query` and, for requests with "
+    "a body, `content-digest` (RFC 9530, sha-256). Reads are open to roster labs and observers; "
+    "POST /v1/envelopes to labs only. /healthz and /metrics are open.\n\n"
+    "Errors are RFC 9457 problem JSON (`application/problem+json`) with a stable machine `code`."
+)
+
+
+def _bare_app(lifespan: Any = None) -> FastAPI:
+    app = FastAPI(
+        title="Tripwire node API",
+        version=API_VERSION,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_handlers(app)
+    for r in _ROUTERS:
+        app.include_router(r.router)
+    return app
 
 
 def create_app(home: NodeHome, *, syncer: Any | None = None) -> FastAPI:
@@ -55,22 +81,17 @@ def create_app(home: NodeHome, *, syncer: Any | None = None) -> FastAPI:
             if syncer is not None:
                 await syncer.stop()
 
-    app = FastAPI(
-        title="Tripwire node API",
-        version=API_VERSION,
-        description=(
-            "One lab's Tripwire node: signed feeds, roster, pause status, checkpoints and proofs. "
-            "Every /v1 request must carry an RFC 9421 HTTP Message Signature (ed25519, keyid = roster "
-            "keyid, covering @method, @path, @query and content-digest for bodies). Errors are RFC 9457 "
-            "problem JSON with a stable `code`."
-        ),
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-    )
+    app = _bare_app(lifespan)
     app.state.node = ctx
-    install_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for r in (envelopes, feeds, roster, status, entries, equivocations, certificates, proofs, ops):
-        app.include_router(r.router)
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the API (no node needed; routes are the same for every node)."""
+    return _bare_app().openapi()
+
+
+def openapi_json() -> str:
+    """The committed form of ``specs/openapi.json`` (stable key order, trailing newline)."""
+    return json.dumps(openapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

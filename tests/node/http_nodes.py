@@ -1,0 +1,148 @@
+"""Real HTTP nodes for tests: uvicorn in a thread (same process) or in a subprocess.
+
+No HTTP fakes: every request goes through a real socket on 127.0.0.1 to real uvicorn.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node.client import PeerClient
+from protocol.canonical import format_time
+from protocol.entries import NoteBody, build_statement, sign_statement
+from protocol.envelope import Envelope
+from protocol.feed import FeedWriter, Head
+from protocol.keys import SigningKey
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_healthy(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"node process exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError as e:
+            last = e
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not become healthy: {last}")
+
+
+class ThreadedNode:
+    """uvicorn serving ``home`` from a background thread of the test process."""
+
+    def __init__(self, home: Any, *, sync: bool = False, port: int | None = None) -> None:
+        from node.server import build_server
+
+        self.home = home
+        self.port = port or home.config.server.port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = build_server(home, "127.0.0.1", self.port, sync=sync)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadedNode:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+    @property
+    def app(self) -> Any:
+        return self.server.config.app
+
+    def client(self, key: SigningKey, member: str) -> PeerClient:
+        return PeerClient(self.url, key, member)
+
+
+class NodeProcess:
+    """``tripwire serve --home DIR`` as a child process (killable with SIGKILL)."""
+
+    def __init__(self, home_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.home_dir, self.port = home_dir, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = home_dir / "serve.log"
+
+    def start(self, wait: bool = True) -> NodeProcess:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())",
+             "serve", "--home", str(self.home_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+        )
+        out.close()
+        if wait:
+            wait_healthy(self.url, proc=self.proc)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+# --- building entries ----------------------------------------------------------------------------
+
+
+def now_str() -> str:
+    return format_time(datetime.now(UTC).replace(microsecond=0))
+
+
+def notes(home: Any, n: int, *, start: Head | None = None, key: SigningKey | None = None,
+          prefix: str = "note") -> list[Envelope]:
+    """``n`` chained note entries of ``home``'s lab from ``start`` (signed, not stored)."""
+    writer = FeedWriter(home.store.network_id(), home.lab, key or home.key, start)
+    return [writer.append("note", NoteBody(text=f"{prefix} {i}"), now_str())[0] for i in range(n)]
+
+
+def note_at(home: Any, seq: int, prev: str | None, text: str, key: SigningKey | None = None) -> Envelope:
+    st = build_statement(network=home.store.network_id(), lab=home.lab, seq=seq, prev=prev,
+                         issued_at=now_str(), kind="note", body={"text": text})
+    return sign_statement(st, key or home.key)[0]
+
+
+def wait_until(pred: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def heads_of(homes: Sequence[Any]) -> list[dict[str, int]]:
+    return [{lab: h.seq for lab, h in home.store.heads().items()} for home in homes]
