@@ -17,6 +17,7 @@ from node.cli import commands_eval  # noqa: F401,E402  (registration)
 from node.cli import commands_node  # noqa: F401,E402  (registration)
 from node.cli import commands_serve  # noqa: F401,E402  (registration)
 from node.cli import commands_report  # noqa: F401,E402  (registration)
+from node.cli import commands_demo  # noqa: F401,E402  (registration)
 
 __all__ = ["app", "main"]
 
@@ -26,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     from protocol.errors import TripwireError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False, click returns the code of a `typer.Exit` instead of
+        # raising it; commands themselves return None.
+        rc = app(args=argv, standalone_mode=False)
     except TripwireError as e:
         console_err.print(f"[bold red]error:[/] {e.diagnostics()}", highlight=False)
         return exit_code_for(e)
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             e.show()
             return e.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
