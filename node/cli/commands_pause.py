@@ -1,0 +1,230 @@
+"""`tripwire vote | propose-resume | proposals | policy install`: the people's side of a pause.
+
+Thin: read the home, check with :mod:`node.coordinator`, publish with ``NodeHome.publish``
+(a running ``tripwire serve`` on the same home pushes the entry to peers), print.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from node.cli._app import app, console
+from node.errors import InputFileError
+from node.home import NodeHome
+from protocol.entries import DocRef, ResumeProposalBody, VoteBody, resume_proposal_id
+from protocol.errors import ConfigurationError, PolicyError, QuorumError
+
+HomeOpt = Annotated[Path, typer.Option("--home", help="Node home directory.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RationaleOpt = Annotated[str, typer.Option("--rationale", help="Why (published with the entry).")]
+
+policy_app = typer.Typer(help="Install the threshold policy the roster adopts.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+class ProposalNotFoundError(ConfigurationError):
+    """The named proposal is not held by this node (yet), or the prefix is ambiguous."""
+
+    code = "proposal-not-found"
+
+
+class VoteRefusedError(PolicyError):
+    """A pause vote on a trigger this node cannot verify as a breach under the shared policy."""
+
+    code = "vote-refused"
+
+
+class AlreadyVotedError(QuorumError):
+    """This lab already voted on the proposal; votes are final (only the first counts)."""
+
+    code = "already-voted"
+
+
+def _find(a: Any, prefix: str) -> Any:
+    prefix = prefix.strip().lower()
+    if len(prefix) < 8:
+        raise ProposalNotFoundError(f"proposal id {prefix!r} is too short: give at least 8 hex digits")
+    hits = [st for pid, st in a.proposals.items() if pid.startswith(prefix)]
+    if not hits:
+        raise ProposalNotFoundError(
+            f"no proposal {prefix}… is held by this node (it may not have synced yet; see `tripwire proposals`)"
+        )
+    if len(hits) > 1:
+        raise ProposalNotFoundError(f"proposal prefix {prefix!r} is ambiguous: {', '.join(h.proposal_id for h in hits)}")
+    return hits[0]
+
+
+@app.command("vote")
+def vote_cmd(
+    proposal: Annotated[str, typer.Argument(help="Proposal id (or a unique prefix of at least 8 hex digits).")],
+    home: HomeOpt,
+    rationale: RationaleOpt,
+    pause: Annotated[bool, typer.Option("--pause", help="Support a pause proposal.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Support a resume proposal.")] = False,
+    object_: Annotated[bool, typer.Option("--object", help="Object to the proposal.")] = False,
+    abstain: Annotated[bool, typer.Option("--abstain", help="Abstain (counted as a vote, not as support).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Vote on a pause or resume proposal. Votes are final: a lab's first vote is the one counted.
+
+    A pause vote is refused unless this node recomputes the trigger as a breach under the
+    adopted policy (an honest node does not support a pause the shared rules do not call for).
+    """
+    from node.coordinator import local_analysis
+
+    chosen = [n for n, on in (("pause", pause), ("resume", resume), ("object", object_), ("abstain", abstain)) if on]
+    if len(chosen) != 1:
+        raise ConfigurationError("choose exactly one of --pause, --resume, --object, --abstain")
+    decision = chosen[0]
+    with NodeHome.open(home) as h:
+        a, _ = local_analysis(h)
+        st = _find(a, proposal)
+        pid = st.proposal_id
+        if decision in ("pause", "resume") and decision != st.action:
+            raise ConfigurationError(f"proposal {pid[:16]}… is a {st.action} proposal: vote --{st.action}, --object or --abstain")
+        mine = a.votes_by_lab.get((pid, h.lab))
+        if mine:
+            first = mine[0].statement.body.decision
+            raise AlreadyVotedError(f"{h.lab} already voted {first!r} on {pid[:16]}… (entry {mine[0].entry_id[:16]}…); votes are final")
+        if decision == "pause":
+            check = st.check
+            if check is None or check.status != "breach":
+                raise VoteRefusedError(
+                    f"refusing to vote pause on {pid[:16]}…: {check.reason if check else 'no trigger check'}"
+                    + ("" if check is None or check.status != "unknown" else " (try again when the result has synced)")
+                )
+        body = VoteBody(proposal_id=pid, action=st.action, decision=decision, rationale=rationale)  # type: ignore[arg-type]
+        eid = h.publish("vote", body)
+    out = {"vote": eid, "proposal_id": pid, "action": st.action, "decision": decision}
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        console.print(f"voted {decision} on {st.action} proposal {pid}  (entry {eid})", highlight=False)
+
+
+def _doc_ref(path: Path) -> DocRef:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputFileError(f"cannot read safety-case document {path}: {e.strerror or e}") from e
+    return DocRef(name=path.name[:256], sha256=hashlib.sha256(data).hexdigest())
+
+
+@app.command("propose-resume")
+def propose_resume_cmd(
+    home: HomeOpt,
+    rationale: RationaleOpt,
+    pause_proposal: Annotated[str, typer.Option("--pause", help="The paused proposal to end (id or prefix).")],
+    safety_case: Annotated[
+        list[Path], typer.Option("--safety-case", help="Safety-case document (repeatable); its SHA-256 is cited.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose ending a pause, citing the safety case by document digests (spec §6.7)."""
+    from node.coordinator import local_analysis
+
+    if not safety_case:
+        raise ConfigurationError("cite at least one --safety-case document")
+    docs = [_doc_ref(p) for p in safety_case]
+    with NodeHome.open(home) as h:
+        a, _ = local_analysis(h)
+        st = _find(a, pause_proposal)
+        if st.action != "pause":
+            raise ConfigurationError(f"proposal {st.proposal_id[:16]}… is a resume proposal, not a pause")
+        if st.proposal_id not in a.paused:
+            state = "already resumed" if st.proposal_id in a.resumed else "not paused (no valid pause certificate)"
+            raise ConfigurationError(f"pause proposal {st.proposal_id[:16]}… is {state}: nothing to resume")
+        rid = resume_proposal_id(st.proposal_id, docs)
+        if rid in a.proposals:
+            raise ConfigurationError(f"resume proposal {rid} with these documents is already held")
+        body = ResumeProposalBody(proposal_id=rid, pause_proposal=st.proposal_id, safety_case=docs, rationale=rationale)
+        eid = h.publish("resume_proposal", body)
+    out = {"resume_proposal": rid, "entry": eid, "pause_proposal": st.proposal_id,
+           "safety_case": [d.model_dump(mode="json") for d in docs]}
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        console.print(f"proposed resume {rid}\n  ends pause {st.proposal_id}", highlight=False)
+        for d in docs:
+            console.print(f"  cites {d.sha256}  {d.name}", highlight=False)
+
+
+@app.command("proposals")
+def proposals_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
+    """List pause and resume proposals with tallies, this node's check and the pause state."""
+    from node.coordinator import local_analysis
+
+    with NodeHome.open(home) as h:
+        _, snap = local_analysis(h)
+    if as_json:
+        typer.echo(json.dumps(snap, indent=2))
+        return
+    pause = snap["pause"]
+    console.print("[bold red]PAUSED[/]" if pause["paused"] else "not paused", highlight=False)
+    if not snap["policy"]["loaded"]:
+        console.print(f"[bold yellow]no adopted policy loaded:[/] {snap['policy']['error']}", highlight=False)
+    if not snap["proposals"]:
+        console.print("no proposals")
+    for p in snap["proposals"]:
+        line = (
+            f"{p['action']:<6} {p['proposal_id']}  {p['state']:<9} weight {p['weight']}/{p['threshold']}"
+            f"  for: {','.join(p['supporting']) or '-'}  against: {','.join(p['objecting']) or '-'}"
+            f"  my vote: {p['my_vote'] or '-'}"
+        )
+        console.print(line, highlight=False)
+        if p["action"] == "pause":
+            t, c = p["trigger"], p["trigger_check"] or {}
+            console.print(f"       trigger {t['lab']} result {t['result'][:16]}… rule {t['rule']}", highlight=False)
+            console.print(f"       this node: {c.get('status')}: {c.get('reason')}", highlight=False)
+        else:
+            console.print(f"       ends pause {p['pause_proposal']}", highlight=False)
+    for f in snap["flags"]:
+        console.print(f"[yellow]flag[/] {f['kind']}: {json.dumps({k: v for k, v in f.items() if k != 'kind'})}", highlight=False)
+
+
+@policy_app.command("install")
+def policy_install_cmd(
+    file: Annotated[Path, typer.Argument(help="Policy file (YAML, or JSON by its .json suffix).")],
+    home: HomeOpt,
+    force: Annotated[
+        bool, typer.Option("--force", help="Install even if the roster pins another digest (before a roster update).")
+    ] = False,
+) -> None:
+    """Install the threshold policy this node applies; it must be the one the roster pins."""
+    from node.policyfile import install_policy
+
+    with NodeHome.open(home) as h:
+        expected = None if force or not h.store.has_roster() else h.store.roster_chain().current.roster.policy_digest
+        policy = install_policy(h.path, file, expected_digest=expected)
+    console.print(f"installed policy {policy.id} v{policy.version}  digest {policy.digest}", highlight=False)
+
+
+def _status_section(h: NodeHome) -> dict[str, Any]:
+    from node.coordinator import local_analysis
+    from protocol.errors import TripwireError
+
+    try:
+        _, snap = local_analysis(h)
+    except TripwireError as e:
+        return {"state": "unknown", "note": e.message}
+    pause = snap["pause"]
+    return {
+        "state": "PAUSED" if pause["paused"] else "not paused",
+        **pause,
+        "open_proposals": [p["proposal_id"] for p in snap["proposals"] if p["state"] == "open"],
+        "flags": len(snap["flags"]),
+    }
+
+
+def _register_status() -> None:
+    from node.cli.commands_node import STATUS_SECTIONS
+
+    STATUS_SECTIONS["pause"] = _status_section
+
+
+_register_status()

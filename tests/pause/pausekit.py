@@ -1,0 +1,212 @@
+"""Helpers for pause tests: networks of real nodes on 127.0.0.1 and signed eval results.
+
+Every node is real uvicorn (in a thread of the test process, or a child process), with
+sync and the pause coordinator running; eval results are real signed ``eval_result``
+entries whose metric values the test chooses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node.client import PeerClient
+from node.home import NodeHome
+from node.netsetup import create_network
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE_DIGEST = hashlib.sha256(b"tripwire-core test suite").hexdigest()
+TASK_DIGEST = hashlib.sha256(b"arithmetic-add test task").hexdigest()
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def make_network(
+    workdir: Path,
+    labs: Sequence[str],
+    *,
+    auto: str | Sequence[str] = "pause-on-breach",
+    sync_interval_s: float = 0.2,
+    propose_delay_s: float = 0.5,
+    certificate_stagger_s: float = 0.2,
+    poll_interval_s: float = 0.2,
+    observers: Sequence[str] = (),
+    **kwargs: Any,
+) -> list[NodeHome]:
+    """Homes on one network (demo policy installed) with short sync and coordinator timings."""
+    homes = create_network(workdir, list(labs), ports=free_ports(len(labs)), observers=observers, **kwargs)
+    rules = [auto] * len(labs) if isinstance(auto, str) else list(auto)
+    for h, rule in zip(homes, rules, strict=True):
+        cfg = h.config.model_copy(
+            update={
+                "sync": h.config.sync.model_copy(
+                    update={"interval_s": sync_interval_s, "timeout_s": 2.0, "max_backoff_s": 1.0}
+                ),
+                "votes": {
+                    "auto": rule,
+                    "propose_delay_s": propose_delay_s,
+                    "certificate_stagger_s": certificate_stagger_s,
+                    "poll_interval_s": poll_interval_s,
+                },
+            }
+        )
+        h.save_config(cfg)
+    return homes
+
+
+class Node:
+    """A home served by real uvicorn in a background thread (sync + coordinator)."""
+
+    def __init__(self, home: NodeHome, *, coordinate: bool = True, sync: bool = True) -> None:
+        from node.server import build_server
+
+        self.home = home
+        self.port = home.config.server.port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = build_server(home, "127.0.0.1", self.port, sync=sync, coordinate=coordinate)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def coordinator(self) -> Any:
+        return self.server.config.app.state.node.extra.get("coordinator")
+
+    def start(self) -> Node:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+    def status(self, key: Any = None, member: str | None = None) -> dict[str, Any]:
+        with PeerClient(self.url, key or self.home.key, member or self.home.lab) as c:
+            return c.status()
+
+
+class NodeProcess:
+    """``tripwire serve --home DIR`` as a child process (killable with SIGKILL)."""
+
+    def __init__(self, home_dir: Path, port: int) -> None:
+        self.home_dir, self.port = home_dir, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = home_dir / "serve.log"
+
+    def start(self) -> NodeProcess:
+        out = self.log.open("ab")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())",
+             "serve", "--home", str(self.home_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+        out.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited: {self.log.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.url} did not become healthy")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def result_body(
+    acc: str,
+    *,
+    stderr: str = "0.02",
+    step: int = 100,
+    flop: str = "1E15",
+    model: str = "run-1",
+    logp: str = "-3.0",
+) -> dict[str, Any]:
+    """A signed-able ``eval_result`` body for the demo policy's indicator (arithmetic-add acc)."""
+    return {
+        "suite": {"id": "tripwire-core", "version": "1.0.0", "digest": SUITE_DIGEST},
+        "model": {
+            "name": model,
+            "commitment": hashlib.sha256(f"{model}:{step}".encode()).hexdigest(),
+            "checkpoint_step": step,
+            "training_flop": flop,
+        },
+        "tasks": [
+            {
+                "name": "arithmetic-add",
+                "digest": TASK_DIGEST,
+                "n": 500,
+                "metrics": {
+                    "acc": {"value": acc, "stderr": stderr},
+                    "mean_logp_correct": {"value": logp, "stderr": "0.05"},
+                },
+                "items_root": hashlib.sha256(f"items:{model}:{step}".encode()).hexdigest(),
+            }
+        ],
+        "runtime": {"device": "cpu"},
+        "started_at": "2025-01-01T00:00:00Z",
+        "finished_at": "2025-01-01T00:01:00Z",
+    }
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def paused_locally(home: NodeHome) -> bool:
+    """Whether the home's store holds a valid pause certificate not ended by a resume."""
+    from node.coordinator import local_analysis
+
+    a, _ = local_analysis(home)
+    return bool(a.paused)
+
+
+def count(home: NodeHome, kind: str, lab: str | None = None) -> int:
+    return len(home.store.entries(kind=kind, lab=lab))
