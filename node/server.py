@@ -17,10 +17,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_server(home: NodeHome, host: str | None = None, port: int | None = None, *, sync: bool = True) -> uvicorn.Server:
-    """A configured uvicorn server for ``home`` (sync starts and stops with the app)."""
+def build_server(
+    home: NodeHome, host: str | None = None, port: int | None = None, *, sync: bool = True, coordinate: bool = True
+) -> uvicorn.Server:
+    """A configured uvicorn server for ``home`` (sync and the pause coordinator start and stop
+    with the app)."""
     syncer = Syncer(home) if sync else None
     app = create_app(home, syncer=syncer)
+    if coordinate:
+        from node.coordinator import attach
+
+        attach(app, home)
     config = uvicorn.Config(
         app,
         host=host or home.config.server.host,
