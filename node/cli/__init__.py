@@ -18,6 +18,7 @@ from node.cli import commands_node  # noqa: F401,E402  (registration)
 from node.cli import commands_serve  # noqa: F401,E402  (registration)
 from node.cli import commands_report  # noqa: F401,E402  (registration)
 from node.cli import commands_demo  # noqa: F401,E402  (registration)
+from node.cli import commands_pause  # noqa: F401,E402  (registration)
 
 __all__ = ["app", "main"]
 
