@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from node.client import AsyncPeerClient, PeerHTTPError
+from protocol.canonical import entry_id
 from protocol.entries import VerifiedEntry
 from protocol.envelope import Envelope, b64decode_any
 from protocol.errors import PeerDataError, TransportError
@@ -238,11 +239,17 @@ class Syncer:
                 await asyncio.wait_for(wake.wait(), self.interval_s)
             except TimeoutError:
                 pass  # poll: entries may have been published by another process
+            woken = wake.is_set()
             wake.clear()
-            if st.next_attempt > time.monotonic():
+            # A new own entry is worth a try even during backoff (a refused connection is
+            # cheap); the periodic poll respects the backoff.
+            if not woken and st.next_attempt > time.monotonic():
                 continue
             try:
-                await asyncio.wait_for(self._push_round(peer, max_gap=self.push_max_gap), self._round_timeout())
+                if await asyncio.wait_for(
+                    self._push_round(peer, max_gap=self.push_max_gap), self._round_timeout()
+                ) and st.failures:
+                    self._ok(st, "push")
             except asyncio.CancelledError:
                 raise
             except (TransportError, PeerDataError, TimeoutError) as e:
@@ -295,6 +302,7 @@ class Syncer:
             have_seq = have.seq if have else 0
             gap = head.seq - have_seq
             if gap <= 0:
+                await self._check_fork(peer, lab, head, have)
                 continue
             target = head.seq
             if gap <= self.push_max_gap and not eager:
@@ -309,7 +317,20 @@ class Syncer:
             self.metrics.sync_bytes.labels(peer.lab, "in").inc(client.bytes_in - before)
         return fetched
 
-    async def _fetch_lab(self, peer: Peer, lab: str, have_seq: int, target: int) -> int:
+    async def _check_fork(self, peer: Peer, lab: str, remote: Head, local: Head | None) -> None:
+        """The peer's head at a seq we hold names another entry: fetch it so the store can
+        keep the equivocation proof (spec §4.4). Comparing seqs alone would hide a fork."""
+        if local is None or remote.seq <= 0:
+            return
+        if remote.seq == local.seq:
+            ours = local.entry_id
+        else:
+            held = await asyncio.to_thread(self.home.store.feed, lab, remote.seq - 1, 1)
+            ours = entry_id(held[0].payload_bytes()) if held else remote.entry_id
+        if ours != remote.entry_id:
+            await self._fetch_lab(peer, lab, remote.seq - 1, remote.seq, recheck=False)
+
+    async def _fetch_lab(self, peer: Peer, lab: str, have_seq: int, target: int, *, recheck: bool = True) -> int:
         now = time.monotonic()
         claim = self._claims.get(lab)
         if claim is not None and claim > now:
@@ -320,8 +341,10 @@ class Syncer:
         fetched = 0
         try:
             # Re-read: another task may have advanced this lab while we were waiting.
-            head = (await asyncio.to_thread(self.home.store.heads)).get(lab)
-            after = max(have_seq, head.seq if head else 0)
+            after = have_seq
+            if recheck:
+                head = (await asyncio.to_thread(self.home.store.heads)).get(lab)
+                after = max(have_seq, head.seq if head else 0)
             while after < target:
                 page = await client.feed(lab, after=after, limit=min(self.batch, target - after))
                 if not page.envelopes:

@@ -1,0 +1,178 @@
+"""Peer sync against real HTTP servers: convergence, eager push, hostile and slow peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from http_nodes import ThreadedNode, heads_of, notes, wait_until
+
+from node.sync import Peer, Syncer
+from protocol.canonical import entry_id
+from protocol.envelope import Envelope
+from protocol.keys import SigningKey
+
+
+def _sync_once(home: Any, peers: list[Peer], **kw: Any) -> dict[str, Any]:
+    return asyncio.run(Syncer(home, peers, **kw).sync_once())
+
+
+def _peer(node: ThreadedNode) -> Peer:
+    return Peer(node.home.lab, node.url)
+
+
+def test_sync_once_pulls_and_pushes_until_all_hold_everything(sqlite_network) -> None:
+    alpha, beta, gamma = sqlite_network
+    for home, n in ((alpha, 3), (beta, 4), (gamma, 5)):
+        for i in range(n):
+            home.publish("note", {"text": f"{home.lab} {i}"})
+    with ThreadedNode(beta) as b, ThreadedNode(gamma) as g:
+        summary = _sync_once(alpha, [_peer(b), _peer(g)])
+        assert all(s["ok"] for s in summary.values()), summary
+        assert summary["beta"]["pushed"] == 3 and summary["gamma"]["pushed"] == 3
+        assert summary["beta"]["fetched"] + summary["gamma"]["fetched"] == 9
+        _sync_once(beta, [Peer("gamma", g.url)])
+    want = {"alpha": 3, "beta": 4, "gamma": 5}
+    assert heads_of([alpha, beta, gamma]) == [want, want, want]
+    # The same entries, not just the same counts.
+    assert alpha.store.heads() == beta.store.heads() == gamma.store.heads()
+
+
+def _tune_sync(home: Any, **sync: Any) -> None:
+    home.config = home.config.model_copy(update={"sync": home.config.sync.model_copy(update=sync)})
+
+
+def test_eager_push_delivers_new_entries_well_within_one_interval(sqlite_network) -> None:
+    for home in sqlite_network:
+        _tune_sync(home, interval_s=30.0)  # only eager push can deliver in time
+    alpha, beta, gamma = sqlite_network
+    with ThreadedNode(alpha, sync=True), ThreadedNode(beta, sync=True), ThreadedNode(gamma, sync=True):
+        time.sleep(0.5)  # first pull round: peers learn each other's heads
+        t0 = time.monotonic()
+        eid = alpha.publish("note", {"text": "urgent"})
+        wait_until(lambda: beta.store.get(eid) is not None and gamma.store.get(eid) is not None, 5.0,
+                   interval=0.02, what="the pushed entry")
+        assert time.monotonic() - t0 < 5.0
+
+
+# --- hostile peers: a tiny real HTTP server serving crafted responses -------------------------------
+
+
+class Hostile:
+    """A real HTTP server that answers /v1/heads and /v1/feeds/<lab> with crafted bodies."""
+
+    def __init__(self, heads: dict[str, Any], feeds: dict[str, bytes], delay: float = 0.0) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                time.sleep(outer.delay)
+                if self.path.startswith("/v1/heads"):
+                    body = json.dumps(outer.heads).encode()
+                elif self.path.startswith("/v1/feeds/"):
+                    lab = self.path.split("/")[3].split("?")[0]
+                    body = outer.feeds.get(lab, b'{"envelopes": []}')
+                else:
+                    body = b"{}"
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+            def do_POST(self) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"results": []}')
+
+        self.heads, self.feeds, self.delay = heads, feeds, delay
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Hostile:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _page(lab: str, envs: list[Any], raw: bytes | None = None) -> bytes:
+    return raw if raw is not None else json.dumps(
+        {"lab": lab, "after": 0, "envelopes": [e.to_dict() for e in envs], "head": None}).encode()
+
+
+def _crafted(mode: str, gamma: Any, real: list[Any]) -> tuple[bytes, str]:
+    """(feed body for lab gamma, expected misbehaviour code) per hostile mode."""
+    if mode == "forged":
+        forged = notes(gamma, 3, key=SigningKey.generate(), prefix="forged")
+        return _page("gamma", forged), "unknown-key"
+    if mode == "truncated":
+        return _page("gamma", real)[:-40], "bad-peer-response"
+    if mode == "reordered":
+        return _page("gamma", [real[1], real[0], real[2]]), "bad-feed-page"
+    if mode == "equivocating":
+        alt = notes(gamma, 3, prefix="the other history")
+        return _page("gamma", alt[2:]), "equivocation"
+    raise AssertionError(mode)
+
+
+@pytest.mark.parametrize("mode", ["forged", "truncated", "reordered", "equivocating"])
+def test_hostile_peer_is_refused_and_recorded_while_honest_sync_continues(sqlite_network, mode) -> None:
+    alpha, beta, gamma = sqlite_network
+    real = notes(gamma, 3)
+    if mode == "equivocating":
+        alpha.store.ingest(real)  # alpha already holds gamma's real history
+    beta.store.ingest(real)
+    for i in range(4):
+        beta.publish("note", {"text": f"b{i}"})
+    body, code = _crafted(mode, gamma, real)
+    claimed = entry_id(real[2].payload_bytes())
+    if mode == "equivocating":  # the hostile peer's head names the other history's seq 3
+        claimed = entry_id(Envelope.parse(json.loads(body)["envelopes"][0]).payload_bytes())
+    heads = {"gamma": {"seq": 3, "entry_id": claimed}}
+    with ThreadedNode(beta) as b, Hostile(heads, {"gamma": body}) as h:
+        syncer = Syncer(alpha, [Peer("beta", b.url), Peer("gamma", h.url)], timeout_s=2.0)
+        summary = asyncio.run(syncer.sync_once())
+        hostile = syncer.peer_status()["gamma"]
+        assert summary["beta"]["ok"], summary
+        assert alpha.store.heads()["beta"].seq == 4  # honest sync went on
+        if mode == "truncated":
+            assert not summary["gamma"]["ok"] and code in summary["gamma"]["error"]
+        else:
+            assert code in [r["code"] for r in hostile["misbehaviour"]], hostile
+        # Another round with the honest peer completes gamma's real feed.
+        _sync_once(alpha, [Peer("beta", b.url)])
+    assert [entry_id(e.payload_bytes()) for e in alpha.store.feed("gamma")] == [
+        entry_id(e.payload_bytes()) for e in real]
+    proofs = alpha.store.equivocations()
+    assert (len(proofs) == 1 and proofs[0].lab == "gamma") if mode == "equivocating" else proofs == []
+
+
+def test_slow_peer_cannot_stall_sync_with_others(sqlite_network) -> None:
+    alpha, beta, _ = sqlite_network
+    for i in range(3):
+        beta.publish("note", {"text": f"b{i}"})
+    with ThreadedNode(beta) as b, Hostile({}, {}, delay=20.0) as slow:
+        t0 = time.monotonic()
+        summary = _sync_once(alpha, [Peer("beta", b.url), Peer("gamma", slow.url)], timeout_s=1.0)
+        elapsed = time.monotonic() - t0
+    assert summary["beta"]["ok"] and not summary["gamma"]["ok"]
+    assert "peer-unavailable" in summary["gamma"]["error"]
+    assert alpha.store.heads()["beta"].seq == 3
+    assert elapsed < 10
