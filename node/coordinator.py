@@ -470,6 +470,8 @@ def plan_actions(
             continue
         if st.action == "resume" and st.pause_proposal in a.resumed:
             continue
+        if st.action == "pause" and (st.check is None or st.check.status != "breach"):
+            continue  # valid by its votes if others certify it, but an honest node does not help
         supporters = sorted(st.tally.signed)
         others = sorted({m.id for m in roster.labs} - set(supporters))
         order = supporters + others

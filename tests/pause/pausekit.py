@@ -210,3 +210,63 @@ def paused_locally(home: NodeHome) -> bool:
 
 def count(home: NodeHome, kind: str, lab: str | None = None) -> int:
     return len(home.store.entries(kind=kind, lab=lab))
+
+
+# --- in-process meshes (no HTTP): deterministic protocol tests ----------------------------------
+
+
+class Mesh:
+    """Homes whose coordinators run on demand and whose stores are synced by copying feeds.
+
+    The protocol logic is the same as in the served node; only the transport is a loop, so
+    tests can choose exactly which entries each node holds and in what order.
+    """
+
+    def __init__(self, homes: Sequence[NodeHome], rules: Sequence[str] | str = "pause-on-breach") -> None:
+        from node.coordinator import Coordinator, VotesConfig
+
+        self.homes = list(homes)
+        rules = [rules] * len(self.homes) if isinstance(rules, str) else list(rules)
+        self.coords = {
+            h.lab: Coordinator(h, config=VotesConfig(auto=r, propose_delay_s=0, certificate_stagger_s=0))  # type: ignore[arg-type]
+            for h, r in zip(self.homes, rules, strict=True)
+        }
+
+    def home(self, lab: str) -> NodeHome:
+        return next(h for h in self.homes if h.lab == lab)
+
+    def sync(self, labs: Sequence[str] | None = None) -> int:
+        """Copy every missing entry between the given homes (default all); returns how many."""
+        members = [h for h in self.homes if labs is None or h.lab in labs]
+        moved = 0
+        for src in members:
+            for dst in members:
+                if src is dst:
+                    continue
+                have = dst.store.heads()
+                for lab, head in src.store.heads().items():
+                    after = have[lab].seq if lab in have else 0
+                    if head.seq > after:
+                        out = dst.store.ingest(src.store.feed(lab, after=after, limit=10_000))
+                        moved += sum(1 for o in out if o.status == "accepted")
+        return moved
+
+    def step(self, labs: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
+        """Run each coordinator in turn, delivering what it published before the next runs."""
+        published = []
+        for h in self.homes:
+            if labs is None or h.lab in labs:
+                published += [(h.lab, k, e) for k, e in self.coords[h.lab].run_once(force=True)]
+                self.sync(labs)
+        return published
+
+    def settle(self, labs: Sequence[str] | None = None, rounds: int = 20) -> list[tuple[str, str, str]]:
+        """Run coordinators and sync until nothing changes."""
+        published = []
+        for _ in range(rounds):
+            new = self.step(labs)
+            moved = self.sync(labs)
+            published += new
+            if not new and not moved:
+                return published
+        raise AssertionError("the mesh did not settle")

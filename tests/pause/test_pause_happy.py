@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pausekit import Node, count, make_network, paused_locally, result_body, wait_until
+
 from protocol.quorum import verify_certificate
 
 LABS = ["alpha", "beta", "gamma"]
