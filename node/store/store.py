@@ -27,7 +27,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    any_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -112,13 +126,19 @@ def _ok(v: VerifiedEntry | DecodedEntry, status: Status) -> IngestOutcome:
     return IngestOutcome(v.entry_id, v.statement.lab, v.statement.seq, status)
 
 
+#: Which body field an entry is "about", per kind (indexed for the pause coordinator's lookups).
+_SUBJECT_FIELD = {
+    "pause_proposal": "proposal_id",
+    "resume_proposal": "proposal_id",
+    "vote": "proposal_id",
+    "pause_certificate": "proposal_id",
+    "alert": "result",
+}
+
+
 def _subject(v: VerifiedEntry | DecodedEntry) -> str | None:
-    body = v.statement.body
-    for attr in ("proposal_id", "result"):
-        value = getattr(body, attr, None)
-        if isinstance(value, str):
-            return value
-    return None
+    attr = _SUBJECT_FIELD.get(v.statement.kind)
+    return None if attr is None else getattr(v.statement.body, attr)
 
 
 def _chunks(items: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -436,10 +456,14 @@ class Store:
 
     def _existing_ids(self, conn: Connection, ids: Sequence[str]) -> set[str]:
         out: set[str] = set()
+        col = m.entries.c.entry_id
+        if self.dialect == "postgresql":
+            # One array parameter instead of hundreds of placeholders to render and parse.
+            arr = bindparam("ids", list(ids), type_=ARRAY(String))
+            out.update(conn.execute(select(col).where(col == any_(arr))).scalars())
+            return out
         for chunk in _chunks(list(ids)):
-            out.update(
-                conn.execute(select(m.entries.c.entry_id).where(m.entries.c.entry_id.in_(chunk))).scalars()
-            )
+            out.update(conn.execute(select(col).where(col.in_(chunk))).scalars())
         return out
 
     def _ingest_segment(
@@ -604,8 +628,9 @@ class Store:
         accepted_at = datetime.now(UTC)
         leaves = [leaf_hash(v.entry_id.encode("ascii")) for v in appended]
         if appended:
-            conn.execute(
-                insert(m.entries),
+            self._bulk_insert(
+                conn,
+                m.entries,
                 [
                     {
                         "log_index": size + k,
@@ -695,6 +720,28 @@ class Store:
             self._insert_rosters(conn, work.versions[stored_rosters:])
             new_chain = work
         return _WriteResult(appended, statuses, new_chain, leaves, size)
+
+    def _bulk_insert(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+        if self.dialect == "postgresql":
+            # COPY streams the whole batch in one exchange inside the same transaction; row-wise
+            # INSERTs cost a round trip each and compiling a multi-row INSERT costs more still.
+            import psycopg
+
+            cols = [c.name for c in table.columns]
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
+            try:
+                with raw.cursor() as cur, cur.copy(sql) as copy:
+                    for r in rows:
+                        copy.write_row(tuple(r.get(c) for c in cols))
+            except psycopg.IntegrityError as e:
+                raise IntegrityError(sql, None, e) from e
+            except psycopg.OperationalError as e:
+                raise OperationalError(sql, None, e) from e
+        else:
+            # SQLite is in-process: executemany of one prepared statement is the fastest path.
+            conn.execute(insert(table), rows)
 
     def _lab_states(self, conn: Connection, labs: Sequence[str]) -> dict[str, _LabState]:
         states = {lab: _LabState(None, False, False) for lab in labs}
@@ -947,7 +994,8 @@ def _db_reason(e: Exception) -> str:
 
 
 def _transient(e: DBAPIError) -> bool:
-    if isinstance(e, IntegrityError):
+    if isinstance(e, IntegrityError) or e.connection_invalidated:
+        # A dropped pooled connection (server restart) is replaced on the next attempt.
         return True
     text = str(getattr(e, "orig", e)).lower()
     return any(
@@ -994,5 +1042,7 @@ def _create_engine(url: str) -> Engine:
     if backend == "postgresql":
         if u.get_driver_name() in ("", "psycopg2"):
             u = u.set(drivername="postgresql+psycopg")
-        return create_engine(u, pool_pre_ping=True)
+        # No pre-ping (a round trip per checkout on the ingest path): a connection found dead
+        # invalidates the pool and the write is retried (see _transient).
+        return create_engine(u, pool_recycle=3600)
     raise StoreError(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://...")
