@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from markupsafe import Markup, escape
+
 from protocol.forecast import TrendPoint, fit_trend, points_for_rule
 from protocol.policy import Rule
 from reports.analysis import Analysis, Result
@@ -84,6 +86,19 @@ class Series:
     name: str
     marker: Marker
     points: list[Point] = field(default_factory=list)
+
+    def markup(self) -> Markup:
+        """The series' markers, each linked to its entry with an escaped tooltip.
+
+        Built here rather than in a template loop because a chart can hold thousands of
+        points; every peer-derived string still goes through ``escape``.
+        """
+        return Markup(  # noqa: S704 (entry ids are hex, paths are numbers, labels escaped)
+            "".join(
+                f'<a href="#e-{p.entry[:16]}"><path d="{p.path}"><title>{escape(p.label)}</title></path></a>'
+                for p in self.points
+            )
+        )
 
 
 @dataclass
