@@ -21,6 +21,8 @@ lint: venv
 	$(BIN)/mypy protocol
 
 test: lint
+	# Report tests print and inspect pages in headless Chromium (installed if missing).
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest -q
 
 test-fast: venv
