@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
-
-from node.cli._app import app, console_err, exit_code_for
+from typer._click import exceptions as _tclick
 
 # Command modules register themselves on import.
-from node.cli import commands_eval  # noqa: F401,E402  (registration)
-from node.cli import commands_node  # noqa: F401,E402  (registration)
-from node.cli import commands_serve  # noqa: F401,E402  (registration)
-from node.cli import commands_report  # noqa: F401,E402  (registration)
-from node.cli import commands_demo  # noqa: F401,E402  (registration)
-from node.cli import commands_pause  # noqa: F401,E402  (registration)
+from node.cli import (
+    commands_demo,  # noqa: F401  (registration)
+    commands_eval,  # noqa: F401  (registration)
+    commands_node,  # noqa: F401  (registration)
+    commands_pause,  # noqa: F401  (registration)
+    commands_report,  # noqa: F401  (registration)
+    commands_serve,  # noqa: F401  (registration)
+)
+from node.cli._app import app, console_err, exit_code_for
 
 __all__ = ["app", "main"]
 
@@ -39,13 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         console_err.print("aborted")
         return 130
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        raise
+    except (click.ClickException, _tclick.ClickException) as e:
+        # Usage errors: typer bundles its own copy of click, so both families are caught.
+        e.show()
+        return e.exit_code
     return rc if isinstance(rc, int) else 0
 
 

@@ -273,23 +273,7 @@ def ceremony_dir(tmp_path_factory):
     return tmp
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            c,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="node.cli.main catches click.ClickException, but typer 0.29 raises its vendored "
-                "typer._click exceptions for usage errors",
-            ),
-        )
-        if c == "missing-required-option"
-        else c
-        for c in CASE_IDS
-    ],
-    ids=CASE_IDS,
-)
+@pytest.mark.parametrize("case", CASE_IDS, ids=CASE_IDS)
 def test_misuse_gives_a_clear_error_and_exit_code(ceremony_dir, case, capsys):
     _name, argv, code, message = next(c for c in _misuse_cases(ceremony_dir) if c[0] == case)
     capsys.readouterr()
