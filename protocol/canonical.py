@@ -99,11 +99,8 @@ def parse_json_strict(data: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> A
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CanonicalFormError(f"not UTF-8: {e.reason}") from e
-    # Bracket count is a cheap upper bound on depth; checked before the recursive parser runs.
-    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
-        raise OversizeError(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(
+        obj = json.loads(
             text,
             parse_float=_reject_float,
             parse_int=_checked_int,
@@ -112,45 +109,67 @@ def parse_json_strict(data: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> A
         )
     except (CanonicalFormError, OversizeError):
         raise
-    except (ValueError, RecursionError) as e:
+    except RecursionError as e:
+        raise OversizeError(f"JSON nested deeper than {MAX_DEPTH} levels") from e
+    except ValueError as e:
         raise CanonicalFormError(f"not valid JSON: {e}") from e
+    # Checked after parsing, when every string is known to be terminated, so the regex in
+    # _bracket_depth runs in linear time; the bracket count is a cheap upper bound first.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _bracket_depth(text) > MAX_DEPTH:
+        raise OversizeError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return obj
 
 
-def _depth(text: str) -> int:
+#: A number token of 16+ digits may exceed ±(2^53−1): such payloads take the strict parser.
+_LONG_INT = re.compile(rb"[:,\[]-?[0-9]{16}")
+#: Hooks run only when a float or NaN/Infinity literal appears, so the C scanner stays fast.
+_FAST_DECODER = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
+
+
+def _bracket_depth(text: str) -> int:
+    """Nesting depth, counting only brackets outside strings (cheap: strings are cut by regex)."""
     depth = best = 0
-    in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
+    for ch in _BRACKETS.findall(_STRINGS.sub("", text)):
+        if ch in "[{":
             depth += 1
             best = max(best, depth)
-        elif ch in "]}":
+        else:
             depth -= 1
     return best
 
 
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
 def parse_canonical(payload: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> dict[str, Any]:
     """Parse payload bytes and require that they are already canonical (spec §2.3)."""
+    if len(payload) > max_bytes:
+        raise OversizeError(f"JSON is {len(payload)} bytes; the limit is {max_bytes}")
+    # Fast path (spec §2.3 allows any parser that accepts exactly the canonical bytes): for
+    # ASCII payloads, sorted-key compact json.dumps is byte-identical to RFC 8785 (keys sort
+    # the same in UTF-16 and code point order within ASCII; both escape exactly '"', '\\'
+    # and C0 controls, the same way; floats are refused while parsing). Duplicate keys
+    # cannot survive the byte comparison (the re-serialisation loses one), so any payload
+    # that fails here is re-parsed strictly below for a precise error.
+    if payload.isascii() and not _LONG_INT.search(payload):
+        text = payload.decode("ascii")
+        try:
+            obj = _FAST_DECODER.decode(text)
+        except (ValueError, RecursionError):
+            obj = None
+        if isinstance(obj, dict):
+            fast = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            # A "\\u00e9" escape parses to a non-ASCII character, which the canonical form
+            # writes raw; a lone surrogate has no canonical form at all.
+            if fast.isascii() and fast.encode("ascii") == payload:
+                if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH or _bracket_depth(text) <= MAX_DEPTH:
+                    return obj
     obj = parse_json_strict(payload, max_bytes=max_bytes)
     if not isinstance(obj, dict):
         raise CanonicalFormError("a signed statement must be a JSON object")
-    # Fast path: for ASCII-only payloads, sorted-key compact json.dumps is byte-identical
-    # to RFC 8785 (keys sort the same in UTF-16 and code point order within ASCII; both
-    # escape exactly '"', '\\' and C0 controls, the same way; floats were refused while
-    # parsing). Anything else takes the reference implementation.
     if payload.isascii():
         fast = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        # A "\u00e9" escape in an ASCII payload parses to a non-ASCII character, which the
-        # canonical form writes raw: such a payload is not canonical (and a lone surrogate
-        # has no canonical form at all). Either way the bytes cannot match.
         if fast.isascii() and fast.encode("ascii") == payload:
             return obj
         raise CanonicalFormError("payload is valid JSON but not its RFC 8785 canonical form")

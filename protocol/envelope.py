@@ -44,7 +44,8 @@ def b64decode_any(text: str) -> bytes:
         s = s.replace("-", "+").replace("_", "/")
     s += "=" * (-len(s) % 4)
     try:
-        return base64.b64decode(s, validate=True)
+        # strict_mode: refuse characters outside the alphabet and misplaced padding.
+        return binascii.a2b_base64(s, strict_mode=True)
     except (binascii.Error, ValueError) as e:
         raise EnvelopeError(f"invalid base64: {e}") from e
 
