@@ -402,7 +402,7 @@ def verify_entry(
     now: datetime | None = None,
     roster_version: int | None = None,
 ) -> VerifiedEntry:
-    """Decode and verify an entry envelope (spec §4.2 steps 1–5)."""
+    """Decode and verify an entry envelope (spec §4.2 steps 1–6; step 7 is feed.check_append)."""
     return verify_decoded(decode_entry(envelope), chain, now=now, roster_version=roster_version)
 
 
