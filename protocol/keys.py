@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -50,8 +51,9 @@ class PublicKey:
             raise SchemaError(f"public key is not base64: {e}") from e
         return cls.from_raw(raw)
 
-    @property
+    @cached_property
     def keyid(self) -> str:
+        # Cached: signature counting asks for it on every check (ingest hot path).
         return keyid_for(self.raw)
 
     @property

@@ -117,3 +117,9 @@ def test_envelope_parse_errors(data: object, error: type[Exception], message: st
 def test_envelope_from_json_refuses_floats() -> None:
     with pytest.raises(EnvelopeError.__mro__[1], match="float"):
         Envelope.from_json(b'{"payloadType":"t","payload":"AA==","signatures":[{"sig":"AA==","x":1.5}]}')
+
+
+def test_cached_keyid_does_not_change_equality_or_hashing() -> None:
+    a, b = SigningKey.from_seed(bytes(32)).public_key, SigningKey.from_seed(bytes(32)).public_key
+    assert a.keyid == keyid_for(a.raw)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
