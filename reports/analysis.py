@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal
 
 from protocol.entries import (
@@ -91,10 +92,11 @@ class Result:
     def flop(self) -> str:
         return self.body.model.training_flop
 
-    @property
+    @cached_property
     def log10_flop(self) -> float:
-        d = Decimal(self.flop)
-        return float(d.log10()) if d > 0 else -math.inf
+        """For drawing only (verdicts use protocol.forecast's exact decimals): float is plenty."""
+        f = float(Decimal(self.flop))
+        return math.log10(f) if f > 0 else -math.inf
 
     def metric_pointer(self, task: str, metric: str, what: str) -> str:
         return pointer("body", "tasks", self.task_index[task], "metrics", metric, what)

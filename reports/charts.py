@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -177,9 +178,14 @@ def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: l
     fit = None
     horizon = None
     if focus is not None and rule.forecast is not None:
-        lineage = a.lineages[focus]
-        pts: list[TrendPoint] = points_for_rule([r.summary for r in lineage], rule)
-        fit = fit_trend(pts, direction=ind.direction)
+        # Fits are pure functions of the verified data: cached on the analysis so that
+        # re-rendering (both editions, the HTTP route) does not refit.
+        cache: dict[tuple[str, str, str], Any] = a.__dict__.setdefault("_fit_cache", {})
+        ck = (*focus, rule.id)
+        if ck not in cache:
+            pts: list[TrendPoint] = points_for_rule([r.summary for r in a.lineages[focus]], rule)
+            cache[ck] = fit_trend(pts, direction=ind.direction)
+        fit = cache[ck]
         horizon = a.latest[focus].log10_flop + math.log10(float(Decimal(rule.forecast.horizon)))
 
     xs = [d[1] for d in data] or [18.0, 21.0]
