@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from fastapi import APIRouter
@@ -11,9 +12,9 @@ from starlette.responses import Response
 from node.api.deps import Ctx, LabBodyDep
 from node.api.problems import ProblemError, problem_response, problem_responses
 from node.api.routes._json import json_response
-from protocol.canonical import parse_json_strict
+from protocol.canonical import _no_duplicates
 from protocol.envelope import Envelope
-from protocol.errors import PeerDataError
+from protocol.errors import CanonicalFormError, FloatInSignedDataError, PeerDataError
 
 router = APIRouter(tags=["envelopes"])
 
@@ -69,6 +70,37 @@ _OPENAPI_BODY: dict[str, Any] = {
 }
 
 
+def _reject_float(s: str) -> Any:
+    raise FloatInSignedDataError(f"float {s} in the request body: envelopes carry only strings")
+
+
+def _reject_constant(s: str) -> Any:
+    raise CanonicalFormError(f"{s} is not JSON")
+
+
+def _parse_body(body: bytes) -> Any:
+    """Parse the request body: strict JSON (no duplicate keys, floats or NaN), depth-bounded.
+
+    The signed payloads inside get the full canonical-form checks in the store; this is the
+    request framing, so the C parser is used (its recursion guard refuses deep nesting) rather
+    than the signed-data parser, whose character-level depth scan would cost a quarter of a
+    signature check per envelope.
+    """
+    try:
+        text = body.decode("utf-8")
+        return json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_float=_reject_float, parse_constant=_reject_constant
+        )
+    except UnicodeDecodeError as e:
+        raise ProblemError(400, "non-canonical", f"request body is not UTF-8: {e.reason}") from e
+    except RecursionError as e:
+        raise ProblemError(400, "oversize", "request body JSON is nested too deeply") from e
+    except PeerDataError as e:
+        raise ProblemError(400, e.code, f"request body: {e.message}") from e
+    except ValueError as e:
+        raise ProblemError(400, "non-canonical", f"request body is not valid JSON: {e}") from e
+
+
 def _status_for_code(code: str | None) -> int:
     # A conflicting signed entry (or a frozen feed) is a conflict with held state; any other
     # refusal is invalid content.
@@ -97,10 +129,7 @@ def post_envelopes(req: LabBodyDep, ctx: Ctx) -> Response:
     """A single envelope is answered with its result (4xx problem when rejected); a batch is
     answered 200 with one result per envelope. Nothing invalid is stored; equivocation
     evidence is the only thing kept from a rejected entry."""
-    try:
-        data = parse_json_strict(req.body, max_bytes=ctx.max_body_bytes)
-    except PeerDataError as e:
-        raise ProblemError(400, e.code, f"request body: {e.message}") from e
+    data = _parse_body(req.body)
     single = isinstance(data, dict)
     items = [data] if single else data
     if not isinstance(items, list):

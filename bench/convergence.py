@@ -1,0 +1,100 @@
+"""Convergence of N `tripwire serve` processes, each starting with its own M entries.
+
+    .venv/bin/python bench/convergence.py [--nodes 5] [--entries 2000] [--interval 1.0]
+
+Every node's database starts with M entries of its own feed (pre-signed, untimed setup);
+then all nodes start at once and sync (pull + eager push). Reported:
+
+- time from the first node answering /healthz until every node holds all N*M entries, as a
+  ratio to the verification-bound time (entries each node must verify / bare Ed25519 verify
+  rate on one core, measured in the same run, best of 3). Target <= 3. Because all nodes share
+  this machine's cores, the bound for the whole network, N*(N-1)*M / (cores * rate), is
+  printed too.
+- sync body bytes (feed pages, heads, pushes: the `tripwire_sync_bytes` counters of every
+  node) as a ratio to the minimum: the sum over nodes of the JSON sizes of the envelopes each
+  was missing. Target <= 1.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from _nodes import Serve, bare_verify_rate, free_ports, signed_notes
+
+from node.client import PeerClient
+from node.netsetup import create_network, observer_key
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=5)
+    ap.add_argument("--entries", type=int, default=2000)
+    ap.add_argument("--interval", type=float, default=1.0)
+    ap.add_argument("--timeout", type=float, default=600)
+    args = ap.parse_args()
+    labs = [f"lab-{i}" for i in range(args.nodes)]
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        ports = free_ports(len(labs))
+        homes = create_network(root, labs, ports=ports, observers=["auditor"], seed="convergence")
+        sizes: dict[str, int] = {}
+        sample, key = None, None
+        for h in homes:
+            envs = signed_notes(h, args.entries)
+            h.store.ingest(envs)
+            sizes[h.lab] = sum(len(json.dumps(e.to_dict(), separators=(",", ":"))) for e in envs)
+            sample, key = envs, h.key
+            h.close()
+        rate = bare_verify_rate(sample, key, 3)
+        env = {"TRIPWIRE_SYNC__INTERVAL_S": str(args.interval), "TRIPWIRE_SERVER__RATE_LIMIT_PER_MINUTE": "100000"}
+        nodes = [Serve(root / lab, port, env=env) for lab, port in zip(labs, ports, strict=True)]
+        obs = observer_key(root, "auditor")
+        want = {lab: args.entries for lab in labs}
+        try:
+            ups = [n.wait() for n in nodes]
+            t0, t_all = min(ups), max(ups)
+            clients = [PeerClient(n.url, obs, "auditor", timeout=30) for n in nodes]
+            deadline = time.monotonic() + args.timeout
+            while True:
+                done = all({lab: h.seq for lab, h in c.heads().items()} == want for c in clients)
+                if done:
+                    t1 = time.perf_counter()
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no convergence")
+                time.sleep(0.05)
+            total_bytes = 0
+            for n in nodes:
+                text = httpx.get(n.url + "/metrics").text
+                total_bytes += sum(
+                    float(v) for v in re.findall(r'^tripwire_sync_bytes_total\{[^}]*\} (\S+)$', text, re.M)
+                )
+        finally:
+            for n in nodes:
+                n.stop()
+    n, m = args.nodes, args.entries
+    per_node = (n - 1) * m
+    bound = per_node / rate
+    cores = os.cpu_count() or 1
+    network_bound = n * per_node / (min(cores, n) * rate)
+    minimum = sum(sum(v for lab, v in sizes.items() if lab != me) for me in labs)
+    elapsed = t1 - t0
+    print(f"bare Ed25519 verify (1 core): {rate:,.0f}/s; each node verifies {per_node:,} entries")
+    print(f"{n} nodes x {m:,} entries, sync interval {args.interval}s: converged in {elapsed:.2f}s "
+          f"from the first node up ({t1 - t_all:.2f}s from the last node up)")
+    print(f"  ratio to the per-node verification bound ({bound:.2f}s): {elapsed / bound:.2f}")
+    print(f"  ratio to the whole-network bound on {min(cores, n)} cores ({network_bound:.2f}s): "
+          f"{elapsed / network_bound:.2f}")
+    print(f"sync body bytes {total_bytes:,.0f} vs minimum {minimum:,} (missing envelopes): "
+          f"ratio {total_bytes / minimum:.3f}")
+
+
+if __name__ == "__main__":
+    main()
