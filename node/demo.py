@@ -34,8 +34,12 @@ from protocol.errors import ConfigurationError, TripwireError
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 DEMO_SUITE = SPECS / "suites" / "tripwire-demo.yaml"
-DEMO_POLICY = SPECS / "policies" / "demo.yaml"
+DEMO_POLICY = SPECS / "policies" / "tripwire-demo.yaml"
 MARKER = ".tripwire-demo"
+
+#: transformers builds and loads models under process-global init contexts (the meta
+#: device), which are not thread-safe; the labs' threads take turns for those phases.
+_MODEL_INIT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,10 @@ DEFAULT_PLAN: tuple[LabPlan, ...] = (
     LabPlan("borealis", 2, 96, 4, 64, 3e-3, seed=22, eval_every=100, max_steps=1500),
     LabPlan("cygnus", 2, 64, 4, 64, 3e-3, seed=33, eval_every=100, max_steps=1500),
 )
+
+
+#: The automatic vote rule each demo lab's operator chose (node.toml ``[votes] auto``).
+VOTE_RULES = ("pause-on-breach", "pause-on-breach", "object-unless-breach")
 
 
 class DemoError(TripwireError):
@@ -271,7 +279,8 @@ class Trainer(threading.Thread):
 
         plan = self.state.plan
         tok = AutoTokenizer.from_pretrained(self.tokenizer_dir)
-        model = build_tiny_gpt2(plan.n_layer, plan.n_embd, plan.n_head, tok, plan.seed)
+        with _MODEL_INIT_LOCK:
+            model = build_tiny_gpt2(plan.n_layer, plan.n_embd, plan.n_head, tok, plan.seed)
         ckpt_root = self.home_dir / "checkpoints"
         row_tokens = len(tok.encode("12+34=046;" * 10))
         home = NodeHome.open(self.home_dir)
@@ -295,7 +304,8 @@ class Trainer(threading.Thread):
             if step % plan.eval_every == 0:
                 out = ckpt_root / f"checkpoint-{step}"
                 save_model(m, tok, out, step=step, tokens_seen=step * plan.batch_size * row_tokens)
-                run = run_suite(out, self.suite, device="cpu", dtype="float32", batch_size=64)
+                with _MODEL_INIT_LOCK:
+                    run = run_suite(out, self.suite, device="cpu", dtype="float32", batch_size=64)
                 assert run is not None
                 entry_id = home.publish("eval_result", run.to_body())
                 metrics = run.to_result_json()["tasks"]
@@ -398,6 +408,10 @@ def run_demo(
     )
     network_id = homes[0].store.network_id()
     home_dirs = [h.path for h in homes]
+    for h, rule in zip(homes, VOTE_RULES, strict=False):
+        # Each operator configures how its node votes; these are the demo's choices.
+        h.save_config(h.config.model_copy(update={"votes": {**h.config.votes, "auto": rule}}))
+        events.add(h.lab, f"operator's vote rule: {rule}")
     for h in homes:
         h.close()
     events.add("network", f"genesis roster signed by {', '.join(labs)}; network id {network_id[:16]}…")
