@@ -38,3 +38,8 @@ def check() -> ModuleType:
 @pytest.fixture(scope="session")
 def world(gen: ModuleType) -> Any:
     return gen.build_world()
+
+
+@pytest.fixture(scope="session")
+def schemas_gen() -> ModuleType:
+    return load_script("specs/schemas/generate.py", "tripwire_schemas_generate")
