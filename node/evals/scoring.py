@@ -156,11 +156,11 @@ class Scorer:
                 contlens.append(len(cont))
             width = max(len(x) for x in inps)
             ids = torch.full((len(inps), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(inps), width), dtype=torch.long)
             for k, seq in enumerate(inps):
                 ids[k, : len(seq)] = torch.tensor(seq)
-                mask[k, : len(seq)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            # Right padding needs no mask: causal attention keeps real positions from seeing it
+            # (lm-eval calls the model the same way, and the mask-free path is faster).
+            logits = self.model(input_ids=ids.to(self.device)).logits
             for k, (i, j) in enumerate(chunk):
                 n_in, m = len(inps[k]), contlens[k]
                 lp = F.log_softmax(logits[k, n_in - m : n_in].float(), dim=-1)
@@ -221,9 +221,14 @@ class Scorer:
         # Left padding aligns every context's last token in the final column, so one
         # column of logits serves the whole batch; positions restart at 0 after the padding.
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        kw = {"logits_to_keep": 1} if self.can_keep_logits else {}
+        kw: dict = {"logits_to_keep": 1} if self.can_keep_logits else {}
+        # Equal-length contexts (common after sorting by length) need no mask and no explicit
+        # positions in either phase, which lets attention take its fast causal path.
+        uniform = len(set(lens)) == 1
         ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
-        o = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
+        if not uniform:
+            kw |= {"attention_mask": mask, "position_ids": pos}
+        o = self.model(input_ids=ids, use_cache=True, **kw)
         first_lp = F.log_softmax(o.logits[:, -1].float(), dim=-1)  # [B, V]
         cache = getattr(o, "cache", None) or o.past_key_values
 
@@ -241,12 +246,12 @@ class Scorer:
                 if c:
                     cids[n, : len(c)] = torch.tensor(c)
                     cmask[n, : len(c)] = 1
-            full_mask = torch.cat([mask[item_of_row], cmask.to(dev)], dim=1)
-            cpos = torch.tensor(lens, device=dev)[item_of_row][:, None] + torch.arange(m, device=dev)[None, :]
-            o2 = self.model(
-                input_ids=cids.to(dev), attention_mask=full_mask, position_ids=cpos, use_cache=True,
-                **{self.cache_kw: cache},
-            )
+            kw2: dict = {self.cache_kw: cache}
+            if not uniform:
+                full_mask = torch.cat([mask[item_of_row], cmask.to(dev)], dim=1)
+                cpos = torch.tensor(lens, device=dev)[item_of_row][:, None] + torch.arange(m, device=dev)[None, :]
+                kw2 |= {"attention_mask": full_mask, "position_ids": cpos}
+            o2 = self.model(input_ids=cids.to(dev), use_cache=True, **kw2)
             rest_lp = F.log_softmax(o2.logits.float(), dim=-1)  # [R, m, V]
         del cache, o
 
