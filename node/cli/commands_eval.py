@@ -39,10 +39,13 @@ def eval_command(
 
     if (task is None) == (suite is None):
         raise EvalSpecError("give exactly one of --task FILE or --suite FILE")
+    from node.evals.distributed import is_main
+
     node_home = None
     if sign:
         preflight_sign(model, home, training_flop)
-        node_home = open_home(home)
+        if is_main():  # under torchrun only rank 0 publishes
+            node_home = open_home(home)
     run = run_suite(
         model, suite or task, device=device, dtype=dtype,  # type: ignore[arg-type]
         batch_size=batch_size, limit=limit, training_flop=training_flop, checkpoint_step=checkpoint_step,
