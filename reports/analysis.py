@@ -168,6 +168,16 @@ class Analysis:
     def open_proposals(self) -> list[ProposalState]:
         return [p for p in self.proposals if p.certificate is None]
 
+    def point_by_entry(self) -> dict[str, list[tuple[tuple[str, str], RuleVerdict]]]:
+        """Point verdicts grouped by result entry id (computed once)."""
+        cached: dict[str, list[tuple[tuple[str, str], RuleVerdict]]] | None = self.__dict__.get("_by_entry")
+        if cached is None:
+            cached = {}
+            for key, v in self.point.items():
+                cached.setdefault(key[0], []).append((key, v))
+            self.__dict__["_by_entry"] = cached
+        return cached
+
     def verdict_for_latest(self, lab: str, rule_id: str) -> tuple[Result, RuleVerdict] | None:
         """The riskiest latest-lineage verdict of ``lab`` on ``rule_id`` (None: no result)."""
         best: tuple[Result, RuleVerdict] | None = None

@@ -177,13 +177,25 @@ def rule_cell(nums: Numbers, res: Result, rule: Rule, trend: bool) -> Markup:
     )
 
 
+def routine_count(a: Analysis) -> int:
+    """Results whose every point verdict is OK: left out of the printed appendices."""
+    return sum(1 for r in a.results if _routine(a, r.id))
+
+
+def _routine(a: Analysis, entry_id: str) -> str:
+    if entry_id not in a.results_by_id:
+        return ""
+    verdicts = [v.verdict for (eid, _), v in a.point_by_entry().get(entry_id, [])]
+    return ' class="routine"' if all(v == "ok" for v in verdicts) else ""
+
+
 def result_rows(nums: Numbers, a: Analysis) -> Markup:
     """Rows of the every-result appendix (built in Python: one row per result, thousands)."""
     parts: list[str] = []
     for res in a.results:
         cells = "".join(f"<td>{rule_cell(nums, res, rule, False)}</td>" for rule in a.policy.rules)
         parts.append(
-            f"<tr><td><code>{escape(res.lab)}</code></td>"
+            f"<tr{_routine(a, res.id)}><td><code>{escape(res.lab)}</code></td>"
             f'<td class="num">{nums.field(res.id, "/seq")}</td>'
             f"<td>{peer(res.model)}</td>"
             f'<td class="num">{nums.field(res.id, STEP_PTR)}</td>'
@@ -204,7 +216,7 @@ def entry_rows(a: Analysis) -> Markup:
         )
     for e in a.entries:
         parts.append(
-            f'<tr id="{_anchor(e.entry_id)}"><td><code class="hash">{e.entry_id}</code></td>'
+            f'<tr id="{_anchor(e.entry_id)}"{_routine(a, e.entry_id)}><td><code class="hash">{e.entry_id}</code></td>'
             f'<td><code>{escape(e.lab)}</code></td><td class="num">{e.seq}</td><td>{KIND_TEXT[e.kind]}</td>'
             f'<td class="nowrap">{fmt_when(e.statement.issued_at)}</td></tr>\n'
         )
@@ -389,6 +401,7 @@ def environment() -> Environment:
     env.filters["peer"] = peer
     env.filters["anchor"] = _anchor
     env.globals["entry_rows"] = entry_rows
+    env.globals["routine_count"] = routine_count
     env.globals["result_rows"] = result_rows
     env.globals["rule_cell_py"] = rule_cell
     env.globals["VERDICT_TEXT"] = VERDICT_TEXT
