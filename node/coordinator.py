@@ -93,7 +93,7 @@ class VotesConfig(BaseModel):
     proposals whose trigger is not a verified breach."""
     propose_delay_s: float = Field(default=2.0, ge=0, le=3600)
     """Seconds a node waits for the result's own lab to alert/propose before doing it itself."""
-    certificate_stagger_s: float = Field(default=0.5, ge=0, le=600)
+    certificate_stagger_s: float = Field(default=0.25, ge=0, le=600)
     """Delay per rank (supporters in lab-id order) before publishing a certificate."""
     poll_interval_s: float = Field(default=1.0, gt=0, le=600)
     """How often the worker looks for entries written by other processes into this home."""
@@ -275,8 +275,12 @@ def analyze(
     *,
     policy_error: str | None = None,
     cache: EvaluationCache | None = None,
+    cert_cache: dict[tuple[str, int], PeerDataError | None] | None = None,
 ) -> Analysis:
     """Verdicts, proposal states, pause state and flags from verified entries (pure).
+
+    ``cert_cache`` (certificate entry_id and roster chain length -> the verification error
+    or None) only saves repeated signature checks across passes; it never changes a result.
 
     ``entries`` maps kind to the held entries of that kind (any order): the outcome does
     not depend on delivery order, so every node holding the same entries agrees.
@@ -349,9 +353,18 @@ def analyze(
     for c in by_log(entries.get("pause_certificate", ())):
         body = c.statement.body
         assert isinstance(body, PauseCertificateBody)
-        try:
-            verify_certificate(body, chain)
-        except PeerDataError as err:
+        key = (c.entry_id, len(chain.versions))
+        if cert_cache is not None and key in cert_cache:
+            err = cert_cache[key]
+        else:
+            err = None
+            try:
+                verify_certificate(body, chain)
+            except PeerDataError as e:
+                err = e
+            if cert_cache is not None:
+                cert_cache[key] = err
+        if err is not None:
             # Not evidence of anything; reported so people see who published it.
             flags.append(
                 {"kind": "invalid-certificate", "entry_id": c.entry_id, "lab": c.lab,
@@ -502,6 +515,41 @@ def load_entries(store: Any) -> dict[str, list[VerifiedEntry]]:
     return {k: store.entries(kind=k) for k in KINDS}
 
 
+class EntryIndex:
+    """The coordinator's entries, read incrementally by node-log index.
+
+    Each pass reads only rows appended since the previous one (writers are serialized and
+    log indexes are contiguous per commit, so nothing below the cursor can appear later).
+    Rows were verified when the store accepted them, as in ``Store.entries``.
+    """
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.by_kind: dict[str, list[VerifiedEntry]] = {k: [] for k in KINDS}
+
+    def update(self, store: Any) -> dict[str, list[VerifiedEntry]]:
+        from sqlalchemy import select
+
+        from node.store import models as m
+        from protocol.envelope import Envelope
+
+        t = m.entries.c
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.log_index, t.envelope, t.signers, t.roster_version)
+                .where(t.log_index >= self.cursor, t.kind.in_(KINDS))
+                .order_by(t.log_index)
+            ).all()
+        for index, envelope, signers, roster_version in rows:
+            d = decode_entry(Envelope.model_validate_json(envelope))
+            v = VerifiedEntry(
+                d.envelope, d.payload, d.statement, d.entry_id, frozenset(filter(None, signers.split(","))), roster_version
+            )
+            self.by_kind[v.kind].append(v)
+            self.cursor = index + 1
+        return self.by_kind
+
+
 class Coordinator:
     """Runs :func:`analyze` / :func:`plan_actions` on a worker thread of the node process."""
 
@@ -509,6 +557,8 @@ class Coordinator:
         self.home = home
         self.config = config or VotesConfig.from_mapping(home.config.votes)
         self.cache = EvaluationCache()
+        self.index = EntryIndex()
+        self.cert_cache: dict[tuple[str, int], PeerDataError | None] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -609,10 +659,10 @@ class Coordinator:
         self._last_size = size
         chain = store.roster_chain()
         policy = self._load_policy(chain)
-        entries = load_entries(store)
+        entries = self.index.update(store)
         for e in entries["eval_result"]:
             self._first_seen.setdefault(e.entry_id, now_mono)
-        a = analyze(entries, chain, policy, policy_error=self._policy_error, cache=self.cache)
+        a = analyze(entries, chain, policy, policy_error=self._policy_error, cache=self.cache, cert_cache=self.cert_cache)
         now = utcnow()
         actions = plan_actions(
             a,
