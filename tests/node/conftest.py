@@ -10,12 +10,12 @@ server is unreachable, unless ``$TRIPWIRE_REQUIRE_PG`` is set (as in CI): then t
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from http_nodes import free_ports
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LABS = ["alpha", "beta", "gamma"]
@@ -110,20 +110,6 @@ def make_db_url(db_backend: str, tmp_path: Path) -> Iterator[Callable[[], str]]:
 def db_url(make_db_url: Callable[[], str]) -> str:
     """One fresh, empty database URL (SQLite file or PostgreSQL schema)."""
     return make_db_url()
-
-
-def free_ports(n: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (bound briefly, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @pytest.fixture

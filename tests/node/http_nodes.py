@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -146,3 +147,17 @@ def wait_until(pred: Any, timeout: float, interval: float = 0.1, what: str = "co
 
 def heads_of(homes: Sequence[Any]) -> list[dict[str, int]]:
     return [{lab: h.seq for lab, h in home.store.heads().items()} for home in homes]
+
+
+def free_ports(n: int) -> list[int]:
+    """Distinct free TCP ports on 127.0.0.1 (bound briefly, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_ports
-from http_nodes import NodeProcess, wait_until
+from http_nodes import NodeProcess, free_ports, wait_until
 
 from node.client import PeerClient
 from node.config import PeerConfig

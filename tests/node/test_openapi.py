@@ -47,7 +47,7 @@ class _Sign(requests.auth.AuthBase):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from conftest import free_ports
+    from http_nodes import free_ports
 
     from node.netsetup import create_network
 
