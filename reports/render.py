@@ -87,6 +87,15 @@ def peer(text: str) -> Markup:
     return Markup(f'<bdi class="peer">{escape(text)!s}</bdi>')  # noqa: S704 (escaped)
 
 
+def peer_short(text: str, limit: int = 60) -> Markup:
+    """Peer text shortened for table cells; the full text stays in the tooltip and appendices."""
+    if len(text) <= limit:
+        return peer(text)
+    return Markup(  # noqa: S704 (both parts escaped)
+        f'<bdi class="peer" title="{escape(text)!s}">{escape(text[:limit])!s}…</bdi>'
+    )
+
+
 class Numbers:
     """The only way a template prints a number: each is a claim, linked to its source."""
 
@@ -399,6 +408,7 @@ def environment() -> Environment:
     env.filters["when"] = fmt_when
     env.filters["day"] = fmt_day
     env.filters["peer"] = peer
+    env.filters["peer_short"] = peer_short
     env.filters["anchor"] = _anchor
     env.globals["entry_rows"] = entry_rows
     env.globals["routine_count"] = routine_count
@@ -509,7 +519,7 @@ def chromium_args(profile: str) -> list[str]:
     ]
 
 
-def print_pdf(html_path: Path, pdf_path: Path, *, timeout: float = 120.0) -> None:
+def print_pdf(html_path: Path, pdf_path: Path, *, timeout: float = 900.0) -> None:
     """Print ``html_path`` to ``pdf_path`` with headless Chromium (print CSS applies)."""
     exe = chromium_path()
     with tempfile.TemporaryDirectory(prefix="tripwire-chromium-") as profile:
