@@ -3,50 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from node.cli import main
-from node.netsetup import create_network, policy_digest_of
-from reports.fixtures import DEMO_POLICY, T0, _result_body
-
-
-@pytest.fixture(scope="module")
-def node_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("net")
-    labs = ["lab-a", "lab-b", "lab-c"]
-    homes = create_network(
-        root,
-        labs,
-        ports=[18701, 18702, 18703],
-        policy_digest=policy_digest_of(DEMO_POLICY),
-        seed=3,
-        issued_at=T0 - timedelta(days=1),
-    )
-    try:
-        for k in range(4):
-            for i, h in enumerate(homes):
-                acc = 0.05 + 0.1 * k + 0.05 * i
-                body = _result_body(
-                    model=f"model-{h.lab}",
-                    step=100 * (k + 1),
-                    flop=10 ** (18 + k),
-                    acc=acc,
-                    n=400,
-                    started=T0 + timedelta(hours=k),
-                )
-                h.publish("eval_result", body, now=T0 + timedelta(hours=k, minutes=5 + i))
-        for h in homes[1:]:
-            outcomes = homes[0].store.ingest(h.store.feed(h.lab), now=T0 + timedelta(hours=6))
-            assert all(o.status == "accepted" for o in outcomes), outcomes
-        genesis = homes[0].store.roster_chain().envelopes()[0]
-        (root / "genesis.json").write_text(json.dumps(genesis.to_dict()), encoding="utf-8")
-    finally:
-        for h in homes:
-            h.close()
-    return root
 
 
 def test_report_from_a_node_home_verifies_offline(
