@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ class LabPlan:
 #: Three labs of different scale. The largest learns fastest and is the one expected to
 #: cross the threshold; nothing forces it to — the policy is applied to measured scores.
 DEFAULT_PLAN: tuple[LabPlan, ...] = (
-    LabPlan("aurora", 3, 128, 4, 96, 3e-3, seed=11, eval_every=100, max_steps=1500),
+    LabPlan("aurora", 3, 128, 4, 128, 3e-3, seed=11, eval_every=100, max_steps=1500),
     LabPlan("borealis", 2, 96, 4, 64, 3e-3, seed=22, eval_every=100, max_steps=1500),
     LabPlan("cygnus", 2, 64, 4, 64, 3e-3, seed=33, eval_every=100, max_steps=1500),
 )
@@ -221,14 +221,15 @@ class Watcher(threading.Thread):
                 h.close()
 
     def _poll(self, homes: Sequence[Any]) -> None:
+        from node.coordinator import local_analysis
+        from protocol.entries import decode_entry
+
         view = homes[0]
         for lab, head in sorted(view.store.heads().items()):
             after = self.seen.get(lab, 0)
             if head.seq <= after:
                 continue
             for env in view.store.feed(lab, after=after, limit=500):
-                from protocol.entries import decode_entry
-
                 d = decode_entry(env)
                 e = view.store.get(d.entry_id)
                 if e is None:
@@ -238,11 +239,45 @@ class Watcher(threading.Thread):
                     self.breach_published_at = time.monotonic()
                 self.events.add(lab, describe_entry(e))
         for h in homes:
-            if h.lab in self.paused_at:
+            if h.lab in self.paused_at or not h.store.entries(kind="pause_certificate"):
                 continue
-            if h.store.entries(kind="pause_certificate"):
+            # The node's own analysis: a certificate counts only if its votes verify and
+            # reach the quorum under the roster, and no resume ended it.
+            analysis, _ = local_analysis(h)
+            if analysis.paused:
                 self.paused_at[h.lab] = time.monotonic()
                 self.events.add(h.lab, "node holds a verified pause certificate: status PAUSED")
+
+
+class Rounds:
+    """Keeps the labs' training in step, round by round (one round = one eval cadence).
+
+    Real labs scale in parallel at their own pace; on a shared CPU the smaller models would
+    race ahead and finish before the larger one got anywhere. Pacing them by rounds keeps
+    every lab's loop alive until the network decides, which is what the demo is about.
+    While a lab waits for the others, its gate is still checked.
+    """
+
+    def __init__(self, labs: Sequence[str]) -> None:
+        self._cond = threading.Condition()
+        self._active = set(labs)
+        self._reached: dict[str, int] = dict.fromkeys(labs, 0)
+
+    def leave(self, lab: str) -> None:
+        with self._cond:
+            self._active.discard(lab)
+            self._cond.notify_all()
+
+    def wait(self, lab: str, round_no: int, keep_going: Callable[[], bool]) -> bool:
+        """Block until every active lab reached ``round_no``; False if ``keep_going`` says stop."""
+        with self._cond:
+            self._reached[lab] = round_no
+            self._cond.notify_all()
+            while not all(self._reached[other] >= round_no for other in self._active):
+                if not keep_going():
+                    return False
+                self._cond.wait(timeout=0.25)
+        return keep_going()
 
 
 class Trainer(threading.Thread):
@@ -257,10 +292,12 @@ class Trainer(threading.Thread):
         tokenizer_dir: Path,
         stop_all: threading.Event,
         events: EventLog,
+        rounds: Rounds,
     ) -> None:
         super().__init__(name=f"train-{state.plan.lab}", daemon=True)
         self.home_dir, self.state, self.suite = home_dir, state, suite
         self.tokenizer_dir, self.stop_all, self.events = tokenizer_dir, stop_all, events
+        self.rounds = rounds
 
     def run(self) -> None:
         try:
@@ -268,6 +305,8 @@ class Trainer(threading.Thread):
         except Exception as e:  # surfaced in the summary; the demo fails loudly
             self.state.error = f"{type(e).__name__}: {e}"
             self.state.state = "failed"
+        finally:
+            self.rounds.leave(self.state.plan.lab)
 
     def _train(self) -> None:
         from transformers import AutoTokenizer
@@ -287,6 +326,19 @@ class Trainer(threading.Thread):
         gate = TrainingGate(home)
         self.state.state = "training"
 
+        def save(step: int, m: Any) -> Path:
+            out = ckpt_root / f"checkpoint-{step}"
+            save_model(m, tok, out, step=step, tokens_seen=step * plan.batch_size * row_tokens)
+            return out
+
+        def halt(step: int, m: Any, reason: str) -> bool:
+            save(step, m)
+            self.state.state = "halted"
+            self.state.halted_at = step
+            self.state.halt_message = reason
+            self.events.add(plan.lab, f"training HALTED at step {step} (checkpoint saved): {reason}")
+            return False
+
         def on_step(step: int, m: Any) -> bool:
             self.state.step = step
             if self.stop_all.is_set():
@@ -294,32 +346,37 @@ class Trainer(threading.Thread):
                 return False
             decision = gate.check(step)
             if not decision.proceed:
-                out = ckpt_root / f"checkpoint-{step}"
-                save_model(m, tok, out, step=step, tokens_seen=step * plan.batch_size * row_tokens)
-                self.state.state = "halted"
-                self.state.halted_at = step
-                self.state.halt_message = decision.reason
-                self.events.add(plan.lab, f"training HALTED at step {step}: {decision.reason}")
-                return False
-            if step % plan.eval_every == 0:
-                out = ckpt_root / f"checkpoint-{step}"
-                save_model(m, tok, out, step=step, tokens_seen=step * plan.batch_size * row_tokens)
-                with _MODEL_INIT_LOCK:
-                    run = run_suite(out, self.suite, device="cpu", dtype="float32", batch_size=64)
-                assert run is not None
-                entry_id = home.publish("eval_result", run.to_body())
-                metrics = run.to_result_json()["tasks"]
-                self.state.last = {
-                    f"{task}.{name}": mv["value"]
-                    for task, t in metrics.items()
-                    for name, mv in t["metrics"].items()
-                }
-                self.state.evals += 1
-                self.events.add(
-                    plan.lab,
-                    f"signed eval_result for step {step} ({entry_id[:12]}…): "
-                    + ", ".join(f"{k}={v}" for k, v in list(self.state.last.items())[:2]),
-                )
+                return halt(step, m, decision.reason)
+            if step % plan.eval_every != 0:
+                return True
+            out = save(step, m)
+            with _MODEL_INIT_LOCK:
+                run = run_suite(out, self.suite, device="cpu", dtype="float32", batch_size=64)
+            assert run is not None
+            entry_id = home.publish("eval_result", run.to_body())
+            metrics = run.to_result_json()["tasks"]
+            self.state.last = {
+                f"{task}.{name}": mv["value"] for task, t in metrics.items() for name, mv in t["metrics"].items()
+            }
+            self.state.evals += 1
+            self.events.add(
+                plan.lab,
+                f"signed eval_result for step {step} ({entry_id[:12]}…): "
+                + ", ".join(f"{k}={v}" for k, v in list(self.state.last.items())[:2]),
+            )
+            self.state.state = "waiting"
+            last: list[Any] = [decision]
+
+            def keep_going() -> bool:
+                last[0] = gate.check(step)
+                return bool(last[0].proceed) and not self.stop_all.is_set()
+
+            if not self.rounds.wait(plan.lab, step // plan.eval_every, keep_going):
+                if self.stop_all.is_set():
+                    self.state.state = "stopped"
+                    return False
+                return halt(step, m, last[0].reason)
+            self.state.state = "training"
             return True
 
         try:
@@ -423,6 +480,7 @@ def run_demo(
     stop_watch = threading.Event()
     states = [LabState(p) for p in plan]
     watcher = Watcher(home_dirs, events, stop_watch)
+    rounds = Rounds(labs)
     trainers: list[Trainer] = []
     report_dir: Path | None = None
     verify_exit: int | None = None
@@ -439,7 +497,9 @@ def run_demo(
         if out:
             console.rule("[bold]2. Each lab trains its own model; checkpoints are evaluated, signed, shared")
         for s, d in zip(states, home_dirs, strict=True):
-            t = Trainer(d, s, suite=Path(suite), tokenizer_dir=tok_dir, stop_all=stop_all, events=events)
+            t = Trainer(
+                d, s, suite=Path(suite), tokenizer_dir=tok_dir, stop_all=stop_all, events=events, rounds=rounds
+            )
             trainers.append(t)
             t.start()
         deadline = time.monotonic() + deadline_s
