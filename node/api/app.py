@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from node.api import reports_route
 from node.api.deps import NodeContext
 from node.api.metrics import MetricsMiddleware, NodeMetrics
 from node.api.problems import install_handlers
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from node.home import NodeHome
 
 API_VERSION = "1.0.0"
-_ROUTERS = (envelopes, feeds, roster, status, entries, equivocations, certificates, proofs, ops)
+_ROUTERS = (envelopes, feeds, roster, status, entries, equivocations, certificates, proofs, ops, reports_route)
 _DESCRIPTION = (
     "One lab's Tripwire node: signed feeds, roster, pause status, checkpoints and proofs.\n\n"
     "Every /v1 request must carry an RFC 9421 HTTP Message Signature: label `tw`, tag "

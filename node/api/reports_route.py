@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from node.api.deps import MemberDep
+from node.api.problems import problem_responses
 
 router = APIRouter(tags=["reports"])
 
@@ -52,7 +53,7 @@ def _render(home: Any, audience: str, fmt: str) -> bytes:
 @router.get(
     "/v1/reports/latest",
     summary="The latest report (HTML) or its evidence bundle (JSON)",
-    responses={200: {"content": {"text/html": {}, "application/json": {}}}},
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}, **problem_responses(401, 403, 429)},
 )
 def latest_report(
     _: MemberDep,
