@@ -135,6 +135,9 @@ class Scorer:
         # transformers renamed ``past_key_values`` to ``cache`` (5.2x); speak whichever it takes.
         self.cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"
         self.last_batch_size: int | None = None
+        #: Whether the packed engine is used (None: decided on the first batch, see _packed_agrees).
+        self.packed: bool | None = None
+        self.tolerance = 1e-3 if next(model.parameters()).dtype == torch.float32 else 0.25
 
     # --- reference engine -------------------------------------------------------------
 
@@ -196,7 +199,10 @@ class Scorer:
 
         def step(a: int, b: int) -> None:
             idx = fits[a:b]
-            res = self._shared_batch([reqs[i] for i in idx])
+            batch = [reqs[i] for i in idx]
+            if self.packed is None:
+                self.packed = self._packed_agrees(batch[0])
+            res = self._packed_batch(batch) if self.packed else self._shared_batch(batch)
             for i, r in zip(idx, res, strict=True):
                 out[i] = r
 
@@ -208,6 +214,86 @@ class Scorer:
             for i, r in zip(too_long, sub, strict=True):
                 out[i] = r
         return out  # type: ignore[return-value]
+
+    def _packed_agrees(self, req: Request) -> bool:
+        """Check once, on a real item, that the model honours a 4D attention mask.
+
+        A model that silently ignored the mask would score continuations that can see each
+        other; such models (and ones that refuse 4D masks) use the key/value-cache engine.
+        """
+        try:
+            packed = self._packed_batch([req])[0]
+        except (TypeError, ValueError, RuntimeError, IndexError) as e:
+            if _is_oom(e):
+                raise
+            return False
+        plain = self._shared_batch([req])[0]
+        return all(abs(a.logprob - b.logprob) <= self.tolerance for a, b in zip(packed, plain, strict=True))
+
+    def _packed_batch(self, batch: Sequence[Request]) -> list[list[Score]]:
+        """One row per item: the context, then every continuation (minus its last token),
+        each block seeing the context and itself only, positions restarting after the context.
+
+        Rows are left-padded so the continuation blocks end in the last columns, and only
+        those columns' logits are computed.
+        """
+        dev = self.device
+        rows, segs, poss, spans = [], [], [], []
+        for r in batch:
+            toks, seg, pos, starts = list(r.ctx), [-1] * len(r.ctx), list(range(len(r.ctx))), []
+            for j, c in enumerate(r.conts):
+                starts.append(len(toks))
+                body = c[:-1]
+                toks += body
+                seg += [j] * len(body)
+                pos += [len(r.ctx) + t for t in range(len(body))]
+            rows.append(toks)
+            segs.append(seg)
+            poss.append(pos)
+            spans.append(starts)
+        width = max(len(t) for t in rows)
+        n = len(batch)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        seg_t = torch.full((n, width), -2, dtype=torch.long)
+        pos_t = torch.zeros((n, width), dtype=torch.long)
+        offs = []
+        for k in range(n):
+            off = width - len(rows[k])
+            offs.append(off)
+            ids[k, off:] = torch.tensor(rows[k])
+            seg_t[k, off:] = torch.tensor(segs[k])
+            pos_t[k, off:] = torch.tensor(poss[k])
+        seg_t = seg_t.to(dev)
+        causal = torch.ones((width, width), dtype=torch.bool, device=dev).tril()
+        key_seg = seg_t[:, None, :]
+        allow = causal[None] & ((key_seg == -1) | (key_seg == seg_t[:, :, None])) & (key_seg != -2)
+        # Padding rows attend to themselves only, so no softmax row is empty (NaN-free).
+        allow |= torch.eye(width, dtype=torch.bool, device=dev)[None] & (seg_t == -2)[:, :, None]
+        keep = max(width - offs[k] - len(batch[k].ctx) for k in range(n)) + 1
+        kw: dict = {"logits_to_keep": keep} if self.can_keep_logits else {}
+        logits = self.model(
+            input_ids=ids.to(dev), attention_mask=allow[:, None], position_ids=pos_t.to(dev), **kw
+        ).logits
+        base = width - logits.shape[1]  # column of logits[:, 0] in the row
+        lp = F.log_softmax(logits.float(), dim=-1)
+        res: list[list[Score]] = []
+        for k, r in enumerate(batch):
+            last_ctx = offs[k] + len(r.ctx) - 1 - base
+            first = lp[k, last_ctx]
+            first_arg = int(first.argmax())
+            scores = []
+            for j, c in enumerate(r.conts):
+                val = float(first[c[0]])
+                greedy = first_arg == c[0]
+                if len(c) > 1:
+                    start = offs[k] + spans[k][j] - base
+                    seg = lp[k, start : start + len(c) - 1]
+                    tgt = torch.tensor(c[1:], device=seg.device)
+                    val += float(seg.gather(1, tgt[:, None]).sum())
+                    greedy = greedy and bool((seg.argmax(-1) == tgt).all())
+                scores.append(Score(val, greedy, len(c)))
+            res.append(scores)
+        return res
 
     def _shared_batch(self, batch: Sequence[Request]) -> list[list[Score]]:
         dev = self.device

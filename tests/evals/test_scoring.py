@@ -27,11 +27,13 @@ def _requests(tok):
     return reqs
 
 
+@pytest.mark.parametrize("engine", ["packed", "kv-cache"])
 @pytest.mark.parametrize("batch_size", [1, 7, 64], ids=["bs1", "bs7", "bs64"])
-def test_shared_prefix_scores_equal_plain_scores(loaded, batch_size):
+def test_shared_prefix_scores_equal_plain_scores(loaded, batch_size, engine):
     reqs = _requests(loaded.tokenizer)
     sc = _scorer(loaded)
     plain = sc.score_plain(reqs, batch_size)
+    sc.packed = engine == "packed"
     shared = sc.score_shared(reqs, batch_size)
     for a, b in zip(plain, shared, strict=True):
         assert len(a) == len(b)
@@ -90,3 +92,25 @@ def test_out_of_memory_with_fixed_batch_size_is_a_clear_error():
 
     with pytest.raises(EvalRuntimeError, match="out of memory at batch size 8"):
         run_batched(10, 8, fn, auto=False)
+
+
+def test_a_model_that_ignores_4d_masks_falls_back_to_the_kv_cache_engine(loaded):
+    class IgnoresMasks(torch.nn.Module):
+        """Drops 4D masks, as a model without custom-mask support might, silently."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None, **kw):
+            if attention_mask is not None and attention_mask.dim() == 4:
+                attention_mask = None
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kw)
+
+    reqs = _requests(loaded.tokenizer)[:12]
+    sc = Scorer(IgnoresMasks(loaded.model), device=loaded.device, max_length=loaded.max_length,
+                pad_id=loaded.tokenizer.pad_token_id)
+    shared = sc.score_shared(reqs, 4)
+    assert sc.packed is False
+    plain = _scorer(loaded).score_plain(reqs, 4)
+    assert max(abs(a.logprob - b.logprob) for x, y in zip(plain, shared, strict=True) for a, b in zip(x, y, strict=True)) < 1e-4
