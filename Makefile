@@ -29,6 +29,8 @@ test-fast: venv
 	$(BIN)/pytest -q -m "not slow"
 
 demo: venv
+	# The report is printed to PDF by headless Chromium (installed if missing).
+	bash scripts/ensure-chromium.sh
 	$(BIN)/tripwire demo $(DEMO_ARGS)
 
 bench: venv
