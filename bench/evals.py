@@ -85,14 +85,19 @@ def main() -> None:
           f"batch {args.batch_size}, threads {torch.get_num_threads()}")
     print(f"task: {len(docs)} items x 4 choices, mean context {ctx_tokens:.0f} tokens")
 
+    # On a GPU, wall time is the measure. On a shared CPU machine other processes' load swings
+    # wall time several-fold between runs, so there the process's CPU time (all its threads)
+    # is the measure: it counts the work each engine does, not the neighbours' work.
+    clock = time.perf_counter if lm.device.type == "cuda" else time.process_time
+
     def timed(fn):
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t = clock()
         out = fn()
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
-        return out, time.perf_counter() - t
+        return out, clock() - t
 
     engines = {
         "tripwire shared-prefix": lambda: run_task(lm, spec, batch_size=args.batch_size),
@@ -117,6 +122,7 @@ def main() -> None:
     def acc_of(out) -> float:
         return out.metrics["acc"][0] if hasattr(out, "metrics") else out["results"]["bench_mc"]["acc,none"]
 
+    what = "wall" if lm.device.type == "cuda" else "CPU"
     best: dict[str, float] = {}
     accs: dict[str, float] = {}
     for rep in range(args.repeats):
@@ -124,15 +130,16 @@ def main() -> None:
             out, t = timed(fn)
             best[name] = min(best.get(name, t), t)
             accs[name] = acc_of(out)
-            print(f"  run {rep + 1}: {name:28} {t:8.2f} s", file=sys.stderr)
+            print(f"  run {rep + 1}: {name:28} {t:8.2f} s ({what})", file=sys.stderr)
     rows = {name: (best[name], accs[name]) for name in engines}
     t_shared, t_plain = best["tripwire shared-prefix"], best["tripwire plain"]
     shared_acc = accs["tripwire shared-prefix"]
     n = len(docs)
-    print(f"{'engine':28} {'seconds':>8} {'items/s':>9} {'acc':>7}")
+    what = "wall" if lm.device.type == "cuda" else "CPU"
+    print(f"{'engine':28} {what + ' s':>8} {'items/s':>9} {'acc':>7}")
     for name, (t, acc) in rows.items():
         print(f"{name:28} {t:8.2f} {n / t:9.1f} {acc:7.4f}")
-    summary = {"items": n, "config": args.config, "device": str(lm.device), "dtype": args.dtype,
+    summary = {"items": n, "clock": what, "config": args.config, "device": str(lm.device), "dtype": args.dtype,
                "batch_size": args.batch_size, "items_per_s": {k: n / t for k, (t, _) in rows.items()}}
     if "lm-evaluation-harness 0.4" in rows:
         ratio = rows["lm-evaluation-harness 0.4"][0] / t_shared
