@@ -53,7 +53,11 @@ def eval_command(
     )
     if run is None:  # a non-zero torchrun rank: rank 0 reports
         return
-    entry_id = publish_result(node_home, run) if sign else None
+    try:
+        entry_id = publish_result(node_home, run) if node_home is not None else None
+    finally:
+        if node_home is not None and hasattr(node_home, "close"):
+            node_home.close()
     from node.evals.runner import metric_table, write_atomic, write_result
 
     if samples is not None:

@@ -139,3 +139,38 @@ def test_sign_without_a_node_home_module_fails_before_evaluating(tiny_model_dir,
                     "--training-flop", "1E15", "--out", out)
     assert rc == 2 and "signing is unavailable" in text and not out.exists()
     assert "arithmetic_mc" not in text  # refused before any scoring
+
+
+def test_sign_publishes_a_verified_eval_result_into_the_labs_feed(tiny_model_dir, tmp_path, capsys):
+    netsetup = pytest.importorskip("node.netsetup")
+    from node.home import NodeHome
+
+    homes = netsetup.create_network(tmp_path / "net", ["alpha", "beta"], ports=[18931, 18932])
+    home_dir = homes[0].path
+    for h in homes:
+        h.close()
+    out, samples = tmp_path / "r.json", tmp_path / "s.jsonl"
+    rc, text = _run(capsys, "--model", tiny_model_dir, "--task", ARITH, "--limit", "4", "--sign",
+                    "--home", home_dir, "--out", out, "--samples", samples)
+    assert rc == 0, text
+    doc = json.loads(out.read_text())
+    assert doc["entry_id"] in " ".join(text.split())
+    with NodeHome.open(home_dir) as home:
+        entry = home.store.get(doc["entry_id"])
+        assert entry is not None and entry.statement.kind == "eval_result"
+        body = entry.statement.body
+        body = body.model_dump() if hasattr(body, "model_dump") else body
+        assert body["model"]["commitment"] == doc["model"]["commitment"]
+        assert body["tasks"][0]["items_root"] == doc["tasks"]["arithmetic_mc"]["items_root"]
+
+
+def test_sign_failure_after_scoring_writes_nothing(tiny_model_dir, tmp_path, capsys):
+    """A home that cannot publish (no roster yet): the error names it, no --out is left."""
+    pytest.importorskip("node.home")
+    from node.home import NodeHome
+
+    NodeHome.init(tmp_path / "home", "alpha").close()
+    out = tmp_path / "r.json"
+    rc, text = _run(capsys, "--model", tiny_model_dir, "--task", ARITH, "--limit", "2", "--sign",
+                    "--home", tmp_path / "home", "--out", out)
+    assert rc != 0 and "roster" in text and not out.exists()
