@@ -108,6 +108,7 @@ def train_tiny_arithmetic(
     n_embd: int = 128,
     n_head: int = 4,
     problems_per_row: int = 10,
+    digits: int = 2,
     seed: int = 0,
     save_every: int | None = None,
     on_step: StepHook | None = None,
@@ -133,7 +134,7 @@ def train_tiny_arithmetic(
     step = start_step
     tokens_seen = 0
     for step in range(start_step + 1, start_step + steps + 1):
-        rows = [arithmetic_stream(rng, problems_per_row) for _ in range(batch_size)]
+        rows = [arithmetic_stream(rng, problems_per_row, digits) for _ in range(batch_size)]
         ids = torch.tensor([tokenizer.encode(r) for r in rows], dtype=torch.long, device=device)
         out = model(input_ids=ids, labels=ids)
         out.loss.backward()
