@@ -57,12 +57,13 @@ class LabPlan:
     max_steps: int
 
 
-#: Three labs of different scale. The largest learns fastest and is the one expected to
-#: cross the threshold; nothing forces it to — the policy is applied to measured scores.
+#: Three labs of different scale and learning rate. The largest learns fastest and is the
+#: one expected to cross the threshold; nothing forces it to — the policy is applied to the
+#: measured scores of real checkpoints.
 DEFAULT_PLAN: tuple[LabPlan, ...] = (
-    LabPlan("aurora", 3, 128, 4, 128, 3e-3, seed=11, eval_every=100, max_steps=1500),
-    LabPlan("borealis", 2, 96, 4, 64, 3e-3, seed=22, eval_every=100, max_steps=1500),
-    LabPlan("cygnus", 2, 64, 4, 64, 3e-3, seed=33, eval_every=100, max_steps=1500),
+    LabPlan("aurora", 3, 128, 4, 64, 3e-3, seed=11, eval_every=20, max_steps=2000),
+    LabPlan("borealis", 2, 64, 2, 32, 5e-4, seed=22, eval_every=20, max_steps=2000),
+    LabPlan("cygnus", 1, 48, 2, 32, 3e-4, seed=33, eval_every=20, max_steps=2000),
 )
 
 
@@ -141,6 +142,19 @@ class NodeProcess:
             self.proc.wait(timeout=5)
 
 
+def _quiet_libraries() -> None:
+    """Keep the demo's output to what a person follows: no library progress bars or notices."""
+    import logging
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    # The gate's own stop message is reported as a demo event instead.
+    logging.getLogger("node.gate").setLevel(logging.ERROR)
+
+
 def _prepare_workdir(workdir: Path) -> None:
     if workdir.exists():
         if not (workdir / MARKER).exists() and any(workdir.iterdir()):
@@ -176,13 +190,15 @@ def describe_entry(e: Any) -> str:
     if kind == "eval_result":
         parts = []
         for t in b.tasks:
-            for name in ("acc", "exact_match"):
+            for name in ("logprob_correct", "acc", "exact_match"):
                 if name in t.metrics:
                     m = t.metrics[name]
                     parts.append(f"{t.name}.{name}={m.value}±{m.stderr}")
         return f"eval_result step {b.model.checkpoint_step} ({', '.join(parts)})"
     if kind == "alert":
-        return f"ALERT ({b.verdict}) on rule {b.rule} for {b.result_lab}: {b.message[:140]}"
+        # A warning raised by the trend says so in the part after "trend:"; show that part.
+        text = b.message.split("; trend: ", 1)[1] if b.verdict == "warn" and "; trend: " in b.message else b.message
+        return f"ALERT ({b.verdict}) on rule {b.rule} for {b.result_lab}: {text[:220]}"
     if kind == "pause_proposal":
         return (
             f"PAUSE PROPOSAL {b.proposal_id[:12]}…: {b.trigger.lab}'s result reached "
@@ -237,7 +253,8 @@ class Watcher(threading.Thread):
                 self.seen[lab] = e.seq
                 if e.kind == "pause_proposal" and self.breach_published_at is None:
                     self.breach_published_at = time.monotonic()
-                self.events.add(lab, describe_entry(e))
+                if e.kind != "eval_result":  # the lab's own trainer already reported it
+                    self.events.add(lab, describe_entry(e))
         for h in homes:
             if h.lab in self.paused_at or not h.store.entries(kind="pause_certificate"):
                 continue
@@ -351,7 +368,11 @@ class Trainer(threading.Thread):
                 return True
             out = save(step, m)
             with _MODEL_INIT_LOCK:
-                run = run_suite(out, self.suite, device="cpu", dtype="float32", batch_size=64)
+                # One model name per training run, so the trend is fitted over its checkpoints.
+                run = run_suite(
+                    out, self.suite, device="cpu", dtype="float32", batch_size=64,
+                    model_name=f"{plan.lab}-gpt2-{plan.n_layer}x{plan.n_embd}",
+                )
             assert run is not None
             entry_id = home.publish("eval_result", run.to_body())
             metrics = run.to_result_json()["tasks"]
@@ -362,7 +383,7 @@ class Trainer(threading.Thread):
             self.events.add(
                 plan.lab,
                 f"signed eval_result for step {step} ({entry_id[:12]}…): "
-                + ", ".join(f"{k}={v}" for k, v in list(self.state.last.items())[:2]),
+                + ", ".join(f"{k}={v}" for k, v in self.state.last.items() if k.endswith((".logprob_correct", ".acc"))),
             )
             self.state.state = "waiting"
             last: list[Any] = [decision]
@@ -403,7 +424,8 @@ def _table(states: Sequence[LabState], paused: bool) -> Table:
         t.add_column(col)
     for s in states:
         p = s.plan
-        scores = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in list(s.last.items())[:3]) or "-"
+        shown = [(k.split(".")[-1], v) for k, v in s.last.items() if k.endswith((".logprob_correct", ".acc"))]
+        scores = ", ".join(f"{k}={v}" for k, v in shown) or "-"
         style = {"halted": "bold red", "failed": "bold magenta", "training": "green"}.get(s.state, "")
         t.add_row(
             p.lab,
@@ -447,6 +469,7 @@ def run_demo(
 
     console = console or Console()
     out = None if quiet else console
+    _quiet_libraries()
     root = Path(workdir).resolve()
     _prepare_workdir(root)
     events = EventLog(out)
