@@ -54,8 +54,9 @@ def _drop(h: dict[str, str], name: str) -> dict[str, str]:
     return {k: v for k, v in h.items() if k.lower() != name}
 
 
-OLD = datetime.now(UTC) - timedelta(seconds=120)
-FUTURE = datetime.now(UTC) + timedelta(seconds=120)
+def _skewed(seconds: int) -> datetime:
+    """A `created` time relative to when the case runs (not when the module was collected)."""
+    return datetime.now(UTC) + timedelta(seconds=seconds)
 
 # (id, headers builder, method, path, query, body, expected error)
 CASES = [
@@ -72,9 +73,9 @@ CASES = [
      BODY + b" ", BadRequestSignatureError),
     ("body-without-digest", lambda: sign_request(LAB, "POST", "/v1/envelopes"), "POST", "/v1/envelopes", "",
      BODY, BadRequestSignatureError),
-    ("expired", lambda: sign_request(LAB, "GET", "/v1/heads", created=OLD), "GET", "/v1/heads", "", None,
+    ("expired", lambda: sign_request(LAB, "GET", "/v1/heads", created=_skewed(-120)), "GET", "/v1/heads", "", None,
      StaleRequestError),
-    ("from-the-future", lambda: sign_request(LAB, "GET", "/v1/heads", created=FUTURE), "GET", "/v1/heads", "",
+    ("from-the-future", lambda: sign_request(LAB, "GET", "/v1/heads", created=_skewed(120)), "GET", "/v1/heads", "",
      None, StaleRequestError),
     ("unknown-key", lambda: sign_request(STRANGER, "GET", "/v1/heads"), "GET", "/v1/heads", "", None,
      UnknownRequestKeyError),
