@@ -467,8 +467,8 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
         Store.open("mysql://x/y")
 
 
-def test_sign_statement_helper_unused():
-    # build_statement / sign_statement round-trip used by the cases above.
+def test_signed_entry_id_is_the_digest_of_its_payload():
+    # The store keys entries by this id (spec §2.5); the cases above build entries this way.
     st = build_statement(
         network="0" * 64, lab="a", seq=1, prev=None, issued_at=NOW, kind="note", body={"text": "x"}
     )
