@@ -13,6 +13,7 @@ The homes it leaves under ``--workdir`` are ordinary node homes: ``tripwire serv
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -464,6 +465,7 @@ def run_demo(
     import torch
 
     from node.cli import main as cli_main
+    from node.cli._app import console as cli_console
     from node.evals.tinymodels import build_char_tokenizer
     from node.netsetup import create_network, suite_ref_of
 
@@ -554,10 +556,14 @@ def run_demo(
         if out:
             console.rule("[bold]3. Report and offline verification")
         report_dir = root / "report"
-        rc = cli_main(["report", "--home", str(home_dirs[0]), "--out", str(report_dir), "--audience", "regulator"])
-        if rc != 0:
-            raise DemoError(f"`tripwire report` failed with exit code {rc}")
-        verify_exit = cli_main(["verify", str(report_dir / "evidence.json")])
+        # --quiet: the commands' own tables are captured; their errors still reach stderr.
+        with cli_console.capture() if quiet else contextlib.nullcontext():
+            rc = cli_main(
+                ["report", "--home", str(home_dirs[0]), "--out", str(report_dir), "--audience", "regulator"]
+            )
+            if rc != 0:
+                raise DemoError(f"`tripwire report` failed with exit code {rc}")
+            verify_exit = cli_main(["verify", str(report_dir / "evidence.json")])
     except KeyboardInterrupt:
         events.add("demo", "interrupted: stopping training and nodes")
         stop_all.set()
