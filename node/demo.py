@@ -16,10 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +28,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from node.process import ServeProcess
 from protocol.errors import ConfigurationError, TripwireError
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -95,52 +93,6 @@ class LabState:
     halted_at: int | None = None
     halt_message: str = ""
     error: str | None = None
-
-
-class NodeProcess:
-    """A real ``tripwire serve`` process for one home."""
-
-    def __init__(self, home: Path, port: int, log_dir: Path) -> None:
-        self.home, self.port = home, port
-        self.log_path = log_dir / f"{home.name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "serve", "--home", str(self.home)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # Ctrl-C in the terminal reaches us; we stop the nodes.
-        )
-        log.close()
-
-    def wait_healthy(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise DemoError(f"node {self.home.name} exited early; see {self.log_path}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise DemoError(f"node {self.home.name} did not answer /healthz within {timeout:.0f}s")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
 
 
 def _quiet_libraries() -> None:
@@ -500,7 +452,9 @@ def run_demo(
     tok_dir = root / "tokenizer"
     build_char_tokenizer(tok_dir)
 
-    nodes = [NodeProcess(d, port, root) for d, port in zip(home_dirs, ports, strict=True)]
+    nodes = [
+        ServeProcess(d, port, log_path=root / f"{d.name}.log") for d, port in zip(home_dirs, ports, strict=True)
+    ]
     stop_all = threading.Event()
     stop_watch = threading.Event()
     states = [LabState(p) for p in plan]
@@ -514,10 +468,10 @@ def run_demo(
     torch.set_num_threads(1)
     try:
         for n in nodes:
-            n.start()
+            n.start(wait=False)
         for n in nodes:
-            n.wait_healthy()
-            events.add(n.home.name, f"node serving on http://127.0.0.1:{n.port}")
+            n.wait_healthy(60)
+            events.add(n.home_dir.name, f"node serving on {n.url}")
         watcher.start()
         if out:
             console.rule("[bold]2. Each lab trains its own model; checkpoints are evaluated, signed, shared")

@@ -5,11 +5,8 @@ No HTTP fakes: every request goes through a real socket on 127.0.0.1 to real uvi
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -20,6 +17,7 @@ from typing import Any
 import httpx
 
 from node.client import PeerClient
+from node.process import ServeProcess
 from protocol.canonical import format_time
 from protocol.entries import NoteBody, build_statement, sign_statement
 from protocol.envelope import Envelope
@@ -77,43 +75,11 @@ class ThreadedNode:
         return PeerClient(self.url, key, member)
 
 
-class NodeProcess:
+class NodeProcess(ServeProcess):
     """``tripwire serve --home DIR`` as a child process (killable with SIGKILL)."""
 
     def __init__(self, home_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
-        self.home_dir, self.port = home_dir, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = home_dir / "serve.log"
-
-    def start(self, wait: bool = True) -> NodeProcess:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())",
-             "serve", "--home", str(self.home_dir), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-        )
-        out.close()
-        if wait:
-            wait_healthy(self.url, proc=self.proc)
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        super().__init__(home_dir, port, env={"PYTHONPATH": str(ROOT), **(env or {})})
 
 
 # --- building entries ----------------------------------------------------------------------------

@@ -8,22 +8,17 @@ entries whose metric values the test chooses.
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from node.client import PeerClient
 from node.home import NodeHome
 from node.netsetup import create_network
+from node.process import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE_DIGEST = hashlib.sha256(b"tripwire-core test suite").hexdigest()
@@ -110,48 +105,11 @@ class Node:
             return c.status()
 
 
-class NodeProcess:
+class NodeProcess(ServeProcess):
     """``tripwire serve --home DIR`` as a child process (killable with SIGKILL)."""
 
     def __init__(self, home_dir: Path, port: int) -> None:
-        self.home_dir, self.port = home_dir, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = home_dir / "serve.log"
-
-    def start(self) -> NodeProcess:
-        out = self.log.open("ab")
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())",
-             "serve", "--home", str(self.home_dir), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-        out.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited: {self.log.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.url} did not become healthy")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().__init__(home_dir, port, env={"PYTHONPATH": str(ROOT)})
 
 
 def result_body(

@@ -1,0 +1,94 @@
+"""A node as a child process: ``tripwire serve --home DIR`` started, probed, stopped.
+
+Used by the demo (three real nodes), and by the multi-node tests and benchmarks that need
+a node they can SIGKILL. The child gets its own session so that a Ctrl-C in the terminal
+reaches only the parent, which then stops its nodes in order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from protocol.errors import TransportError
+
+
+class ServeProcessError(TransportError):
+    """The node process exited early or never answered ``/healthz``."""
+
+    code = "node-process"
+
+
+class ServeProcess:
+    """``tripwire serve --home DIR --host HOST --port PORT`` as a child process."""
+
+    def __init__(
+        self,
+        home_dir: Path,
+        port: int,
+        *,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.home_dir, self.port, self.host = Path(home_dir), port, host
+        self.url = f"http://{host}:{port}"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.log = log_path or self.home_dir / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True, timeout: float = 120.0) -> ServeProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "node.cli", "serve", "--home", str(self.home_dir),
+                 "--host", self.host, "--port", str(self.port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServeProcessError(
+                    f"node {self.home_dir.name} exited with {self.proc.returncode}; "
+                    f"last output: {self.output()[-2000:]}"
+                )
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError as e:
+                last = e
+            time.sleep(0.05)
+        raise ServeProcessError(f"node {self.home_dir.name} did not answer {self.url}/healthz within {timeout:.0f}s: {last}")
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case (nothing flushed, nothing closed)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait; SIGKILL if it does not exit in time."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
