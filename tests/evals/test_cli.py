@@ -129,20 +129,8 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(make_args, code, message,
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_sign_without_a_node_home_module_fails_before_evaluating(tiny_model_dir, tmp_path, capsys):
-    import importlib.util
-
-    if importlib.util.find_spec("node.home") is not None:
-        pytest.skip("node.home is present; signing is covered by the node's tests")
-    out = tmp_path / "r.json"
-    rc, text = _run(capsys, "--model", tiny_model_dir, "--task", ARITH, "--sign", "--home", tmp_path,
-                    "--training-flop", "1E15", "--out", out)
-    assert rc == 2 and "signing is unavailable" in text and not out.exists()
-    assert "arithmetic_mc" not in text  # refused before any scoring
-
-
 def test_sign_publishes_a_verified_eval_result_into_the_labs_feed(tiny_model_dir, tmp_path, capsys):
-    netsetup = pytest.importorskip("node.netsetup")
+    from node import netsetup
     from node.home import NodeHome
 
     homes = netsetup.create_network(tmp_path / "net", ["alpha", "beta"], ports=[18931, 18932])
