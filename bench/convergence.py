@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 
 import httpx
-from _nodes import Serve, bare_verify_rate, free_ports, signed_notes
+from _nodes import Serve, bare_verify_rate, signed_notes
 
 from node.client import PeerClient
 from node.netsetup import create_network, observer_key
+from node.process import free_ports
 
 
 def main() -> None:

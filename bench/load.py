@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from _nodes import Serve, bare_verify_rate, free_ports, signed_notes
+from _nodes import Serve, bare_verify_rate, signed_notes
 
 from node.client import AsyncPeerClient
 from node.netsetup import create_network, observer_key
+from node.process import free_ports
 
 
 async def client(c: AsyncPeerClient, is_lab: bool, batch: list, deadline: float, lat: list, errors: list) -> None:

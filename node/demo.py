@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from node.process import ServeProcess
+from node.process import ServeProcess, free_ports
 from protocol.errors import ConfigurationError, TripwireError
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -74,12 +73,6 @@ class DemoError(TripwireError):
     """The demo could not run (ports, processes, a node that never came up)."""
 
     code = "demo"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -428,7 +421,7 @@ def run_demo(
     _prepare_workdir(root)
     events = EventLog(out)
     labs = [p.lab for p in plan]
-    ports = [free_port() for _ in labs]
+    ports = free_ports(len(labs))
     if out:
         console.rule("[bold]1. A three-lab network")
     homes = create_network(

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from http_nodes import free_ports
+
+from node.process import free_ports
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LABS = ["alpha", "beta", "gamma"]

@@ -5,16 +5,12 @@ No HTTP fakes: every request goes through a real socket on 127.0.0.1 to real uvi
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from node.client import PeerClient
 from node.process import ServeProcess
@@ -25,21 +21,6 @@ from protocol.feed import FeedWriter, Head
 from protocol.keys import SigningKey
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"node process exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError as e:
-            last = e
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not become healthy: {last}")
 
 
 class ThreadedNode:
@@ -113,17 +94,3 @@ def wait_until(pred: Any, timeout: float, interval: float = 0.1, what: str = "co
 
 def heads_of(homes: Sequence[Any]) -> list[dict[str, int]]:
     return [{lab: h.seq for lab, h in home.store.heads().items()} for home in homes]
-
-
-def free_ports(n: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (bound briefly, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()

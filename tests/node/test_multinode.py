@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_nodes import NodeProcess, free_ports, wait_until
+from http_nodes import NodeProcess, wait_until
 
 from node.client import PeerClient
 from node.config import PeerConfig
 from node.home import NodeHome
 from node.netsetup import create_network, observer_key
+from node.process import free_ports
 from protocol.errors import TransportError
 
 pytestmark = pytest.mark.slow

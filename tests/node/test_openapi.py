@@ -47,9 +47,8 @@ class _Sign(requests.auth.AuthBase):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from http_nodes import free_ports
-
     from node.netsetup import create_network
+    from node.process import free_ports
 
     homes = create_network(tmp_path_factory.mktemp("fuzz"), ["alpha", "beta"], ports=free_ports(2))
     alpha, beta = homes

@@ -8,7 +8,6 @@ entries whose metric values the test chooses.
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,24 +17,11 @@ from typing import Any
 from node.client import PeerClient
 from node.home import NodeHome
 from node.netsetup import create_network
-from node.process import ServeProcess
+from node.process import ServeProcess, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE_DIGEST = hashlib.sha256(b"tripwire-core test suite").hexdigest()
 TASK_DIGEST = hashlib.sha256(b"arithmetic-add test task").hexdigest()
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def make_network(
