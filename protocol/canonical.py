@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
 import rfc8785
 
 from protocol.errors import CanonicalFormError, FloatInSignedDataError, OversizeError, SchemaError
@@ -120,10 +121,14 @@ def parse_json_strict(data: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> A
     return obj
 
 
-#: A number token of 16+ digits may exceed ±(2^53−1): such payloads take the strict parser.
-_LONG_INT = re.compile(rb"[:,\[]-?[0-9]{16}")
-#: Hooks run only when a float or NaN/Infinity literal appears, so the C scanner stays fast.
-_FAST_DECODER = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
+#: Hooks run per number literal (few in a statement): floats and NaN/Infinity are refused,
+#: integers range-checked, while the C scanner does the rest.
+_FAST_DECODER = json.JSONDecoder(
+    parse_float=_reject_float, parse_int=_checked_int, parse_constant=_reject_constant
+)
+#: Lead bytes of 4-byte UTF-8 sequences (code points above U+FFFF). Only for those does
+#: RFC 8785's UTF-16 key order differ from code point order.
+_ASTRAL = re.compile(rb"[\xf0-\xf4]")
 
 
 def _bracket_depth(text: str) -> int:
@@ -146,25 +151,29 @@ def parse_canonical(payload: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> 
     """Parse payload bytes and require that they are already canonical (spec §2.3)."""
     if len(payload) > max_bytes:
         raise OversizeError(f"JSON is {len(payload)} bytes; the limit is {max_bytes}")
-    # Fast path (spec §2.3 allows any parser that accepts exactly the canonical bytes): for
-    # ASCII payloads, sorted-key compact json.dumps is byte-identical to RFC 8785 (keys sort
-    # the same in UTF-16 and code point order within ASCII; both escape exactly '"', '\\'
-    # and C0 controls, the same way; floats are refused while parsing). Duplicate keys
-    # cannot survive the byte comparison (the re-serialisation loses one), so any payload
-    # that fails here is re-parsed strictly below for a precise error.
-    if payload.isascii() and not _LONG_INT.search(payload):
-        text = payload.decode("ascii")
+    # Fast path (spec §2.3 allows any parser that accepts exactly the canonical bytes):
+    # parse with floats refused and integers range-checked, then re-serialize with orjson's
+    # sorted keys and compare bytes. Without code points above U+FFFF that serialization
+    # is byte-identical to RFC 8785: keys sort the same in UTF-16 and code point order,
+    # both write non-ASCII raw and escape exactly '"', '\\' and C0 controls, the same
+    # way (tests/protocol check every BMP character and random documents against rfc8785).
+    # Duplicate keys cannot survive the byte comparison (re-serialization loses one), so a
+    # payload that fails here is re-parsed strictly below for a precise error.
+    if payload.isascii() or not _ASTRAL.search(payload):
         try:
+            text = payload.decode("utf-8")
             obj = _FAST_DECODER.decode(text)
         except (ValueError, RecursionError):
             obj = None
         if isinstance(obj, dict):
-            fast = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            # A "\\u00e9" escape parses to a non-ASCII character, which the canonical form
-            # writes raw; a lone surrogate has no canonical form at all.
-            if fast.isascii() and fast.encode("ascii") == payload:
-                if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH or _bracket_depth(text) <= MAX_DEPTH:
-                    return obj
+            try:
+                same = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) == payload
+            except orjson.JSONEncodeError:  # e.g. a lone surrogate: no canonical form
+                same = False
+            if same and (
+                payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH or _bracket_depth(text) <= MAX_DEPTH
+            ):
+                return obj
     obj = parse_json_strict(payload, max_bytes=max_bytes)
     if not isinstance(obj, dict):
         raise CanonicalFormError("a signed statement must be a JSON object")

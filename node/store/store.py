@@ -18,10 +18,12 @@ Invariants (each write is one database transaction):
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +202,11 @@ class Store:
         self._listeners: list[Callable[[list[VerifiedEntry]], None]] = []
         self.hold_per_lab = HOLD_PER_LAB
         self.hold_total = HOLD_TOTAL
+        self.verify_workers = _cpu_count()
+        """Threads that check a batch's signatures in parallel (``cryptography`` releases
+        the GIL while it verifies); 1 verifies inline."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # --- opening -----------------------------------------------------------------------
 
@@ -219,6 +226,10 @@ class Store:
         return store
 
     def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -483,6 +494,7 @@ class Store:
             verified: list[VerifiedEntry] = []
             first_of: dict[str, int] = {}
             copies: list[tuple[int, str]] = []
+            fresh: list[tuple[int, DecodedEntry]] = []
             for i, d in items:
                 if d.entry_id in known:
                     outcomes[i] = _ok(d, "duplicate")
@@ -491,10 +503,12 @@ class Store:
                     copies.append((i, d.entry_id))
                     continue
                 first_of[d.entry_id] = i
-                try:
-                    verified.append(verify_decoded(d, chain, now=now))
-                except TripwireError as e:
-                    outcomes[i] = _rejected(e, d)
+                fresh.append((i, d))
+            for (i, d), checked in zip(fresh, self._verify_all([d for _, d in fresh], chain, now), strict=True):
+                if isinstance(checked, VerifiedEntry):
+                    verified.append(checked)
+                else:
+                    outcomes[i] = _rejected(checked, d)
             if verified:
                 try:
                     result = self._write(
@@ -511,6 +525,36 @@ class Store:
                 outcomes[i] = _ok_copy(o) if o.status == "accepted" else o
             return
         raise StoreError("the roster kept changing while ingesting; try again")
+
+    def _verify_all(
+        self, decoded: Sequence[DecodedEntry], chain: RosterChain, now: datetime
+    ) -> list[VerifiedEntry | TripwireError]:
+        """Check each entry's signature; the result for each entry, in order.
+
+        Large batches are split across a thread pool: signature checks are independent,
+        the roster chain is only read, and ``cryptography`` releases the GIL while it
+        verifies, so a batch is checked on every core the node has.
+        """
+
+        def run(part: Sequence[DecodedEntry]) -> list[VerifiedEntry | TripwireError]:
+            out: list[VerifiedEntry | TripwireError] = []
+            for d in part:
+                try:
+                    out.append(verify_decoded(d, chain, now=now))
+                except TripwireError as e:
+                    out.append(e)
+            return out
+
+        workers = min(self.verify_workers, len(decoded) // _PER_WORKER_MIN)
+        if workers <= 1:
+            return run(decoded)
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.verify_workers, thread_name_prefix="tripwire-verify")
+            pool = self._pool
+        step = -(-len(decoded) // workers)
+        parts = [decoded[k : k + step] for k in range(0, len(decoded), step)]
+        return [r for part in pool.map(run, parts) for r in part]
 
     def _append(
         self,
@@ -969,6 +1013,18 @@ class Store:
 @dataclass(frozen=True, slots=True)
 class _HeldStub:
     entry_id: str
+
+
+#: Fewest entries worth handing to one verification thread (below it, threads cost more).
+_PER_WORKER_MIN = 32
+
+
+def _cpu_count() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on every platform
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
 
 
 def _ok_copy(o: IngestOutcome) -> IngestOutcome:

@@ -196,6 +196,35 @@ def test_bad_entries_do_not_spoil_good_ones_in_a_batch(network):
     assert beta.store.heads()["alpha"].seq == 3
 
 
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_parallel_signature_checks_keep_order_and_refusals(network, workers):
+    # Large batches are verified on a thread pool; outcomes must still line up with the
+    # offered envelopes, forgeries in every part of the batch must be refused, and the
+    # result must not depend on how many threads checked it.
+    alpha, beta, _ = network
+    beta.store.verify_workers = workers
+    w = writer(alpha)
+    envs = [note(w, str(i)) for i in range(150)]
+    forged_at = {5, 70, 149}
+    offered = [_forged_bad_sig(network) if i in forged_at else e for i, e in enumerate(envs)]
+    outs = beta.store.ingest(offered)
+    assert [o.status for o in outs[:5]] == ["accepted"] * 5
+    for i in forged_at:
+        assert outs[i].status == "rejected" and outs[i].code == "bad-signature", i
+    # Everything after the first forgery waits for seq 6, which never came.
+    assert {o.status for k, o in enumerate(outs[6:], 6) if k not in forged_at} == {"held"}
+    assert [o.entry_id for k, o in enumerate(outs) if k not in forged_at] == [
+        e for k, e in enumerate(w_ids(envs)) if k not in forged_at
+    ]
+    assert beta.store.heads()["alpha"].seq == 5
+
+
+def w_ids(envs: list[Envelope]) -> list[str]:
+    from protocol.entries import decode_entry
+
+    return [decode_entry(e).entry_id for e in envs]
+
+
 # --- hold, duplicates, equivocation ---------------------------------------------------------------
 
 

@@ -75,6 +75,32 @@ def test_ascii_fast_path_matches_rfc8785_on_ascii_objects(obj: dict[str, Any]) -
     assert parse_canonical(reference) == obj
 
 
+def test_fast_path_agrees_with_rfc8785_on_every_bmp_character() -> None:
+    # The fast path re-serializes with orjson; it must write each character exactly as
+    # RFC 8785 does (raw, or the same escape), or it would accept non-canonical bytes.
+    for cp in range(0x10000):
+        if 0xD800 <= cp < 0xE000:
+            continue
+        obj = {"k": chr(cp)}
+        reference = rfc8785.dumps(obj)
+        assert parse_canonical(reference) == obj, hex(cp)
+        escaped = b'{"k":"\\u%04x"}' % cp
+        if escaped != reference:
+            with pytest.raises(CanonicalFormError):
+                parse_canonical(escaped)
+
+
+def test_keys_above_the_bmp_sort_in_utf16_order() -> None:
+    # U+1F600 is D83D DE00 in UTF-16, so it sorts before U+FFFF; code point order reverses them.
+    obj = {"\uffff": 1, "\U0001f600": 2}
+    reference = rfc8785.dumps(obj)
+    assert reference.index("\U0001f600".encode()) < reference.index("\uffff".encode())
+    assert parse_canonical(reference) == obj
+    code_point_order = '{"\uffff":1,"\U0001f600":2}'.encode()
+    with pytest.raises(CanonicalFormError, match="not its RFC 8785 canonical form"):
+        parse_canonical(code_point_order)
+
+
 @pytest.mark.parametrize(
     ("payload", "error", "message"),
     [

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 
@@ -12,7 +12,7 @@ def json_response(data: Any, status_code: int = 200, headers: dict[str, str] | N
     # Envelopes and heads are plain str/int data; FastAPI's response-model validation of
     # hundreds of envelopes per page would dominate the cost of a feed request.
     return Response(
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
         status_code=status_code,
         media_type="application/json",
         headers=headers,
