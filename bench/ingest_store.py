@@ -13,22 +13,18 @@ from __future__ import annotations
 import argparse
 import base64
 import shutil
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-# bench/protocol.py would shadow the protocol package when this file runs as a script.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# _nodes puts the repository root first, so bench/protocol.py cannot shadow the package.
+from _nodes import PG_DEFAULT, pg_schemas
 
-from node.netsetup import create_network  # noqa: E402
-from node.store import Store  # noqa: E402
-from protocol.envelope import Envelope, pae  # noqa: E402
-from protocol.feed import FeedWriter  # noqa: E402
-
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from node.netsetup import create_network
+from node.store import Store
+from protocol.envelope import Envelope, pae
+from protocol.feed import FeedWriter
 
 
 def best(fn: Callable[[], None], repeats: int) -> float:
@@ -76,33 +72,6 @@ def ingest_rate(
     return len(envs) / min(times)
 
 
-def pg_factory(base: str) -> tuple[Callable[[], str], Callable[[], None]] | None:
-    from sqlalchemy import create_engine, text
-
-    try:
-        engine = create_engine(base, connect_args={"connect_timeout": 3})
-        with engine.connect() as c:
-            c.execute(text("SELECT 1"))
-    except Exception:
-        return None
-    made: list[str] = []
-
-    def new() -> str:
-        name = "bench_" + uuid.uuid4().hex[:12]
-        with engine.begin() as c:
-            c.execute(text(f'CREATE SCHEMA "{name}"'))
-        made.append(name)
-        return f"{base}?options=-csearch_path%3D{name}"
-
-    def cleanup() -> None:
-        with engine.begin() as c:
-            for name in made:
-                c.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        engine.dispose()
-
-    return new, cleanup
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entries", type=int, default=3000)
@@ -126,7 +95,7 @@ def main() -> None:
         print(
             f"store ingest SQLite (batch {args.batch}): {sqlite_rate:,.0f}/s  ratio {sqlite_rate / verify_rate:.2f}"
         )
-        pg = pg_factory(args.pg_url)
+        pg = pg_schemas(args.pg_url)
         if pg is None:
             print(f"store ingest PostgreSQL: skipped ({args.pg_url} unreachable)")
         else:
