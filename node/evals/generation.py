@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from node.evals.scoring import Progress, run_batched
+from node.evals.scoring import Progress, pad_batch, run_batched
 from node.evals.spec import Generation
 
 
@@ -50,12 +50,8 @@ def generate_all(lm, contexts: Sequence[str], gen: Generation, *, batch_size: in
 
     def step(a: int, b: int) -> None:
         idx = order[a:b]
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
-            mask[r, width - len(encoded[i]):] = 1
+        ids, mask = pad_batch([encoded[i] for i in idx], tok.pad_token_id, left=True)
+        width = ids.shape[1]
         kwargs = {
             "max_new_tokens": gen.max_gen_toks,
             "do_sample": gen.do_sample,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from node.evals.errors import EvalSpecError
-from node.evals.scoring import Progress, run_batched
+from node.evals.scoring import Progress, pad_batch, run_batched
 from node.evals.spec import ProbeSpec
 
 
@@ -48,12 +48,7 @@ def activations(lm, texts: Sequence[str], layer: int, pool: str, *, batch_size: 
 
     def step(a: int, b: int) -> None:
         idx = order[a:b]
-        width = max(len(enc[i]) for i in idx)
-        ids = torch.full((len(idx), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, : len(enc[i])] = torch.tensor(enc[i])
-            mask[r, : len(enc[i])] = 1
+        ids, mask = pad_batch([enc[i] for i in idx], tok.pad_token_id, left=False)
         hs = lm.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_hidden_states=True).hidden_states[layer]
         hs = hs.float()
         for r, i in enumerate(idx):

@@ -81,6 +81,26 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_id: int, *, left: bool, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``[len(seqs), width]`` padded with ``pad_id``, and the matching 0/1 mask.
+
+    ``left`` pads before each sequence (its last token in the final column, as generation
+    and shared-prefix scoring need); otherwise after it.
+    """
+    width = max((len(x) for x in seqs), default=0) if width is None else width
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        if not seq:
+            continue
+        cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[r, cols] = torch.tensor(seq)
+        mask[r, cols] = 1
+    return ids, mask
+
+
 def run_batched(
     n: int,
     batch_size: int,
@@ -157,10 +177,7 @@ class Scorer:
                 seq = (reqs[i].ctx + cont)[-(self.max_length + 1):][:-1]
                 inps.append(seq)
                 contlens.append(len(cont))
-            width = max(len(x) for x in inps)
-            ids = torch.full((len(inps), width), self.pad_id, dtype=torch.long)
-            for k, seq in enumerate(inps):
-                ids[k, : len(seq)] = torch.tensor(seq)
+            ids, _ = pad_batch(inps, self.pad_id, left=False)
             # Right padding needs no mask: causal attention keeps real positions from seeing it
             # (lm-eval calls the model the same way, and the mask-free path is faster).
             logits = self.model(input_ids=ids.to(self.device)).logits
@@ -298,12 +315,7 @@ class Scorer:
     def _shared_batch(self, batch: Sequence[Request]) -> list[list[Score]]:
         dev = self.device
         lens = [len(r.ctx) for r in batch]
-        width = max(lens)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for k, r in enumerate(batch):
-            ids[k, width - lens[k]:] = torch.tensor(r.ctx)
-            mask[k, width - lens[k]:] = 1
+        ids, mask = pad_batch([r.ctx for r in batch], self.pad_id, left=True)
         # Left padding aligns every context's last token in the final column, so one
         # column of logits serves the whole batch; positions restart at 0 after the padding.
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -325,13 +337,7 @@ class Scorer:
             item_of_row = torch.tensor([k for k, _ in rows], device=dev)
             cache.reorder_cache(item_of_row)
             m = longest - 1
-            cids = torch.full((len(rows), m), self.pad_id, dtype=torch.long)
-            cmask = torch.zeros((len(rows), m), dtype=torch.long)
-            for n, (k, j) in enumerate(rows):
-                c = batch[k].conts[j][:-1]
-                if c:
-                    cids[n, : len(c)] = torch.tensor(c)
-                    cmask[n, : len(c)] = 1
+            cids, cmask = pad_batch([batch[k].conts[j][:-1] for k, j in rows], self.pad_id, left=False, width=m)
             kw2: dict = {self.cache_kw: cache}
             if not uniform:
                 full_mask = torch.cat([mask[item_of_row], cmask.to(dev)], dim=1)
