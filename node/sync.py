@@ -8,7 +8,8 @@ Design (see docs/benchmarks.md "## Sync" for measurements):
   reach each other converge through others). Pages are checked to be the requested lab's
   next entries in seq order before ingest; anything else is refused and recorded against
   the peer (forged, truncated, reordered or equivocating feeds), and the store keeps the
-  equivocation proof.
+  equivocation proof. Records go to the store (``Store.record_misbehaviour``), bounded per
+  peer, so they survive restarts and a hostile peer cannot grow them without end.
 - **Push (eager)**: one task per peer sends this node's own new entries as soon as they
   are accepted (``Store.add_listener``) or appear in the database through another process
   (own head polled every interval), so a new entry reaches every node within one round
@@ -30,12 +31,13 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from node.client import AsyncPeerClient, PeerHTTPError
+from node.errors import StoreError
 from protocol.canonical import entry_id
 from protocol.entries import VerifiedEntry
 from protocol.envelope import Envelope, b64decode_any
@@ -50,8 +52,8 @@ log = logging.getLogger(__name__)
 
 #: Gaps up to this many entries are left to the origin's push for one interval.
 PUSH_MAX_GAP = 256
-#: Misbehaviour records kept per peer (for /v1/status).
-MAX_RECORDS = 32
+#: Most recent misbehaviour records shown per peer in /v1/status (the store keeps more).
+STATUS_RECORDS = 20
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,8 @@ class PeerState:
     next_attempt: float = 0.0
     last_ok: float | None = None
     last_error: str | None = None
-    records: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
     fetched: int = 0
     pushed: int = 0
-
-    def record(self, code: str, detail: str) -> None:
-        self.records.append({"at": time.time(), "code": code, "detail": detail[:300]})
 
     def as_dict(self) -> dict[str, Any]:
         now = time.time()
@@ -93,8 +91,11 @@ class PeerState:
             "retry_in_s": max(0.0, round(self.next_attempt - time.monotonic(), 3)),
             "fetched": self.fetched,
             "pushed": self.pushed,
-            "misbehaviour": list(self.records),
         }
+
+
+class _RecordedError(PeerDataError):
+    """A peer data error already recorded with its request's details (not to record twice)."""
 
 
 def _peek(env: Envelope) -> tuple[str, int] | None:
@@ -173,7 +174,19 @@ class Syncer:
         await asyncio.gather(*(c.aclose() for c in self.clients.values()), return_exceptions=True)
 
     def peer_status(self) -> dict[str, Any]:
-        return {lab: st.as_dict() for lab, st in sorted(self.states.items())}
+        """Per peer: sync state, and its recorded misbehaviour read from the store (so it
+        survives restarts): ``misbehaviour_total`` ever recorded and the newest records."""
+        counts = self.home.store.misbehaviour_counts()
+        out: dict[str, Any] = {}
+        for lab, st in sorted(self.states.items()):
+            d = st.as_dict()
+            count = counts.get(lab)
+            d["misbehaviour_total"] = count.total if count else 0
+            d["misbehaviour"] = (
+                [r.to_dict() for r in self.home.store.misbehaviour(lab, STATUS_RECORDS)] if count else []
+            )
+            out[lab] = d
+        return out
 
     def _on_accepted(self, entries: list[VerifiedEntry]) -> None:
         # Called by the store after commit, from whichever thread wrote.
@@ -196,7 +209,7 @@ class Syncer:
                 out["pushed"] = await asyncio.wait_for(self._push_round(p, max_gap=None), self._round_timeout())
                 out["ok"] = True
             except (TransportError, PeerDataError, TimeoutError) as e:
-                self._fail(st, e)
+                await self._fail(st, e)
                 out.update(ok=False, error=_describe(e))
             return p.lab, out
 
@@ -223,11 +236,11 @@ class Syncer:
             except asyncio.CancelledError:
                 raise
             except (TransportError, PeerDataError, TimeoutError) as e:
-                self._fail(st, e)
+                await self._fail(st, e)
                 continue
             except Exception as e:  # a bug must not kill sync with this peer for good
                 log.exception("sync with %s failed unexpectedly", peer.lab)
-                self._fail(st, e)
+                await self._fail(st, e)
                 continue
             await asyncio.sleep(self.interval_s * random.uniform(0.9, 1.1))
 
@@ -253,10 +266,10 @@ class Syncer:
             except asyncio.CancelledError:
                 raise
             except (TransportError, PeerDataError, TimeoutError) as e:
-                self._fail(st, e)
+                await self._fail(st, e)
             except Exception as e:
                 log.exception("push to %s failed unexpectedly", peer.lab)
-                self._fail(st, e)
+                await self._fail(st, e)
 
     def _ok(self, st: PeerState, what: str) -> None:
         st.failures = 0
@@ -266,7 +279,7 @@ class Syncer:
         if self.metrics:
             self.metrics.sync_rounds.labels(st.peer.lab, "ok").inc()
 
-    def _fail(self, st: PeerState, e: BaseException) -> None:
+    async def _fail(self, st: PeerState, e: BaseException) -> None:
         st.failures += 1
         st.last_error = _describe(e)
         backoff = min(self.max_backoff_s, self.interval_s * (2 ** min(st.failures, 16)))
@@ -274,13 +287,35 @@ class Syncer:
         if isinstance(e, PeerHTTPError) and e.retry_after:
             backoff = max(backoff, min(e.retry_after, self.max_backoff_s))
         st.next_attempt = time.monotonic() + backoff
-        if isinstance(e, PeerDataError):
-            st.record(e.code, e.message)
-            if self.metrics:
-                self.metrics.peer_misbehaviour.labels(st.peer.lab, e.code).inc()
+        if isinstance(e, PeerDataError) and not isinstance(e, _RecordedError):
+            await self._misbehaved(st, e.code, e.message, url=st.peer.url)
         if self.metrics:
             self.metrics.sync_rounds.labels(st.peer.lab, "error").inc()
         log.info("sync with %s failed (%s); retry in %.1fs", st.peer.lab, st.last_error, backoff)
+
+    async def _misbehaved(
+        self,
+        st: PeerState,
+        code: str,
+        reason: str,
+        *,
+        url: str,
+        lab: str | None = None,
+        seq: int | None = None,
+        entry_id: str | None = None,
+    ) -> None:
+        """Count and durably record data the peer served that was refused."""
+        if self.metrics:
+            self.metrics.peer_misbehaviour.labels(st.peer.lab, code).inc()
+        log.warning("peer %s served refused data (%s): %s", st.peer.lab, code, reason[:300])
+        try:
+            await asyncio.to_thread(
+                self.home.store.record_misbehaviour,
+                st.peer.lab, code, reason, url=url, lab=lab, seq=seq, entry_id=entry_id,
+            )
+        except StoreError as e:
+            # The data is refused either way; an unavailable database must not stop sync.
+            log.error("could not record misbehaviour of peer %s: %s", st.peer.lab, e.message)
 
     # --- pull ----------------------------------------------------------------------------
 
@@ -346,19 +381,28 @@ class Syncer:
                 head = (await asyncio.to_thread(self.home.store.heads)).get(lab)
                 after = max(have_seq, head.seq if head else 0)
             while after < target:
-                page = await client.feed(lab, after=after, limit=min(self.batch, target - after))
+                limit = min(self.batch, target - after)
+                url = f"{peer.url}/v1/feeds/{quote(lab, safe='')}?after={after}&limit={limit}"
+                try:
+                    page = await client.feed(lab, after=after, limit=limit)
+                except PeerDataError as e:
+                    await self._misbehaved(st, e.code, e.message, url=url, lab=lab, seq=after + 1)
+                    raise _RecordedError(e.message, code=e.code) from e
                 if not page.envelopes:
                     break
                 good: list[Envelope] = []
                 for i, env in enumerate(page.envelopes):
                     at = _peek(env)
                     if at != (lab, after + 1 + i):
-                        st.record(
+                        await self._misbehaved(
+                            st,
                             "bad-feed-page",
                             f"feed {lab} after {after}: item {i} is {at}, expected {(lab, after + 1 + i)}",
+                            url=url,
+                            lab=at[0] if at else lab,
+                            seq=at[1] if at else None,
+                            entry_id=_entry_id_or_none(env),
                         )
-                        if self.metrics:
-                            self.metrics.peer_misbehaviour.labels(peer.lab, "bad-feed-page").inc()
                         break
                     good.append(env)
                 if not good:
@@ -370,9 +414,15 @@ class Syncer:
                         self.metrics.ingest.labels(o.status, "sync").inc()
                         self.metrics.sync_entries.labels(peer.lab, "fetch", o.status).inc()
                     if o.status == "rejected":
-                        st.record(o.code or "rejected", f"{lab}#{o.seq}: {o.reason}")
-                        if self.metrics:
-                            self.metrics.peer_misbehaviour.labels(peer.lab, o.code or "rejected").inc()
+                        await self._misbehaved(
+                            st,
+                            o.code or "rejected",
+                            f"{lab}#{o.seq}: {o.reason}",
+                            url=url,
+                            lab=o.lab or lab,
+                            seq=o.seq,
+                            entry_id=o.entry_id,
+                        )
                         break
                     progressed += 1
                 fetched += sum(1 for o in outcomes if o.status == "accepted")
@@ -426,6 +476,13 @@ class Syncer:
                 break
             st.own_known = advanced
         return pushed
+
+
+def _entry_id_or_none(env: Envelope) -> str | None:
+    try:
+        return entry_id(env.payload_bytes())
+    except PeerDataError:
+        return None
 
 
 def _describe(e: BaseException) -> str:

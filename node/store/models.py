@@ -126,6 +126,37 @@ class EquivocationRow(Base):
     found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class PeerMisbehaviourRow(Base):
+    """Data a peer served that broke the rules and was refused (forged, truncated, reordered,
+    equivocating), kept so operators and regulators can see it after a restart.
+
+    Bounded per peer: each write prunes that peer's oldest rows beyond the retention limit
+    (``node.store.misbehaviour``), so a hostile peer cannot grow the database.
+    """
+
+    __tablename__ = "peer_misbehaviour"
+
+    peer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Lab id of the peer that served the data (from this node's roster or node.toml)."""
+    serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """1-based count of records from this peer: the newest row's serial is the total ever
+    recorded, which pruning never lowers."""
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """When this node refused the data (UTC)."""
+    code: Mapped[str] = mapped_column(String(64))
+    """Stable machine code of the refusal (``unknown-key``, ``bad-feed-page``, ...)."""
+    reason: Mapped[str] = mapped_column(String(500))
+    """Human explanation (truncated to the column length)."""
+    lab: Mapped[str | None] = mapped_column(String(64))
+    """Lab whose feed the refused data claimed to extend, when known."""
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    """Sequence number the refused entry claimed, when known."""
+    entry_id: Mapped[str | None] = mapped_column(String(64))
+    """Id of the refused entry, when it could be computed."""
+    url: Mapped[str] = mapped_column(String(512))
+    """The URL the data came from (the peer's endpoint, with the request path when known)."""
+
+
 class LogStateRow(Base):
     """A single row holding the node log's size; locking it serializes writers."""
 
@@ -142,3 +173,4 @@ feeds = FeedRow.__table__
 held = HeldRow.__table__
 equivocations = EquivocationRow.__table__
 log_state = LogStateRow.__table__
+peer_misbehaviour = PeerMisbehaviourRow.__table__

@@ -56,6 +56,14 @@ from node.errors import (
     StoreError,
 )
 from node.store import models as m
+from node.store.misbehaviour import (
+    MISBEHAVIOUR_PER_PEER,
+    MisbehaviourCount,
+    MisbehaviourRecord,
+    insert_record,
+    select_counts,
+    select_records,
+)
 from protocol.canonical import canonical_bytes, format_time, utcnow
 from protocol.entries import PROTOCOL, DecodedEntry, Model, VerifiedEntry, decode_entry
 from protocol.envelope import CHECKPOINT_PAYLOAD_TYPE, Envelope, sign_payload
@@ -202,6 +210,8 @@ class Store:
         self._listeners: list[Callable[[list[VerifiedEntry]], None]] = []
         self.hold_per_lab = HOLD_PER_LAB
         self.hold_total = HOLD_TOTAL
+        self.misbehaviour_per_peer = MISBEHAVIOUR_PER_PEER
+        """Peer misbehaviour records kept per peer (older ones are pruned on each write)."""
         self.verify_workers = _cpu_count()
         """Threads that check a batch's signatures in parallel (``cryptography`` releases
         the GIL while it verifies); 1 verifies inline."""
@@ -927,6 +937,58 @@ class Store:
     def remove_listener(self, callback: Callable[[list[VerifiedEntry]], None]) -> None:
         if callback in self._listeners:
             self._listeners.remove(callback)
+
+    # --- peer misbehaviour ------------------------------------------------------------
+
+    def record_misbehaviour(
+        self,
+        peer: str,
+        code: str,
+        reason: str,
+        *,
+        url: str,
+        lab: str | None = None,
+        seq: int | None = None,
+        entry_id: str | None = None,
+        now: datetime | None = None,
+    ) -> MisbehaviourRecord:
+        """Durably record that ``peer`` served data that was refused, in its own short
+        transaction, pruning the peer's records beyond :attr:`misbehaviour_per_peer`.
+
+        Text that may quote the peer's bytes is cut to the column lengths and made storable,
+        so what a hostile peer sent cannot make the record fail. The log lock is not taken:
+        the record touches no feed, and ingest must not wait for it.
+        """
+        when = now or datetime.now(UTC)
+        last: Exception | None = None
+        for attempt in range(_RETRIES):
+            try:
+                with self.engine.connect() as conn:
+                    conn.execution_options(tripwire_begin="IMMEDIATE")
+                    with conn.begin():
+                        return insert_record(
+                            conn, peer=peer, code=code, reason=reason, url=url, lab=lab, seq=seq,
+                            entry_id=entry_id, at=when, keep=self.misbehaviour_per_peer,
+                        )
+            except (IntegrityError, OperationalError) as e:
+                # Two writers took the same serial (the loser retries with the next) or a lock timed out.
+                if not _transient(e):
+                    raise StoreError(f"database {self.safe_url} failed: {_db_reason(e)}") from e
+                last = e
+                time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+            except DBAPIError as e:
+                raise StoreError(f"database {self.safe_url} failed: {_db_reason(e)}") from e
+        raise StoreError(f"database {self.safe_url} stayed busy after {_RETRIES} attempts: {last}") from last
+
+    def misbehaviour(self, peer: str | None = None, limit: int = 100) -> list[MisbehaviourRecord]:
+        """Recorded peer misbehaviour, newest first (one peer's, or every peer's by time)."""
+        with self._read() as conn:
+            return select_records(conn, peer=peer, limit=limit)
+
+    def misbehaviour_counts(self) -> dict[str, MisbehaviourCount]:
+        """Per peer with records: how many ever, how many kept, when the last one was."""
+        with self._read() as conn:
+            return select_counts(conn)
 
     # --- node log (spec §5) -------------------------------------------------------------
 

@@ -133,8 +133,8 @@ def _crafted(mode: str, gamma: Any, real: list[Any]) -> tuple[bytes, str]:
 
 
 @pytest.mark.parametrize("mode", ["forged", "truncated", "reordered", "equivocating"])
-def test_hostile_peer_is_refused_and_recorded_while_honest_sync_continues(sqlite_network, mode) -> None:
-    alpha, beta, gamma = sqlite_network
+def test_hostile_peer_is_refused_and_recorded_while_honest_sync_continues(network, mode) -> None:
+    alpha, beta, gamma = network
     real = notes(gamma, 3)
     if mode == "equivocating":
         alpha.store.ingest(real)  # alpha already holds gamma's real history
@@ -154,8 +154,18 @@ def test_hostile_peer_is_refused_and_recorded_while_honest_sync_continues(sqlite
         assert alpha.store.heads()["beta"].seq == 4  # honest sync went on
         if mode == "truncated":
             assert not summary["gamma"]["ok"] and code in summary["gamma"]["error"]
-        else:
-            assert code in [r["code"] for r in hostile["misbehaviour"]], hostile
+        assert code in [r["code"] for r in hostile["misbehaviour"]], hostile
+        # Recorded in the database, with where the data came from, not only in memory.
+        records = alpha.store.misbehaviour("gamma")
+        assert [r.code for r in records] == [code] and hostile["misbehaviour_total"] == 1, records
+        assert records[0].url.startswith(f"{h.url}/v1/feeds/gamma?after=") and records[0].lab == "gamma"
+        assert records[0].reason and records[0].serial == 1
+        sent = json.loads(body)["envelopes"] if mode != "truncated" else []
+        first = entry_id(Envelope.parse(sent[0]).payload_bytes()) if sent else None
+        # The refused entry: the first one served (reordered: real seq 2 served first).
+        want_seq = {"forged": 1, "truncated": 1, "reordered": 2, "equivocating": 3}[mode]
+        assert (records[0].seq, records[0].entry_id) == (want_seq, first), records[0]
+        assert alpha.store.misbehaviour("beta") == []
         # Another round with the honest peer completes gamma's real feed.
         _sync_once(alpha, [Peer("beta", b.url)])
     assert [entry_id(e.payload_bytes()) for e in alpha.store.feed("gamma")] == [
