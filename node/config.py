@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from node.errors import ConfigFileError, HomeNotFoundError
@@ -60,6 +60,20 @@ class SyncConfig(_Section):
     """Upper bound of the per-peer exponential backoff."""
 
 
+class TLSConfig(_Section):
+    """Mutual TLS between nodes (see the operator guide, TLS); paths resolve against the home."""
+
+    cert: Annotated[str, Field(min_length=1)]
+    """PEM certificate chain of this node (its certificate first), served and presented to peers."""
+    key: Annotated[str, Field(min_length=1)]
+    """PEM private key of ``cert`` (unencrypted, mode 0600)."""
+    ca: Annotated[str, Field(min_length=1)]
+    """PEM bundle trusted for peers: the network's CA, or each peer's own certificate."""
+    require_client_cert: bool = True
+    """Refuse TLS clients without a certificate from ``ca`` (off: any client may connect,
+    and requests must still be signed with a roster key)."""
+
+
 class NodeConfig(BaseSettings):
     """Settings of one node home (``node.toml``)."""
 
@@ -77,6 +91,8 @@ class NodeConfig(BaseSettings):
     peers: list[PeerConfig] = []
     """Extra or overriding peers; by default the roster endpoints of the other labs."""
     sync: SyncConfig = SyncConfig()
+    tls: TLSConfig | None = None
+    """Serve HTTPS and use TLS towards https:// peers (absent: plain HTTP)."""
     votes: dict[str, Any] = {}
     """Automatic voting rule (filled in by the pause coordinator)."""
     gate: dict[str, Any] = {}
@@ -104,7 +120,19 @@ class NodeConfig(BaseSettings):
         return p if p.is_absolute() else Path(home) / p
 
     def endpoint(self) -> str:
-        return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return self.server.public_url or f"{scheme}://{self.server.host}:{self.server.port}"
+
+    @model_validator(mode="after")
+    def _public_url_scheme(self) -> NodeConfig:
+        # With [tls] the node serves only HTTPS: an http:// public URL would send the
+        # training gate and anyone reading `tripwire identity` to a port that answers no HTTP.
+        if self.tls is not None and (self.server.public_url or "").startswith("http://"):
+            raise ValueError(
+                f"server.public_url {self.server.public_url} must be https:// when [tls] is configured "
+                "(the node then serves only HTTPS)"
+            )
+        return self
 
 
 def resolve_database_url(url: str, home: str | os.PathLike[str]) -> str:
@@ -124,8 +152,12 @@ def _explain(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_config(home: str | os.PathLike[str]) -> NodeConfig:
-    """Read ``home/node.toml`` (with ``TRIPWIRE_*`` overrides); raise a ConfigurationError."""
+def load_config(home: str | os.PathLike[str], *, check_tls: bool = True) -> NodeConfig:
+    """Read ``home/node.toml`` (with ``TRIPWIRE_*`` overrides); raise a ConfigurationError.
+
+    The ``[tls]`` files are checked too (``check_tls=False`` skips that, for the command
+    that creates them), so a node with an unusable certificate refuses to start.
+    """
     path = Path(home) / CONFIG_FILE
     if not path.is_file():
         raise HomeNotFoundError(f"{home} is not a node home: {path} does not exist (run `tripwire init`)")
@@ -137,9 +169,14 @@ def load_config(home: str | os.PathLike[str]) -> NodeConfig:
     if unknown:
         raise ConfigFileError(f"{path}: unknown setting(s) {', '.join(unknown)}")
     try:
-        return NodeConfig(**data)
+        cfg = NodeConfig(**data)
     except ValidationError as e:
         raise ConfigFileError(f"{path}: {_explain(e)}") from e
+    if check_tls and cfg.tls is not None:
+        from node.tls import load_tls
+
+        load_tls(cfg.tls, home)
+    return cfg
 
 
 def config_to_toml(cfg: NodeConfig) -> str:
@@ -166,6 +203,7 @@ __all__ = [
     "PeerConfig",
     "ServerConfig",
     "SyncConfig",
+    "TLSConfig",
     "load_config",
     "resolve_database_url",
     "write_config",

@@ -30,6 +30,13 @@ class ConfigFileError(ConfigurationError):
     code = "config"
 
 
+class TLSConfigError(ConfigFileError):
+    """A ``[tls]`` file is missing, unreadable or unusable (key not matching the
+    certificate, certificate expired or not yet valid)."""
+
+    code = "tls-config"
+
+
 class StoreError(ConfigurationError):
     """The node's database cannot be used (unreachable, locked too long, newer schema)."""
 
@@ -76,6 +83,7 @@ __all__ = [
     "RosterMismatchError",
     "SchemaVersionError",
     "StoreError",
+    "TLSConfigError",
 ]
 
 
