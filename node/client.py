@@ -1,16 +1,21 @@
 """HTTP clients for a peer's node API, signing every request with the caller's roster key.
 
 :class:`PeerClient` (blocking, for the CLI, gates and tests) and :class:`AsyncPeerClient`
-(asyncio, for sync) expose the same methods. Responses are size-capped and parsed
+(asyncio, for sync) expose the same methods. Towards an ``https://`` peer they use the
+``ssl.SSLContext`` given as ``tls`` (the node's certificate and its trusted CAs, see
+:mod:`node.tls`), and the request signatures stay required: TLS is a layer under them. Responses are size-capped and parsed
 defensively: a peer is untrusted, so a malformed answer raises :class:`PeerResponseError`
 (a :class:`~protocol.errors.PeerDataError`) and a failed exchange raises
 :class:`PeerUnavailableError` or :class:`PeerHTTPError` (both
-:class:`~protocol.errors.TransportError`).
+:class:`~protocol.errors.TransportError`), or :class:`PeerTLSError` when the TLS handshake
+is what failed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import ssl
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +29,8 @@ from protocol.envelope import Envelope
 from protocol.errors import PeerDataError, TransportError
 from protocol.feed import Head
 from protocol.keys import SigningKey
+
+log = logging.getLogger(__name__)
 
 #: Largest response body read from a peer (a feed page of big eval results fits easily).
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -43,6 +50,50 @@ class PeerUnavailableError(TransportError):
     """The peer could not be reached, timed out, or broke the connection."""
 
     code = "peer-unavailable"
+
+
+class PeerTLSError(PeerUnavailableError):
+    """The TLS handshake with the peer failed: its certificate is not trusted, or it refused ours."""
+
+    code = "peer-tls"
+
+
+#: A server refusing a client certificate may just close the connection (asyncio servers
+#: send no TLS alert): during the handshake under TLS 1.2, after it under TLS 1.3.
+_REFUSED_HINT = (
+    "the peer closed the TLS connection without answering: if it requires client certificates, "
+    "it did not accept this node's (its [tls] ca must trust this node's [tls] cert)"
+)
+
+
+def _tls_reason(err: ssl.SSLError) -> str:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return (
+            f"the peer's certificate is not trusted ({err.verify_message or err.reason}): it must chain to "
+            "a certificate in [tls] ca and name the host of the peer's URL"
+        )
+    reason = str(err.reason or err)
+    if reason in ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE"):
+        return f"the peer requires a client certificate and got none it accepts ({reason})"
+    if reason in ("TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN"):
+        return f"the peer refused this node's certificate: it is not signed by a CA the peer trusts ({reason})"
+    if reason == "UNEXPECTED_EOF_WHILE_READING":
+        return f"{_REFUSED_HINT} ({reason})"
+    if reason == "WRONG_VERSION_NUMBER":
+        return f"the peer does not speak TLS at this address (an http:// node?) ({reason})"
+    return f"TLS failed: {err}"
+
+
+def _transport_error(what: str, e: httpx.HTTPError, *, https: bool) -> PeerUnavailableError:
+    """A failed exchange as PeerTLSError when TLS is the cause (httpx chains the ssl error)."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return PeerTLSError(f"{what}: {_tls_reason(cause)}")
+        cause = cause.__cause__ or cause.__context__
+    if https and isinstance(e, httpx.RemoteProtocolError | httpx.ReadError):
+        return PeerUnavailableError(f"{what}: {type(e).__name__}: {str(e).rstrip('.')}; {_REFUSED_HINT}")
+    return PeerUnavailableError(f"{what}: {type(e).__name__}: {e}")
 
 
 class PeerResponseError(PeerDataError):
@@ -156,9 +207,20 @@ def _envelopes_body(envelopes: Sequence[Envelope]) -> bytes:
 
 class _Base:
     def __init__(
-        self, base_url: str, key: SigningKey, lab_id: str, *, timeout: float, max_response_bytes: int
+        self,
+        base_url: str,
+        key: SigningKey,
+        lab_id: str,
+        *,
+        timeout: float,
+        max_response_bytes: int,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.tls = tls
+        self.tls_url = self.base_url.startswith("https://")
+        if tls is not None and not self.tls_url:
+            log.warning("TLS is configured but %s is not an https:// URL: talking to it without TLS", self.base_url)
         self.key, self.lab_id = key, lab_id
         self.timeout, self.max_response_bytes = timeout, max_response_bytes
         self.bytes_in = 0
@@ -167,7 +229,11 @@ class _Base:
         """Request body bytes sent."""
 
     def _client_kwargs(self) -> dict[str, Any]:
+        # Without a context, an https:// peer is verified against the system's CAs (a node
+        # behind a TLS-terminating proxy with a public certificate).
+        verify: ssl.SSLContext | bool = self.tls if self.tls is not None else True
         return {
+            "verify": verify,
             "base_url": self.base_url,
             "auth": SignatureAuth(self.key),
             "timeout": httpx.Timeout(self.timeout),
@@ -189,8 +255,9 @@ class PeerClient(_Base):
         *,
         timeout: float = 10.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(base_url, key, lab_id, timeout=timeout, max_response_bytes=max_response_bytes)
+        super().__init__(base_url, key, lab_id, timeout=timeout, max_response_bytes=max_response_bytes, tls=tls)
         self._http = httpx.Client(**self._client_kwargs())
 
     def __enter__(self) -> PeerClient:
@@ -218,7 +285,7 @@ class PeerClient(_Base):
                 self.bytes_out += len(content or b"")
                 return r.status_code, r.headers, bytes(buf)
         except httpx.HTTPError as e:
-            raise PeerUnavailableError(f"{method} {self.base_url}{path}: {type(e).__name__}: {e}") from e
+            raise _transport_error(f"{method} {self.base_url}{path}", e, https=self.tls_url) from e
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
         status, headers, body = self.request("GET", path, params=params)
@@ -275,8 +342,9 @@ class AsyncPeerClient(_Base):
         *,
         timeout: float = 10.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(base_url, key, lab_id, timeout=timeout, max_response_bytes=max_response_bytes)
+        super().__init__(base_url, key, lab_id, timeout=timeout, max_response_bytes=max_response_bytes, tls=tls)
         self._http = httpx.AsyncClient(**self._client_kwargs())
 
     async def aclose(self) -> None:
@@ -297,7 +365,7 @@ class AsyncPeerClient(_Base):
                 self.bytes_out += len(content or b"")
                 return r.status_code, r.headers, bytes(buf)
         except httpx.HTTPError as e:
-            raise PeerUnavailableError(f"{method} {self.base_url}{path}: {type(e).__name__}: {e}") from e
+            raise _transport_error(f"{method} {self.base_url}{path}", e, https=self.tls_url) from e
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
         status, headers, body = await self.request("GET", path, params=params)

@@ -1,10 +1,14 @@
-"""``serve(home, host, port)``: the node's API under uvicorn, with sync running in-process."""
+"""``serve(home, host, port)``: the node's API under uvicorn, with sync running in-process.
+
+With ``[tls]`` in node.toml the API is served over HTTPS only, and by default only to
+clients presenting a certificate from the configured CA bundle (mutual TLS).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -22,6 +26,11 @@ def build_server(
 ) -> uvicorn.Server:
     """A configured uvicorn server for ``home`` (sync and the pause coordinator start and stop
     with the app)."""
+    tls: dict[str, Any] = {}
+    if home.config.tls is not None:
+        from node.tls import load_tls
+
+        tls = load_tls(home.config.tls, home.path).uvicorn_options()
     syncer = Syncer(home) if sync else None
     app = create_app(home, syncer=syncer)
     if coordinate:
@@ -39,6 +48,7 @@ def build_server(
         h11_max_incomplete_event_size=64 * 1024,
         timeout_keep_alive=30,
         lifespan="on",
+        **tls,
     )
     return uvicorn.Server(config)
 
