@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 from node.client import AsyncPeerClient, PeerHTTPError
 from node.errors import StoreError
+from node.tls import client_context_for
 from protocol.canonical import entry_id
 from protocol.entries import VerifiedEntry
 from protocol.envelope import Envelope, b64decode_any
@@ -140,8 +141,10 @@ class Syncer:
         self.push_max_gap = push_max_gap
         self.peers = list(peers) if peers is not None else peers_for(home)
         self.states = {p.lab: PeerState(p) for p in self.peers}
+        # With [tls], https:// peers get this node's certificate and are checked against its CAs.
+        tls = client_context_for(home)
         self.clients = {
-            p.lab: AsyncPeerClient(p.url, home.key, home.lab, timeout=self.timeout_s) for p in self.peers
+            p.lab: AsyncPeerClient(p.url, home.key, home.lab, timeout=self.timeout_s, tls=tls) for p in self.peers
         }
         self.metrics: NodeMetrics | None = None
         self._claims: dict[str, float] = {}
