@@ -1,11 +1,13 @@
-"""`tripwire serve` and `tripwire sync`: run the node's API with sync, or one sync round."""
+"""`tripwire serve`, `tripwire sync` and `tripwire tls`: run the node's API with sync, one
+sync round, or set up the node's TLS certificate."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,9 +30,12 @@ def serve_command(
     node = NodeHome.open(home)
     try:
         cfg = node.config.server
+        tls = node.config.tls
+        scheme = "http" if tls is None else "https"
+        how = "plain HTTP" if tls is None else "mutual TLS" if tls.require_client_cert else "TLS, no client certificates"
         console.print(
-            f"serving {node.lab} on http://{host or cfg.host}:{port or cfg.port} "
-            f"({'with' if sync else 'without'} sync)",
+            f"serving {node.lab} on {scheme}://{host or cfg.host}:{port or cfg.port} "
+            f"({'with' if sync else 'without'} sync, {how})",
             highlight=False,
         )
         serve(node, host, port, sync=sync)
@@ -66,3 +71,104 @@ def sync_command(
                 console.print(f"{peer}: [red]failed[/] {s.get('error')}", highlight=False)
     if any(not s.get("ok") for s in summary.values()):
         raise typer.Exit(4)
+
+
+# --- tls -----------------------------------------------------------------------------------------
+
+tls_app = typer.Typer(help="Create and inspect the node's TLS certificate ([tls] in node.toml).", no_args_is_help=True)
+app.add_typer(tls_app, name="tls")
+
+_WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+
+
+@tls_app.command("selfsign")
+def tls_selfsign(
+    home: Annotated[Path, _HOME],
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="Host name or IP address peers use for this node (repeatable); the "
+                     "public URL's host and [server] host are always included."),
+    ] = None,
+    days: Annotated[int, typer.Option("--days", help="Days the certificate is valid.", min=1, max=3650)] = 365,
+    cert: Annotated[str, typer.Option("--cert", help="Certificate file to write, relative to the home.")] = (
+        "tls/cert.pem"
+    ),
+    key: Annotated[str, typer.Option("--key", help="Private key file to write (mode 0600), relative to the home.")] = (
+        "tls/key.pem"
+    ),
+) -> None:
+    """Write a new key and a self-signed certificate for this node, for networks that pin
+    each other's certificates (every lab puts every peer's certificate in its [tls] ca)."""
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+
+    from node.config import load_config
+    from node.tls import write_selfsigned
+
+    # The [tls] files may not exist yet (this command makes them): do not check them.
+    cfg = load_config(home, check_tls=False)
+    names = list(hosts or [])
+    public_host = urlsplit(cfg.server.public_url).hostname if cfg.server.public_url else None
+    for h in (public_host, cfg.server.host):
+        if h and h not in _WILDCARD_HOSTS:
+            names.append(h)
+    cert_path, key_path = write_selfsigned(home, f"tripwire node {cfg.lab}", names, days=days, cert=cert, key=key)
+    info = _cert_info(x509.load_pem_x509_certificate(cert_path.read_bytes()), datetime.now(UTC))
+    console.print(f"wrote {key_path} (mode 0600) and {cert_path}", highlight=False)
+    console.print(f"  certificate  {info['certificate']}", highlight=False)
+    console.print(f"  hosts        {', '.join(info['hosts'])}", highlight=False)
+    console.print(f"  expires      {info['not_after']} ({info['days_left']} days)", highlight=False)
+    console.print(f"  sha256       {info['sha256']}", highlight=False)
+    console.print(
+        "Send the certificate (not the key) to the other labs. Every lab's [tls] ca bundle holds every\n"
+        "lab's certificate, this one included (the training gate connects to its own node). Then set\n"
+        "in node.toml:\n\n"
+        f'[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "tls/peers.pem"',
+        highlight=False,
+    )
+
+
+def _cert_info(c: Any, now: datetime) -> dict[str, Any]:
+    from node.tls import describe, fingerprint, host_names
+
+    return {
+        "certificate": describe(c),
+        "hosts": host_names(c),
+        "not_after": c.not_valid_after_utc.isoformat(),
+        "days_left": (c.not_valid_after_utc - now).days,
+        "sha256": fingerprint(c),
+    }
+
+
+@tls_app.command("show")
+def tls_show(
+    home: Annotated[Path, _HOME],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Check the [tls] files (as `serve` does) and show this node's certificate and the
+    certificates trusted for peers."""
+    from node.config import load_config
+    from node.tls import load_tls
+    from protocol.errors import ConfigurationError
+
+    cfg = load_config(home)
+    if cfg.tls is None:
+        raise ConfigurationError(f"{home / 'node.toml'} has no [tls] section: the node serves plain HTTP")
+    files = load_tls(cfg.tls, home)
+    now = datetime.now(UTC)
+    me = _cert_info(files.certificate, now)
+    trusted = [_cert_info(c, now) for c in files.trusted]
+    if as_json:
+        info = {"cert": str(files.cert), "key": str(files.key), "ca": str(files.ca),
+                "require_client_cert": files.require_client_cert, "this_node": me, "trusted": trusted}
+        console.print_json(json.dumps(info))
+        return
+    console.print(f"this node  {me['certificate']}", highlight=False)
+    console.print(f"  hosts    {', '.join(me['hosts'])}", highlight=False)
+    console.print(f"  expires  {me['not_after']} ({me['days_left']} days)", highlight=False)
+    console.print(f"  sha256   {me['sha256']}", highlight=False)
+    console.print(f"client certificates {'required' if files.require_client_cert else 'not required'}", highlight=False)
+    console.print(f"trusted for peers ({files.ca}):", highlight=False)
+    for t in trusted:
+        console.print(f"  {t['certificate']}  expires {t['not_after'][:10]} ({t['days_left']} days)", highlight=False)
