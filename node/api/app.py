@@ -19,6 +19,7 @@ from node.api.routes import (
     envelopes,
     equivocations,
     feeds,
+    misbehaviour,
     ops,
     proofs,
     roster,
@@ -30,7 +31,19 @@ if TYPE_CHECKING:
     from node.home import NodeHome
 
 API_VERSION = "1.0.0"
-_ROUTERS = (envelopes, feeds, roster, status, entries, equivocations, certificates, proofs, ops, reports_route)
+_ROUTERS = (
+    envelopes,
+    feeds,
+    roster,
+    status,
+    entries,
+    equivocations,
+    misbehaviour,
+    certificates,
+    proofs,
+    ops,
+    reports_route,
+)
 _DESCRIPTION = (
     "One lab's Tripwire node: signed feeds, roster, pause status, checkpoints and proofs.\n\n"
     "Every /v1 request must carry an RFC 9421 HTTP Message Signature: label `tw`, tag "

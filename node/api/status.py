@@ -1,8 +1,8 @@
 """Assembly of ``GET /v1/status``: one function, extended by the components that own each part.
 
 :func:`build_status` returns what the store knows: roster state, heads, log size, the pause
-state derived from certificates, open proposals, recent alerts, equivocations and (when the
-node runs sync) per-peer sync state. Components added later (the pause coordinator) add
+state derived from certificates, open proposals, recent alerts, equivocations, recorded peer
+misbehaviour and (when the node runs sync) per-peer sync state. Components added later (the pause coordinator) add
 their sections by registering a contributor with :func:`register_status_section`, so the
 route never changes.
 """
@@ -105,6 +105,8 @@ def build_status(ctx: NodeContext) -> dict[str, Any]:
         "heads": {lab: {"seq": h.seq, "entry_id": h.entry_id} for lab, h in sorted(store.heads().items())},
         "log_size": store.log_size(),
         "peers": ctx.syncer.peer_status() if ctx.syncer is not None else {},
+        # From the store, so it also shows peers this node no longer syncs with, and survives restarts.
+        "misbehaviour": {peer: c.to_dict() for peer, c in store.misbehaviour_counts().items()},
     }
     for section in _SECTIONS:
         section(ctx, status)

@@ -419,7 +419,7 @@ def peers_add(
 
 
 def collect_status(h: NodeHome) -> dict[str, Any]:
-    """The node's local view (no network): identity, roster, feeds, proofs, log."""
+    """The node's local view (no network): identity, roster, feeds, proofs, peer misbehaviour, log."""
     out: dict[str, Any] = {"lab": h.lab, "keyid": h.key.keyid, "endpoint": h.endpoint()}
     if h.store.has_roster():
         s = _roster_summary(h)
@@ -432,6 +432,7 @@ def collect_status(h: NodeHome) -> dict[str, Any]:
     out["equivocations"] = len(h.store.equivocations())
     out["frozen_feeds"] = sorted(h.store.frozen_labs())
     out["held"] = h.store.held_count()
+    out["misbehaviour"] = {peer: c.to_dict() for peer, c in h.store.misbehaviour_counts().items()}
     out["log_size"] = h.store.log_size()
     out["pause"] = {"state": "unknown", "note": "pause coordination is not running in this view"}
     for name, fn in STATUS_SECTIONS.items():
@@ -441,7 +442,7 @@ def collect_status(h: NodeHome) -> dict[str, Any]:
 
 @app.command("status")
 def status_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
-    """Show this node's local state: roster, feed heads, equivocations, pause state."""
+    """Show this node's local state: roster, feed heads, equivocations, peer misbehaviour, pause state."""
     with _open(home) as h:
         s = collect_status(h)
     if as_json:
@@ -463,5 +464,13 @@ def status_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
         + (f"  [bold red]frozen feeds: {', '.join(s['frozen_feeds'])}[/]" if eq else ""),
         highlight=False,
     )
+    if not s["misbehaviour"]:
+        console.print("misbehaviour none recorded")
+    for peer, c in s["misbehaviour"].items():
+        console.print(
+            f"  [bold yellow]misbehaviour[/] peer {peer:<14} {c['total']} refused"
+            f" ({c['kept']} kept), last {c['last_at']}",
+            highlight=False,
+        )
     console.print(f"held       {s['held']} out-of-order entries;  node log size {s['log_size']}")
     console.print(f"pause      {s['pause']['state']}", highlight=False)

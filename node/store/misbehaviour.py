@@ -18,6 +18,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 
 from node.store import models as m
 from protocol.canonical import format_time
+from protocol.errors import ConfigurationError
 
 #: Records kept per peer; each write prunes that peer's older ones.
 MISBEHAVIOUR_PER_PEER = 1000
@@ -26,6 +27,7 @@ MAX_READ = 1000
 
 _COLS = m.peer_misbehaviour.c
 _MAX_SEQ = 2**63 - 1  # BIGINT; a claimed seq beyond it is kept only in the reason text
+_LOCK_CLASS = 740129041  # PostgreSQL advisory lock space of misbehaviour writers (per peer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +109,18 @@ def insert_record(
 ) -> MisbehaviourRecord:
     """Append one record for ``peer`` and prune the peer's records beyond the newest ``keep``.
 
-    Runs inside the caller's transaction; two writers racing for the same serial collide
-    on the primary key and the caller retries.
+    Runs inside the caller's transaction. Writers for one peer are serialized (SQLite: the
+    caller's ``BEGIN IMMEDIATE``; PostgreSQL: a per-peer advisory lock), so serials stay
+    contiguous; the primary key is the backstop and the caller retries on a collision.
     """
     if keep < 1:
-        raise ValueError(f"misbehaviour retention must keep at least 1 record per peer, not {keep}")
+        raise ConfigurationError(f"misbehaviour retention must keep at least 1 record per peer, not {keep}")
     if at.tzinfo is None:
-        raise ValueError("misbehaviour time must be timezone-aware")
+        raise ConfigurationError("misbehaviour time must be timezone-aware")
     peer = _text(peer, _limit(_COLS.peer))
+    if conn.dialect.name == "postgresql":
+        # Not the log lock: ingest never waits for a misbehaviour record.
+        conn.execute(select(func.pg_advisory_xact_lock(_LOCK_CLASS, func.hashtext(peer))))
     last = conn.execute(select(func.max(_COLS.serial)).where(_COLS.peer == peer)).scalar_one()
     rec = MisbehaviourRecord(
         peer=peer,

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from http_nodes import ThreadedNode, heads_of, notes, wait_until
 
+from node.home import NodeHome
+from node.netsetup import observer_key
 from node.sync import Peer, Syncer
 from protocol.canonical import entry_id
 from protocol.envelope import Envelope
@@ -172,6 +174,34 @@ def test_hostile_peer_is_refused_and_recorded_while_honest_sync_continues(networ
         entry_id(e.payload_bytes()) for e in real]
     proofs = alpha.store.equivocations()
     assert (len(proofs) == 1 and proofs[0].lab == "gamma") if mode == "equivocating" else proofs == []
+
+
+def test_misbehaviour_records_survive_a_restart_and_are_pruned_at_the_bound(network, tmp_path) -> None:
+    alpha, _, gamma = network
+    alpha.store.misbehaviour_per_peer = 3
+    body, code = _crafted("forged", gamma, [])
+    with Hostile({"gamma": {"seq": 3, "entry_id": "ab" * 32}}, {"gamma": body}) as h:
+        for _ in range(5):  # one refused page per round
+            _sync_once(alpha, [Peer("gamma", h.url)], timeout_s=2.0)
+    assert [r.serial for r in alpha.store.misbehaviour("gamma")] == [5, 4, 3]  # oldest pruned
+    alpha.close()
+    alpha = network[0] = NodeHome.open(alpha.path)  # a restart; the fixture closes the new one
+    kept = alpha.store.misbehaviour("gamma")
+    assert [(r.serial, r.code, r.lab, r.seq) for r in kept] == [(n, code, "gamma", 1) for n in (5, 4, 3)]
+    count = alpha.store.misbehaviour_counts()["gamma"]
+    assert (count.total, count.kept) == (5, 3)
+    regulator = observer_key(tmp_path / "net", "regulator")
+    with ThreadedNode(alpha, sync=True) as node, node.client(regulator, "regulator") as c:
+        st = c.status()
+        assert st["peers"]["gamma"]["misbehaviour_total"] == 5
+        assert [r["serial"] for r in st["peers"]["gamma"]["misbehaviour"]] == [5, 4, 3]
+        assert st["peers"]["beta"]["misbehaviour"] == [] and st["peers"]["beta"]["misbehaviour_total"] == 0
+        assert {p: (c["total"], c["kept"]) for p, c in st["misbehaviour"].items()} == {"gamma": (5, 3)}
+        status, _, raw = c.request("GET", "/v1/misbehaviour", params={"peer": "gamma", "limit": 2})
+        assert status == 200
+        doc = json.loads(raw)
+        assert [r["serial"] for r in doc["records"]] == [5, 4] and doc["counts"]["gamma"]["total"] == 5
+        assert doc["records"][0]["url"].startswith(h.url + "/v1/feeds/gamma?after=0")
 
 
 def test_slow_peer_cannot_stall_sync_with_others(sqlite_network) -> None:
