@@ -62,7 +62,7 @@ class PeerTLSError(PeerUnavailableError):
 #: send no TLS alert): during the handshake under TLS 1.2, after it under TLS 1.3.
 _REFUSED_HINT = (
     "the peer closed the TLS connection without answering: if it requires client certificates, "
-    "it did not accept this node's (its [tls] ca must trust this node's [tls] cert)"
+    "it did not accept this node's (the peer's tls.ca must trust this node's tls.cert)"
 )
 
 
@@ -70,7 +70,7 @@ def _tls_reason(err: ssl.SSLError) -> str:
     if isinstance(err, ssl.SSLCertVerificationError):
         return (
             f"the peer's certificate is not trusted ({err.verify_message or err.reason}): it must chain to "
-            "a certificate in [tls] ca and name the host of the peer's URL"
+            "a certificate in this node's tls.ca and name the host of the peer's URL"
         )
     reason = str(err.reason or err)
     if reason in ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE"):

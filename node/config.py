@@ -129,7 +129,7 @@ class NodeConfig(BaseSettings):
         # training gate and anyone reading `tripwire identity` to a port that answers no HTTP.
         if self.tls is not None and (self.server.public_url or "").startswith("http://"):
             raise ValueError(
-                f"server.public_url {self.server.public_url} must be https:// when [tls] is configured "
+                f"server.public_url {self.server.public_url} must be https:// when tls is configured "
                 "(the node then serves only HTTPS)"
             )
         return self
@@ -147,8 +147,8 @@ def resolve_database_url(url: str, home: str | os.PathLike[str]) -> str:
 def _explain(e: ValidationError) -> str:
     parts = []
     for err in e.errors(include_url=False)[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "node.toml"
-        parts.append(f"{loc}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{'.'.join(str(p) for p in err['loc'])}: {msg}" if err["loc"] else msg)
     return "; ".join(parts)
 
 

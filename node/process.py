@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -52,9 +53,12 @@ class ServeProcess:
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
         host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.home_dir, self.port, self.host = Path(home_dir), port, host
-        self.url = f"http://{host}:{port}"
+        # A node with [tls] serves only HTTPS; `tls` is the client context for the probe.
+        self.tls = tls
+        self.url = f"{'https' if tls is not None else 'http'}://{host}:{port}"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log = log_path or self.home_dir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -83,7 +87,7 @@ class ServeProcess:
                     f"last output: {self.output()[-2000:]}"
                 )
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0, verify=self.tls or True).status_code == 200:
                     return
             except httpx.HTTPError as e:
                 last = e

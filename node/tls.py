@@ -53,11 +53,11 @@ def resolve(home: str | os.PathLike[str], path: str) -> Path:
 
 def _read(path: Path, setting: str) -> bytes:
     if not path.exists():
-        raise TLSConfigError(f"[tls] {setting}: {path} does not exist")
+        raise TLSConfigError(f"tls.{setting}: {path} does not exist")
     try:
         return path.read_bytes()
     except OSError as e:
-        raise TLSConfigError(f"[tls] {setting}: cannot read {path}: {e.strerror or e}") from e
+        raise TLSConfigError(f"tls.{setting}: cannot read {path}: {e.strerror or e}") from e
 
 
 def _certificates(path: Path, setting: str) -> list[x509.Certificate]:
@@ -65,7 +65,7 @@ def _certificates(path: Path, setting: str) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as e:
-        raise TLSConfigError(f"[tls] {setting}: {path} holds no PEM certificate ({e})") from e
+        raise TLSConfigError(f"tls.{setting}: {path} holds no PEM certificate ({e})") from e
     return certs
 
 
@@ -126,7 +126,7 @@ class TLSFiles:
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
             ctx.load_cert_chain(str(self.cert), str(self.key))
         except (ssl.SSLError, OSError) as e:
-            raise TLSConfigError(f"[tls]: OpenSSL refused {self.cert}, {self.key} or {self.ca}: {e}") from e
+            raise TLSConfigError(f"tls: OpenSSL refused {self.cert}, {self.key} or {self.ca}: {e}") from e
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         return ctx
 
@@ -139,12 +139,12 @@ def load_tls(cfg: TLSConfig, home: str | os.PathLike[str], *, now: datetime | No
     leaf = chain[0]
     if leaf.not_valid_after_utc <= now:
         raise TLSConfigError(
-            f"[tls] cert: {cert_path} ({describe(leaf)}) expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; "
+            f"tls.cert: {cert_path} ({describe(leaf)}) expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; "
             "issue a new certificate (see the operator guide, TLS)"
         )
     if leaf.not_valid_before_utc > now:
         raise TLSConfigError(
-            f"[tls] cert: {cert_path} ({describe(leaf)}) is not valid before "
+            f"tls.cert: {cert_path} ({describe(leaf)}) is not valid before "
             f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (check this machine's clock)"
         )
     key_data = _read(key_path, "key")
@@ -152,23 +152,23 @@ def load_tls(cfg: TLSConfig, home: str | os.PathLike[str], *, now: datetime | No
         key = serialization.load_pem_private_key(key_data, password=None)
     except TypeError as e:
         raise TLSConfigError(
-            f"[tls] key: {key_path} is encrypted; the TLS key must be unencrypted PEM, readable only by the "
+            f"tls.key: {key_path} is encrypted; the TLS key must be unencrypted PEM, readable only by the "
             "service user (chmod 600)"
         ) from e
     except (ValueError, UnsupportedAlgorithm) as e:
-        raise TLSConfigError(f"[tls] key: {key_path} is not a PEM private key ({e})") from e
+        raise TLSConfigError(f"tls.key: {key_path} is not a PEM private key ({e})") from e
     if _spki(key.public_key()) != _spki(leaf.public_key()):
-        raise TLSConfigError(f"[tls] key: {key_path} does not match the certificate {cert_path} ({describe(leaf)})")
+        raise TLSConfigError(f"tls.key: {key_path} does not match the certificate {cert_path} ({describe(leaf)})")
     mode = stat.S_IMODE(key_path.stat().st_mode)
     if mode & 0o077:
         log.warning("TLS key %s is readable by others (mode %o); run: chmod 600 %s", key_path, mode, key_path)
     trusted = _certificates(ca_path, "ca")
     current = [c for c in trusted if c.not_valid_before_utc <= now < c.not_valid_after_utc]
     if not current:
-        raise TLSConfigError(f"[tls] ca: every certificate in {ca_path} has expired or is not yet valid")
+        raise TLSConfigError(f"tls.ca: every certificate in {ca_path} has expired or is not yet valid")
     for c in trusted:
         if c not in current:
-            log.warning("[tls] ca: %s in %s is outside its validity period and trusts nothing", describe(c), ca_path)
+            log.warning("tls.ca: %s in %s is outside its validity period and trusts nothing", describe(c), ca_path)
     return TLSFiles(cert_path, key_path, ca_path, cfg.require_client_cert, leaf, tuple(trusted))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from node.cli._app import app, console
 
@@ -68,7 +69,7 @@ def sync_command(
             if s.get("ok"):
                 console.print(f"{peer}: fetched {s['fetched']}, pushed {s['pushed']}", highlight=False)
             else:
-                console.print(f"{peer}: [red]failed[/] {s.get('error')}", highlight=False)
+                console.print(f"{peer}: [red]failed[/] {escape(str(s.get('error')))}", highlight=False)
     if any(not s.get("ok") for s in summary.values()):
         raise typer.Exit(4)
 
@@ -121,11 +122,12 @@ def tls_selfsign(
     console.print(f"  expires      {info['not_after']} ({info['days_left']} days)", highlight=False)
     console.print(f"  sha256       {info['sha256']}", highlight=False)
     console.print(
-        "Send the certificate (not the key) to the other labs. Every lab's [tls] ca bundle holds every\n"
+        "Send the certificate (not the key) to the other labs. Every lab's tls.ca bundle holds every\n"
         "lab's certificate, this one included (the training gate connects to its own node). Then set\n"
         "in node.toml:\n\n"
         f'[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "tls/peers.pem"',
         highlight=False,
+        markup=False,
     )
 
 
@@ -154,7 +156,7 @@ def tls_show(
 
     cfg = load_config(home)
     if cfg.tls is None:
-        raise ConfigurationError(f"{home / 'node.toml'} has no [tls] section: the node serves plain HTTP")
+        raise ConfigurationError(f"{home / 'node.toml'} has no tls section: the node serves plain HTTP")
     files = load_tls(cfg.tls, home)
     now = datetime.now(UTC)
     me = _cert_info(files.certificate, now)
