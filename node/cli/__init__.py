@@ -10,6 +10,7 @@ import sys
 
 import click
 import typer
+from rich.markup import escape
 from typer._click import exceptions as _tclick
 
 # Command modules register themselves on import.
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         # raising it; commands themselves return None.
         rc = app(args=argv, standalone_mode=False)
     except TripwireError as e:
-        console_err.print(f"[bold red]error:[/] {e.diagnostics()}", highlight=False)
+        # Escaped: messages name settings and codes in brackets ("[config]"), not markup.
+        console_err.print(f"[bold red]error:[/] {escape(e.diagnostics())}", highlight=False)
         return exit_code_for(e)
     except typer.Exit as e:
         return int(e.exit_code or 0)
