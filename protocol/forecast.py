@@ -31,8 +31,9 @@ verdict compares log10 FLOP values rounded to 4 decimals, which are the publishe
 from __future__ import annotations
 
 import decimal
+import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -556,8 +557,13 @@ def forecast_crossing(
     direction: Direction,
     z: str,
     horizon_flop: str,
+    on_fit: Callable[[TrendFit | None], None] | None = None,
 ) -> Forecast:
-    """Fit the trend and find where it, and its band, reach ``level``."""
+    """Fit the trend and find where it, and its band, reach ``level``.
+
+    ``on_fit``, when given, receives the fitted curve (None: no trend), so that a caller
+    drawing the band uses the very fit behind the verdict instead of fitting again.
+    """
     try:
         base = Forecast(
             model="none",
@@ -577,6 +583,8 @@ def forecast_crossing(
     with decimal.localcontext(_DCTX):
         h_log = h.log10().quantize(_LOG_QUANTUM, rounding=decimal.ROUND_HALF_EVEN)
     fit = fit_trend(points, direction=direction)
+    if on_fit is not None:
+        on_fit(fit)
     if fit is None:
         return base.model_copy(
             update={
@@ -610,9 +618,17 @@ def forecast_crossing(
     return base.model_copy(update=update)
 
 
-def forecast_verdict(points: Sequence[TrendPoint], rule: Rule, latest_flop: str) -> TrendVerdict:
+def forecast_verdict(
+    points: Sequence[TrendPoint],
+    rule: Rule,
+    latest_flop: str,
+    *,
+    on_fit: Callable[[TrendFit | None], None] | None = None,
+) -> TrendVerdict:
     """Trend verdict for a rule: ``warn`` when the band's risky edge reaches the breach
-    level at or before ``latest_flop * rule.forecast.horizon``, else ``ok``."""
+    level at or before ``latest_flop * rule.forecast.horizon``, else ``ok``.
+
+    ``on_fit`` is passed to :func:`forecast_crossing`."""
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
     if not isinstance(latest_flop, str) or not DECIMAL_RE.match(latest_flop) or Decimal(latest_flop) <= 0:
@@ -626,6 +642,7 @@ def forecast_verdict(points: Sequence[TrendPoint], rule: Rule, latest_flop: str)
         direction=rule.indicator.direction,
         z=rule.forecast.z,
         horizon_flop=horizon_flop,
+        on_fit=on_fit,
     )
     horizon = f"the {rule.forecast.horizon}x horizon ({horizon_flop} FLOP)"
     if fc.model == "none":
@@ -662,11 +679,15 @@ def evaluate_with_trend(
     policy: Policy,
     result: ResultSummary,
     history: Iterable[ResultSummary],
+    *,
+    fits: dict[str, TrendFit | None] | None = None,
 ) -> PolicyEvaluation:
     """Point verdicts plus trend verdicts for every rule that has a forecast section.
 
     ``history`` is the same lab's earlier verified results, as the caller defines the
     lineage (e.g. feed order up to this result); results of other labs are ignored.
+    ``fits``, when given, receives the fitted curve behind each trend verdict by rule id
+    (reports draw the forecast band from it).
     """
     same_lab = [r for r in history if r.lab == result.lab]
     same_lab.append(result)
@@ -674,5 +695,8 @@ def evaluate_with_trend(
     for rule in policy.rules:
         if rule.forecast is None or result.metric(rule.indicator) is None:
             continue
-        trends[rule.id] = forecast_verdict(points_for_rule(same_lab, rule), rule, result.training_flop)
+        sink = None if fits is None else functools.partial(fits.__setitem__, rule.id)
+        trends[rule.id] = forecast_verdict(
+            points_for_rule(same_lab, rule), rule, result.training_flop, on_fit=sink
+        )
     return evaluate(policy, result, trends=trends)

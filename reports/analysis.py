@@ -29,7 +29,7 @@ from protocol.entries import (
     VerifiedEntry,
     VoteBody,
 )
-from protocol.forecast import evaluate_with_trend
+from protocol.forecast import TrendFit, evaluate_with_trend
 from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
 from protocol.quorum import QuorumResult, tally
 from protocol.roster import RosterChain
@@ -136,6 +136,8 @@ class Analysis:
     """(result entry id, rule id) -> point verdict."""
     trend: dict[tuple[str, str], RuleVerdict] = field(default_factory=dict)
     """(latest result id of a lineage, rule id) -> verdict with the trend forecast."""
+    fits: dict[tuple[str, str], TrendFit | None] = field(default_factory=dict)
+    """(latest result id of a lineage, rule id) -> the fitted curve behind its trend verdict."""
     latest: dict[tuple[str, str], Result] = field(default_factory=dict)
     """(lab, model name) -> the lineage's latest result."""
     lineages: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
@@ -168,15 +170,14 @@ class Analysis:
     def open_proposals(self) -> list[ProposalState]:
         return [p for p in self.proposals if p.certificate is None]
 
-    def point_by_entry(self) -> dict[str, list[tuple[tuple[str, str], RuleVerdict]]]:
-        """Point verdicts grouped by result entry id (computed once)."""
-        cached: dict[str, list[tuple[tuple[str, str], RuleVerdict]]] | None = self.__dict__.get("_by_entry")
-        if cached is None:
-            cached = {}
-            for key, v in self.point.items():
-                cached.setdefault(key[0], []).append((key, v))
-            self.__dict__["_by_entry"] = cached
-        return cached
+    @cached_property
+    def notable(self) -> frozenset[str]:
+        """Results on which at least one rule's point verdict is not OK."""
+        return frozenset(eid for (eid, _rule), v in self.point.items() if v.verdict != "ok")
+
+    def routine(self, entry_id: str) -> bool:
+        """True for a result on which every rule's point verdict is OK (False for other entries)."""
+        return entry_id in self.results_by_id and entry_id not in self.notable
 
     def verdict_for_latest(self, lab: str, rule_id: str) -> tuple[Result, RuleVerdict] | None:
         """The riskiest latest-lineage verdict of ``lab`` on ``rule_id`` (None: no result)."""
@@ -237,9 +238,12 @@ def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]
         lineage.sort(key=lambda r: r.entry.seq)
         latest = lineage[-1]
         a.latest[key] = latest
-        ev = evaluate_with_trend(policy, latest.summary, [r.summary for r in lineage[:-1]])
+        fits: dict[str, TrendFit | None] = {}
+        ev = evaluate_with_trend(policy, latest.summary, [r.summary for r in lineage[:-1]], fits=fits)
         for v in ev.verdicts:
             a.trend[(latest.id, v.rule_id)] = v
+        for rule_id, fit in fits.items():
+            a.fits[(latest.id, rule_id)] = fit
 
     a.proposals = _proposals(chain, proposals, votes, certificates)
     return a

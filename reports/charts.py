@@ -8,14 +8,13 @@ a Jinja2 template with autoescaping, so lab and model names are always text.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from markupsafe import Markup, escape
 
-from protocol.forecast import TrendPoint, fit_trend, points_for_rule
 from protocol.policy import Rule
 from reports.analysis import Analysis, Result
 
@@ -72,13 +71,42 @@ def open_shape(shape: str) -> bool:
     return shape in ("cross", "plus")
 
 
-@dataclass(frozen=True)
-class Point:
-    x: float
-    y: float
-    path: str
-    entry: str
-    label: str
+def _num(v: float) -> str:
+    """Shortest fixed-point text of ``v`` to 0.01 (SVG path data)."""
+    text = f"{v:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def marker_stub(shape: str, r: float = 4.5) -> str:
+    """Path data drawing a marker around the current point, in relative commands.
+
+    A marker at (x, y) is ``M{x} {y}`` plus this stub, so a chart with thousands of points
+    formats two numbers per point instead of every vertex (same shapes as :func:`marker_path`).
+    """
+    n = _num
+    if shape == "circle":
+        return f"m{n(-r)} 0a{n(r)} {n(r)} 0 1 0 {n(2 * r)} 0a{n(r)} {n(r)} 0 1 0 {n(-2 * r)} 0z"
+    if shape == "square":
+        s = r * 0.9
+        return f"m{n(-s)} {n(-s)}h{n(2 * s)}v{n(2 * s)}h{n(-2 * s)}z"
+    if shape in ("triangle", "triangle-down"):
+        d = 1.0 if shape == "triangle" else -1.0
+        return f"m0 {n(-1.15 * r * d)}l{n(r)} {n(1.95 * r * d)}h{n(-2 * r)}z"
+    if shape == "diamond":
+        return f"m0 {n(-1.2 * r)}l{n(r)} {n(1.2 * r)}l{n(-r)} {n(1.2 * r)}l{n(-r)} {n(-1.2 * r)}z"
+    if shape == "cross":
+        s = r * 0.8
+        return f"m{n(-s)} {n(-s)}l{n(2 * s)} {n(2 * s)}m0 {n(-2 * s)}l{n(-2 * s)} {n(2 * s)}"
+    if shape == "plus":
+        return f"m{n(-r)} 0h{n(2 * r)}m{n(-r)} {n(-r)}v{n(2 * r)}"
+    # star: five-pointed; rounded vertices, then relative steps between them
+    pts = []
+    for k in range(10):
+        rr = r * 1.2 if k % 2 == 0 else r * 0.5
+        a = -math.pi / 2 + k * math.pi / 5
+        pts.append((round(rr * math.cos(a), 2), round(rr * math.sin(a), 2)))
+    steps = [f"{n(x1 - x0)} {n(y1 - y0)}" for (x0, y0), (x1, y1) in itertools.pairwise(pts)]
+    return f"m{n(pts[0][0])} {n(pts[0][1])}l" + " ".join(steps) + "z"
 
 
 @dataclass
@@ -86,20 +114,14 @@ class Series:
     lab: str
     name: str
     marker: Marker
-    points: list[Point] = field(default_factory=list)
+    count: int = 0
+    """Number of points plotted."""
+    parts: list[str] = field(default_factory=list)
+    """Markup of each point: a marker linked to its entry, with an escaped tooltip."""
 
     def markup(self) -> Markup:
-        """The series' markers, each linked to its entry with an escaped tooltip.
-
-        Built here rather than in a template loop because a chart can hold thousands of
-        points; every peer-derived string still goes through ``escape``.
-        """
-        return Markup(  # noqa: S704 (entry ids are hex, paths are numbers, labels escaped)
-            "".join(
-                f'<a href="#e-{p.entry[:16]}"><path d="{p.path}"><title>{escape(p.label)}</title></path></a>'
-                for p in self.points
-            )
-        )
+        """The series' markers (built in Python: a chart can hold thousands of points)."""
+        return Markup("".join(self.parts))  # noqa: S704 (ids are hex, paths numbers, labels escaped)
 
 
 @dataclass
@@ -155,11 +177,14 @@ def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: l
     title = rule.title or rule.id
     chart = Chart(rule=rule, title=title, metric=ind.metric)
     data: list[tuple[Result, float, float, float]] = []
+    extra: list[tuple[str, str, str, str]] = []
+    """(lab, model, value, stderr) of each point, beside ``data``."""
     for res in a.results:
         m = res.summary.metric(ind)
         if m is None or Decimal(res.flop) <= 0:
             continue
-        data.append((res, res.log10_flop, float(Decimal(m.value)), float(Decimal(m.stderr))))
+        data.append((res, res.log10_flop, float(m.value), float(m.stderr)))
+        extra.append((res.lab, res.model, m.value, m.stderr))
     chart.n_points = len(data)
 
     # Forecast band: the lineage whose latest verdict is riskiest (highest bound in the
@@ -178,14 +203,8 @@ def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: l
     fit = None
     horizon = None
     if focus is not None and rule.forecast is not None:
-        # Fits are pure functions of the verified data: cached on the analysis so that
-        # re-rendering (both editions, the HTTP route) does not refit.
-        cache: dict[tuple[str, str, str], Any] = a.__dict__.setdefault("_fit_cache", {})
-        ck = (*focus, rule.id)
-        if ck not in cache:
-            pts: list[TrendPoint] = points_for_rule([r.summary for r in a.lineages[focus]], rule)
-            cache[ck] = fit_trend(pts, direction=ind.direction)
-        fit = cache[ck]
+        # The very fit behind the verified trend verdict (analysis keeps it): no refit here.
+        fit = a.fits.get((a.latest[focus].id, rule.id))
         horizon = a.latest[focus].log10_flop + math.log10(float(Decimal(rule.forecast.horizon)))
 
     xs = [d[1] for d in data] or [18.0, 21.0]
@@ -197,7 +216,7 @@ def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: l
     ys += [d[2] + d[3] for d in data] + [d[2] - d[3] for d in data]
     band_pts: list[tuple[float, float, float]] = []
     if fit is not None:
-        x0 = min(d[1] for d in data if (d[0].lab, d[0].model) == focus)
+        x0 = min(d[1] for d, e in zip(data, extra, strict=True) if e[:2] == focus)
         x1 = horizon if horizon is not None else x_hi
         z = float(Decimal(rule.forecast.z)) if rule.forecast else 1.0
         for k in range(BAND_STEPS + 1):
@@ -251,23 +270,27 @@ def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: l
     by_lab: dict[str, Series] = {}
     for i, lab in enumerate(lab_order):
         by_lab[lab] = Series(lab, lab_names.get(lab, lab), marker_for(i))
-    for res, x, y, _se in data:
-        s = by_lab.get(res.lab)
-        if s is None:
-            s = by_lab[res.lab] = Series(res.lab, res.lab, marker_for(len(by_lab)))
-        px, py = sx(x), sy(y)
-        s.points.append(
-            Point(
-                px,
-                py,
-                marker_path(s.marker.shape, px, py),
-                res.id,
-                f"{res.lab} step {res.body.model.checkpoint_step}: {ind.metric} "
-                f"{res.summary.metric(ind).value} ± {res.summary.metric(ind).stderr} "  # type: ignore[union-attr]
-                f"at {res.flop} FLOP (entry {res.id[:12]})",
-            )
+    # Hot loop (one iteration per point): per-lab pieces looked up once, scales precomputed.
+    per_lab: dict[str, tuple[Series, str, str]] = {}
+    kx = (px1 - px0) / (x_hi - x_lo)
+    ky = (py1 - py0) / (y_hi - y_lo)
+    for (res, x, y, _se), (lab, _model, value, stderr) in zip(data, extra, strict=True):
+        got = per_lab.get(lab)
+        if got is None:
+            s = by_lab.get(lab)
+            if s is None:
+                s = by_lab[lab] = Series(lab, lab, marker_for(len(by_lab)))
+            got = per_lab[lab] = (s, marker_stub(s.marker.shape), str(escape(lab)))
+        s, stub, who = got
+        yc = y_lo if y < y_lo else y_hi if y > y_hi else y
+        # The tooltip restates the signed value the marker shows; the link goes to its entry.
+        s.parts.append(
+            f'<a href="#e-{res.id[:16]}"><path d="M{px0 + (x - x_lo) * kx:.1f} {py1 - (yc - y_lo) * ky:.1f}'
+            f'{stub}"><title>{who} step {res.body.model.checkpoint_step}: {escape(value)} ± {escape(stderr)}'
+            "</title></path></a>"
         )
-    chart.series = [s for s in by_lab.values() if s.points]
+        s.count += 1
+    chart.series = [s for s in by_lab.values() if s.count]
     chart.description = _describe(chart, a, rule, data)
     return chart
 
