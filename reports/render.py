@@ -19,7 +19,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
@@ -76,17 +76,25 @@ def fmt_flop(value: str) -> Markup:
     return Markup(f"{text} × 10<sup>{exp}</sup>")  # noqa: S704 (digits and a sign only)
 
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_TIME = re.compile(r"\d{4}-(0[1-9]|1[0-2])-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
+_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?Z")
+
+
+@lru_cache(maxsize=4096)
+def _day_text(day: str) -> str:
+    return date.fromisoformat(day).strftime("%d %b %Y")  # ValueError for a date that does not exist
 
 
 def fmt_when(ts: str) -> str:
     """``03 Mar 2025 09:01 UTC`` for an RFC 3339 UTC timestamp."""
-    if _TIME.fullmatch(ts) is None:
-        return parse_time(ts).strftime("%d %b %Y %H:%M UTC")  # raises on anything malformed
-    # Signed timestamps were parsed when their entry verified; slicing the text gives the
-    # same words as strftime without parsing thousands of them again (appendix rows).
-    return f"{ts[8:10]} {MONTHS[int(ts[5:7]) - 1]} {ts[:4]} {ts[11:16]} UTC"
+    # Thousands of appendix rows: the date's words are cached per day and the time is sliced
+    # from the text, instead of parsing every timestamp again.
+    m = _TIME.fullmatch(ts)
+    if m is not None:
+        try:
+            return f"{_day_text(m.group(1))} {ts[11:16]} UTC"
+        except ValueError:
+            pass
+    return parse_time(ts).strftime("%d %b %Y %H:%M UTC")  # raises SchemaError for a malformed time
 
 
 def fmt_day(ts: str) -> str:

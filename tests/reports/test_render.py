@@ -12,7 +12,7 @@ from reports.bundle import VerificationReport, verify_bundle
 from reports.claims import Claims
 from reports.errors import RenderError
 from reports.fixtures import HOSTILE_NAMES, synthetic_network
-from reports.render import render_html
+from reports.render import VERDICT_TEXT, render_html
 
 
 class _Collect(HTMLParser):
@@ -146,3 +146,188 @@ def test_accessibility_basics(hostile_html: str) -> None:
     assert sum(1 for t, a in doc.tags if t == "th" and a.get("scope") == "col") > 20
     # Verdicts carry words, not only colour.
     assert "Breach</a>" in hostile_html and "Warning</a>" in hostile_html
+
+
+# --- the long appendices and the charts: lean markup, same guarantees ----------------------
+
+
+def _section(html: str, name: str) -> str:
+    start = html.index(f'<section id="{name}"')
+    return html[start : html.index("</section>", start)]
+
+
+def _rows(section: str) -> list[tuple[bool, str]]:
+    """(inside a routine tbody, row markup) for every body row of a section's table."""
+    out: list[tuple[bool, str]] = []
+    for attrs, body in re.findall(r"<tbody([^>]*)>(.*?)</tbody>", section, flags=re.S):
+        out += [
+            ('class="routine"' in attrs, row) for row in re.findall(r"<tr[^>]*>.*?</tr>", body, flags=re.S)
+        ]
+    return out
+
+
+def test_every_number_in_the_results_appendix_links_to_its_entry(verified: VerificationReport) -> None:
+    vb = verified.require()
+    a = vb.analysis
+    rows = _rows(_section(render_html(vb, report=verified), "results"))
+    assert len(rows) == len(a.results)
+    rules = len(a.policy.rules)
+    for (_routine, row), res in zip(rows, a.results, strict=True):
+        anchor = f"e-{res.id[:16]}"
+        links = re.findall(
+            r'<a (?:class="v-(?:ok|warn|breach)" )?href="#(e-[0-9a-f]{16})"[^>]*>(.*?)</a>', row
+        )
+        # seq, step, compute and the entry; per rule the verdict, the value and its stderr
+        assert len(links) == 4 + 3 * rules, row
+        assert {target for target, _ in links} == {anchor}
+        texts = [text for _, text in links]
+        assert texts[0] == str(res.entry.seq) and texts[1] == str(res.body.model.checkpoint_step)
+        assert texts[-1] == res.id[:10]
+        for rule in a.policy.rules:
+            m = res.summary.metric(rule.indicator)
+            assert m is not None
+            assert m.value in texts and m.stderr in texts
+            assert VERDICT_TEXT[a.point[(res.id, rule.id)].verdict] in texts
+        assert f'title="{res.flop} FLOP"' in row  # the exact signed compute behind the rounded one
+        # No digit outside a link, apart from the lab id and the model name (first and third cell).
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        rest = re.sub(r"<a [^>]*>.*?</a>|<[^>]+>", "", "".join(cells[1:2] + cells[3:]))
+        assert not re.search(r"[0-9]", rest), rest
+
+
+def test_printed_edition_leaves_out_exactly_the_routine_rows(verified: VerificationReport) -> None:
+    vb = verified.require()
+    a = vb.analysis
+    html = render_html(vb, report=verified)
+    results = _rows(_section(html, "results"))
+    assert [routine for routine, _ in results] == [a.routine(r.id) for r in a.results]
+    assert any(routine for routine, _ in results) and not all(routine for routine, _ in results)
+    cited = _rows(_section(html, "entries"))
+    ids = [re.search(r'id="(e-[0-9a-f]{16})"', row).group(1) for _, row in cited]  # type: ignore[union-attr]
+    assert len(set(ids)) == len(ids) == len(a.chain.versions) + len(a.entries)
+    by_anchor = {f"e-{e.entry_id[:16]}": e.entry_id for e in a.entries}
+    for (routine, _), anchor in zip(cited, ids, strict=True):
+        assert routine == (anchor in by_anchor and a.routine(by_anchor[anchor]))
+    assert "tbody.routine { display: none; }" in html
+
+
+def test_results_appendix_refuses_a_number_the_bundle_does_not_claim(net: Any) -> None:
+    from reports.analysis import STEP_PTR
+    from reports.claims import FieldClaims
+
+    b = net.bundle(audience="regulator")
+    first = verify_bundle(b).require().analysis.results[0].id  # shown only in the appendices
+    fields = [
+        fc
+        if fc.entry != first
+        else FieldClaims(entry=first, values={p: v for p, v in fc.values.items() if p != STEP_PTR})
+        for fc in b.claims.fields
+    ]
+    trimmed = b.model_copy(
+        update={"claims": Claims(fields=fields, verdicts=b.claims.verdicts, tallies=b.claims.tallies)}
+    )
+    report = verify_bundle(trimmed)
+    assert report.ok
+    with pytest.raises(RenderError, match=f"{first[:16]}….*checkpoint_step.*does not claim"):
+        render_html(report.require())
+    assert "Appendix: every evaluation result" not in render_html(
+        verify_bundle(trimmed.model_copy(update={"audience": "public"})).require()
+    )
+
+
+def test_chart_band_is_the_fit_behind_the_verified_trend_verdict(verified: VerificationReport) -> None:
+    from protocol.forecast import fit_trend, points_for_rule
+    from reports.charts import build_chart
+
+    a = verified.require().analysis
+    assert set(a.fits) == set(a.trend)
+    for (lab, model), latest in a.latest.items():
+        for rule in a.policy.rules:
+            if (latest.id, rule.id) not in a.trend:
+                continue
+            pts = points_for_rule([r.summary for r in a.lineages[(lab, model)]], rule)
+            fresh = fit_trend(pts, direction=rule.indicator.direction)
+            kept = a.fits[(latest.id, rule.id)]
+            assert fresh is not None and kept is not None
+            assert (kept.model, kept.note, kept.params()) == (fresh.model, fresh.note, fresh.params())
+            assert kept.predict(21.3) == fresh.predict(21.3)
+    names = {lab.id: lab.name for lab in a.chain.current.roster.labs}
+    for rule in a.policy.rules:
+        chart = build_chart(a, rule, names, sorted(names))
+        assert chart.band and chart.band_lab is not None
+        focus = a.latest[(chart.band_lab, chart.band_model or "")]
+        assert chart.band_note == a.fits[(focus.id, rule.id)].note  # type: ignore[union-attr]
+        # Without the verified fit there is no band: the renderer never fits on its own.
+        saved = a.fits.pop((focus.id, rule.id))
+        try:
+            assert build_chart(a, rule, names, sorted(names)).band is None
+        finally:
+            a.fits[(focus.id, rule.id)] = saved
+
+
+def _vertices(d: str) -> list[tuple[float, float]]:
+    """End points of an SVG path's segments (M m L l H h V v A a Z z; subpath starts included)."""
+    pts: list[tuple[float, float]] = []
+    x = y = 0.0
+    moved = False
+    for cmd, args in re.findall(r"([MmLlHhVvAaZz])([^MmLlHhVvAaZz]*)", d):
+        nums = [float(t) for t in re.findall(r"-?\d*\.?\d+", args)]
+        step = {"M": 2, "L": 2, "H": 1, "V": 1, "A": 7, "Z": 0}[cmd.upper()]
+        groups = [nums[i : i + step] for i in range(0, len(nums), step)] if step else [[]]
+        for k, g in enumerate(groups):
+            rel = cmd.islower()
+            if cmd in "Zz":
+                continue
+            if cmd in "Hh":
+                x = x * rel + g[0]
+            elif cmd in "Vv":
+                y = y * rel + g[0]
+            else:
+                x, y = x * rel + g[-2], y * rel + g[-1]
+            if cmd in "Mm" and k == 0 and moved:
+                pts[-1] = (x, y)  # a move right after a move: only the last counts
+            else:
+                pts.append((x, y))
+            moved = cmd in "Mm" and k == 0
+    return pts
+
+
+@pytest.mark.parametrize(
+    "shape", ["circle", "square", "triangle", "diamond", "cross", "triangle-down", "plus", "star"]
+)
+def test_marker_stub_draws_the_same_shape_as_marker_path(shape: str) -> None:
+    from reports.charts import SHAPES, marker_path, marker_stub
+
+    assert shape in SHAPES
+    absolute = _vertices(marker_path(shape, 100.0, 50.0))
+    relative = _vertices(f"M100 50{marker_stub(shape)}")
+    assert len(relative) == len(absolute) >= 3
+    flat = [c for p in relative for c in p]
+    assert flat == pytest.approx([c for p in absolute for c in p], abs=0.06)
+
+
+@pytest.mark.parametrize(
+    ("ts", "text"),
+    [
+        ("2025-03-03T09:01:00Z", "03 Mar 2025 09:01 UTC"),
+        ("2024-12-31T23:59:59.999999Z", "31 Dec 2024 23:59 UTC"),
+        ("2026-01-09T00:00:07.5Z", "09 Jan 2026 00:00 UTC"),
+    ],
+    ids=["plain", "fraction", "january"],
+)
+def test_fmt_when_matches_the_parsed_time(ts: str, text: str) -> None:
+    from protocol.canonical import parse_time
+    from reports.render import fmt_when
+
+    assert fmt_when(ts) == text == parse_time(ts).strftime("%d %b %Y %H:%M UTC")
+
+
+@pytest.mark.parametrize(
+    "ts", ["2025-13-03T09:01:00Z", "2025-02-30T09:01:00Z", "2025-03-03 09:01"], ids=["month", "day", "format"]
+)
+def test_fmt_when_rejects_a_malformed_time(ts: str) -> None:
+    from protocol.errors import SchemaError
+    from reports.render import fmt_when
+
+    with pytest.raises(SchemaError):
+        fmt_when(ts)
