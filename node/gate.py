@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,10 +121,12 @@ class TrainingGate:
         *,
         key: SigningKey | None = None,
         member: str | None = None,
+        tls: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
         **overrides: Any,
     ) -> None:
         from node.home import NodeHome
+        from node.tls import client_context_for
 
         self._owns_home = False
         self.home: NodeHome | None = None
@@ -143,6 +146,9 @@ class TrainingGate:
         self.member = member or (self.home.lab if self.home else None)
         if self.url is not None and (self.key is None or self.member is None):
             raise ConfigurationError("a gate polling a node by URL needs key= and member= (a roster member's key)")
+        # An https:// node with [tls] asks for a client certificate and is checked against [tls] ca;
+        # a gate polling by URL is given its context (tls=).
+        self.tls = tls if tls is not None else (client_context_for(self.home) if self.home else None)
         self.clock = clock
         self._last_ok = clock()
         self._last_look: float | None = None
@@ -246,7 +252,9 @@ class TrainingGate:
 
         if self._client is None:
             assert self.url is not None and self.key is not None and self.member is not None
-            self._client = PeerClient(self.url, self.key, self.member, timeout=self.config.timeout_s)
+            self._client = PeerClient(
+                self.url, self.key, self.member, timeout=self.config.timeout_s, tls=self.tls
+            )
         return self._client.status()  # type: ignore[no-any-return]
 
     def _check_local(self, step: int) -> GateDecision | None:

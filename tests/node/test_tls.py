@@ -477,3 +477,24 @@ def test_tls_key_readable_by_others_is_warned_about(pair: Pair, caplog: pytest.L
     with caplog.at_level("WARNING", logger="node.tls"):
         load_config(pair.a.path)
     assert "readable by others" in caplog.text
+
+
+def test_training_gate_polls_its_node_over_mutual_tls(pair: Pair) -> None:
+    # The gate on a home with [tls] presents the node's certificate and trusts only [tls] ca.
+    from node.gate import TrainingGate
+
+    with ThreadedNode(pair.b, sync=False):
+        gate = TrainingGate(pair.b, grace_s=0, check_local=False)
+        try:
+            assert gate.url == pair.b_url
+            decision = gate.check(1)
+            assert decision.proceed and decision.source == "node", decision
+        finally:
+            gate.close()
+        # A gate polling by URL without the network's CA cannot vouch for the node: it stops.
+        by_url = TrainingGate(pair.b_url, key=pair.b.key, member="b", grace_s=0)
+        try:
+            refused = by_url.check(1)
+            assert not refused.proceed and refused.source == "unreachable", refused
+        finally:
+            by_url.close()
