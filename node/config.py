@@ -58,6 +58,8 @@ class SyncConfig(_Section):
     """Entries fetched or pushed per request."""
     max_backoff_s: Annotated[float, Field(gt=0)] = 60.0
     """Upper bound of the per-peer exponential backoff."""
+    misbehaviour_kept: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    """Misbehaviour records kept per peer (older ones are pruned; the total still counts them)."""
 
 
 class TLSConfig(_Section):

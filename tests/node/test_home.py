@@ -91,6 +91,18 @@ def test_config_errors_and_env_override(tmp_path, monkeypatch):
     assert load_config(tmp_path / "h").lab == "alpha"
 
 
+def test_misbehaviour_retention_comes_from_config(tmp_path, monkeypatch):
+    NodeHome.init(tmp_path / "h", "alpha").close()
+    with NodeHome.open(tmp_path / "h") as h:
+        assert h.store.misbehaviour_per_peer == 1000
+    monkeypatch.setenv("TRIPWIRE_SYNC__MISBEHAVIOUR_KEPT", "7")
+    with NodeHome.open(tmp_path / "h") as h:
+        assert h.store.misbehaviour_per_peer == 7
+    monkeypatch.setenv("TRIPWIRE_SYNC__MISBEHAVIOUR_KEPT", "0")
+    with pytest.raises(ConfigFileError, match="misbehaviour_kept"):
+        NodeHome.open(tmp_path / "h")
+
+
 def test_network_peers_and_publish(network):
     alpha, beta, gamma = network
     assert {p.lab for p in alpha.peers()} == {"beta", "gamma"}
