@@ -318,6 +318,11 @@ class PeerClient(_Base):
     def equivocations(self) -> list[dict[str, Any]]:
         return list(_json(self._get("/v1/equivocations"))["equivocations"])
 
+    def misbehaviour(self, peer: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """The node's misbehaviour records (newest first) and per-peer counts."""
+        params: dict[str, Any] = {"limit": limit} | ({"peer": peer} if peer else {})
+        return _json(self._get("/v1/misbehaviour", params))  # type: ignore[no-any-return]
+
     def checkpoint(self) -> Envelope:
         return Envelope.parse(_json(self._get("/v1/checkpoint")))
 

@@ -197,9 +197,7 @@ def test_misbehaviour_records_survive_a_restart_and_are_pruned_at_the_bound(netw
         assert [r["serial"] for r in st["peers"]["gamma"]["misbehaviour"]] == [5, 4, 3]
         assert st["peers"]["beta"]["misbehaviour"] == [] and st["peers"]["beta"]["misbehaviour_total"] == 0
         assert {p: (c["total"], c["kept"]) for p, c in st["misbehaviour"].items()} == {"gamma": (5, 3)}
-        status, _, raw = c.request("GET", "/v1/misbehaviour", params={"peer": "gamma", "limit": 2})
-        assert status == 200
-        doc = json.loads(raw)
+        doc = c.misbehaviour("gamma", limit=2)
         assert [r["serial"] for r in doc["records"]] == [5, 4] and doc["counts"]["gamma"]["total"] == 5
         assert doc["records"][0]["url"].startswith(h.url + "/v1/feeds/gamma?after=0")
 
