@@ -13,13 +13,18 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from protocol.errors import TransportError
+
+if TYPE_CHECKING:
+    from node.home import NodeHome
 
 
 def free_ports(n: int) -> list[int]:
@@ -111,3 +116,48 @@ class ServeProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class ServeThread:
+    """A node's server (uvicorn, with sync and the pause coordinator as configured) on a
+    background thread of this process: for tests and for embedding a node in a program."""
+
+    def __init__(
+        self,
+        home: NodeHome,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        sync: bool = True,
+        coordinate: bool = True,
+    ) -> None:
+        from node.server import build_server
+
+        self.home = home
+        self.port = port or home.config.server.port
+        self.url = f"{'https' if home.config.tls is not None else 'http'}://{host}:{self.port}"
+        self.server = build_server(home, host, self.port, sync=sync, coordinate=coordinate)
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name=f"tripwire-serve-{home.lab}")
+
+    @property
+    def app(self) -> Any:
+        return self.server.config.app
+
+    def start(self, timeout: float = 20.0) -> ServeThread:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ServeProcessError(f"node {self.home.lab} did not start serving on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=timeout)
+
+    def __enter__(self) -> ServeThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

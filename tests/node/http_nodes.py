@@ -5,7 +5,6 @@ No HTTP fakes: every request goes through a real socket on 127.0.0.1 to real uvi
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from node.client import PeerClient
-from node.process import ServeProcess
+from node.process import ServeProcess, ServeThread
 from protocol.canonical import format_time
 from protocol.entries import NoteBody, build_statement, sign_statement
 from protocol.envelope import Envelope
@@ -23,34 +22,11 @@ from protocol.keys import SigningKey
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class ThreadedNode:
-    """uvicorn serving ``home`` from a background thread of the test process."""
+class ThreadedNode(ServeThread):
+    """uvicorn serving ``home`` from a background thread of the test process (no sync by default)."""
 
     def __init__(self, home: Any, *, sync: bool = False, port: int | None = None) -> None:
-        from node.server import build_server
-
-        self.home = home
-        self.port = port or home.config.server.port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = build_server(home, "127.0.0.1", self.port, sync=sync)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadedNode:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-
-    @property
-    def app(self) -> Any:
-        return self.server.config.app
+        super().__init__(home, port=port, sync=sync)
 
     def client(self, key: SigningKey, member: str) -> PeerClient:
         return PeerClient(self.url, key, member)

@@ -8,7 +8,6 @@ entries whose metric values the test chooses.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from node.client import PeerClient
 from node.home import NodeHome
 from node.netsetup import create_network
-from node.process import ServeProcess, free_ports
+from node.process import ServeProcess, ServeThread, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE_DIGEST = hashlib.sha256(b"tripwire-core test suite").hexdigest()
@@ -57,34 +56,15 @@ def make_network(
     return homes
 
 
-class Node:
+class Node(ServeThread):
     """A home served by real uvicorn in a background thread (sync + coordinator)."""
 
     def __init__(self, home: NodeHome, *, coordinate: bool = True, sync: bool = True) -> None:
-        from node.server import build_server
-
-        self.home = home
-        self.port = home.config.server.port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = build_server(home, "127.0.0.1", self.port, sync=sync, coordinate=coordinate)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        super().__init__(home, sync=sync, coordinate=coordinate)
 
     @property
     def coordinator(self) -> Any:
-        return self.server.config.app.state.node.extra.get("coordinator")
-
-    def start(self) -> Node:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
+        return self.app.state.node.extra.get("coordinator")
 
     def status(self, key: Any = None, member: str | None = None) -> dict[str, Any]:
         with PeerClient(self.url, key or self.home.key, member or self.home.lab) as c:
