@@ -315,17 +315,23 @@ class Store:
         except SQLAlchemyError as e:
             raise StoreError(f"database {self.safe_url} is unavailable: {_db_reason(e)}") from e
 
-    def _write(self, fn: Callable[[Connection, int], _T]) -> _T:
-        """Run ``fn(conn, log_size)`` in one locked write transaction, retrying transient conflicts."""
+    def _write(self, fn: Callable[[Connection, int], _T], *, lock_log: bool = True) -> _T:
+        """Run ``fn(conn, log_size)`` in one write transaction, retrying transient conflicts.
+
+        With ``lock_log`` the log-state row is locked first (every feed and log write);
+        without it ``fn`` gets -1 as the size and only the transaction itself serializes.
+        """
         last: Exception | None = None
         for attempt in range(_RETRIES):
             try:
                 with self.engine.connect() as conn:
                     conn.execution_options(tripwire_begin="IMMEDIATE")
                     with conn.begin():
-                        size = conn.execute(
-                            select(m.log_state.c.size).where(m.log_state.c.id == 1).with_for_update()
-                        ).scalar_one()
+                        size = -1
+                        if lock_log:
+                            size = conn.execute(
+                                select(m.log_state.c.size).where(m.log_state.c.id == 1).with_for_update()
+                            ).scalar_one()
                         return fn(conn, size)
             except (IntegrityError, OperationalError) as e:
                 # A unique-constraint race or a lock timeout: the state moved under us; redo
@@ -960,25 +966,14 @@ class Store:
         the record touches no feed, and ingest must not wait for it.
         """
         when = now or datetime.now(UTC)
-        last: Exception | None = None
-        for attempt in range(_RETRIES):
-            try:
-                with self.engine.connect() as conn:
-                    conn.execution_options(tripwire_begin="IMMEDIATE")
-                    with conn.begin():
-                        return insert_record(
-                            conn, peer=peer, code=code, reason=reason, url=url, lab=lab, seq=seq,
-                            entry_id=entry_id, at=when, keep=self.misbehaviour_per_peer,
-                        )
-            except (IntegrityError, OperationalError) as e:
-                # Two writers took the same serial (the loser retries with the next) or a lock timed out.
-                if not _transient(e):
-                    raise StoreError(f"database {self.safe_url} failed: {_db_reason(e)}") from e
-                last = e
-                time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))
-            except DBAPIError as e:
-                raise StoreError(f"database {self.safe_url} failed: {_db_reason(e)}") from e
-        raise StoreError(f"database {self.safe_url} stayed busy after {_RETRIES} attempts: {last}") from last
+        # Two writers taking the same serial is a unique-constraint conflict: the loser retries.
+        return self._write(
+            lambda conn, _size: insert_record(
+                conn, peer=peer, code=code, reason=reason, url=url, lab=lab, seq=seq,
+                entry_id=entry_id, at=when, keep=self.misbehaviour_per_peer,
+            ),
+            lock_log=False,
+        )
 
     def misbehaviour(self, peer: str | None = None, limit: int = 100) -> list[MisbehaviourRecord]:
         """Recorded peer misbehaviour, newest first (one peer's, or every peer's by time)."""
