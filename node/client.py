@@ -205,6 +205,10 @@ def _envelopes_body(envelopes: Sequence[Envelope]) -> bytes:
     return _ENVELOPES.dump_json(list(envelopes))
 
 
+def _headers(content: bytes | None) -> dict[str, str] | None:
+    return {"content-type": "application/json"} if content is not None else None
+
+
 class _Base:
     def __init__(
         self,
@@ -227,6 +231,16 @@ class _Base:
         """Response body bytes received (transfer accounting)."""
         self.bytes_out = 0
         """Request body bytes sent."""
+
+    def _take(self, buf: bytearray, chunk: bytes) -> None:
+        buf += chunk
+        if len(buf) > self.max_response_bytes:
+            raise PeerResponseError(f"response exceeds {self.max_response_bytes} bytes")
+
+    def _done(self, r: httpx.Response, buf: bytearray, content: bytes | None) -> tuple[int, httpx.Headers, bytes]:
+        self.bytes_in += len(buf)
+        self.bytes_out += len(content or b"")
+        return r.status_code, r.headers, bytes(buf)
 
     def _client_kwargs(self) -> dict[str, Any]:
         # Without a context, an https:// peer is verified against the system's CAs (a node
@@ -273,17 +287,12 @@ class PeerClient(_Base):
         self, method: str, path: str, *, params: dict[str, Any] | None = None, content: bytes | None = None
     ) -> tuple[int, httpx.Headers, bytes]:
         """Send a signed request; return (status, headers, body) without raising on 4xx/5xx."""
-        headers = {"content-type": "application/json"} if content is not None else None
         try:
-            with self._http.stream(method, path, params=params, content=content, headers=headers) as r:
+            with self._http.stream(method, path, params=params, content=content, headers=_headers(content)) as r:
                 buf = bytearray()
                 for chunk in r.iter_bytes():
-                    buf += chunk
-                    if len(buf) > self.max_response_bytes:
-                        raise PeerResponseError(f"response exceeds {self.max_response_bytes} bytes")
-                self.bytes_in += len(buf)
-                self.bytes_out += len(content or b"")
-                return r.status_code, r.headers, bytes(buf)
+                    self._take(buf, chunk)
+                return self._done(r, buf, content)
         except httpx.HTTPError as e:
             raise _transport_error(f"{method} {self.base_url}{path}", e, https=self.tls_url) from e
 
@@ -358,17 +367,12 @@ class AsyncPeerClient(_Base):
     async def request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, content: bytes | None = None
     ) -> tuple[int, httpx.Headers, bytes]:
-        headers = {"content-type": "application/json"} if content is not None else None
         try:
-            async with self._http.stream(method, path, params=params, content=content, headers=headers) as r:
+            async with self._http.stream(method, path, params=params, content=content, headers=_headers(content)) as r:
                 buf = bytearray()
                 async for chunk in r.aiter_bytes():
-                    buf += chunk
-                    if len(buf) > self.max_response_bytes:
-                        raise PeerResponseError(f"response exceeds {self.max_response_bytes} bytes")
-                self.bytes_in += len(buf)
-                self.bytes_out += len(content or b"")
-                return r.status_code, r.headers, bytes(buf)
+                    self._take(buf, chunk)
+                return self._done(r, buf, content)
         except httpx.HTTPError as e:
             raise _transport_error(f"{method} {self.base_url}{path}", e, https=self.tls_url) from e
 
