@@ -117,11 +117,14 @@ class Series:
     count: int = 0
     """Number of points plotted."""
     parts: list[str] = field(default_factory=list)
-    """Markup of each point: a marker linked to its entry, with an escaped tooltip."""
+    """Markup of each linked point: a marker linked to its entry, with an escaped tooltip."""
+    plain: list[str] = field(default_factory=list)
+    """Path data of unlinked points (drawn first, as one path)."""
 
     def markup(self) -> Markup:
         """The series' markers (built in Python: a chart can hold thousands of points)."""
-        return Markup("".join(self.parts))  # noqa: S704 (ids are hex, paths numbers, labels escaped)
+        first = f'<path d="{"".join(self.plain)}"/>' if self.plain else ""
+        return Markup(first + "".join(self.parts))  # noqa: S704 (ids are hex, paths numbers, labels escaped)
 
 
 @dataclass
@@ -171,8 +174,15 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return out
 
 
-def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: list[str]) -> Chart:
-    """Lay out the chart of ``rule``'s indicator; pure geometry from verified results."""
+def build_chart(
+    a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: list[str], *, printed: bool = False
+) -> Chart:
+    """Lay out the chart of ``rule``'s indicator; pure geometry from verified results.
+
+    On screen every marker links to its entry and names its value in a tooltip. ``printed``:
+    routine results (every rule OK; their rows are not printed) are drawn as one unlinked
+    path per lab, which keeps printing quick; the others stay linked, drawn on top.
+    """
     ind = rule.indicator
     title = rule.title or rule.id
     chart = Chart(rule=rule, title=title, metric=ind.metric)
@@ -283,13 +293,16 @@ def build_chart(a: Analysis, rule: Rule, lab_names: dict[str, str], lab_order: l
             got = per_lab[lab] = (s, marker_stub(s.marker.shape), str(escape(lab)))
         s, stub, who = got
         yc = y_lo if y < y_lo else y_hi if y > y_hi else y
+        at = f"M{px0 + (x - x_lo) * kx:.1f} {py1 - (yc - y_lo) * ky:.1f}{stub}"
+        s.count += 1
+        if printed and a.routine(res.id):
+            s.plain.append(at)
+            continue
         # The tooltip restates the signed value the marker shows; the link goes to its entry.
         s.parts.append(
-            f'<a href="#e-{res.id[:16]}"><path d="M{px0 + (x - x_lo) * kx:.1f} {py1 - (yc - y_lo) * ky:.1f}'
-            f'{stub}"><title>{who} step {res.body.model.checkpoint_step}: {escape(value)} ± {escape(stderr)}'
-            "</title></path></a>"
+            f'<a href="#e-{res.id[:16]}"><path d="{at}"><title>{who} step '
+            f"{res.body.model.checkpoint_step}: {escape(value)} ± {escape(stderr)}</title></path></a>"
         )
-        s.count += 1
     chart.series = [s for s in by_lab.values() if s.count]
     chart.description = _describe(chart, a, rule, data)
     return chart

@@ -122,11 +122,14 @@ class Numbers:
         self.vb = vb
         self.claims = vb.claims
         self.used = 0
+        self.linked: set[str] = set()
+        """Documents the report's body links to (the appendices then keep their rows in print)."""
 
     def _link(self, doc: str, text: Any, title: str) -> Markup:
         # An f-string of str(escape(...)) parts: Markup.format is several times slower, and
         # adding a Markup to a plain str would escape the str instead.
         self.used += 1
+        self.linked.add(doc)
         return Markup(  # noqa: S704 (anchor is hex; title and text escaped)
             f'<a class="num" href="#{_anchor(doc)}" title="{escape(title)!s}">{escape(text)!s}</a>'
         )
@@ -143,6 +146,7 @@ class Numbers:
         c = self.claims.verdicts.get((entry, rule, trend))
         if c is None:
             raise RenderError(f"no verdict claim for rule {rule} on {entry[:16]}…")
+        self.linked.add(entry)
         # The symbol (● ▲ ■) comes from the stylesheet, hidden from screen readers there.
         return Markup(  # noqa: S704 (verdict is a Literal, anchor hex, entry validated hex)
             f'<a class="verdict v-{c.verdict}" href="#{_anchor(entry)}" '
@@ -181,11 +185,13 @@ class Numbers:
             entry, getattr(c, what), f"{what} recomputed from the signed votes on proposal {entry}"
         )
 
-
-def entry_link(entry_id: str) -> Markup:
-    return Markup(  # noqa: S704 (entry ids are validated lowercase hex)
-        f'<a class="entry" href="#{_anchor(entry_id)}" title="signed entry {entry_id}"><code>{entry_id[:10]}</code></a>'
-    )
+    def entry(self, entry_id: str) -> Markup:
+        """A link to a cited document by its id (shortened; the full id in the tooltip)."""
+        self.linked.add(entry_id)
+        return Markup(  # noqa: S704 (entry ids are validated lowercase hex)
+            f'<a class="entry" href="#{_anchor(entry_id)}" title="signed entry {entry_id}">'
+            f"<code>{entry_id[:10]}</code></a>"
+        )
 
 
 def rule_cell(nums: Numbers, res: Result, rule: Rule, trend: bool) -> Markup:
@@ -222,13 +228,14 @@ def _tbodies(rows: list[tuple[bool, str]]) -> Markup:
     return Markup("".join(parts))  # noqa: S704 (rows built from escaped or validated values)
 
 
-def result_rows(nums: Numbers, a: Analysis) -> Markup:
+def result_rows(nums: Numbers, a: Analysis, printed: bool = False) -> Markup:
     """The every-result appendix's ``<tbody>`` runs, one row per result (thousands of rows).
 
     Lean on purpose (a 10,000-result report must stay quick to render and to print): each
     number is a plain link to its entry's row in the cited-documents appendix, the column
     headers say where in the signed statement the numbers sit, and the stylesheet styles
     cells by column. Every number still comes from a claim, as :meth:`Numbers.field`.
+    ``printed``: leave out the routine results (the print stylesheet hides them anyway).
     """
     fields = nums.claims.fields
     verdicts = nums.claims.verdicts
@@ -248,6 +255,9 @@ def result_rows(nums: Numbers, a: Analysis) -> Markup:
 
     for res in a.results:
         eid = res.id
+        routine = a.routine(eid)
+        if printed and routine:
+            continue
         a_open = f'<a href="#e-{eid[:16]}">'
         flop = claimed(eid, FLOP_PTR)
         cells = [
@@ -278,12 +288,17 @@ def result_rows(nums: Numbers, a: Analysis) -> Markup:
             )
         cells.append(f"<td>{a_open}{eid[:10]}</a></td></tr>\n")
         nums.used += 4 + 3 * len(reads)
-        rows.append((a.routine(eid), "".join(cells)))
+        rows.append((routine, "".join(cells)))
     return _tbodies(rows)
 
 
-def entry_rows(a: Analysis) -> Markup:
-    """The cited-documents appendix's ``<tbody>`` runs: the anchors every number links to."""
+def entry_rows(nums: Numbers, a: Analysis, printed: bool = False) -> Markup:
+    """The cited-documents appendix's ``<tbody>`` runs: the anchors every number links to.
+
+    Rendered after everything else that links here: a routine result the body cites
+    (``nums.linked``) is not marked routine, so that its row prints; ``printed`` leaves
+    out the routine rows instead of marking them.
+    """
     rows: list[tuple[bool, str]] = []
     for vr in a.chain.versions:
         rows.append(
@@ -296,9 +311,12 @@ def entry_rows(a: Analysis) -> Markup:
         )
     labs: dict[str, str] = {}
     for e in a.entries:
+        routine = a.routine(e.entry_id) and e.entry_id not in nums.linked
+        if printed and routine:
+            continue
         rows.append(
             (
-                a.routine(e.entry_id),
+                routine,
                 f'<tr id="{_anchor(e.entry_id)}"><td>{e.entry_id}</td>'
                 f"<td>{labs.get(e.lab) or labs.setdefault(e.lab, str(escape(e.lab)))}</td><td>{e.seq}</td>"
                 f"<td>{KIND_TEXT[e.kind]}</td><td>{fmt_when(e.statement.issued_at)}</td></tr>\n",
@@ -503,8 +521,15 @@ def render_html(
     report: VerificationReport | None = None,
     bundle_sha256: str | None = None,
     generated_at: datetime | None = None,
+    for_print: bool = False,
 ) -> str:
-    """Render the report (one self-contained HTML document) from a verified bundle."""
+    """Render the report (one self-contained HTML document) from a verified bundle.
+
+    ``for_print``: the document the PDF is printed from. It leaves out what the print
+    stylesheet would hide anyway (results on which every rule was OK, unless the report
+    cites them) and does not link those results' chart markers: hidden rows still cost
+    Chromium time, so printing this is many times faster than printing the full report.
+    """
     if not isinstance(vb, VerifiedBundle):
         raise RenderError("reports render only from a VerifiedBundle (run verify_bundle first)")
     a = vb.analysis
@@ -513,7 +538,9 @@ def render_html(
     nums = Numbers(vb)
     lab_order = sorted({e.lab for e in a.entries} | set(names))
     lab_order = [lab for lab in lab_order if lab in names]
-    charts: list[Chart] = [build_chart(a, rule, names, lab_order) for rule in a.policy.rules]
+    charts: list[Chart] = [
+        build_chart(a, rule, names, lab_order, printed=for_print) for rule in a.policy.rules
+    ]
     labs: list[LabRow] = []
     per_lab = Counter(e.lab for e in a.entries if e.kind == "eval_result")
     for i, lab in enumerate(lab_order):
@@ -552,6 +579,7 @@ def render_html(
         rules=a.policy.rules,
         css=_css(),
         regulator=b.audience == "regulator",
+        for_print=for_print,
         bundle_sha256=bundle_sha256,
         generated=(generated_at or datetime.now(UTC)).strftime("%d %B %Y, %H:%M UTC"),
         network_name=a.chain.current.roster.network_name,
@@ -638,7 +666,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     evidence_bytes = vb.bundle.to_json_bytes()
     digest = hashlib.sha256(evidence_bytes).hexdigest()
-    html = render_html(vb, report=report, bundle_sha256=digest)
+    when = datetime.now(UTC)
+    html = render_html(vb, report=report, bundle_sha256=digest, generated_at=when)
     final = {
         "evidence": out_dir / "evidence.json",
         "html": out_dir / "report.html",
@@ -651,7 +680,10 @@ def write_report(
         if pdf:
             # Print from the final file name so relative fragment links in the PDF are right.
             print_src = tmp["html"].with_name(".report.print.html")
-            print_src.write_text(html, encoding="utf-8")
+            printable = render_html(
+                vb, report=report, bundle_sha256=digest, generated_at=when, for_print=True
+            )
+            print_src.write_text(printable, encoding="utf-8")
             try:
                 print_pdf(print_src, tmp["pdf"])
             finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -195,20 +196,64 @@ def test_every_number_in_the_results_appendix_links_to_its_entry(verified: Verif
         assert not re.search(r"[0-9]", rest), rest
 
 
-def test_printed_edition_leaves_out_exactly_the_routine_rows(verified: VerificationReport) -> None:
+def _cited_by_body(html: str) -> set[str]:
+    """Anchors the report's text links to: everything before the appendices but the charts."""
+    body = html[: html.index('<section id="results"')]
+    body = body[: body.index('<section id="charts"')] + body[body.index('<section id="votes"') :]
+    return set(re.findall(r'href="#(e-[0-9a-f]{16})"', body))
+
+
+def test_print_css_hides_exactly_the_uncited_routine_rows(verified: VerificationReport) -> None:
     vb = verified.require()
     a = vb.analysis
     html = render_html(vb, report=verified)
     results = _rows(_section(html, "results"))
     assert [routine for routine, _ in results] == [a.routine(r.id) for r in a.results]
     assert any(routine for routine, _ in results) and not all(routine for routine, _ in results)
-    cited = _rows(_section(html, "entries"))
-    ids = [re.search(r'id="(e-[0-9a-f]{16})"', row).group(1) for _, row in cited]  # type: ignore[union-attr]
+    cited = _cited_by_body(html)
+    routine_ids = {f"e-{r.id[:16]}" for r in a.results if a.routine(r.id)}
+    assert cited & routine_ids, "the fixture's body cites some routine result (e.g. a lab's latest)"
+    rows = _rows(_section(html, "entries"))
+    ids = [re.search(r'id="(e-[0-9a-f]{16})"', row).group(1) for _, row in rows]  # type: ignore[union-attr]
     assert len(set(ids)) == len(ids) == len(a.chain.versions) + len(a.entries)
-    by_anchor = {f"e-{e.entry_id[:16]}": e.entry_id for e in a.entries}
-    for (routine, _), anchor in zip(cited, ids, strict=True):
-        assert routine == (anchor in by_anchor and a.routine(by_anchor[anchor]))
+    assert [routine for routine, _ in rows] == [i in routine_ids and i not in cited for i in ids]
     assert "tbody.routine { display: none; }" in html
+
+
+def test_print_edition_leaves_out_the_hidden_rows_and_links_only_to_printed_ones(
+    verified: VerificationReport,
+) -> None:
+    vb = verified.require()
+    a = vb.analysis
+    when = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    screen = render_html(vb, report=verified, generated_at=when)
+    printed = render_html(vb, report=verified, generated_at=when, for_print=True)
+    assert 'class="routine"' not in printed
+    visible = [row for routine, row in _rows(_section(screen, "results")) if not routine]
+    assert [row for _, row in _rows(_section(printed, "results"))] == visible
+    kept = [row for routine, row in _rows(_section(screen, "entries")) if not routine]
+    assert [row for _, row in _rows(_section(printed, "entries"))] == kept
+    # No link dangles (a dead link in print costs Chromium dearly and leads nowhere).
+    doc = _parse(printed)
+    targets = {
+        str(t["href"])[1:] for tag, t in doc.tags if tag == "a" and str(t.get("href", "")).startswith("#")
+    }
+    assert targets <= doc.ids, sorted(targets - doc.ids)[:5]
+    # Chart markers of routine results are drawn, unlinked; the others stay linked.
+    notable = sum(1 for r in a.results if not a.routine(r.id))
+    for which in (screen, printed):
+        charts = _section(which, "charts")
+        linked = len(re.findall(r'<a href="#e-[0-9a-f]{16}"><path', charts))
+        assert linked == (len(a.results) if which is screen else notable) * len(a.policy.rules)
+    assert printed.count('<path d="M') > notable * len(a.policy.rules)
+
+    # Same words otherwise: the body before the appendices is identical but for the charts.
+    def body(html: str) -> str:
+        return re.sub(
+            r'<section id="charts".*?</section>', "", html.split('<section id="results"')[0], flags=re.S
+        )
+
+    assert body(screen) == body(printed)
 
 
 def test_results_appendix_refuses_a_number_the_bundle_does_not_claim(net: Any) -> None:
