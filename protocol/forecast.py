@@ -105,9 +105,38 @@ def _sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
+def _sigmoid_all(zs: Iterable[float]) -> list[float]:
+    """``[_sigmoid(z) for z in zs]`` with :func:`_exp` written out inline.
+
+    The fits spend most of their time here (hundreds of thousands of values per fit), so
+    the call per value and the Horner loop are unrolled. Every float operation, and its
+    order, is exactly that of :func:`_sigmoid` (``min``/``max`` included, NaN and -0.0
+    alike), so results are bit-identical.
+    """
+    c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = _EXP_COEF
+    out: list[float] = []
+    for z in zs:
+        t = -z if z >= 0 else z
+        t = t if t < 700.0 else 700.0  # min(700.0, t)
+        t = t if t > -700.0 else -700.0  # max(-700.0, t)
+        n = int(t * _INV_LN2 + (0.5 if t >= 0 else -0.5))
+        r = (t - n * _LN2_HI) - n * _LN2_LO
+        p = ((((((((((((((0.0 * r + c13) * r + c12) * r + c11) * r + c10) * r + c9) * r + c8) * r + c7) * r
+                      + c6) * r + c5) * r + c4) * r + c3) * r + c2) * r + c1) * r + c0)  # fmt: skip
+        e = math.ldexp(p, n)
+        out.append(1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e))
+    return out
+
+
 def _log10(d: Decimal) -> float:
     with decimal.localcontext(_DCTX):
         return float(d.log10())
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _log10_text(flop: str) -> float:
+    # Every rule's fit over a lineage reads the same FLOP strings; the value depends only on them.
+    return _log10(Decimal(flop))
 
 
 def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
@@ -209,6 +238,8 @@ class _Data:
     """Measurement variance, normalized."""
     x_mid: float
     x_half: float
+    u: tuple[float, ...]
+    """``(x - x_mid) / x_half`` of each point: the fit's normalized compute."""
     y_mean: float
     y_scale: float
     sign: float
@@ -222,7 +253,7 @@ def _prepare(points: Sequence[TrendPoint], direction: Direction) -> _Data | None
         flop = Decimal(p.flop)
         if flop <= 0:
             raise PolicyError(f"trend point at step {p.step}: training FLOP {p.flop} must be positive")
-        x, y, se = _log10(flop), float(Decimal(p.value)), float(Decimal(p.stderr))
+        x, y, se = _log10_text(p.flop), float(Decimal(p.value)), float(Decimal(p.stderr))
         if not (math.isfinite(y) and math.isfinite(se)) or se < 0:
             raise PolicyError(f"trend point at step {p.step}: value or stderr out of range")
         raw.append((x, sign * y, se))
@@ -250,6 +281,7 @@ def _prepare(points: Sequence[TrendPoint], direction: Direction) -> _Data | None
         var=tuple((r[2] / y_scale) ** 2 for r in raw),
         x_mid=x_mid,
         x_half=x_half,
+        u=tuple((x - x_mid) / x_half for x in xs),
         y_mean=y_mean,
         y_scale=y_scale,
         sign=sign,
@@ -336,32 +368,46 @@ def _sig(v: float, digits: int = 6) -> str:
 
 def _ssr(d: _Data, theta: Sequence[float]) -> float:
     a, b, k, m = theta
+    ba = b - a
     total = 0.0
-    for x, v in zip(d.x, d.v, strict=True):
-        u = (x - d.x_mid) / d.x_half
-        r = v - (a + (b - a) * _sigmoid(k * (u - m)))
+    for v, s in zip(d.v, _sigmoid_all([k * (u - m) for u in d.u]), strict=True):
+        r = v - (a + ba * s)
         total += r * r
     return total
 
 
 def _normal_equations(d: _Data, theta: Sequence[float]) -> tuple[list[list[float]], list[float]]:
+    # J^T J and J^T r accumulated per element, point by point in order (unrolled: the
+    # same sums, in the same order, as a loop over i <= j).
     a, b, k, m = theta
-    jtj = [[0.0] * 4 for _ in range(4)]
-    jtr = [0.0] * 4
-    for x, v in zip(d.x, d.v, strict=True):
-        u = (x - d.x_mid) / d.x_half
-        s = _sigmoid(k * (u - m))
-        w = (b - a) * s * (1.0 - s)
-        g = (1.0 - s, s, w * (u - m), -w * k)
-        r = v - (a + (b - a) * s)
-        for i in range(4):
-            jtr[i] += g[i] * r
-            for j in range(i, 4):
-                jtj[i][j] += g[i] * g[j]
-    for i in range(4):
-        for j in range(i):
-            jtj[i][j] = jtj[j][i]
-    return jtj, jtr
+    ba = b - a
+    j00 = j01 = j02 = j03 = j11 = j12 = j13 = j22 = j23 = j33 = 0.0
+    r0 = r1 = r2 = r3 = 0.0
+    for u, v, s in zip(d.u, d.v, _sigmoid_all([k * (u - m) for u in d.u]), strict=True):
+        w = ba * s * (1.0 - s)
+        g0, g1, g2, g3 = 1.0 - s, s, w * (u - m), -w * k
+        r = v - (a + ba * s)
+        r0 += g0 * r
+        r1 += g1 * r
+        r2 += g2 * r
+        r3 += g3 * r
+        j00 += g0 * g0
+        j01 += g0 * g1
+        j02 += g0 * g2
+        j03 += g0 * g3
+        j11 += g1 * g1
+        j12 += g1 * g2
+        j13 += g1 * g3
+        j22 += g2 * g2
+        j23 += g2 * g3
+        j33 += g3 * g3
+    jtj = [
+        [j00, j01, j02, j03],
+        [j01, j11, j12, j13],
+        [j02, j12, j22, j23],
+        [j03, j13, j23, j33],
+    ]
+    return jtj, [r0, r1, r2, r3]
 
 
 def _levenberg_marquardt(d: _Data, theta0: Sequence[float]) -> tuple[tuple[float, ...], float]:
@@ -403,8 +449,7 @@ def _sigma2(d: _Data, ssr: float, n_params: int) -> float:
 def _fit_linear(d: _Data, note: str) -> TrendFit | None:
     n = float(len(d.x))
     su = suu = sv = suv = 0.0
-    for x, v in zip(d.x, d.v, strict=True):
-        u = (x - d.x_mid) / d.x_half
+    for u, v in zip(d.u, d.v, strict=True):
         su += u
         suu += u * u
         sv += v
@@ -434,7 +479,7 @@ def _fit_logistic(d: _Data) -> tuple[TrendFit | None, str]:
     k0 = 3.0 if suv >= 0 else -3.0
     best: tuple[tuple[float, ...], float] | None = None
     for m0 in (-0.5, 0.0, 0.5):
-        s = [_sigmoid(k0 * ((x - d.x_mid) / d.x_half - m0)) for x in d.x]
+        s = _sigmoid_all([k0 * (u - m0) for u in d.u])
         s00 = s01 = s11 = b0 = b1 = 0.0
         for si, v in zip(s, d.v, strict=True):
             s00 += (1 - si) * (1 - si)

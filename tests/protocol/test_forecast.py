@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.errors import PolicyError
 from protocol.forecast import (
     TrendPoint,
     _exp,
+    _sigmoid,
+    _sigmoid_all,
     evaluate_with_trend,
     fit_trend,
     forecast_crossing,
@@ -300,3 +305,59 @@ def test_evaluate_with_trend_warns_on_a_rising_trend_and_ignores_other_labs() ->
     )
     w = alone.by_rule("r")
     assert w is not None and w.trend is not None and w.trend.model == "none" and w.verdict == "ok"
+
+
+# --- the fit's arithmetic is pinned: faster code must give the same bits ---------------------
+
+
+def test_fit_gives_the_pinned_bits() -> None:
+    # Values produced by the straightforward loop implementation (one _sigmoid call per
+    # point, Horner loop in _exp); every node must reproduce them exactly.
+    rng = random.Random(2024)
+    xs = [18.0 + 0.05 * i for i in range(60)]
+    ys = [0.05 + 0.9 / (1.0 + math.exp(-2.5 * (x - 20.0))) + rng.gauss(0, 0.01) for x in xs]
+    points = [
+        TrendPoint(flop=f"{10**x:.6E}", value=f"{y:.4f}", stderr="0.0100", step=i)
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True))
+    ]
+    fit = fit_trend(points, direction="higher_is_riskier")
+    assert fit is not None and fit.model == "logistic"
+    assert [t.hex() for t in fit._theta] == [
+        "-0x1.267f9cbc87cf9p-1",
+        "0x1.20a4c57986582p+0",
+        "0x1.dbb96296e55c6p+1",
+        "0x1.663eae07ac0d0p-2",
+    ]
+    assert fit._ssr.hex() == "0x1.93b9f7fc9d7afp-6"
+    fc = forecast_crossing(points, level="0.8", direction="higher_is_riskier", z="1.96", horizon_flop="1E21")
+    assert (fc.crossing_low_log10_flop, fc.crossing_log10_flop, fc.crossing_high_log10_flop) == (
+        "20.6169",
+        "20.6346",
+        "20.6536",
+    )
+
+
+EDGES = [
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    700.0,
+    -700.0,
+    700.5,
+    -700.5,
+    1e308,
+    -1e308,
+    math.inf,
+    -math.inf,
+    math.nan,
+]
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=50))
+@settings(max_examples=300, deadline=None)
+def test_sigmoid_all_is_sigmoid_bit_for_bit(zs: list[float]) -> None:
+    zs = zs + EDGES
+    got = _sigmoid_all(zs)
+    want = [_sigmoid(z) for z in zs]
+    assert [struct.pack("<d", v) for v in got] == [struct.pack("<d", v) for v in want]
