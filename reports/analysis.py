@@ -13,13 +13,14 @@ Definitions (normative in specs/evidence.md §6):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
+
+import orjson
 
 from protocol.entries import (
     EvalResultBody,
@@ -37,9 +38,16 @@ from protocol.roster import RosterChain
 Status = Literal["normal", "alert", "paused"]
 
 
+@lru_cache(maxsize=4096, typed=True)
 def pointer(*parts: str | int) -> str:
     """An RFC 6901 JSON Pointer from path parts (``~`` and ``/`` escaped)."""
+    # Cached: a report builds the same few pointers for each of thousands of results.
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+@lru_cache(maxsize=4096)
+def _tokens(ptr: str) -> tuple[str, ...]:
+    return tuple(raw.replace("~1", "/").replace("~0", "~") for raw in ptr[1:].split("/"))
 
 
 def resolve_pointer(doc: Any, ptr: str) -> Any:
@@ -49,8 +57,7 @@ def resolve_pointer(doc: Any, ptr: str) -> Any:
     if not ptr.startswith("/"):
         raise KeyError(f"pointer {ptr!r} does not start with '/'")
     cur = doc
-    for raw in ptr[1:].split("/"):
-        token = raw.replace("~1", "/").replace("~0", "~")
+    for token in _tokens(ptr):
         if isinstance(cur, list):
             if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
                 raise KeyError(f"{token!r} is not an array index")
@@ -198,9 +205,9 @@ class Analysis:
 
 
 def _statement_json(e: VerifiedEntry) -> dict[str, Any]:
-    # The payload is canonical JSON already checked by decode_entry; json.loads of it is
-    # exactly the signed object (no floats can be present).
-    out: dict[str, Any] = json.loads(e.payload)
+    # The payload is canonical JSON already checked by decode_entry (no floats, integers in
+    # range), so orjson's parse of it is exactly the signed object, several times faster.
+    out: dict[str, Any] = orjson.loads(e.payload)
     return out
 
 
