@@ -48,7 +48,6 @@ from reports.errors import BrowserMissingError, RenderError
 
 SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 VERDICT_TEXT = {"ok": "OK", "warn": "Warning", "breach": "Breach"}
-VERDICT_SYMBOL = {"ok": "●", "warn": "▲", "breach": "■"}
 KIND_TEXT = {
     "eval_result": "Evaluation result",
     "alert": "Alert",
