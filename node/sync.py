@@ -27,10 +27,10 @@ Design (see docs/benchmarks.md "## Sync" for measurements):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,8 +40,8 @@ from node.client import AsyncPeerClient, PeerHTTPError
 from node.errors import StoreError
 from node.tls import client_context_for
 from protocol.canonical import entry_id
-from protocol.entries import VerifiedEntry
-from protocol.envelope import Envelope, b64decode_any
+from protocol.entries import DecodedEntry, VerifiedEntry, decode_entry
+from protocol.envelope import Envelope
 from protocol.errors import PeerDataError, TransportError
 from protocol.feed import Head
 
@@ -99,16 +99,18 @@ class _RecordedError(PeerDataError):
     """A peer data error already recorded with its request's details (not to record twice)."""
 
 
-def _peek(env: Envelope) -> tuple[str, int] | None:
-    """(lab, seq) of an entry envelope without verifying it (page shape check only)."""
-    try:
-        st = json.loads(b64decode_any(env.payload))
-        lab, seq = st["lab"], st["seq"]
-    except (ValueError, KeyError, TypeError, RecursionError, PeerDataError):
-        return None
-    if not isinstance(lab, str) or not isinstance(seq, int) or isinstance(seq, bool):
-        return None
-    return lab, seq
+def _decode_page(envelopes: Sequence[Envelope]) -> tuple[list[DecodedEntry], PeerDataError | None]:
+    """Decode a feed page's envelopes up to the first that does not decode (and its error).
+
+    The store takes the decoded entries as they are, so each payload is decoded once.
+    """
+    out: list[DecodedEntry] = []
+    for env in envelopes:
+        try:
+            out.append(decode_entry(env))
+        except PeerDataError as e:
+            return out, e
+    return out, None
 
 
 def peers_for(home: NodeHome) -> list[Peer]:
@@ -393,29 +395,43 @@ class Syncer:
                     raise _RecordedError(e.message, code=e.code) from e
                 if not page.envelopes:
                     break
-                good: list[Envelope] = []
-                for i, env in enumerate(page.envelopes):
-                    at = _peek(env)
+                decoded, undecodable = await asyncio.to_thread(_decode_page, page.envelopes)
+                good: list[DecodedEntry] = []
+                for i, d in enumerate(decoded):
+                    at = (d.statement.lab, d.statement.seq)
                     if at != (lab, after + 1 + i):
                         await self._misbehaved(
                             st,
                             "bad-feed-page",
                             f"feed {lab} after {after}: item {i} is {at}, expected {(lab, after + 1 + i)}",
                             url=url,
-                            lab=at[0] if at else lab,
-                            seq=at[1] if at else None,
-                            entry_id=_entry_id_or_none(env),
+                            lab=at[0],
+                            seq=at[1],
+                            entry_id=d.entry_id,
                         )
                         break
-                    good.append(env)
+                    good.append(d)
+                else:
+                    if undecodable is not None:
+                        i = len(decoded)
+                        await self._misbehaved(
+                            st,
+                            undecodable.code,
+                            f"feed {lab} after {after}: item {i} does not decode: {undecodable.message}",
+                            url=url,
+                            lab=lab,
+                            seq=after + 1 + i,
+                            entry_id=_entry_id_or_none(page.envelopes[i]),
+                        )
                 if not good:
                     break
                 outcomes = await asyncio.to_thread(self.home.store.ingest, good, source=peer.lab)
+                if self.metrics:
+                    for status, n in Counter(o.status for o in outcomes).items():
+                        self.metrics.ingest.labels(status, "sync").inc(n)
+                        self.metrics.sync_entries.labels(peer.lab, "fetch", status).inc(n)
                 progressed = 0
                 for o in outcomes:
-                    if self.metrics:
-                        self.metrics.ingest.labels(o.status, "sync").inc()
-                        self.metrics.sync_entries.labels(peer.lab, "fetch", o.status).inc()
                     if o.status == "rejected":
                         await self._misbehaved(
                             st,
@@ -453,18 +469,19 @@ class Syncer:
             gap = own.seq - st.own_known
             if max_gap is not None and gap > max_gap:
                 return pushed  # a large gap is the peer's pull to close (no double transfer)
-            envs = await asyncio.to_thread(self.home.store.feed, self.lab, st.own_known, self.batch)
+            # The stored JSON of our own verified entries goes out as it is.
+            envs = await asyncio.to_thread(self.home.store.feed_json, self.lab, st.own_known, self.batch)
             if not envs:
                 break
             before = client.bytes_out
             results = await client.post_envelopes(envs)
             if self.metrics:
                 self.metrics.sync_bytes.labels(peer.lab, "out").inc(client.bytes_out - before)
+                for status, n in Counter(str(r.get("status")) for r in results).items():
+                    self.metrics.sync_entries.labels(peer.lab, "push", status).inc(n)
             advanced = st.own_known
             for r in results:
                 status = r.get("status")
-                if self.metrics:
-                    self.metrics.sync_entries.labels(peer.lab, "push", str(status)).inc()
                 if status in ("accepted", "duplicate") and isinstance(r.get("seq"), int):
                     if r["seq"] == advanced + 1:
                         advanced = r["seq"]

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
@@ -144,8 +145,13 @@ class Roster(Model):
         return self
 
     # lookups ------------------------------------------------------------------------------
+    @cached_property
+    def _labs_by_id(self) -> dict[str, RosterLab]:
+        # Frozen model: computed once (ingest asks for an entry's lab several times).
+        return {m.id: m for m in self.labs}
+
     def lab(self, lab_id: str) -> RosterLab | None:
-        return next((m for m in self.labs if m.id == lab_id), None)
+        return self._labs_by_id.get(lab_id)
 
     def observer(self, member_id: str) -> RosterObserver | None:
         return next((o for o in self.observers if o.id == member_id), None)

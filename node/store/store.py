@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    LargeBinary,
     String,
     any_,
     bindparam,
@@ -453,12 +454,15 @@ class Store:
 
     def ingest(
         self,
-        envelopes: Sequence[Envelope | Mapping[str, Any]],
+        envelopes: Sequence[Envelope | DecodedEntry | Mapping[str, Any]],
         *,
         now: datetime | None = None,
         source: str | None = None,
     ) -> list[IngestOutcome]:
-        """Verify and append a batch of entry envelopes; one outcome per envelope, in order."""
+        """Verify and append a batch of entry envelopes; one outcome per envelope, in order.
+
+        Envelopes the caller already decoded (:func:`protocol.entries.decode_entry`) are
+        not decoded again; their signatures are checked like any other's."""
         if len(envelopes) > MAX_BATCH:
             raise OversizeError(f"{len(envelopes)} envelopes in one batch; the limit is {MAX_BATCH}")
         now = now or datetime.now(UTC)
@@ -466,7 +470,7 @@ class Store:
         decoded: list[tuple[int, DecodedEntry]] = []
         for i, raw in enumerate(envelopes):
             try:
-                decoded.append((i, decode_entry(_as_envelope(raw))))
+                decoded.append((i, raw if isinstance(raw, DecodedEntry) else decode_entry(_as_envelope(raw))))
             except TripwireError as e:
                 outcomes[i] = _rejected(e)
         # A roster_update changes which keys are valid for what follows it: verify the batch
@@ -804,7 +808,11 @@ class Store:
             # with each column's SQLAlchemy bind conversion applied once per value (a third of
             # the cost of going through the ORM-level insert construct for every row).
             cols = list(table.columns)
-            procs = [c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in cols]
+            # bytes go to sqlite3 as they are; only conversions that change a value are kept.
+            procs = [
+                None if isinstance(c.type, LargeBinary) else c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+                for c in cols
+            ]
             sql = f"INSERT INTO {table.name} ({', '.join(c.name for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
             conn.exec_driver_sql(
                 sql,
@@ -900,15 +908,21 @@ class Store:
 
     def feed(self, lab: str, after: int = 0, limit: int = 500) -> list[Envelope]:
         """The lab's entries with seq > ``after``, in seq order (at most ``limit``)."""
+        return [_envelope_from_json(t) for t in self.feed_json(lab, after, limit)]
+
+    def feed_json(self, lab: str, after: int = 0, limit: int = 500) -> list[str]:
+        """Like :meth:`feed`, as the stored envelope JSON (verified when it was accepted):
+        serving a page needs no parse and re-serialization."""
         limit = max(0, min(limit, MAX_BATCH))
         with self._read() as conn:
-            rows = conn.execute(
-                select(m.entries.c.envelope)
-                .where(m.entries.c.lab == lab, m.entries.c.seq > after)
-                .order_by(m.entries.c.seq)
-                .limit(limit)
-            ).scalars()
-            return [_envelope_from_json(t) for t in rows]
+            return list(
+                conn.execute(
+                    select(m.entries.c.envelope)
+                    .where(m.entries.c.lab == lab, m.entries.c.seq > after)
+                    .order_by(m.entries.c.seq)
+                    .limit(limit)
+                ).scalars()
+            )
 
     def get(self, entry_id: str) -> VerifiedEntry | None:
         with self._read() as conn:

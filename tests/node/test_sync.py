@@ -16,7 +16,8 @@ from node.home import NodeHome
 from node.netsetup import observer_key
 from node.sync import Peer, Syncer
 from protocol.canonical import entry_id
-from protocol.envelope import Envelope
+from protocol.entries import ENTRY_PAYLOAD_TYPE
+from protocol.envelope import Envelope, sign_payload
 from protocol.keys import SigningKey
 
 
@@ -131,10 +132,16 @@ def _crafted(mode: str, gamma: Any, real: list[Any]) -> tuple[bytes, str]:
     if mode == "equivocating":
         alt = notes(gamma, 3, prefix="the other history")
         return _page("gamma", alt[2:]), "equivocation"
+    if mode == "non-canonical":
+        # Validly signed by gamma's own key, but over pretty-printed (non-canonical) bytes.
+        stmt = json.loads(real[1].payload_bytes())
+        payload = json.dumps(stmt, indent=1, sort_keys=True).encode()
+        bad = sign_payload(payload, ENTRY_PAYLOAD_TYPE, [gamma.key])
+        return _page("gamma", [real[0], bad, real[2]]), "non-canonical"
     raise AssertionError(mode)
 
 
-@pytest.mark.parametrize("mode", ["forged", "truncated", "reordered", "equivocating"])
+@pytest.mark.parametrize("mode", ["forged", "truncated", "reordered", "equivocating", "non-canonical"])
 def test_hostile_peer_is_refused_and_recorded_while_honest_sync_continues(network, mode) -> None:
     alpha, beta, gamma = network
     real = notes(gamma, 3)
@@ -163,9 +170,11 @@ def test_hostile_peer_is_refused_and_recorded_while_honest_sync_continues(networ
         assert records[0].url.startswith(f"{h.url}/v1/feeds/gamma?after=") and records[0].lab == "gamma"
         assert records[0].reason and records[0].serial == 1
         sent = json.loads(body)["envelopes"] if mode != "truncated" else []
-        first = entry_id(Envelope.parse(sent[0]).payload_bytes()) if sent else None
-        # The refused entry: the first one served (reordered: real seq 2 served first).
-        want_seq = {"forged": 1, "truncated": 1, "reordered": 2, "equivocating": 3}[mode]
+        # The refused entry: the first one served (reordered: real seq 2 served first;
+        # non-canonical: the second, after a good first one).
+        refused = 1 if mode == "non-canonical" else 0
+        first = entry_id(Envelope.parse(sent[refused]).payload_bytes()) if sent else None
+        want_seq = {"forged": 1, "truncated": 1, "reordered": 2, "equivocating": 3, "non-canonical": 2}[mode]
         assert (records[0].seq, records[0].entry_id) == (want_seq, first), records[0]
         assert alpha.store.misbehaviour("beta") == []
         # Another round with the honest peer completes gamma's real feed.
