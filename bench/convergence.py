@@ -11,7 +11,9 @@ verify them and spread them by eager push and anti-entropy pull. Reported:
   time: entries each node must verify (all N*M: its own lab's when posted, the others' when
   synced) / bare Ed25519 verify rate on one core, measured in the same run, best of 3.
   Target <= 3. That bound assumes a core per node; where N nodes share fewer cores, the
-  bound for the whole network, N*N*M / (cores * rate), is printed too.
+  bound for the whole network, N*N*M / (cores * rate), is printed too, and so is the CPU
+  time each node used (Linux /proc) against the per-node bound: the least a node with a
+  core of its own would need.
 - sync body bytes (feed pages, heads, pushes: the `tripwire_sync_bytes` counters of every
   node) as a ratio to the minimum: the sum over nodes of the JSON sizes of the envelopes each
   was missing. Target <= 1.5.
@@ -35,6 +37,18 @@ from node.client import PeerClient
 from node.netsetup import create_network, observer_key
 from node.process import free_ports
 from protocol.envelope import Envelope
+
+
+def _cpu_seconds(nodes: list[Serve]) -> float | None:
+    """User + system CPU seconds the node processes have used so far (Linux /proc), or None."""
+    total = 0.0
+    try:
+        for node in nodes:
+            fields = Path(f"/proc/{node.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def main() -> None:
@@ -74,6 +88,7 @@ def main() -> None:
                             raise RuntimeError(f"{lab}: not accepted: {bad[0]}")
 
             clients = [PeerClient(n.url, obs, "auditor", timeout=30) for n in nodes]
+            cpu0 = _cpu_seconds(nodes)
             t0 = time.perf_counter()
             with ThreadPoolExecutor(len(labs)) as pool:
                 posts = [pool.submit(publish, lab, n.url) for lab, n in zip(labs, nodes, strict=True)]
@@ -84,6 +99,7 @@ def main() -> None:
                             f.result()  # a refused post is a failed run
                     if all({lab: h.seq for lab, h in c.heads().items()} == want for c in clients):
                         t1 = time.perf_counter()
+                        cpu1 = _cpu_seconds(nodes)
                         break
                     if time.monotonic() > deadline:
                         raise TimeoutError("no convergence")
@@ -110,6 +126,10 @@ def main() -> None:
     print(f"  ratio to the per-node verification bound ({bound:.2f}s): {elapsed / bound:.2f}")
     print(f"  ratio to the whole-network bound on {min(cores, n)} cores ({network_bound:.2f}s): "
           f"{elapsed / network_bound:.2f}")
+    if cpu0 is not None and cpu1 is not None:
+        per_node_cpu = (cpu1 - cpu0) / n
+        print(f"  CPU time per node {per_node_cpu:.2f}s = {per_node_cpu / bound:.2f}x its verification bound "
+              "(what a node with a core of its own would need at least)")
     print(f"sync body bytes {total_bytes:,.0f} vs minimum {minimum:,} (missing envelopes): "
           f"ratio {total_bytes / minimum:.3f}")
 
