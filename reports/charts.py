@@ -39,31 +39,7 @@ def marker_for(index: int) -> Marker:
 
 def marker_path(shape: str, x: float, y: float, r: float = 4.5) -> str:
     """SVG path data for a marker centred on (x, y)."""
-    if shape == "circle":
-        return f"M{x - r:.1f},{y:.1f}a{r},{r} 0 1,0 {2 * r},0a{r},{r} 0 1,0 {-2 * r},0Z"
-    if shape == "square":
-        s = r * 0.9
-        return f"M{x - s:.1f},{y - s:.1f}h{2 * s:.1f}v{2 * s:.1f}h{-2 * s:.1f}Z"
-    if shape == "triangle":
-        return f"M{x:.1f},{y - r * 1.15:.1f}L{x + r:.1f},{y + r * 0.8:.1f}L{x - r:.1f},{y + r * 0.8:.1f}Z"
-    if shape == "triangle-down":
-        return f"M{x:.1f},{y + r * 1.15:.1f}L{x + r:.1f},{y - r * 0.8:.1f}L{x - r:.1f},{y - r * 0.8:.1f}Z"
-    if shape == "diamond":
-        return (
-            f"M{x:.1f},{y - r * 1.2:.1f}L{x + r:.1f},{y:.1f}L{x:.1f},{y + r * 1.2:.1f}L{x - r:.1f},{y:.1f}Z"
-        )
-    if shape == "cross":
-        s = r * 0.8
-        return f"M{x - s:.1f},{y - s:.1f}L{x + s:.1f},{y + s:.1f}M{x + s:.1f},{y - s:.1f}L{x - s:.1f},{y + s:.1f}"
-    if shape == "plus":
-        return f"M{x - r:.1f},{y:.1f}H{x + r:.1f}M{x:.1f},{y - r:.1f}V{y + r:.1f}"
-    # star: five-pointed
-    pts = []
-    for k in range(10):
-        rr = r * 1.2 if k % 2 == 0 else r * 0.5
-        a = -math.pi / 2 + k * math.pi / 5
-        pts.append(f"{x + rr * math.cos(a):.1f},{y + rr * math.sin(a):.1f}")
-    return "M" + "L".join(pts) + "Z"
+    return f"M{_num(x)} {_num(y)}{marker_stub(shape, r)}"
 
 
 def open_shape(shape: str) -> bool:
@@ -81,7 +57,7 @@ def marker_stub(shape: str, r: float = 4.5) -> str:
     """Path data drawing a marker around the current point, in relative commands.
 
     A marker at (x, y) is ``M{x} {y}`` plus this stub, so a chart with thousands of points
-    formats two numbers per point instead of every vertex (same shapes as :func:`marker_path`).
+    formats two numbers per point instead of every vertex (:func:`marker_path` is the absolute form).
     """
     n = _num
     if shape == "circle":

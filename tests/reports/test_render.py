@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -340,15 +341,21 @@ def _vertices(d: str) -> list[tuple[float, float]]:
 @pytest.mark.parametrize(
     "shape", ["circle", "square", "triangle", "diamond", "cross", "triangle-down", "plus", "star"]
 )
-def test_marker_stub_draws_the_same_shape_as_marker_path(shape: str) -> None:
+def test_markers_are_distinct_shapes_centred_on_their_point(shape: str) -> None:
     from reports.charts import SHAPES, marker_path, marker_stub
 
     assert shape in SHAPES
-    absolute = _vertices(marker_path(shape, 100.0, 50.0))
-    relative = _vertices(f"M100 50{marker_stub(shape)}")
-    assert len(relative) == len(absolute) >= 3
-    flat = [c for p in relative for c in p]
-    assert flat == pytest.approx([c for p in absolute for c in p], abs=0.06)
+    r = 4.5
+    pts = _vertices(marker_path(shape, 100.0, 50.0, r))
+    assert len(set(pts)) >= 2
+    # Every vertex lies within the marker's reach of the point it marks...
+    assert all(math.hypot(x - 100.0, y - 50.0) <= 1.3 * r for x, y in pts), pts
+    # ...and the relative stub drawn at another point is the same shape, shifted.
+    moved = _vertices(f"M10 20{marker_stub(shape, r)}")
+    shifted = [c for x, y in moved for c in (x + 90.0, y + 30.0)]
+    assert shifted == pytest.approx([c for p in pts for c in p], abs=0.06)
+    others = {marker_stub(s) for s in SHAPES if s != shape}
+    assert marker_stub(shape) not in others
 
 
 @pytest.mark.parametrize(
