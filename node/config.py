@@ -89,6 +89,8 @@ class NodeConfig(BaseSettings):
     """PKCS#8 PEM signing key, relative to the home directory."""
     passphrase_env: str | None = None
     """Name of the environment variable that holds the key passphrase (never the passphrase)."""
+    verify_threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    """Threads that check a batch's signatures in parallel (default: one per core, at most 8)."""
     server: ServerConfig = ServerConfig()
     peers: list[PeerConfig] = []
     """Extra or overriding peers; by default the roster endpoints of the other labs."""

@@ -163,6 +163,8 @@ class NodeHome:
         key = read_key_file(cfg.key_path(home), passphrase)
         store = Store.open(cfg.resolved_database_url(home), migrate=migrate)
         store.misbehaviour_per_peer = cfg.sync.misbehaviour_kept
+        if cfg.verify_threads is not None:
+            store.verify_workers = cfg.verify_threads
         return cls(home, cfg, key, store)
 
     def close(self) -> None:

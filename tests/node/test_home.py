@@ -103,6 +103,18 @@ def test_misbehaviour_retention_comes_from_config(tmp_path, monkeypatch):
         NodeHome.open(tmp_path / "h")
 
 
+def test_verify_threads_come_from_config(tmp_path, monkeypatch):
+    NodeHome.init(tmp_path / "h", "alpha").close()
+    with NodeHome.open(tmp_path / "h") as h:
+        assert 1 <= h.store.verify_workers <= 8
+    monkeypatch.setenv("TRIPWIRE_VERIFY_THREADS", "3")
+    with NodeHome.open(tmp_path / "h") as h:
+        assert h.store.verify_workers == 3
+    monkeypatch.setenv("TRIPWIRE_VERIFY_THREADS", "0")
+    with pytest.raises(ConfigFileError, match="verify_threads"):
+        NodeHome.open(tmp_path / "h")
+
+
 def test_network_peers_and_publish(network):
     alpha, beta, gamma = network
     assert {p.lab for p in alpha.peers()} == {"beta", "gamma"}
