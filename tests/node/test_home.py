@@ -9,6 +9,7 @@ import pytest
 from node.config import load_config, write_config
 from node.errors import ConfigFileError, HomeExistsError, HomeNotFoundError
 from node.home import NodeHome
+from node.store.store import _cpu_count
 from protocol.errors import ConfigurationError, KeyFileError
 
 
@@ -91,27 +92,23 @@ def test_config_errors_and_env_override(tmp_path, monkeypatch):
     assert load_config(tmp_path / "h").lab == "alpha"
 
 
-def test_misbehaviour_retention_comes_from_config(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("env", "setting", "attribute", "default", "value"),
+    [
+        ("TRIPWIRE_SYNC__MISBEHAVIOUR_KEPT", "misbehaviour_kept", "misbehaviour_per_peer", 1000, 7),
+        ("TRIPWIRE_VERIFY_THREADS", "verify_threads", "verify_workers", _cpu_count(), 3),
+    ],
+    ids=["misbehaviour_kept", "verify_threads"],
+)
+def test_store_settings_come_from_config(tmp_path, monkeypatch, env, setting, attribute, default, value):
     NodeHome.init(tmp_path / "h", "alpha").close()
     with NodeHome.open(tmp_path / "h") as h:
-        assert h.store.misbehaviour_per_peer == 1000
-    monkeypatch.setenv("TRIPWIRE_SYNC__MISBEHAVIOUR_KEPT", "7")
+        assert getattr(h.store, attribute) == default
+    monkeypatch.setenv(env, str(value))
     with NodeHome.open(tmp_path / "h") as h:
-        assert h.store.misbehaviour_per_peer == 7
-    monkeypatch.setenv("TRIPWIRE_SYNC__MISBEHAVIOUR_KEPT", "0")
-    with pytest.raises(ConfigFileError, match="misbehaviour_kept"):
-        NodeHome.open(tmp_path / "h")
-
-
-def test_verify_threads_come_from_config(tmp_path, monkeypatch):
-    NodeHome.init(tmp_path / "h", "alpha").close()
-    with NodeHome.open(tmp_path / "h") as h:
-        assert 1 <= h.store.verify_workers <= 8
-    monkeypatch.setenv("TRIPWIRE_VERIFY_THREADS", "3")
-    with NodeHome.open(tmp_path / "h") as h:
-        assert h.store.verify_workers == 3
-    monkeypatch.setenv("TRIPWIRE_VERIFY_THREADS", "0")
-    with pytest.raises(ConfigFileError, match="verify_threads"):
+        assert getattr(h.store, attribute) == value
+    monkeypatch.setenv(env, "0")
+    with pytest.raises(ConfigFileError, match=setting):
         NodeHome.open(tmp_path / "h")
 
 
