@@ -29,12 +29,28 @@ MAX_STATEMENT_BYTES = 1_048_576
 DECIMAL_RE = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$")
 HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
+#: A UTF-16 surrogate code point in a decoded string: only a lone one can get there, from
+#: a JSON escape (UTF-8 cannot encode surrogates, and a valid escaped pair decodes to one
+#: code point above U+FFFF).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: An escape that may decode to a surrogate; strings are searched only when one occurs.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_string(s: str, where: str) -> None:
+    # A lone surrogate (only reachable through a "\\ud800"-style escape) has no UTF-8 and
+    # hence no RFC 8785 form (spec §2.1); refusing it here keeps it from reaching the
+    # UTF-16 key sort, which would fail with an encoding error instead of a refusal.
+    if _SURROGATE.search(s):
+        raise CanonicalFormError(f"lone surrogate in {where}: a string with no canonical form")
 
 
 def _check_value(value: Any, depth: int, path: str) -> None:
-    if depth > MAX_DEPTH:
-        raise OversizeError(f"JSON nested deeper than {MAX_DEPTH} levels at {path or '$'}")
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    """Refuse what has no canonical form; ``depth`` counts the containers around ``value``."""
+    if isinstance(value, str):
+        _check_string(value, f"the string at {path or '$'}")
+        return
+    if isinstance(value, bool) or value is None:
         return
     if isinstance(value, float):
         raise FloatInSignedDataError(f"float {value!r} at {path or '$'}: use a decimal string")
@@ -42,10 +58,16 @@ def _check_value(value: Any, depth: int, path: str) -> None:
         if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
             raise CanonicalFormError(f"integer at {path or '$'} is outside ±(2^53−1)")
         return
+    # Spec §2.4: one depth rule for signer and verifier, counted as the parser counts it
+    # (every object or array is a level, the statement itself the first), so nothing is
+    # signed that a verifier refuses.
+    if depth + 1 > MAX_DEPTH:
+        raise OversizeError(f"JSON nested deeper than {MAX_DEPTH} levels at {path or '$'}")
     if isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CanonicalFormError(f"non-string key at {path or '$'}")
+            _check_string(k, f"a key of {path or '$'}")
             _check_value(v, depth + 1, f"{path}.{k}")
         return
     if isinstance(value, list | tuple):
@@ -55,16 +77,24 @@ def _check_value(value: Any, depth: int, path: str) -> None:
     raise CanonicalFormError(f"unsupported JSON value of type {type(value).__name__} at {path or '$'}")
 
 
-def canonical_bytes(obj: Mapping[str, Any]) -> bytes:
-    """Return the RFC 8785 bytes of a JSON object, refusing floats and unsafe integers."""
+def canonical_bytes(obj: Mapping[str, Any], *, max_bytes: int | None = None) -> bytes:
+    """Return the RFC 8785 bytes of a JSON object, refusing what a verifier would refuse.
+
+    Floats, unsafe integers, lone surrogates and nesting deeper than :data:`MAX_DEPTH` are
+    refused as :func:`parse_canonical` refuses them; with ``max_bytes`` (signers of
+    statements pass :data:`MAX_STATEMENT_BYTES`) so is a result longer than that.
+    """
     if not isinstance(obj, Mapping):
         raise CanonicalFormError("a signed statement must be a JSON object")
     _check_value(obj, 0, "")
     try:
         out: bytes = rfc8785.dumps(obj)
-    except rfc8785.CanonicalizationError as e:
-        # e.g. a lone surrogate from a "\ud800" escape: no canonical form exists (spec §2.1).
+    except (rfc8785.CanonicalizationError, UnicodeError) as e:
+        # Unreachable after _check_value; kept so no encoding error can escape as a crash.
         raise CanonicalFormError(f"no RFC 8785 form: {e}") from e
+    if max_bytes is not None and len(out) > max_bytes:
+        # Spec §2.4: the verifier refuses it before parsing, so it must never be signed.
+        raise OversizeError(f"JSON is {len(out)} bytes; the limit is {max_bytes}")
     return out
 
 
@@ -118,7 +148,24 @@ def parse_json_strict(data: bytes, *, max_bytes: int = MAX_STATEMENT_BYTES) -> A
     # _bracket_depth runs in linear time; the bracket count is a cheap upper bound first.
     if text.count("[") + text.count("{") > MAX_DEPTH and _bracket_depth(text) > MAX_DEPTH:
         raise OversizeError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_surrogates(obj)
     return obj
+
+
+def _refuse_surrogates(obj: Any) -> None:
+    """Refuse a lone surrogate in any key or string value (spec §2.1: no canonical form)."""
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            _check_string(value, f"the string at {path or '$'}")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                _check_string(k, f"a key of {path or '$'}")
+                stack.append((v, f"{path}.{k}"))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
 #: Hooks run per number literal (few in a statement): floats and NaN/Infinity are refused,

@@ -107,8 +107,17 @@ def test_keys_above_the_bmp_sort_in_utf16_order() -> None:
         # An ASCII payload whose escape parses to a non-ASCII character: the canonical form
         # writes it raw, so these bytes are not canonical (was an uncaught UnicodeEncodeError).
         (b'{"a":"\\u00e9"}', CanonicalFormError, "not its RFC 8785 canonical form"),
-        (b'{"a":"\\ud800"}', CanonicalFormError, "not its RFC 8785 canonical form"),
-        ('{"a":"\\ud800é"}'.encode(), CanonicalFormError, "no RFC 8785 form"),
+        (b'{"a":"\\ud800"}', CanonicalFormError, r"lone surrogate in the string at \.a"),
+        ('{"a":"\\ud800é"}'.encode(), CanonicalFormError, r"lone surrogate in the string at \.a"),
+        # The key sort of RFC 8785 encodes keys as UTF-16: a lone surrogate there used to
+        # escape as UnicodeEncodeError (an HTTP 500 sinking the whole batch).
+        ('{"\\ud800":1,"b":"é"}'.encode(), CanonicalFormError, r"lone surrogate in a key of \$"),
+        (b'{"\\udfff":1}', CanonicalFormError, r"lone surrogate in a key of \$"),
+        ('{"a":{"\\udc00x":[1]},"é":2}'.encode(), CanonicalFormError, r"lone surrogate in a key of \.a"),
+        ('{"a":["\\ud83d"],"é":2}'.encode(), CanonicalFormError, r"lone surrogate in the string at \.a\[0\]"),
+        # A valid pair written as escapes is one character above U+FFFF: not lone, but
+        # canonical form writes it raw.
+        (b'{"a":"\\ud83d\\ude00"}', CanonicalFormError, "not its RFC 8785 canonical form"),
         (b'{"a":1.5}', FloatInSignedDataError, "float 1.5"),
         (b'{"a":1e3}', FloatInSignedDataError, "float 1e3"),
         (b'{"a":NaN}', CanonicalFormError, "NaN is not JSON"),
@@ -124,6 +133,11 @@ def test_keys_above_the_bmp_sort_in_utf16_order() -> None:
         "escaped_non_ascii",
         "lone_surrogate_ascii",
         "lone_surrogate_utf8",
+        "lone_surrogate_in_key_with_non_ascii",
+        "lone_low_surrogate_in_key",
+        "lone_surrogate_in_nested_key",
+        "lone_surrogate_in_list",
+        "escaped_surrogate_pair",
         "float",
         "exponent",
         "nan",
@@ -153,13 +167,93 @@ def test_size_limit_checked_before_parsing() -> None:
         ({"a": [MAX_SAFE_INT + 1]}, CanonicalFormError, r"outside"),
         ({"a": {1: 2}}, CanonicalFormError, "non-string key"),
         ({"a": {1, 2}}, CanonicalFormError, "unsupported JSON value of type set"),
-        ({"a": "\ud800"}, CanonicalFormError, "no RFC 8785 form"),
+        ({"a": "\ud800"}, CanonicalFormError, r"lone surrogate in the string at \.a"),
+        ({"\ud800": 1, "b": "é"}, CanonicalFormError, r"lone surrogate in a key of \$"),
+        ({"a": [{"\udfff": 1}]}, CanonicalFormError, r"lone surrogate in a key of \.a\[0\]"),
+        ({"a": "x" * 100}, OversizeError, "the limit is 64"),
     ],
-    ids=["float", "unsafe_int", "int_key", "set", "lone_surrogate"],
+    ids=["float", "unsafe_int", "int_key", "set", "lone_surrogate", "lone_surrogate_in_key",
+         "lone_surrogate_in_nested_key", "over_byte_limit"],
 )
 def test_canonical_bytes_rejections(obj: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
-        canonical_bytes(obj)
+        canonical_bytes(obj, max_bytes=64)
+
+
+def _nested(levels: int, innermost: Any) -> dict[str, Any]:
+    """An object ``levels`` containers deep (the object itself is level 1)."""
+    value: Any = innermost
+    for i in range(levels - 1):
+        value = [value] if i % 2 else {"k": value}
+    return {"k": value}
+
+
+@pytest.mark.parametrize(
+    ("levels", "innermost"),
+    [(MAX_DEPTH - 1, 1), (MAX_DEPTH, 1), (MAX_DEPTH, {}), (MAX_DEPTH, []), (MAX_DEPTH + 1, 1),
+     (MAX_DEPTH + 1, {}), (MAX_DEPTH + 1, [])],
+    ids=["depth_31", "depth_32", "depth_32_empty_object", "depth_32_empty_list", "depth_33_scalar",
+         "nesting_depth_33_empty_object", "nesting_depth_33_empty_list"],
+)
+def test_signer_and_verifier_share_one_depth_rule(levels: int, innermost: Any) -> None:
+    # Spec §2.4: containers count as levels for signer and verifier alike, so a signer can
+    # never produce bytes (an empty container at level 33) that every verifier refuses.
+    obj = _nested(levels, innermost)
+    text = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    nesting = levels + (1 if isinstance(innermost, dict | list) else 0)
+    if nesting > MAX_DEPTH:
+        with pytest.raises(OversizeError, match=f"nested deeper than {MAX_DEPTH} levels"):
+            canonical_bytes(obj)
+        with pytest.raises(OversizeError, match=f"nested deeper than {MAX_DEPTH} levels"):
+            parse_canonical(text)
+    else:
+        assert canonical_bytes(obj) == text
+        assert parse_canonical(text) == obj
+
+
+surrogate_text = st.text(alphabet=st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=4)
+hostile_values = st.recursive(
+    st.none() | st.integers(-5, 5) | surrogate_text | any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(surrogate_text | any_text, inner, max_size=3),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(surrogate_text | any_text, hostile_values, max_size=4))
+def test_canonical_bytes_signs_only_what_parse_canonical_accepts(obj: dict[str, Any]) -> None:
+    # Lone surrogates anywhere and any nesting: the signer either refuses with a protocol
+    # error or produces bytes the verifier accepts as the same object.
+    text = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    lone = any(0xD800 <= ord(c) <= 0xDFFF for c in _strings(obj))
+    deep = _depth(obj) > MAX_DEPTH
+    try:
+        payload = canonical_bytes(obj)
+    except (CanonicalFormError, OversizeError) as signed:
+        assert lone or deep
+        with pytest.raises((CanonicalFormError, OversizeError)) as parsed:
+            parse_canonical(text.encode())
+        if lone != deep:  # one defect: both sides name it with the same code
+            assert parsed.value.code == signed.code == ("non-canonical" if lone else "oversize")
+        return
+    assert not lone and not deep
+    assert parse_canonical(payload) == obj
+
+
+def _strings(value: Any) -> str:
+    if isinstance(value, dict):
+        return "".join(k + _strings(v) for k, v in value.items())
+    if isinstance(value, list):
+        return "".join(_strings(v) for v in value)
+    return value if isinstance(value, str) else ""
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def test_entry_id_is_sha256_of_payload() -> None:
