@@ -41,30 +41,30 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from node.pausetrack import EntryIndex
 from protocol.canonical import utcnow
 from protocol.entries import (
     AlertBody,
     ForecastSummary,
     PauseCertificateBody,
     PauseProposalBody,
-    ResumeProposalBody,
     Trigger,
     VerifiedEntry,
     VoteBody,
-    decode_entry,
     pause_proposal_id,
 )
-from protocol.errors import ConfigurationError, PeerDataError, TripwireError
+from protocol.errors import ConfigurationError, TripwireError
 from protocol.forecast import evaluate_with_trend
+from protocol.pause import PAUSE_KINDS, CertCache, PauseState, certificate_votes, pause_state
 from protocol.policy import Policy, PolicyEvaluation, ResultSummary, RuleVerdict
-from protocol.quorum import QuorumResult, tally, verify_certificate
+from protocol.quorum import QuorumResult
 from protocol.roster import RosterChain
 
 if TYPE_CHECKING:
@@ -163,6 +163,8 @@ class Analysis:
     """(proposal_id, lab) -> that lab's votes on the proposal, lowest seq first."""
     alerts: set[tuple[str, str]]
     """(result entry_id, rule id) pairs some lab already alerted on."""
+    pause: PauseState
+    """The pause state machine's output (:func:`protocol.pause.pause_state`)."""
 
 
 class EvaluationCache:
@@ -180,15 +182,23 @@ class EvaluationCache:
             self.evaluations.clear()
 
 
+def _unevaluable(err: Exception) -> str:
+    if isinstance(err, TripwireError):
+        return err.message
+    # Not a PeerDataError: a defect in policy code met data it did not expect. The result is
+    # isolated (flagged and skipped) so that one entry can never stop the coordinator.
+    return f"cannot be evaluated ({type(err).__name__}: {str(err)[:200]})"
+
+
 def _summary(e: VerifiedEntry, cache: EvaluationCache) -> ResultSummary | None:
     if e.entry_id not in cache.summaries:
         try:
             cache.summaries[e.entry_id] = ResultSummary.from_body(
                 e.statement.body.model_dump(mode="json"), lab=e.lab
             )
-        except PeerDataError as err:
+        except Exception as err:  # isolate any bad result (see _unevaluable)
             cache.summaries[e.entry_id] = None
-            cache.errors[e.entry_id] = err.message
+            cache.errors[e.entry_id] = _unevaluable(err)
     return cache.summaries[e.entry_id]
 
 
@@ -211,12 +221,13 @@ def evaluate_results(
         if e.entry_id not in cache.evaluations:
             try:
                 cache.evaluations[e.entry_id] = evaluate_with_trend(policy, s, list(lineage[key]))
-            except PeerDataError as err:
+            except Exception as err:  # isolate any bad result (see _unevaluable)
                 cache.evaluations[e.entry_id] = None
-                cache.errors[e.entry_id] = err.message
+                cache.errors[e.entry_id] = _unevaluable(err)
         ev = cache.evaluations[e.entry_id]
-        if ev is not None:
-            out[e.entry_id] = ev
+        if ev is None:
+            continue  # an unevaluable result is no part of its lineage's trend
+        out[e.entry_id] = ev
         lineage[key].append(s)
     return out
 
@@ -260,14 +271,6 @@ def check_trigger(
     return TriggerCheck("breach", f"rule {trigger.rule!r} gives breach: {verdict.reason}")
 
 
-def _embedded_proposal(body: PauseCertificateBody) -> PauseProposalBody | ResumeProposalBody | None:
-    try:
-        inner = decode_entry(body.proposal).statement.body
-    except PeerDataError:
-        return None
-    return inner if isinstance(inner, PauseProposalBody | ResumeProposalBody) else None
-
-
 def analyze(
     entries: Mapping[str, Sequence[VerifiedEntry]],
     chain: RosterChain,
@@ -275,44 +278,44 @@ def analyze(
     *,
     policy_error: str | None = None,
     cache: EvaluationCache | None = None,
-    cert_cache: dict[tuple[str, int], PeerDataError | None] | None = None,
+    cert_cache: CertCache | None = None,
+    heads: Mapping[str, int] | None = None,
+    held_ids: Callable[[str], bool] | None = None,
 ) -> Analysis:
     """Verdicts, proposal states, pause state and flags from verified entries (pure).
 
-    ``cert_cache`` (certificate entry_id and roster chain length -> the verification error
-    or None) only saves repeated signature checks across passes; it never changes a result.
+    The pause state is :func:`protocol.pause.pause_state` (the one definition every node,
+    gate and report applies); this adds what depends on the adopted policy: verdicts and
+    each pause proposal's trigger check. ``cert_cache`` only saves repeated signature
+    checks across passes; ``heads``/``held_ids`` describe the feeds held (spec §6.5 step 7).
 
     ``entries`` maps kind to the held entries of that kind (any order): the outcome does
     not depend on delivery order, so every node holding the same entries agrees.
     """
     roster = chain.current.roster
+    cache = cache if cache is not None else EvaluationCache()
     results = {e.entry_id: e for e in entries.get("eval_result", ())}
     evaluations = evaluate_results(list(results.values()), policy, cache)
-    flags: list[dict[str, Any]] = []
-
-    def by_log(es: Iterable[VerifiedEntry]) -> list[VerifiedEntry]:
-        return sorted(es, key=lambda e: (e.lab, e.seq))
+    ps = pause_state(
+        (e for k in PAUSE_KINDS for e in entries.get(k, ())),
+        chain,
+        heads=heads,
+        held_ids=held_ids,
+        cache=cert_cache,
+    )
+    flags: list[dict[str, Any]] = [f.to_json() for f in ps.flags]
+    for rid in sorted(cache.errors):
+        if rid in results:
+            flags.append(
+                {"kind": "unevaluable-result", "lab": results[rid].lab, "entry_id": rid,
+                 "reason": cache.errors[rid]}
+            )
 
     votes_by_lab: dict[tuple[str, str], list[VerifiedEntry]] = defaultdict(list)
-    all_votes: dict[str, list[VerifiedEntry]] = defaultdict(list)
-    for v in by_log(entries.get("vote", ())):
+    for v in sorted({e.entry_id: e for e in entries.get("vote", ())}.values(), key=lambda e: (e.lab, e.seq)):
         body = v.statement.body
         assert isinstance(body, VoteBody)
         votes_by_lab[(body.proposal_id, v.lab)].append(v)
-        all_votes[body.proposal_id].append(v)
-    for (pid, lab), vs in sorted(votes_by_lab.items()):
-        if len(vs) > 1:
-            # tally() counts the lowest seq; the rest are recorded as misbehaviour evidence.
-            flags.append(
-                {
-                    "kind": "double-vote",
-                    "lab": lab,
-                    "proposal_id": pid,
-                    "counted": vs[0].entry_id,
-                    "ignored": [v.entry_id for v in vs[1:]],
-                    "decisions": [v.statement.body.decision for v in vs],  # type: ignore[union-attr]
-                }
-            )
 
     def trigger_check(trigger: Trigger) -> TriggerCheck:
         return check_trigger(
@@ -325,74 +328,47 @@ def analyze(
         )
 
     proposals: dict[str, ProposalState] = {}
-    for p in by_log([*entries.get("pause_proposal", ()), *entries.get("resume_proposal", ())]):
-        body = p.statement.body
-        if isinstance(body, PauseProposalBody):
-            st = proposals.get(body.proposal_id)
-            if st is None:
-                st = proposals[body.proposal_id] = ProposalState(
-                    body.proposal_id, "pause", [], None, trigger_check(body.trigger)
-                )
-                if st.check is not None and st.check.status == "not-breach":
-                    flags.append(
-                        {"kind": "proposal-not-breach", "proposal_id": body.proposal_id, "lab": p.lab,
-                         "entry_id": p.entry_id, "reason": st.check.reason}
-                    )
-            st.entries.append(p)
-        elif isinstance(body, ResumeProposalBody):
-            st = proposals.setdefault(
-                body.proposal_id,
-                ProposalState(body.proposal_id, "resume", [], None, None, pause_proposal=body.pause_proposal),
-            )
-            st.entries.append(p)
-    for pid, st in proposals.items():
-        st.tally = tally(st.entries[0], all_votes.get(pid, ()), roster)
-
-    paused: dict[str, str] = {}
-    resumed: dict[str, str] = {}
-    for c in by_log(entries.get("pause_certificate", ())):
-        body = c.statement.body
-        assert isinstance(body, PauseCertificateBody)
-        key = (c.entry_id, len(chain.versions))
-        if cert_cache is not None and key in cert_cache:
-            err = cert_cache[key]
-        else:
-            err = None
-            try:
-                verify_certificate(body, chain)
-            except PeerDataError as e:
-                err = e
-            if cert_cache is not None:
-                cert_cache[key] = err
-        if err is not None:
-            # Not evidence of anything; reported so people see who published it.
-            flags.append(
-                {"kind": "invalid-certificate", "entry_id": c.entry_id, "lab": c.lab,
-                 "proposal_id": body.proposal_id, "code": err.code, "reason": err.message}
-            )
-            continue
-        inner = _embedded_proposal(body)
-        st = proposals.get(body.proposal_id)
-        if st is not None and st.action == body.action:
-            st.certificates.append(c.entry_id)
-        if body.action == "pause" and isinstance(inner, PauseProposalBody):
-            paused.setdefault(body.proposal_id, c.entry_id)
-            check = trigger_check(inner.trigger)
+    for pid, p in ps.proposals.items():
+        check = None
+        if p.action == "pause":
+            body = p.entry.statement.body
+            assert isinstance(body, PauseProposalBody)
+            check = trigger_check(body.trigger)
             if check.status == "not-breach":
-                # Valid by its votes, so it counts; but this node could not confirm the breach.
                 flags.append(
-                    {"kind": "certificate-not-breach", "entry_id": c.entry_id, "lab": c.lab,
-                     "proposal_id": body.proposal_id, "reason": check.reason}
+                    {"kind": "proposal-not-breach", "proposal_id": pid, "lab": p.entry.lab,
+                     "entry_id": p.entry.entry_id, "reason": check.reason}
                 )
-        elif body.action == "resume" and isinstance(inner, ResumeProposalBody):
-            resumed.setdefault(inner.pause_proposal, c.entry_id)
-    for pid in resumed:
-        paused.pop(pid, None)
+                for c in p.certificates:
+                    # Valid by its votes, so it counts; but this node could not confirm the breach.
+                    flags.append(
+                        {"kind": "certificate-not-breach", "entry_id": c.entry_id, "lab": c.lab,
+                         "proposal_id": pid, "reason": check.reason}
+                    )
+        proposals[pid] = ProposalState(
+            pid,
+            p.action,
+            list(p.entries),
+            p.tally,
+            check,
+            [c.entry_id for c in p.certificates],
+            p.pause_proposal,
+        )
     alerts = {
         (a.statement.body.result, a.statement.body.rule)  # type: ignore[union-attr]
         for a in entries.get("alert", ())
     }
-    return Analysis(evaluations, results, proposals, paused, resumed, flags, dict(votes_by_lab), alerts)
+    return Analysis(
+        evaluations,
+        results,
+        proposals,
+        {pid: c.entry_id for pid, c in ps.active.items()},
+        {pid: c.entry_id for pid, c in ps.resumed.items()},
+        flags,
+        dict(votes_by_lab),
+        alerts,
+        ps,
+    )
 
 
 # --- actions --------------------------------------------------------------------------------------
@@ -440,8 +416,14 @@ def plan_actions(
     first_seen: Callable[[str], float],
     now_mono: float,
     now: datetime,
+    quorum_seen: Callable[[str], float] | None = None,
 ) -> list[Action]:
-    """The entries this node should publish now or later, given what it holds."""
+    """The entries this node should publish now or later, given what it holds.
+
+    ``first_seen(result id)`` and ``quorum_seen(proposal id)`` give the monotonic time this
+    node first saw a result, and first saw a proposal's quorum: delays count from those
+    moments, never from "now", so every lab's turn to certify does come (spec §13.4).
+    """
     roster = chain.current.roster
     if roster.lab(lab) is None:
         return []  # observers and removed labs have no feed to publish into
@@ -489,14 +471,17 @@ def plan_actions(
         others = sorted({m.id for m in roster.labs} - set(supporters))
         order = supporters + others
         rank = order.index(lab) if lab in order else len(order)
+        # Only the counted supporting votes (spec §6.5): an objection or a vote that cannot
+        # count under this roster version would only give others a reason to refuse it.
         cert = PauseCertificateBody(
             proposal_id=pid,
             action=st.action,
             roster_version=chain.current.version,
             proposal=st.entries[0].envelope,
-            votes=[v.envelope for v in st.tally.votes],
+            votes=[v.envelope for v in certificate_votes(st.tally)],
         )
-        out.append(Action("pause_certificate", cert, f"certify:{pid}", now_mono + rank * config.certificate_stagger_s))
+        seen = quorum_seen(pid) if quorum_seen is not None else now_mono
+        out.append(Action("pause_certificate", cert, f"certify:{pid}", seen + rank * config.certificate_stagger_s))
     return out
 
 
@@ -515,55 +500,32 @@ def load_entries(store: Any) -> dict[str, list[VerifiedEntry]]:
     return {k: store.entries(kind=k) for k in KINDS}
 
 
-class EntryIndex:
-    """The coordinator's entries, read incrementally by node-log index.
-
-    Each pass reads only rows appended since the previous one (writers are serialized and
-    log indexes are contiguous per commit, so nothing below the cursor can appear later).
-    Rows were verified when the store accepted them, as in ``Store.entries``.
-    """
-
-    def __init__(self) -> None:
-        self.cursor = 0
-        self.by_kind: dict[str, list[VerifiedEntry]] = {k: [] for k in KINDS}
-
-    def update(self, store: Any) -> dict[str, list[VerifiedEntry]]:
-        from sqlalchemy import select
-
-        from node.store import models as m
-        from protocol.envelope import Envelope
-
-        t = m.entries.c
-        with store.engine.connect() as conn:
-            rows = conn.execute(
-                select(t.log_index, t.envelope, t.signers, t.roster_version)
-                .where(t.log_index >= self.cursor, t.kind.in_(KINDS))
-                .order_by(t.log_index)
-            ).all()
-        for index, envelope, signers, roster_version in rows:
-            d = decode_entry(Envelope.model_validate_json(envelope))
-            v = VerifiedEntry(
-                d.envelope, d.payload, d.statement, d.entry_id, frozenset(filter(None, signers.split(","))), roster_version
-            )
-            self.by_kind[v.kind].append(v)
-            self.cursor = index + 1
-        return self.by_kind
-
-
 class Coordinator:
     """Runs :func:`analyze` / :func:`plan_actions` on a worker thread of the node process."""
 
-    def __init__(self, home: NodeHome, *, config: VotesConfig | None = None) -> None:
+    def __init__(
+        self,
+        home: NodeHome,
+        *,
+        config: VotesConfig | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.home = home
         self.config = config or VotesConfig.from_mapping(home.config.votes)
+        self.clock = clock
+        """Wall clock for entry timestamps and expiry (injectable for simulation and tests)."""
+        self.monotonic = monotonic
+        """Monotonic clock for delays (injectable for simulation and tests)."""
         self.cache = EvaluationCache()
-        self.index = EntryIndex()
-        self.cert_cache: dict[tuple[str, int], PeerDataError | None] = {}
+        self.index = EntryIndex(KINDS)
+        self.cert_cache: CertCache = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._first_seen: dict[str, float] = {}
+        self._quorum_seen: dict[str, float] = {}
         self._last_size = -1
         self._next_due: float | None = None
         self._policy: Policy | None = None
@@ -574,6 +536,7 @@ class Coordinator:
         self.published: list[tuple[str, str]] = []
         """(kind, entry_id) of every entry this coordinator published (diagnostics, tests)."""
         self.passes = 0
+        self.failures = 0
         self.last_error: str | None = None
 
     # lifecycle ------------------------------------------------------------------------------
@@ -604,7 +567,7 @@ class Coordinator:
         while not self._stop.is_set():
             timeout = self.config.poll_interval_s
             if self._next_due is not None:
-                timeout = max(0.0, min(timeout, self._next_due - time.monotonic()))
+                timeout = max(0.0, min(timeout, self._next_due - self.monotonic()))
             self._wake.wait(timeout)
             self._wake.clear()
             if self._stop.is_set():
@@ -613,6 +576,9 @@ class Coordinator:
                 self.run_once()
             except Exception as e:  # the worker must outlive a bad pass; the next one retries
                 self.last_error = f"{type(e).__name__}: {e}"
+                self.failures += 1
+                with self._lock:
+                    self._last_size = -1  # retry the whole pass on the next wake-up or poll
                 log.exception("pause coordinator pass failed")
 
     # one pass -------------------------------------------------------------------------------
@@ -652,7 +618,7 @@ class Coordinator:
     def _pass(self, *, force: bool) -> list[tuple[str, str]]:
         store = self.home.store
         size = store.log_size()
-        now_mono = time.monotonic()
+        now_mono = self.monotonic()
         due = self._next_due is not None and now_mono >= self._next_due
         if not force and size == self._last_size and not due:
             return []
@@ -662,8 +628,20 @@ class Coordinator:
         entries = self.index.update(store)
         for e in entries["eval_result"]:
             self._first_seen.setdefault(e.entry_id, now_mono)
-        a = analyze(entries, chain, policy, policy_error=self._policy_error, cache=self.cache, cert_cache=self.cert_cache)
-        now = utcnow()
+        a = analyze(
+            entries,
+            chain,
+            policy,
+            policy_error=self._policy_error,
+            cache=self.cache,
+            cert_cache=self.cert_cache,
+            heads={lab: h.seq for lab, h in store.heads().items()},
+            held_ids=lambda eid: store.get(eid) is not None,
+        )
+        for pid, st in a.proposals.items():
+            if st.tally is not None and st.tally and not st.certified:
+                self._quorum_seen.setdefault(pid, now_mono)
+        now = self.clock()
         actions = plan_actions(
             a,
             lab=self.home.lab,
@@ -673,6 +651,7 @@ class Coordinator:
             first_seen=lambda rid: self._first_seen.get(rid, now_mono),
             now_mono=now_mono,
             now=now,
+            quorum_seen=lambda pid: self._quorum_seen.get(pid, now_mono),
         )
         published: list[tuple[str, str]] = []
         later = [x.due for x in actions if x.due > now_mono]
@@ -696,7 +675,12 @@ class Coordinator:
         self.analysis = a
         self.passes += 1
         self.snapshot = describe(a, chain, policy, self._policy_error, self.config, self.home.lab, now)
-        self.snapshot["coordinator"] = {"passes": self.passes, "last_error": self.last_error, "running": self._thread is not None}
+        self.snapshot["coordinator"] = {
+            "passes": self.passes,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "running": self._thread is not None,
+        }
         return published
 
 
@@ -704,11 +688,7 @@ class Coordinator:
 
 
 def pause_state_json(a: Analysis) -> dict[str, Any]:
-    return {
-        "paused": bool(a.paused),
-        "certificates": [{"proposal_id": pid, "certificate": cid} for pid, cid in sorted(a.paused.items())],
-        "resumed": [{"proposal_id": pid, "certificate": cid} for pid, cid in sorted(a.resumed.items())],
-    }
+    return a.pause.to_json()
 
 
 def describe(
@@ -801,7 +781,15 @@ def local_analysis(home: NodeHome) -> tuple[Analysis, dict[str, Any]]:
         policy: Policy | None = load_policy(home.path, chain.current.roster.policy_digest)
     except ConfigurationError as e:
         policy, error = None, e.message
-    a = analyze(load_entries(home.store), chain, policy, policy_error=error)
+    store = home.store
+    a = analyze(
+        load_entries(store),
+        chain,
+        policy,
+        policy_error=error,
+        heads={lab: h.seq for lab, h in store.heads().items()},
+        held_ids=lambda eid: store.get(eid) is not None,
+    )
     config = VotesConfig.from_mapping(home.config.votes)
     return a, describe(a, chain, policy, error, config, home.lab, utcnow())
 
@@ -815,10 +803,10 @@ def _status_section(ctx: Any, status: dict[str, Any]) -> None:
         except TripwireError as e:
             status["coordination"] = {"error": e.message}
             return
+    # Informational: the pause state itself ("paused", "pause") comes from the node's
+    # PauseTracker, never from this snapshot, so a coordinator that is behind or failing
+    # cannot make /v1/status say anything stale about the pause.
     status["coordination"] = snap
-    # The pause state served to gates is the coordinator's definition (module docstring).
-    status["paused"] = snap["pause"]["paused"]
-    status["pause"] = snap["pause"]
 
 
 def attach(app: FastAPI, home: NodeHome, *, config: VotesConfig | None = None) -> Coordinator:

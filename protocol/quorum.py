@@ -7,7 +7,7 @@ never passes. A certificate is checkable by anyone holding the roster chain, off
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from protocol.canonical import parse_time
@@ -112,13 +112,53 @@ def tally(proposal: VerifiedEntry, votes: Iterable[VerifiedEntry], roster: Roste
     )
 
 
-def verify_certificate(body: PauseCertificateBody, chain: RosterChain) -> QuorumResult:
-    """Verify a pause/resume certificate offline from the roster chain; raise on failure.
+@dataclass(frozen=True)
+class CertificateParts:
+    """A certificate whose signatures and roster windows verified (the costly part)."""
 
-    Steps (spec §6.5): the roster version it names is held; the proposal entry verifies
-    and is the named proposal of the named action; every vote verifies under that roster
-    version (observers' and strangers' votes are refused); the supporting weight reaches
-    the quorum.
+    proposal: VerifiedEntry
+    votes: tuple[VerifiedEntry, ...]
+    roster_version: int
+
+
+@dataclass(frozen=True)
+class CertificateContext:
+    """What a party holding the feeds knows beyond the certificate (spec §6.5 step 7).
+
+    ``first_votes``: lab -> (seq, entry_id) of the lab's first vote on the proposal that
+    this party holds; ``heads``: lab -> highest contiguous seq held; ``is_held``: whether
+    an entry id is held. A certificate vote that is not its lab's first vote, or that sits
+    at a seq the lab's feed holds with another entry (a vote never published in the feed),
+    does not count.
+    """
+
+    first_votes: Mapping[str, tuple[int, str]]
+    heads: Mapping[str, int]
+    is_held: Callable[[str], bool]
+
+    def excluded(self, vote: VerifiedEntry) -> str | None:
+        """Why ``vote`` does not count in this context (None: it counts)."""
+        first = self.first_votes.get(vote.lab)
+        if first is not None and first < (vote.seq, vote.entry_id):
+            return (
+                f"vote {vote.entry_id[:16]}… of {vote.lab!r} (seq {vote.seq}) is not its first vote "
+                f"on the proposal (that is seq {first[0]})"
+            )
+        if vote.seq <= self.heads.get(vote.lab, 0) and not self.is_held(vote.entry_id):
+            return (
+                f"vote {vote.entry_id[:16]}… of {vote.lab!r} claims seq {vote.seq}, where the lab's feed "
+                "holds another entry: it was never published (a fork)"
+            )
+        return None
+
+
+def certificate_parts(body: PauseCertificateBody, chain: RosterChain) -> CertificateParts:
+    """Verify a certificate's proposal and votes against the roster chain; raise on failure.
+
+    Steps 1–5 of spec §6.5: the roster version it names is held; the proposal entry
+    verifies and is the named proposal of the named action; every vote verifies under that
+    roster version (observers' and strangers' votes are refused) within its window; no two
+    votes of one lab at one seq differ.
     """
     try:
         vr = chain.get(body.roster_version)
@@ -155,6 +195,38 @@ def verify_certificate(body: PauseCertificateBody, chain: RosterChain) -> Quorum
                 f"certificate holds two different entries of lab {v.lab!r} at seq {v.seq}",
                 proof=EquivocationProof.of(other, v),
             )
-    result = tally(proposal, votes, vr.roster)
-    result.verify()
+    return CertificateParts(proposal, tuple(votes), vr.version)
+
+
+def count_certificate(
+    parts: CertificateParts, chain: RosterChain, context: CertificateContext | None = None
+) -> QuorumResult:
+    """Step 6 (and 7 with a context) of spec §6.5: tally the first votes; raise unless it passes."""
+    votes: Iterable[VerifiedEntry] = parts.votes
+    dropped: list[str] = []
+    if context is not None:
+        kept = []
+        for v in parts.votes:
+            why = context.excluded(v)
+            if why is None:
+                kept.append(v)
+            else:
+                dropped.append(why)
+        votes = kept
+    result = tally(parts.proposal, votes, chain.get(parts.roster_version).roster)
+    if not result:
+        why = f" ({'; '.join(dropped)})" if dropped else ""
+        raise InsufficientQuorumError(
+            f"{result.action} proposal {result.proposal_id[:16]}… has weight {result.weight} of "
+            f"{result.threshold} required under roster v{parts.roster_version} "
+            f"(supporting: {', '.join(sorted(result.signed)) or 'none'}){why}"
+        )
     return result
+
+
+def verify_certificate(
+    body: PauseCertificateBody, chain: RosterChain, *, context: CertificateContext | None = None
+) -> QuorumResult:
+    """Verify a pause/resume certificate from the roster chain (offline without ``context``);
+    raise on failure. See :func:`certificate_parts` and :func:`count_certificate`."""
+    return count_certificate(certificate_parts(body, chain), chain, context)

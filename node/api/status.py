@@ -1,7 +1,7 @@
 """Assembly of ``GET /v1/status``: one function, extended by the components that own each part.
 
 :func:`build_status` returns what the store knows: roster state, heads, log size, the pause
-state derived from certificates, open proposals, recent alerts, equivocations, recorded peer
+state (:func:`protocol.pause.pause_state`, kept current by :class:`node.pausetrack.PauseTracker`), open proposals, recent alerts, equivocations, recorded peer
 misbehaviour and (when the node runs sync) per-peer sync state. Components added later (the pause coordinator) add
 their sections by registering a contributor with :func:`register_status_section`, so the
 route never changes.
@@ -9,12 +9,14 @@ route never changes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from node.pausetrack import EntryIndex, PauseTracker
 from protocol.canonical import utcnow
-from protocol.errors import PeerDataError
-from protocol.quorum import verify_certificate
+from protocol.entries import PauseProposalBody, ResumeProposalBody
+from protocol.pause import PauseState
 
 if TYPE_CHECKING:
     from node.api.deps import NodeContext
@@ -24,6 +26,7 @@ MAX_ALERTS = 50
 
 StatusSection = Callable[["NodeContext", dict[str, Any]], None]
 _SECTIONS: list[StatusSection] = []
+_LOCK = threading.Lock()
 
 
 def register_status_section(fn: StatusSection) -> StatusSection:
@@ -33,81 +36,89 @@ def register_status_section(fn: StatusSection) -> StatusSection:
     return fn
 
 
-def _pause_state(store: Any, chain: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Pause state from certificates (spec §6.5–6.7): paused while some pause certificate has
-    no later resume certificate ending it."""
-    certified: dict[str, dict[str, Any]] = {}
-    resumed: set[str] = set()
-    resumes_by_id: dict[str, str] = {}
-    for e in store.entries(kind="resume_proposal"):
-        resumes_by_id[e.statement.body.proposal_id] = e.statement.body.pause_proposal
-    for e in store.entries(kind="pause_certificate"):
-        body = e.statement.body
-        try:
-            verify_certificate(body, chain)
-        except PeerDataError:
-            continue  # an invalid certificate is not evidence of anything
-        if body.action == "pause":
-            certified.setdefault(
-                body.proposal_id,
-                {"proposal_id": body.proposal_id, "certificate": e.entry_id, "lab": e.lab, "issued_at": e.statement.issued_at},
-            )
-        else:
-            ended = resumes_by_id.get(body.proposal_id)
-            if ended is not None:
-                resumed.add(ended)
-    active = [c for pid, c in certified.items() if pid not in resumed]
-    proposals = []
-    decided = set(certified) | set(resumes_by_id)
-    for e in store.entries(kind="pause_proposal"):
-        pid = e.statement.body.proposal_id
-        if pid in decided or any(p["proposal_id"] == pid for p in proposals):
+def pause_tracker(ctx: NodeContext) -> PauseTracker:
+    """The node's :class:`~node.pausetrack.PauseTracker` (one per app, made on first use)."""
+    tracker = ctx.extra.get("pause_tracker")
+    if tracker is None:
+        with _LOCK:
+            tracker = ctx.extra.get("pause_tracker")
+            if tracker is None:
+                tracker = ctx.extra["pause_tracker"] = PauseTracker(ctx.store)
+    return tracker  # type: ignore[no-any-return]
+
+
+def _open_proposals(state: PauseState) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for pid, p in state.proposals.items():
+        if p.status != "open":
             continue
-        proposals.append(
-            {"proposal_id": pid, "action": "pause", "entry_id": e.entry_id, "lab": e.lab,
-             "trigger": e.statement.body.trigger.model_dump(mode="json")}
-        )
-    for e in store.entries(kind="resume_proposal"):
-        pid = e.statement.body.proposal_id
-        if pid in {c["proposal_id"] for c in certified.values()} or e.statement.body.pause_proposal in resumed:
-            continue
-        proposals.append(
-            {"proposal_id": pid, "action": "resume", "entry_id": e.entry_id, "lab": e.lab,
-             "pause_proposal": e.statement.body.pause_proposal}
-        )
-    return {"paused": bool(active), "certificates": active}, proposals
+        body = p.entry.statement.body
+        item: dict[str, Any] = {"proposal_id": pid, "action": p.action, "entry_id": p.entry.entry_id, "lab": p.entry.lab}
+        if isinstance(body, PauseProposalBody):
+            item["trigger"] = body.trigger.model_dump(mode="json")
+        elif isinstance(body, ResumeProposalBody):
+            if body.pause_proposal in state.resumed:
+                continue
+            item["pause_proposal"] = body.pause_proposal
+        out.append(item)
+    return out
+
+
+def _coordinator_passes(ctx: NodeContext) -> int:
+    coord = ctx.extra.get("coordinator")
+    return int(getattr(coord, "passes", 0)) if coord is not None else 0
 
 
 def build_status(ctx: NodeContext) -> dict[str, Any]:
-    """The status document served at ``GET /v1/status``."""
+    """The status document served at ``GET /v1/status``.
+
+    What depends on stored entries is built once per change of the node log (or roster
+    chain, or coordinator pass) and cached; a request then costs a log-size query plus the
+    few fields that depend on the clock or on peers (spec §13: status must not be a
+    denial-of-service lever).
+    """
     store = ctx.store
+    tracker = pause_tracker(ctx)
+    state = tracker.state()
     chain = store.roster_chain()
     roster = chain.current.roster
+    key = (store.log_size(), len(chain.versions), _coordinator_passes(ctx), id(state))
+    cached = ctx.extra.get("status_cache")
+    if cached is None or cached[0] != key:
+        index = ctx.extra.setdefault("alert_index", EntryIndex(("alert",)))
+        recent = index.update(store)["alert"]
+        del recent[:-MAX_ALERTS]  # only the most recent are listed; keep memory bounded
+        alerts = [
+            {"entry_id": e.entry_id, "lab": e.lab, "issued_at": e.statement.issued_at,
+             "body": e.statement.body.model_dump(mode="json")}
+            for e in recent
+        ]
+        base: dict[str, Any] = {
+            "node": ctx.home.lab,
+            "network": chain.network_id,
+            "roster": {"version": roster.version, "expires": roster.expires},
+            "paused": state.paused,
+            "pause": state.to_json(),
+            "open_proposals": _open_proposals(state),
+            "pause_flags": [f.to_json() for f in state.flags][:MAX_ALERTS],
+            "alerts": alerts,
+            "equivocations": [
+                {"proof_id": p.proof_id, "lab": p.lab, "seq": p.seq} for p in store.equivocations()
+            ],
+            "heads": {lab: {"seq": h.seq, "entry_id": h.entry_id} for lab, h in sorted(store.heads().items())},
+            "log_size": key[0],
+        }
+        for section in _SECTIONS:
+            section(ctx, base)
+        # The pause state is the tracker's, whatever a section wrote.
+        base["paused"], base["pause"] = state.paused, state.to_json()
+        cached = (key, base)
+        ctx.extra["status_cache"] = cached
     now = utcnow()
-    pause, proposals = _pause_state(store, chain)
-    alerts = [
-        {"entry_id": e.entry_id, "lab": e.lab, "issued_at": e.statement.issued_at,
-         "body": e.statement.body.model_dump(mode="json")}
-        for e in store.entries(kind="alert")
-    ][-MAX_ALERTS:]
-    status: dict[str, Any] = {
-        "node": ctx.home.lab,
-        "network": chain.network_id,
-        "roster": {"version": roster.version, "expires": roster.expires, "expired": roster.expired(now)},
-        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "paused": pause["paused"],
-        "pause": pause,
-        "open_proposals": proposals,
-        "alerts": alerts,
-        "equivocations": [
-            {"proof_id": p.proof_id, "lab": p.lab, "seq": p.seq} for p in store.equivocations()
-        ],
-        "heads": {lab: {"seq": h.seq, "entry_id": h.entry_id} for lab, h in sorted(store.heads().items())},
-        "log_size": store.log_size(),
-        "peers": ctx.syncer.peer_status() if ctx.syncer is not None else {},
-        # From the store, so it also shows peers this node no longer syncs with, and survives restarts.
-        "misbehaviour": {peer: c.to_dict() for peer, c in store.misbehaviour_counts().items()},
-    }
-    for section in _SECTIONS:
-        section(ctx, status)
+    status = dict(cached[1])
+    status["roster"] = {**status["roster"], "expired": roster.expired(now)}
+    status["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    status["peers"] = ctx.syncer.peer_status() if ctx.syncer is not None else {}
+    # From the store, so it also shows peers this node no longer syncs with, and survives restarts.
+    status["misbehaviour"] = {peer: c.to_dict() for peer, c in store.misbehaviour_counts().items()}
     return status

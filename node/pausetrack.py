@@ -1,0 +1,88 @@
+"""The node's pause state, kept current as entries arrive and cheap to read.
+
+:class:`EntryIndex` reads a store's entries of chosen kinds incrementally by node-log
+index; :class:`PauseTracker` feeds the pause entries to :func:`protocol.pause.pause_state`
+(the one definition of the pause state) and caches the result until the log or the roster
+chain changes. Reading the state costs one small query (the log size) when nothing
+changed, and certificate signatures are checked once per certificate, so neither a
+status poll nor a flood of large entries makes ``/v1/status`` slow (spec §13).
+
+The tracker never depends on the coordinator or the adopted policy: a result that cannot
+be evaluated, or a coordinator pass that fails, cannot freeze the pause state gates read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from protocol.entries import VerifiedEntry
+from protocol.pause import PAUSE_KINDS, CertCache, PauseState, pause_state
+
+
+class EntryIndex:
+    """Entries of some kinds, read incrementally by node-log index.
+
+    Each update reads only rows appended since the previous one (writers are serialized and
+    log indexes are contiguous per commit, so nothing below the cursor can appear later).
+    Rows were verified when the store accepted them, as in ``Store.entries``.
+    """
+
+    def __init__(self, kinds: Iterable[str]) -> None:
+        self.kinds = tuple(kinds)
+        self.cursor = 0
+        self.by_kind: dict[str, list[VerifiedEntry]] = {k: [] for k in self.kinds}
+
+    def update(self, store: Any) -> dict[str, list[VerifiedEntry]]:
+        from sqlalchemy import select
+
+        from node.store import models as m
+        from node.store.store import _verified_from_row
+
+        t = m.entries.c
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.log_index, t.envelope, t.signers, t.roster_version)
+                .where(t.log_index >= self.cursor, t.kind.in_(self.kinds))
+                .order_by(t.log_index)
+            ).all()
+        for index, envelope, signers, roster_version in rows:
+            v = _verified_from_row(envelope, signers, roster_version)
+            self.by_kind[v.kind].append(v)
+            self.cursor = index + 1
+        return self.by_kind
+
+
+class PauseTracker:
+    """The pause state of one store, recomputed only when its log or roster chain changed."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._index = EntryIndex(PAUSE_KINDS)
+        self._cache: CertCache = {}
+        self._key: tuple[int, int] | None = None
+        self._state: PauseState | None = None
+
+    def state(self) -> PauseState:
+        size = self.store.log_size()
+        with self._lock:
+            chain = self.store.roster_chain()
+            key = (size, len(chain.versions))
+            if self._state is not None and key == self._key:
+                return self._state
+            by_kind = self._index.update(self.store)
+            heads = {lab: h.seq for lab, h in self.store.heads().items()}
+            state = pause_state(
+                (e for k in PAUSE_KINDS for e in by_kind[k]),
+                chain,
+                heads=heads,
+                held_ids=lambda eid: self.store.get(eid) is not None,
+                cache=self._cache,
+            )
+            self._state, self._key = state, key
+            return state
+
+
+__all__ = ["EntryIndex", "PauseTracker"]

@@ -1,0 +1,452 @@
+"""The pause state machine (spec §6.6, §13): one pure function of verified entries and the
+roster chain.
+
+:func:`pause_state` is the only definition of "is the network paused" in Tripwire: the
+node's ``/v1/status``, its coordinator, training gates, the CLI, reports and offline
+verification all call it. It reads proposals, votes and certificates (any delivery order,
+duplicates allowed) and returns data: per-proposal records with their tallies, the valid
+certificates, the active pauses, and *flags* for everything it refused to count and why.
+Nothing here raises on peer data; refusals become flags.
+
+Rules (normative text in spec §6.4–6.7):
+
+- A lab's *counted* vote on a proposal is its vote with the lowest ``(seq, entry_id)``
+  among the votes this party holds (first vote counts, §6.4).
+- A certificate is valid when :func:`protocol.quorum.verify_certificate` accepts it and,
+  in the context of the feeds this party holds, every vote it counts is the lab's first
+  vote on the proposal and sits at a position the lab's feed really holds (a vote made
+  only for a certificate, at a seq where the feed holds another entry, is a fork and does
+  not count).
+- A pause proposal P is *paused* while some valid pause certificate for P is held and no
+  valid resume certificate ends it. A resume certificate ends P only when its roster
+  version is at least the newest roster version of P's valid pause certificates: a
+  resume is judged under a roster at least as new as the pause's.
+- Certificates are facts that never expire: replaying a pause certificate after its
+  resume changes nothing; a new pause needs a new trigger (a new proposal id).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from protocol.canonical import parse_time
+from protocol.entries import (
+    PauseCertificateBody,
+    PauseProposalBody,
+    ResumeProposalBody,
+    VerifiedEntry,
+    VoteBody,
+)
+from protocol.errors import PeerDataError, TripwireError
+from protocol.quorum import (
+    CertificateContext,
+    CertificateParts,
+    QuorumResult,
+    certificate_parts,
+    count_certificate,
+    tally,
+)
+from protocol.roster import RosterChain
+
+#: Entry kinds the pause state reads.
+PAUSE_KINDS = ("pause_proposal", "resume_proposal", "vote", "pause_certificate")
+
+ProposalStatus = Literal["open", "paused", "resumed", "certified"]
+"""``open``: no valid certificate; ``paused``: a pause in force; ``resumed``: a pause ended
+by a resume certificate; ``certified``: a resume proposal with a valid certificate."""
+
+FlagKind = Literal[
+    "double-vote",
+    "invalid-certificate",
+    "resume-roster-too-old",
+]
+
+#: Signature and window verification of certificates, cached across calls: (certificate
+#: entry_id, roster chain length) -> the verified parts, or the error. Only saves work (the
+#: signature checks); the context-dependent count is redone every time.
+CertCache = MutableMapping[tuple[str, int], "CertificateParts | PeerDataError"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Something this party saw and refused to count, or counted and wants people to see."""
+
+    kind: FlagKind
+    lab: str
+    """The lab that published the entry concerned."""
+    reason: str
+    entry_id: str | None = None
+    proposal_id: str | None = None
+    code: str | None = None
+    """The error code (spec §10) when the flag records a refusal."""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "lab": self.lab, "reason": self.reason}
+        if self.entry_id is not None:
+            out["entry_id"] = self.entry_id
+        if self.proposal_id is not None:
+            out["proposal_id"] = self.proposal_id
+        if self.code is not None:
+            out["code"] = self.code
+        out.update(self.detail)
+        return out
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate entry that is valid for this party."""
+
+    entry_id: str
+    lab: str
+    """Who published it."""
+    proposal_id: str
+    action: Literal["pause", "resume"]
+    roster_version: int
+    result: QuorumResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "proposal_id": self.proposal_id,
+            "certificate": self.entry_id,
+            "lab": self.lab,
+            "roster_version": self.roster_version,
+        }
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One proposal (several labs may publish the same deterministic id, spec §6.3)."""
+
+    proposal_id: str
+    action: Literal["pause", "resume"]
+    entries: tuple[VerifiedEntry, ...]
+    """Every held proposal entry with this id, in (lab, seq) order; ``entries[0]`` represents it."""
+    votes: tuple[VerifiedEntry, ...]
+    """Every held vote on it, in (lab, seq) order (first votes and ignored later ones)."""
+    tally: QuorumResult
+    """Counted first votes under the current roster (only votes a certificate under it may carry)."""
+    certificates: tuple[Certificate, ...]
+    """Valid certificates for it, in (roster_version, lab, entry_id) order."""
+    status: ProposalStatus
+    pause_proposal: str | None = None
+    """For a resume proposal: the pause proposal it would end."""
+
+    @property
+    def entry(self) -> VerifiedEntry:
+        return self.entries[0]
+
+    @property
+    def certified(self) -> bool:
+        return bool(self.certificates)
+
+    def first_vote(self, lab: str) -> VerifiedEntry | None:
+        for v in self.votes:
+            if v.lab == lab:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class PauseState:
+    """What a party concludes from the pause entries it holds (same entries, same state)."""
+
+    proposals: Mapping[str, Proposal]
+    active: Mapping[str, Certificate]
+    """Pause proposal id -> the pause certificate that holds it in force (newest roster first)."""
+    resumed: Mapping[str, Certificate]
+    """Pause proposal id -> the resume certificate that ended it."""
+    flags: tuple[Flag, ...]
+    roster_version: int
+    """The roster version current when the state was computed."""
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.active)
+
+    def open_proposals(self) -> list[Proposal]:
+        return [p for p in self.proposals.values() if p.status == "open"]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``pause`` section of ``GET /v1/status`` (spec §6.6)."""
+        return {
+            "paused": self.paused,
+            "certificates": [c.to_json() for _, c in sorted(self.active.items())],
+            "resumed": [
+                {**c.to_json(), "proposal_id": pid, "resume_proposal": c.proposal_id}
+                for pid, c in sorted(self.resumed.items())
+            ],
+            "roster_version": self.roster_version,
+        }
+
+
+def _by_position(es: Iterable[VerifiedEntry]) -> list[VerifiedEntry]:
+    return sorted(es, key=lambda e: (e.lab, e.seq, e.entry_id))
+
+
+def counted_votes(
+    proposal_id: str, action: str, votes: Iterable[VerifiedEntry]
+) -> dict[str, VerifiedEntry]:
+    """lab -> that lab's first vote on the proposal (lowest ``(seq, entry_id)``, spec §6.4)."""
+    first: dict[str, VerifiedEntry] = {}
+    for v in votes:
+        body = v.statement.body
+        if not isinstance(body, VoteBody) or body.proposal_id != proposal_id or body.action != action:
+            continue
+        held = first.get(v.lab)
+        if held is None or (v.seq, v.entry_id) < (held.seq, held.entry_id):
+            first[v.lab] = v
+    return first
+
+
+def vote_problem(vote: VerifiedEntry, chain: RosterChain, version: int) -> str | None:
+    """Why ``vote`` cannot count in a certificate under roster ``version`` (None: it can).
+
+    The same window rules :func:`protocol.quorum.verify_certificate` applies (spec §6.5
+    step 4), checked on an already verified entry, so that a certificate this party builds
+    never carries a vote that would make the whole certificate invalid elsewhere.
+    """
+    vr = chain.get(version)
+    member = vr.roster.lab(vote.lab)
+    if member is None:
+        return f"{vote.lab!r} is not a lab of roster v{version}"
+    if not vote.signers & set(vr.lab_keys(vote.lab)):
+        return f"vote is not signed by a key roster v{version} lists for {vote.lab!r}"
+    if vote.roster_version > version:
+        return f"vote is governed by roster v{vote.roster_version}, newer than v{version}"
+    issued = parse_time(vote.statement.issued_at)
+    if issued >= parse_time(vr.roster.expires):
+        return f"vote was issued at {vote.statement.issued_at}, after roster v{version} expired"
+    if version < len(chain.versions):
+        successor = chain.versions[version]
+        if issued >= parse_time(successor.roster.issued_at):
+            return f"vote was issued after roster v{version} was superseded by v{successor.version}"
+    return None
+
+
+def certifiable_tally(
+    proposal: VerifiedEntry, votes: Iterable[VerifiedEntry], chain: RosterChain, version: int
+) -> QuorumResult:
+    """Tally of the first votes a certificate under roster ``version`` may carry.
+
+    A lab whose first vote cannot count under ``version`` (expired, superseded, rotated-out
+    key) has no counted vote: its later votes are not promoted in its place.
+    """
+    action = "pause" if isinstance(proposal.statement.body, PauseProposalBody) else "resume"
+    pid = proposal.statement.body.proposal_id  # type: ignore[union-attr]
+    first = counted_votes(pid, action, votes)
+    usable = [v for v in first.values() if vote_problem(v, chain, version) is None]
+    return tally(proposal, usable, chain.get(version).roster)
+
+
+def certificate_votes(result: QuorumResult) -> list[VerifiedEntry]:
+    """The votes a certificate carries: the counted *supporting* votes only (spec §6.5)."""
+    return [v for v in result.votes if v.lab in result.signed]
+
+
+def pause_state(
+    entries: Iterable[VerifiedEntry],
+    chain: RosterChain,
+    *,
+    heads: Mapping[str, int] | None = None,
+    held_ids: Callable[[str], bool] | None = None,
+    cache: CertCache | None = None,
+) -> PauseState:
+    """The pause state from verified entries (kinds other than :data:`PAUSE_KINDS` ignored).
+
+    ``heads`` (lab -> highest contiguous seq held) and ``held_ids`` (is this entry id held?)
+    describe the feeds this party holds; with them, a certificate vote at a seq the lab's
+    feed holds but that is not the entry held there does not count (spec §6.5 step 7).
+    Without them (an evidence bundle, an offline verifier) that check is limited to the
+    entries passed in. ``cache`` only saves repeated certificate verification.
+    """
+    proposals_in: list[VerifiedEntry] = []
+    votes_in: list[VerifiedEntry] = []
+    certs_in: list[VerifiedEntry] = []
+    for e in entries:
+        if e.kind in ("pause_proposal", "resume_proposal"):
+            proposals_in.append(e)
+        elif e.kind == "vote":
+            votes_in.append(e)
+        elif e.kind == "pause_certificate":
+            certs_in.append(e)
+    current = chain.current.version
+    flags: list[Flag] = []
+
+    votes_by_pid: dict[str, list[VerifiedEntry]] = defaultdict(list)
+    seen_votes: set[str] = set()
+    for v in _by_position(votes_in):
+        if v.entry_id in seen_votes:
+            continue
+        seen_votes.add(v.entry_id)
+        body = v.statement.body
+        assert isinstance(body, VoteBody)
+        votes_by_pid[body.proposal_id].append(v)
+
+    by_pid: dict[str, list[VerifiedEntry]] = defaultdict(list)
+    seen_props: set[str] = set()
+    for p in _by_position(proposals_in):
+        if p.entry_id not in seen_props:
+            seen_props.add(p.entry_id)
+            by_pid[p.statement.body.proposal_id].append(p)  # type: ignore[union-attr]
+
+    for pid, vs in sorted(votes_by_pid.items()):
+        per_lab: dict[str, list[VerifiedEntry]] = defaultdict(list)
+        for v in vs:
+            per_lab[v.lab].append(v)
+        for lab, lvs in sorted(per_lab.items()):
+            if len(lvs) > 1:
+                flags.append(
+                    Flag(
+                        "double-vote",
+                        lab,
+                        f"{lab!r} voted {len(lvs)} times on {pid[:16]}…; only its first vote counts",
+                        entry_id=lvs[1].entry_id,
+                        proposal_id=pid,
+                        detail={
+                            "counted": lvs[0].entry_id,
+                            "ignored": [v.entry_id for v in lvs[1:]],
+                            "decisions": [v.statement.body.decision for v in lvs],  # type: ignore[union-attr]
+                        },
+                    )
+                )
+
+    held_vote_ids = {v.entry_id for v in votes_in}
+
+    def is_held(entry_id: str) -> bool:
+        return entry_id in held_vote_ids or (held_ids is not None and held_ids(entry_id))
+
+    def context_for(pid: str, action: str) -> CertificateContext:
+        first = counted_votes(pid, action, votes_by_pid.get(pid, ()))
+        return CertificateContext(
+            first_votes={lab: (v.seq, v.entry_id) for lab, v in first.items()},
+            heads=heads or {},
+            is_held=is_held,
+        )
+
+    valid: dict[str, list[Certificate]] = defaultdict(list)
+    embedded: dict[str, VerifiedEntry] = {}
+    for c in _by_position(certs_in):
+        body = c.statement.body
+        assert isinstance(body, PauseCertificateBody)
+        key = (c.entry_id, len(chain.versions))
+        parts = cache.get(key) if cache is not None else None
+        if parts is None:
+            try:
+                parts = certificate_parts(body, chain)
+            except PeerDataError as e:
+                parts = e
+            except TripwireError as e:  # never let one certificate stop the state machine
+                parts = PeerDataError(e.message, code=e.code)
+            if cache is not None:
+                cache[key] = parts
+        err: PeerDataError | None = parts if isinstance(parts, PeerDataError) else None
+        result: QuorumResult | None = None
+        if isinstance(parts, CertificateParts):
+            try:
+                result = count_certificate(parts, chain, context_for(body.proposal_id, body.action))
+            except PeerDataError as e:
+                err = e
+        if err is not None or result is None:
+            assert err is not None
+            flags.append(
+                Flag(
+                    "invalid-certificate",
+                    c.lab,
+                    err.message,
+                    entry_id=c.entry_id,
+                    proposal_id=body.proposal_id,
+                    code=err.code,
+                )
+            )
+            continue
+        assert isinstance(parts, CertificateParts)
+        valid[body.proposal_id].append(
+            Certificate(c.entry_id, c.lab, body.proposal_id, body.action, body.roster_version, result)
+        )
+        if body.proposal_id not in by_pid:
+            # The certificate carries the signed proposal: a party that never received
+            # the proposal entry itself still learns the proposal from the certificate.
+            embedded.setdefault(body.proposal_id, parts.proposal)
+    for pid, p in embedded.items():
+        by_pid.setdefault(pid, [p])
+
+    for certs in valid.values():
+        certs.sort(key=lambda c: (c.roster_version, c.lab, c.entry_id))
+
+    # Pause certificates, then the resume certificates that end them.
+    pause_version: dict[str, int] = {}
+    for pid, certs in valid.items():
+        if certs[0].action == "pause":
+            pause_version[pid] = max(c.roster_version for c in certs)
+    resumed: dict[str, Certificate] = {}
+    for pid, certs in sorted(valid.items()):
+        if certs[0].action != "resume":
+            continue
+        inner = by_pid[pid][0].statement.body
+        assert isinstance(inner, ResumeProposalBody)
+        target = inner.pause_proposal
+        needed = pause_version.get(target)
+        ok = [c for c in certs if needed is None or c.roster_version >= needed]
+        for old in certs:
+            if old.roster_version < (needed or 0):
+                flags.append(
+                    Flag(
+                        "resume-roster-too-old",
+                        old.lab,
+                        f"resume certificate is under roster v{old.roster_version}; the pause it would end "
+                        f"was certified under v{needed}, so its resume needs a roster at least that new",
+                        entry_id=old.entry_id,
+                        proposal_id=pid,
+                        code="quorum",
+                    )
+                )
+        if ok:
+            held = resumed.get(target)
+            if held is None or (ok[0].roster_version, ok[0].entry_id) < (held.roster_version, held.entry_id):
+                resumed[target] = ok[0]
+    active: dict[str, Certificate] = {}
+    for pid, certs in valid.items():
+        if certs[0].action == "pause" and pid not in resumed:
+            active[pid] = certs[-1]
+
+    proposals: dict[str, Proposal] = {}
+    for pid, ps in by_pid.items():
+        body = ps[0].statement.body
+        action: Literal["pause", "resume"] = "pause" if isinstance(body, PauseProposalBody) else "resume"
+        on_it = tuple(v for v in votes_by_pid.get(pid, ()) if v.statement.body.action == action)  # type: ignore[union-attr]
+        t = certifiable_tally(ps[0], on_it, chain, current)
+        held_certs = tuple(valid.get(pid, ()))
+        status: ProposalStatus
+        if action == "pause":
+            status = "resumed" if pid in resumed else "paused" if held_certs else "open"
+        else:
+            status = "certified" if held_certs else "open"
+        pause_pid = body.pause_proposal if isinstance(body, ResumeProposalBody) else None
+        proposals[pid] = Proposal(pid, action, tuple(ps), on_it, t, held_certs, status, pause_pid)
+
+    return PauseState(
+        proposals=dict(sorted(proposals.items())),
+        active=active,
+        resumed=resumed,
+        flags=tuple(flags),
+        roster_version=current,
+    )
+
+
+__all__ = [
+    "PAUSE_KINDS",
+    "CertCache",
+    "Certificate",
+    "Flag",
+    "PauseState",
+    "Proposal",
+    "certifiable_tally",
+    "certificate_votes",
+    "counted_votes",
+    "pause_state",
+    "vote_problem",
+]
