@@ -169,6 +169,23 @@ class RosterExpiredError(RosterError):
     code = "roster-expired"
 
 
+class RevokedError(PeerDataError):
+    """A feed position after a roster pin whose version removed the lab or its signing key.
+
+    Spec §7.7: once a roster version pins a lab's feed at seq p, positions after p are
+    governed by that version whatever date they claim, so a removed lab or a rotated-out
+    key cannot sign them by back-dating.
+    """
+
+    code = "revoked"
+
+
+class PinMismatchError(FeedError):
+    """An entry sits at a seq a roster version pins, but is not the pinned entry (spec §7.7)."""
+
+    code = "pin-mismatch"
+
+
 class QuorumError(PeerDataError):
     """Votes, proposals or certificates break the quorum rules."""
 

@@ -4,6 +4,10 @@ The genesis roster is signed by every founding lab; its statement's SHA-256 is t
 network id. Version N+1 must be exactly N+1, name version N's id as ``previous``, and be
 signed by a threshold of version N's labs *and* a threshold of its own labs. Every
 accepted version is kept. An expired roster still serves reads; no new votes count.
+
+An update may *pin* each lab's feed at the position its signers held (spec §7.7). The
+version that governs an entry is then chosen from its position, not only from its
+self-asserted ``issued_at``: :meth:`RosterChain.governing_version`.
 """
 
 from __future__ import annotations
@@ -14,9 +18,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
-from pydantic import Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from protocol.canonical import entry_id, parse_canonical, parse_time
 from protocol.entries import (
@@ -36,6 +48,9 @@ from protocol.envelope import ROSTER_PAYLOAD_TYPE, Envelope, sign_payload, verif
 from protocol.errors import (
     EnvelopeError,
     ObserverVoteError,
+    PinMismatchError,
+    QuorumError,
+    RevokedError,
     RosterError,
     RosterExpiredError,
     RosterRollbackError,
@@ -101,6 +116,31 @@ class QuorumRules(Model):
     """Number of distinct labs that must sign a roster change (old and new)."""
 
 
+class RosterPin(Model):
+    """A lab's feed position known to the signers of a roster update (spec §7.7)."""
+
+    lab: LabId
+    """A lab of the previous roster version."""
+    seq: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    """The last seq of the lab's feed the signers held; 0 for an empty feed."""
+    entry_id: Hex64 | None
+    """The entry id at ``seq``; null exactly when ``seq`` is 0."""
+
+    @model_validator(mode="after")
+    def _empty_feed(self) -> RosterPin:
+        if (self.seq == 0) != (self.entry_id is None):
+            raise ValueError("entry_id must be null exactly when seq is 0")
+        return self
+
+
+MAX_PINS = 256
+"""At most one pin per lab of the previous version (which lists at most 256 labs)."""
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class Roster(Model):
     """The roster statement (signed in a roster envelope)."""
 
@@ -121,6 +161,29 @@ class Roster(Model):
     """Digest of the adopted threshold policy (protocol.policy)."""
     suites: Annotated[list[SuiteRef], Field(max_length=64)] = []
     """Adopted eval suites, by digest."""
+    # The schema shows only the present form: null is refused (below) and absence is the default.
+    pins: Annotated[list[RosterPin], Field(min_length=1, max_length=MAX_PINS)] | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_no_default
+    )
+    """Feed positions the update's signers held, one per pinned lab, sorted by lab (spec §7.7).
+
+    OPTIONAL and additive: absent (never null or empty) when the update pins nothing, so a
+    roster without pins has the same canonical bytes as before pins existed."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pins_absent_not_null(cls, data: Any) -> Any:
+        # One statement, one byte form: "no pins" is spelled only by omitting the member.
+        if isinstance(data, dict) and "pins" in data and data["pins"] is None:
+            raise ValueError("pins must be omitted, not null, when the update pins nothing")
+        return data
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_pins(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("pins") is None:
+            out.pop("pins", None)
+        return out
 
     @model_validator(mode="after")
     def _rules(self) -> Roster:
@@ -142,6 +205,12 @@ class Roster(Model):
             raise ValueError("previous and network must be null exactly in version 1")
         if parse_time(self.expires) <= parse_time(self.issued_at):
             raise ValueError("expires must be after issued_at")
+        if self.pins is not None:
+            if self.version == 1:
+                raise ValueError("pins are allowed only in roster updates (version 2 or later)")
+            pinned = [p.lab for p in self.pins]
+            if pinned != sorted(set(pinned)):
+                raise ValueError("pins must name each lab at most once, sorted by lab id")
         return self
 
     # lookups ------------------------------------------------------------------------------
@@ -152,6 +221,14 @@ class Roster(Model):
 
     def lab(self, lab_id: str) -> RosterLab | None:
         return self._labs_by_id.get(lab_id)
+
+    @cached_property
+    def _pins_by_lab(self) -> dict[str, RosterPin]:
+        return {p.lab: p for p in self.pins or ()}
+
+    def pin(self, lab_id: str) -> RosterPin | None:
+        """The position this version pins ``lab_id``'s feed at, if it pins it (spec §7.7)."""
+        return self._pins_by_lab.get(lab_id)
 
     def observer(self, member_id: str) -> RosterObserver | None:
         return next((o for o in self.observers if o.id == member_id), None)
@@ -211,6 +288,11 @@ class VerifiedRoster:
     @property
     def version(self) -> int:
         return self.roster.version
+
+    @cached_property
+    def issued(self) -> datetime:
+        """``issued_at`` parsed once (every entry's governing version compares against it)."""
+        return parse_time(self.roster.issued_at)
 
 
 def roster_envelope(roster: Roster, keys: Iterable[SigningKey]) -> Envelope:
@@ -273,6 +355,12 @@ def verify_roster_update(
             f"roster v{new.version} is issued at {new.issued_at}, not after v{current.version} "
             f"({current.roster.issued_at})"
         )
+    # spec §7.7: a pin speaks for a lab whose feed the previous version governed.
+    strangers = [p.lab for p in new.pins or () if current.roster.lab(p.lab) is None]
+    if strangers:
+        raise RosterError(
+            f"roster v{new.version} pins {', '.join(strangers)}, not a lab of v{current.version}"
+        )
     old_signers = _signing_labs(envelope, payload, current.roster)
     if len(old_signers) < current.roster.quorum.roster:
         raise RosterThresholdError(
@@ -315,8 +403,76 @@ class RosterChain:
             if entry_id(envelope.payload_bytes()) == held.roster_id:
                 return held
         vr = verify_roster_update(self.current, envelope, now=now)
+        self._check_pins_advance(vr.roster)
         self.versions.append(vr)
         return vr
+
+    def _check_pins_advance(self, new: Roster) -> None:
+        """Spec §7.7: a lab's pins never move back along the chain.
+
+        A later pin below an earlier one would re-govern positions the earlier version's
+        signers already knew, and could strand a lab's honest history behind a key it has
+        since rotated out.
+        """
+        for pin in new.pins or ():
+            earlier = self.latest_pin(pin.lab)
+            if earlier is None:
+                continue
+            version, held = earlier
+            if pin.seq < held.seq or (pin.seq == held.seq and pin.entry_id != held.entry_id):
+                raise RosterError(
+                    f"roster v{new.version} pins {pin.lab!r} at seq {pin.seq} "
+                    f"({(pin.entry_id or 'empty')[:16]}…), behind or beside v{version}'s pin at "
+                    f"seq {held.seq} ({(held.entry_id or 'empty')[:16]}…)"
+                )
+
+    def latest_pin(self, lab: str) -> tuple[int, RosterPin] | None:
+        """The newest held version that pins ``lab``, with its pin."""
+        for vr in reversed(self.versions):
+            pin = vr.roster.pin(lab)
+            if pin is not None:
+                return vr.version, pin
+        return None
+
+    def window_version(self, issued_at: str | datetime) -> int:
+        """The version whose §7.4 window covers ``issued_at``: the newest one issued at or
+        before it (version 1 for anything earlier)."""
+        t = parse_time(issued_at) if isinstance(issued_at, str) else issued_at
+        for vr in reversed(self.versions[1:]):
+            if vr.issued <= t:
+                return vr.version
+        return 1
+
+    def pin_bounds(self, lab: str, seq: int) -> tuple[int, int]:
+        """Versions that may govern ``lab``'s position ``seq``, from pins alone (spec §7.7).
+
+        Low: the newest version pinning the lab at a seq below ``seq`` (the position was
+        written after that pin, so that version or a later one governs it), else 1. High:
+        one before the oldest version pinning the lab at ``seq`` or beyond (the position
+        existed when that version was made), else the current version.
+        """
+        low, high = 1, None
+        for vr in self.versions[1:]:
+            pin = vr.roster.pin(lab)
+            if pin is None:
+                continue
+            if pin.seq < seq:
+                low = vr.version
+            elif high is None:
+                high = vr.version - 1
+        return low, self.current.version if high is None else high
+
+    def governing_version(self, lab: str, seq: int, issued_at: str | datetime) -> int:
+        """The roster version that governs ``lab``'s entry at ``seq`` claiming ``issued_at``.
+
+        Spec §7.7: the window version of ``issued_at`` (§7.4), raised to the newest version
+        that pins the lab below ``seq`` and capped below the oldest version that pins it at
+        ``seq`` or beyond. The date only chooses between the versions the position allows,
+        so back-dating cannot move an entry before a pin. Pins never move back along the
+        chain, so the bounds never cross; if they did, the newer bound would win.
+        """
+        low, high = self.pin_bounds(lab, seq)
+        return max(low, min(self.window_version(issued_at), high))
 
     @property
     def current(self) -> VerifiedRoster:
@@ -361,36 +517,100 @@ def verify_decoded(
     now: datetime | None = None,
     roster_version: int | None = None,
 ) -> VerifiedEntry:
-    """Check a decoded entry's network, lab and signature against the roster chain."""
+    """Check a decoded entry's network, lab and signature against the roster chain.
+
+    The entry is verified with the keys of its governing version (spec §7.7) or a later
+    one, and :attr:`VerifiedEntry.roster_version` is the oldest of those versions that
+    lists the lab with a key that signed. With ``roster_version`` (a certificate's named
+    version, spec §6.5), only that version's keys count, and a position that pins place
+    under a newer version is refused (``quorum``); the date window of such votes is the
+    certificate check's own step.
+    """
     st = decoded.statement
     if st.network != chain.network_id:
         raise WrongNetworkError(
             f"entry is for network {st.network[:16]}…, this node is on {chain.network_id[:16]}…"
         )
-    candidates = _trusted_for(chain, st.lab, st.issued_at, roster_version)
-    roster = candidates[0].roster
-    # A lab removed by a later roster keeps a verifiable history: any version whose
-    # window covers the entry may vouch for it (spec §7.4).
+    if roster_version is not None:
+        low, _ = chain.pin_bounds(st.lab, st.seq)
+        if low > roster_version:
+            pin = chain.get(low).roster.pin(st.lab)
+            raise QuorumError(
+                f"entry {decoded.entry_id[:16]}… of {st.lab!r} at seq {st.seq} follows roster v{low}'s pin "
+                f"(seq {pin.seq if pin else 0}): it is governed by v{low}, not v{roster_version}"
+            )
+        candidates = [chain.get(roster_version)]
+        governing = roster_version
+    else:
+        governing = chain.governing_version(st.lab, st.seq, st.issued_at)
+        candidates = chain.versions[governing - 1 :]
+    verified = _verify_with(decoded, candidates)
+    if verified is None:
+        if roster_version is None:
+            _explain_revoked(decoded, chain, governing)
+        _refuse(decoded, candidates)
+    _check_pinned_id(decoded, chain)
+    if st.kind == "vote" and now is not None and chain.current.roster.expired(now):
+        raise RosterExpiredError(
+            f"roster v{chain.current.version} expired at {chain.current.roster.expires}: "
+            "no new votes are accepted until a new roster is installed"
+        )
+    version, good = verified
+    return VerifiedEntry(decoded.envelope, decoded.payload, st, decoded.entry_id, good, version)
+
+
+def _verify_with(
+    decoded: DecodedEntry, versions: Sequence[VerifiedRoster]
+) -> tuple[int, frozenset[str]] | None:
+    """The oldest of ``versions`` whose keys for the entry's lab signed it, with those keys."""
+    lab = decoded.statement.lab
+    for vr in versions:
+        keys = vr.lab_keys(lab)
+        if keys:
+            good = verify_signatures(decoded.envelope, decoded.payload, keys)
+            if good:
+                return vr.version, good
+    return None
+
+
+def _explain_revoked(decoded: DecodedEntry, chain: RosterChain, governing: int) -> None:
+    """Raise ``revoked`` when only a pin made the entry fail (spec §7.7).
+
+    The entry's date alone would have let an older version vouch for it: the lab, or the
+    key that signed, was listed then, and a pin has since moved the position under a
+    version that dropped it.
+    """
+    st = decoded.statement
+    window = chain.window_version(st.issued_at)
+    if window >= governing:
+        return
+    older = _verify_with(decoded, chain.versions[window - 1 : governing - 1])
+    if older is None:
+        return
+    pin = chain.get(governing).roster.pin(st.lab)
+    pinned = f"seq {pin.seq}" if pin is not None else "an earlier seq"
+    if all(vr.roster.lab(st.lab) is None for vr in chain.versions[governing - 1 :]):
+        why = f"lab {st.lab!r} is not in roster v{governing} or later"
+    else:
+        why = f"the key that signed it (listed in v{older[0]}) is no key of lab {st.lab!r} from v{governing} on"
+    raise RevokedError(
+        f"entry of {st.lab!r} at seq {st.seq} (dated {st.issued_at}) follows roster v{governing}'s pin at "
+        f"{pinned}, so v{governing} governs it whatever its date, and {why}"
+    )
+
+
+def _refuse(decoded: DecodedEntry, candidates: Sequence[VerifiedRoster]) -> NoReturn:
+    """Raise the error for an entry no candidate version's keys verified (spec §4.2 steps 5–6)."""
+    st = decoded.statement
+    current = candidates[-1].roster
     members = [vr for vr in candidates if vr.roster.lab(st.lab) is not None]
     if not members:
-        if roster.observer(st.lab) is not None:
+        if current.observer(st.lab) is not None:
             if st.kind == "vote":
                 raise ObserverVoteError(f"{st.lab!r} is an observer; observers can never vote")
             raise UnknownLabError(f"{st.lab!r} is an observer; observers have no feed")
-        raise UnknownLabError(f"lab {st.lab!r} is not in roster v{roster.version}")
-    roster = members[0].roster
-    for vr in members:
-        keys = vr.lab_keys(st.lab)
-        good = verify_signatures(decoded.envelope, decoded.payload, keys)
-        if good:
-            if st.kind == "vote" and now is not None and chain.current.roster.expired(now):
-                raise RosterExpiredError(
-                    f"roster v{chain.current.version} expired at {chain.current.roster.expires}: "
-                    "no new votes are accepted until a new roster is installed"
-                )
-            return VerifiedEntry(
-                decoded.envelope, decoded.payload, st, decoded.entry_id, good, vr.version
-            )
+        raise UnknownLabError(f"lab {st.lab!r} is not in roster v{current.version}")
+    roster = members[-1].roster
     hinted = {s.keyid for s in decoded.envelope.signatures}
     others = sorted({o for o in (roster.owner_of_key(k) for k in hinted) if o and o != st.lab})
     if others:
@@ -399,6 +619,21 @@ def verify_decoded(
         if all(hinted):
             raise UnknownKeyError(f"no signature is by a key the roster lists for lab {st.lab!r}")
     raise SignatureError(f"signature does not verify under lab {st.lab!r}'s roster key")
+
+
+def _check_pinned_id(decoded: DecodedEntry, chain: RosterChain) -> None:
+    """Spec §7.7: the entry at a pinned seq is the pinned entry (pins never disagree)."""
+    st = decoded.statement
+    found = chain.latest_pin(st.lab)
+    if found is None or found[1].seq < st.seq:
+        return
+    for vr in chain.versions[1:]:
+        pin = vr.roster.pin(st.lab)
+        if pin is not None and pin.seq == st.seq and pin.entry_id != decoded.entry_id:
+            raise PinMismatchError(
+                f"entry {decoded.entry_id[:16]}… of {st.lab!r} at seq {st.seq} is not the entry "
+                f"roster v{vr.version} pins there ({(pin.entry_id or '')[:16]}…)"
+            )
 
 
 def verify_entry(
@@ -434,8 +669,16 @@ def draft_roster(
     version: int = 1,
     previous: str | None = None,
     network: str | None = None,
+    pins: Sequence[RosterPin] = (),
 ) -> Roster:
-    """Build a roster statement from plain values (``labs``: id, name, keys, endpoint, weight)."""
+    """Build a roster statement from plain values (``labs``: id, name, keys, endpoint, weight).
+
+    ``pins`` (updates only, spec §7.7) are written sorted by lab; none means no ``pins``
+    member at all.
+    """
+    extra: dict[str, Any] = {}
+    if pins:
+        extra["pins"] = [p.model_dump(mode="json") for p in sorted(pins, key=lambda p: p.lab)]
     return parse_roster(
         {
             "protocol": PROTOCOL,
@@ -467,5 +710,23 @@ def draft_roster(
             },
             "policy_digest": policy_digest,
             "suites": [s.model_dump(mode="json") for s in suites],
+            **extra,
         }
     )
+
+
+def pins_from_heads(chain: RosterChain, heads: Mapping[str, tuple[int, str]]) -> list[RosterPin]:
+    """Pins for the next roster version: every lab of the current version (spec §7.7).
+
+    ``heads`` maps a lab to the (seq, entry_id) of the last entry the drafting node holds
+    (absent: an empty feed). A pin never falls behind the chain's earlier pins for the lab,
+    even when the drafting node holds less than an earlier version's signers did.
+    """
+    out = []
+    for lab in sorted(m.id for m in chain.current.roster.labs):
+        seq, eid = heads.get(lab, (0, None))
+        earlier = chain.latest_pin(lab)
+        if earlier is not None and earlier[1].seq > seq:
+            seq, eid = earlier[1].seq, earlier[1].entry_id
+        out.append(RosterPin(lab=lab, seq=seq, entry_id=eid if seq else None))
+    return out
