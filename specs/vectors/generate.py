@@ -63,7 +63,15 @@ from protocol.merkle import (  # noqa: E402
     sign_checkpoint,
 )
 from protocol.quorum import verify_certificate  # noqa: E402
-from protocol.roster import Roster, RosterChain, draft_roster, roster_envelope  # noqa: E402
+from protocol.roster import (  # noqa: E402
+    Roster,
+    RosterChain,
+    RosterPin,
+    draft_roster,
+    parse_roster,
+    roster_envelope,
+    verify_entry,
+)
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 """The fixed clock every vector is dated from."""
@@ -633,6 +641,84 @@ def _forged_proof(w: World) -> dict[str, Any]:
     return {"lab": "alpha", "seq": 3, "a": ids[a_id], "b": ids[b_id], "a_id": a_id, "b_id": b_id}
 
 
+# --- roster pins and the governing version (spec §7.7) ---------------------------------------
+
+
+def pinned_v2(w: World) -> Envelope:
+    """v2 that rotates alpha's key, removes gamma and pins every v1 lab at its head."""
+    base = draft(2, ["alpha-2"], previous=w.network, network=w.network).model_dump(mode="json")
+    pins = [RosterPin(lab="alpha", seq=3, entry_id=w.eid("alpha-3")),
+            RosterPin(lab="beta", seq=2, entry_id=w.eid("beta-2")),
+            RosterPin(lab="gamma", seq=1, entry_id=w.eid("gamma-1"))]
+    r2 = parse_roster({**base, "labs": [m for m in base["labs"] if m["id"] != "gamma"],
+                       "pins": [p.model_dump(mode="json") for p in pins]})
+    return roster_envelope(r2, [key("alpha-1"), key("alpha-2"), key("beta-1")])
+
+
+def roster_pin_vectors(w: World) -> dict[str, Any]:
+    v2 = pinned_v2(w)
+    chain = RosterChain.from_envelopes([w.genesis, v2])
+    cases = []
+    for lab, seq, issued_at, why in [
+        ("alpha", 3, at(days=1, minutes=20), "at the pin, dated in v1's window"),
+        ("alpha", 4, at(days=31), "after the pin, dated in v2's window"),
+        ("alpha", 4, at(days=2), "after the pin, back-dated into v1's window"),
+        ("gamma", 1, at(days=31), "at the pin, dated after v2 (clock skew): the pin keeps it in v1"),
+        ("gamma", 2, at(days=2), "after the pin of a lab v2 removed, back-dated"),
+        ("beta", 3, at(days=2), "after the pin, back-dated"),
+    ]:
+        cases.append({"lab": lab, "seq": seq, "issued_at": issued_at, "why": why,
+                      "governing_version": chain.governing_version(lab, seq, issued_at)})
+    entries = []
+    for name in ("alpha-3", "gamma-1", "alpha-4"):
+        entries.append({"name": name, "envelope": env_json(w.env(name)), "entry_id": w.eid(name),
+                        "roster_version": verify_entry(w.env(name), chain).roster_version})
+    return {
+        "description": "A v2 roster with pins (spec §7.7): alpha's key rotated, gamma removed, every "
+        "v1 lab pinned at its head. governing_version cases give (lab, seq, issued_at) and the version "
+        "that governs that position; entries verify under the chain with the given roster_version.",
+        "roster_chain": [env_json(w.genesis), env_json(v2)],
+        "v2_statement": json.loads(v2.payload_bytes()),
+        "governing_version": cases,
+        "entries": entries,
+    }
+
+
+def pin_negative_vectors(w: World) -> list[tuple[str, dict[str, Any]]]:
+    chain = [env_json(w.genesis), env_json(pinned_v2(w))]
+    n: list[tuple[str, dict[str, Any]]] = []
+
+    def after(base: str, signer: str, seq: int, prev: str, **changes: Any) -> dict[str, Any]:
+        st = {**w.statement(base), "seq": seq, "prev": prev, "issued_at": at(days=2), **changes}
+        return w.sign_statement_dict(st, signer).to_dict()
+
+    n.append(neg("entry_after_removal_pin", "gamma, removed by v2 which pins it at seq 1, writes seq 2 "
+                 "back-dated into v1's window", "entry", "RevokedError", "revoked",
+                 "lab 'gamma' is not in roster v2 or later", roster_chain=chain,
+                 envelope=after("gamma-1", "gamma-1", 2, w.eid("gamma-1"))))
+    n.append(neg("rotated_key_after_pin", "alpha's key rotated out by v2 signs seq 4, after v2's pin "
+                 "at seq 3, back-dated into v1's window", "entry", "RevokedError", "revoked",
+                 "follows roster v2's pin at seq 3", roster_chain=chain,
+                 envelope=after("alpha-4", "alpha-1", 4, w.eid("alpha-3"))))
+    late_vote = after("beta-1", "beta-1", 3, w.eid("beta-2"))
+    cert = {**w.statement("beta-2")["body"], "votes": [w.env("alpha-3").to_dict(), late_vote]}
+    n.append(neg("backdated_entry_after_pin", "beta's vote at seq 3, after v2's pin at seq 2, back-dated "
+                 "into v1's window and counted under v1", "certificate", "QuorumError", "quorum",
+                 "it is governed by v2, not v1", roster_chain=chain, certificate=cert))
+    alt = w.sign_statement_dict({**w.statement("alpha-3"), "body": {**w.statement("alpha-3")["body"],
+                                 "decision": "abstain"}}, "alpha-1")
+    n.append(neg("entry_at_pin_not_pinned", "a different alpha entry at seq 3, where v2 pins another",
+                 "entry", "PinMismatchError", "pin-mismatch", "is not the entry roster v2 pins there",
+                 roster_chain=chain, envelope=alt.to_dict()))
+    base = draft(2, ["alpha-2"], previous=w.network, network=w.network).model_dump(mode="json")
+    stranger = parse_roster({**base, "pins": [{"lab": "delta", "seq": 0, "entry_id": None}]})
+    n.append(neg("roster_update_pins_stranger", "v2 pins 'delta', which is no lab of v1", "roster_chain",
+                 "RosterError", "roster", "pins delta, not a lab of v1",
+                 roster_chain=[env_json(w.genesis), env_json(roster_envelope(
+                     stranger, [key("alpha-1"), key("alpha-2"), key("beta-1")]))]))
+    return n
+
+
 # --- output ---------------------------------------------------------------------------------
 
 
@@ -656,6 +742,9 @@ def vectors() -> dict[str, bytes]:
     }
     out = {name: dumps(obj) for name, obj in files.items()}
     for name, obj in negative_vectors(w):
+        out[f"negative/{name}.json"] = dumps(obj)
+    out["roster_pins.json"] = dumps(roster_pin_vectors(w))
+    for name, obj in pin_negative_vectors(w):
         out[f"negative/{name}.json"] = dumps(obj)
     return out
 
