@@ -14,7 +14,7 @@ Definitions (normative in specs/evidence.md §6):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property, lru_cache
@@ -24,13 +24,10 @@ import orjson
 
 from protocol.entries import (
     EvalResultBody,
-    PauseCertificateBody,
-    PauseProposalBody,
-    ResumeProposalBody,
     VerifiedEntry,
-    VoteBody,
 )
 from protocol.forecast import TrendFit, evaluate_with_trend
+from protocol.pause import PauseState, pause_state
 from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
 from protocol.quorum import QuorumResult, tally
 from protocol.roster import RosterChain
@@ -151,21 +148,12 @@ class Analysis:
     proposals: list[ProposalState] = field(default_factory=list)
     statements: dict[str, dict[str, Any]] = field(default_factory=dict)
     """entry id -> statement as JSON (for claim pointers)."""
+    pause: PauseState | None = None
+    """The pause state machine's output over the bundle (:func:`protocol.pause.pause_state`)."""
 
     @property
     def status(self) -> Status:
-        paused: set[str] = set()
-        resumed: set[str] = set()
-        for p in self.proposals:
-            if p.certificate is None:
-                continue
-            if p.action == "pause":
-                paused.add(p.proposal_id)
-            else:
-                body = p.entry.statement.body
-                assert isinstance(body, ResumeProposalBody)
-                resumed.add(body.pause_proposal)
-        if paused - resumed:
+        if self.pause is not None and self.pause.paused:
             return "paused"
         if self.open_proposals or any(v.verdict != "ok" for v in self.trend.values()):
             return "alert"
@@ -214,9 +202,6 @@ def _statement_json(e: VerifiedEntry) -> dict[str, Any]:
 def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]) -> Analysis:
     """Compute everything the report shows from verified entries (bundle order)."""
     a = Analysis(chain=chain, policy=policy, entries=tuple(entries))
-    votes: list[VerifiedEntry] = []
-    proposals: list[VerifiedEntry] = []
-    certificates: list[VerifiedEntry] = []
     for e in entries:
         a.by_id[e.entry_id] = e
         body = e.statement.body
@@ -232,12 +217,6 @@ def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]
                 v = evaluate_rule(rule, summary)
                 if isinstance(v, RuleVerdict):
                     a.point[(e.entry_id, rule.id)] = v
-        elif isinstance(body, VoteBody):
-            votes.append(e)
-        elif isinstance(body, PauseProposalBody | ResumeProposalBody):
-            proposals.append(e)
-        elif isinstance(body, PauseCertificateBody):
-            certificates.append(e)
         if e.entry_id not in a.statements and e.kind != "eval_result":
             a.statements[e.entry_id] = _statement_json(e)
 
@@ -252,53 +231,29 @@ def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]
         for rule_id, fit in fits.items():
             a.fits[(latest.id, rule_id)] = fit
 
-    a.proposals = _proposals(chain, proposals, votes, certificates)
+    a.pause = pause_state(entries, chain)
+    a.proposals = _proposal_views(a.pause, chain, a.by_id)
     return a
 
 
-def _proposals(
-    chain: RosterChain,
-    proposals: Iterable[VerifiedEntry],
-    votes: Sequence[VerifiedEntry],
-    certificates: Sequence[VerifiedEntry],
-) -> list[ProposalState]:
-    # Two labs may publish the same deterministic proposal (spec §6.3): the first in
-    # (issued_at, lab) order represents it.
-    by_pid: dict[str, VerifiedEntry] = {}
-    for p in sorted(proposals, key=lambda e: (e.statement.issued_at, e.lab, e.seq)):
-        body = p.statement.body
-        assert isinstance(body, PauseProposalBody | ResumeProposalBody)
-        by_pid.setdefault(body.proposal_id, p)
-    certs: dict[str, VerifiedEntry] = {}
-    for c in sorted(certificates, key=lambda e: (e.statement.issued_at, e.lab, e.seq)):
-        cb = c.statement.body
-        assert isinstance(cb, PauseCertificateBody)
-        certs.setdefault(cb.proposal_id, c)
+def _proposal_views(state: PauseState, chain: RosterChain, by_id: Mapping[str, VerifiedEntry]) -> list[ProposalState]:
+    """The report's view of each proposal, from the pause state machine's records."""
     out: list[ProposalState] = []
-    for pid, p in by_pid.items():
-        body = p.statement.body
-        action: Literal["pause", "resume"] = "pause" if isinstance(body, PauseProposalBody) else "resume"
-        mine = tuple(
-            sorted(
-                (
-                    v
-                    for v in votes
-                    if isinstance(v.statement.body, VoteBody)
-                    and v.statement.body.proposal_id == pid
-                    and v.statement.body.action == action
-                ),
-                key=lambda e: (e.statement.issued_at, e.lab, e.seq),
+    for pid, p in sorted(
+        state.proposals.items(), key=lambda kv: (kv[1].entry.statement.issued_at, kv[1].entry.lab, kv[0])
+    ):
+        mine = tuple(sorted(p.votes, key=lambda e: (e.statement.issued_at, e.lab, e.seq)))
+        roster = chain.get(min(p.entry.roster_version, chain.current.version)).roster
+        cert = p.certificates[-1] if p.certificates else None
+        out.append(
+            ProposalState(
+                p.entry,
+                p.action,
+                pid,
+                mine,
+                tally(p.entry, mine, roster),
+                None if cert is None else by_id.get(cert.entry_id),
+                None if cert is None else cert.result,
             )
         )
-        roster = chain.get(p.roster_version).roster
-        t = tally(p, mine, roster)
-        cert = certs.get(pid)
-        cert_result = None
-        if cert is not None:
-            from protocol.quorum import verify_certificate
-
-            cb = cert.statement.body
-            assert isinstance(cb, PauseCertificateBody)
-            cert_result = verify_certificate(cb, chain)
-        out.append(ProposalState(p, action, pid, mine, t, cert, cert_result))
     return out
