@@ -112,8 +112,9 @@ class SignatureAuth(httpx.Auth):
         self.key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        target = request.url.raw_path.decode("ascii")
-        request.headers.update(sign_request(self.key, request.method, target, request.content or None))
+        # The absolute URL: its authority (covered as @authority) binds the request to this peer.
+        url = request.url.copy_with(fragment=None)
+        request.headers.update(sign_request(self.key, request.method, str(url), request.content or None))
         yield request
 
 

@@ -40,6 +40,18 @@ class ServerConfig(_Section):
     """Requests per minute allowed per authenticated caller."""
     clock_skew_s: Annotated[int, Field(ge=0)] = 300
     """Tolerated difference between a signed request's created time and ours."""
+    authorities: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]{1,300}$")]] = []
+    """Other ``host[:port]`` names peers reach this node at (the public URL's and the bind
+    address's are always accepted); a signed request must name one of them (@authority)."""
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    """Open connections allowed in all; more are answered 503 and closed."""
+    max_connections_per_client: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+    """Open connections allowed from one client address (behind a reverse proxy every
+    connection comes from the proxy: raise it to ``max_connections`` there)."""
+    header_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """Seconds a client has to send a request's line and headers; slower ones are closed."""
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """Seconds a client has to send a request's body once its headers arrived."""
 
 
 class PeerConfig(_Section):

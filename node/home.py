@@ -55,10 +55,60 @@ def read_key_file(path: Path, passphrase: str | bytes | None = None) -> SigningK
         pem = path.read_bytes()
     except OSError as e:
         raise KeyFileError(f"cannot read key file {path}: {e.strerror or e}") from e
+    check_key_file_mode(path)
+    return SigningKey.from_pem(pem, _passphrase_bytes(passphrase))
+
+
+def check_key_file_mode(path: Path) -> None:
+    """Refuse a signing key that others on the machine could read or change.
+
+    A key readable by its group or by everyone may already be copied: signing with it would
+    put this lab's name on whatever else is signed with the copy. Raise rather than warn, so
+    the operator fixes the mode (and considers rotating the key) before the node signs.
+    """
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        log.warning("key file %s is readable by others (mode %o); run: chmod 600 %s", path, mode, path)
-    return SigningKey.from_pem(pem, _passphrase_bytes(passphrase))
+        who = "everyone" if mode & 0o007 else "its group"
+        raise KeyFileError(
+            f"signing key {path} is accessible to {who} (mode {mode:04o}); refusing to use it. "
+            f"Run: chmod 600 {path} (and rotate the key if others may have read it)"
+        )
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` (if missing) with mode 0600, and take group and world access away
+    from an existing one (a database holds everything the node knows and signs)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("database file %s was accessible to others (mode %04o); setting 0600", path, mode)
+            os.chmod(path, mode & 0o700 | 0o600)
+    except OSError as e:
+        raise ConfigurationError(f"cannot create or protect {path}: {e.strerror or e}") from e
+
+
+def _protect_sqlite(url: str) -> None:
+    """Mode 0600 for an SQLite database file and its journal files (SQLite gives the ``-wal``
+    and ``-shm`` files the database file's mode when it creates them)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:
+        return  # Store.open reports the bad URL
+    db = u.database or ""
+    if u.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return
+    path = Path(db)
+    if not path.parent.is_dir():
+        return  # Store.open names the missing directory
+    _private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            _private_file(extra)
 
 
 def _server_for(endpoint: str | None, port: int | None) -> ServerConfig:
@@ -133,6 +183,7 @@ class NodeHome:
         home.mkdir(parents=True, exist_ok=True)
         store: Store | None = None
         try:
+            _protect_sqlite(cfg.resolved_database_url(home))
             store = Store.open(cfg.resolved_database_url(home))
             signing = key or SigningKey.generate()
             write_key_file(cfg.key_path(home), signing, passphrase)
@@ -161,6 +212,7 @@ class NodeHome:
                     "to its passphrase"
                 )
         key = read_key_file(cfg.key_path(home), passphrase)
+        _protect_sqlite(cfg.resolved_database_url(home))
         store = Store.open(cfg.resolved_database_url(home), migrate=migrate)
         store.misbehaviour_per_peer = cfg.sync.misbehaviour_kept
         if cfg.verify_threads is not None:
@@ -216,4 +268,4 @@ class NodeHome:
         return self.store.publish(self.lab, self.key, kind, body, now=now).entry_id
 
 
-__all__ = ["KEY_FILE", "NodeHome", "read_key_file", "write_key_file"]
+__all__ = ["KEY_FILE", "NodeHome", "check_key_file_mode", "read_key_file", "write_key_file"]

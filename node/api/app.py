@@ -25,7 +25,8 @@ from node.api.routes import (
     roster,
     status,
 )
-from node.auth import RateLimiter, RequestVerifier
+from node.auth import NodeOrigins, RateLimiter, RequestVerifier
+from node.store.nonces import NonceTable
 
 if TYPE_CHECKING:
     from node.home import NodeHome
@@ -48,8 +49,8 @@ _DESCRIPTION = (
     "One lab's Tripwire node: signed feeds, roster, pause status, checkpoints and proofs.\n\n"
     "Every /v1 request must carry an RFC 9421 HTTP Message Signature: label `tw`, tag "
     "`tripwire/1`, algorithm `ed25519`, `keyid` = the caller's roster keyid, a `nonce`, `created` "
-    "within the node's clock skew, covering `@method`, `@path`, `@query` and, for requests with "
-    "a body, `content-digest` (RFC 9530, sha-256). Reads are open to roster labs and observers; "
+    "within the node's clock skew, covering `@method`, `@authority` (a name the receiving node answers "
+    "as), `@path`, `@query` and, for requests with a body, `content-digest` (RFC 9530, sha-256). Reads are open to roster labs and observers; "
     "POST /v1/envelopes to labs only. /healthz and /metrics are open.\n\n"
     "Errors are RFC 9457 problem JSON (`application/problem+json`) with a stable machine `code`."
 )
@@ -77,7 +78,12 @@ def create_app(home: NodeHome, *, syncer: Any | None = None) -> FastAPI:
     metrics = NodeMetrics()
     ctx = NodeContext(
         home=home,
-        verifier=RequestVerifier(lambda: home.store.roster_chain().current.roster, clock_skew_s=cfg.clock_skew_s),
+        verifier=RequestVerifier(
+            lambda: home.store.roster_chain().current.roster,
+            origins=NodeOrigins.for_config(home.config),
+            nonces=NonceTable(home.store.engine),
+            clock_skew_s=cfg.clock_skew_s,
+        ),
         limiter=RateLimiter(cfg.rate_limit_per_minute),
         metrics=metrics,
         max_body_bytes=cfg.max_body_bytes,

@@ -157,6 +157,20 @@ class PeerMisbehaviourRow(Base):
     """The URL the data came from (the peer's endpoint, with the request path when known)."""
 
 
+class RequestNonceRow(Base):
+    """Nonces of accepted signed requests, kept until their ``created`` leaves the clock-skew
+    window, so a captured request cannot be replayed, after a restart either (spec §8)."""
+
+    __tablename__ = "request_nonces"
+
+    keyid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Roster keyid that signed the request."""
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    """The signature's ``nonce`` parameter."""
+    expires: Mapped[int] = mapped_column(BigInteger, index=True)
+    """Unix time (s) after which the request's ``created`` can no longer pass the skew check."""
+
+
 class LogStateRow(Base):
     """A single row holding the node log's size; locking it serializes writers."""
 
@@ -174,3 +188,4 @@ held = HeldRow.__table__
 equivocations = EquivocationRow.__table__
 log_state = LogStateRow.__table__
 peer_misbehaviour = PeerMisbehaviourRow.__table__
+request_nonces = RequestNonceRow.__table__

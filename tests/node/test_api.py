@@ -48,7 +48,7 @@ def raw(node: ThreadedNode, key: SigningKey | None, method: str, target: str, bo
         headers: dict[str, str] | None = None, **sign_kw: Any) -> httpx.Response:
     h = {"content-type": "application/json"} if body is not None else {}
     if key is not None:
-        h.update(sign_request(key, method, target, body, **sign_kw))
+        h.update(sign_request(key, method, node.url + target, body, **sign_kw))
     h.update(headers or {})
     return httpx.request(method, node.url + target, content=body, headers=h, timeout=10)
 
@@ -112,13 +112,13 @@ def test_authentication_failures_are_problems(node, who, method, target, kw, sta
 
 
 def test_replayed_and_tampered_requests_are_refused(node) -> None:
-    h = sign_request(node.beta.key, "GET", "/v1/heads")
+    h = sign_request(node.beta.key, "GET", node.url + "/v1/heads")
     assert httpx.get(node.url + "/v1/heads", headers=h).status_code == 200
     assert_problem(httpx.get(node.url + "/v1/heads", headers=h), 401, "replayed-request")
-    h = sign_request(node.beta.key, "GET", "/v1/feeds/alpha?after=0")
+    h = sign_request(node.beta.key, "GET", node.url + "/v1/feeds/alpha?after=0")
     assert_problem(httpx.get(node.url + "/v1/feeds/alpha?after=5", headers=h), 401, "bad-request-signature")
     body = json.dumps(notes(node.beta, 1)[0].to_dict()).encode()
-    h = sign_request(node.beta.key, "POST", "/v1/envelopes", body)
+    h = sign_request(node.beta.key, "POST", node.url + "/v1/envelopes", body)
     swapped = json.dumps(notes(node.beta, 1, prefix="other")[0].to_dict()).encode()
     r = httpx.post(node.url + "/v1/envelopes", content=swapped, headers={**h, "content-type": "application/json"})
     assert_problem(r, 401, "bad-request-signature")
@@ -207,7 +207,7 @@ BODY_CASES = [
                          ids=[c[0] for c in BODY_CASES])
 def test_malformed_requests_are_4xx_and_change_nothing(node, body, ctype, status, code) -> None:
     before = stored_state(node.alpha)
-    h = sign_request(node.beta.key, "POST", "/v1/envelopes", body)
+    h = sign_request(node.beta.key, "POST", node.url + "/v1/envelopes", body)
     h["content-type"] = ctype
     if not ctype:
         del h["content-type"]

@@ -41,7 +41,7 @@ class _Sign(requests.auth.AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         body = r.body.encode() if isinstance(r.body, str) else r.body
-        r.headers.update(sign_request(self.key, r.method or "GET", r.path_url, body or None))
+        r.headers.update(sign_request(self.key, r.method or "GET", r.url or "", body or None))
         return r
 
 
