@@ -12,35 +12,59 @@ Two ways in:
 What the gate looks at, every ``poll_interval_s`` (between polls it repeats its last
 answer, so calling it every step is cheap):
 
-1. the node's ``GET /v1/status`` (a signed request, :mod:`node.client`): ``paused`` stops;
+1. the node's signed pause state (spec §6.9): ``GET /v1/status/pause?nonce=<fresh random
+   hex>`` (a signed request, :mod:`node.client`) answers a DSSE envelope signed by the
+   node's lab key and bound to the nonce. The gate verifies it
+   (:func:`protocol.pausestate.verify_pause_state`) against the roster it trusts (the
+   home's store, a roster file, or the chain the node serves checked against a pinned
+   network id) and the lab it trusts. ``paused`` stops; so does **anything it cannot
+   authenticate**: a redirect (never followed), a non-200 answer, non-JSON or JSON of the
+   wrong shape, a bad or missing signature, another signer, another network, a replayed
+   answer (old nonce), a statement outside the freshness window;
 2. with a home, the home's own store directly: a valid pause certificate not ended by a
    resume stops, and so (``stop_on_local_breach``, default on) does a verified breach of
    this lab's own results under a rule that calls for a pause, unless that trigger's
    pause was already resumed. This catches a breach before the network has voted, and
-   a pause while the node's API is down;
-3. fail closed (``fail_closed``, default on): when the node has not answered for longer
-   than ``grace_s``, training stops too. A gate that cannot see the network cannot
-   promise the network has not paused.
+   a pause while the node's API is down. A store that cannot be read stops too;
+3. fail closed (``fail_closed``, default on): when the node has not given an authenticated
+   answer for longer than ``grace_s`` (connection refused, timeouts, TLS failures),
+   training stops too. A gate that cannot see the network cannot promise the network has
+   not paused.
 
-A stop is final for the gate object: training resumes only when a person restarts it
-(after a resume certificate, the next gate will let it run).
+:meth:`TrainingGate.check` never raises for what a peer or the store does: every failure is
+a stop decision whose ``reason`` says what went wrong. A stop is final for the gate object:
+training resumes only when a person restarts it (after a resume certificate, the next gate
+will let it run).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from protocol.canonical import parse_json_strict, utcnow
 from protocol.entries import Trigger, pause_proposal_id
-from protocol.errors import ConfigurationError, PeerDataError, TransportError, TripwireError
+from protocol.envelope import Envelope
+from protocol.errors import (
+    ConfigurationError,
+    PeerDataError,
+    RosterVersionError,
+    TransportError,
+    TripwireError,
+)
+from protocol.pausestate import DEFAULT_MAX_SKEW_S, VerifiedPauseState, verify_pause_state
+from protocol.roster import RosterChain
 
 if TYPE_CHECKING:
     from node.home import NodeHome
@@ -48,7 +72,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Source = Literal["node", "local", "unreachable", "cached"]
+Source = Literal["node", "local", "unreachable", "unauthenticated", "cached"]
+
+#: Path of the signed pause state (spec §6.9).
+PAUSE_STATE_PATH = "/v1/status/pause"
+#: Largest answer the gate reads (a pause state lists at most 256 pauses).
+MAX_ANSWER_BYTES = 256 * 1024
 
 
 class GateConfig(BaseModel):
@@ -70,6 +99,17 @@ class GateConfig(BaseModel):
     """Stop on this lab's own verified breach, before the network's pause certificate."""
     timeout_s: float = Field(default=5.0, gt=0)
     """Timeout of one status request."""
+    lab: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
+    """The lab whose node the gate polls and whose key must sign its answers; default: the
+    home's lab, or ``member=`` for a gate polling by URL."""
+    roster: str | None = None
+    """Roster file the gate trusts (a roster envelope, a JSON list of them genesis first, or
+    the ``GET /v1/roster`` document); relative to the home. Default: the home's store."""
+    network: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Pinned network id (genesis roster id). Without a home or roster file, the gate fetches
+    the node's roster chain and accepts it only if its genesis has this id."""
+    max_skew_s: float = Field(default=DEFAULT_MAX_SKEW_S, gt=0, le=86400)
+    """Largest difference between a signed answer's ``issued_at`` and the gate's clock."""
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None, **overrides: Any) -> GateConfig:
@@ -122,7 +162,9 @@ class TrainingGate:
         key: SigningKey | None = None,
         member: str | None = None,
         tls: ssl.SSLContext | None = None,
+        roster: RosterChain | str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utcnow,
         **overrides: Any,
     ) -> None:
         from node.home import NodeHome
@@ -137,6 +179,8 @@ class TrainingGate:
         else:
             self.home = NodeHome.open(Path(home_or_url))
             self._owns_home = True
+        if roster is not None and not isinstance(roster, RosterChain):
+            overrides["roster"] = str(roster)
         self.config = GateConfig.from_mapping(self.home.config.gate if self.home else None, **overrides)
         if _is_url(home_or_url):
             self.url: str | None = str(home_or_url).rstrip("/")
@@ -146,28 +190,57 @@ class TrainingGate:
         self.member = member or (self.home.lab if self.home else None)
         if self.url is not None and (self.key is None or self.member is None):
             raise ConfigurationError("a gate polling a node by URL needs key= and member= (a roster member's key)")
+        self.lab: str | None = self.config.lab or (self.home.lab if self.home else self.member)
+        """The lab whose node answers and whose key must sign the pause state."""
+        # Trust anchors, strongest first: a roster chain given here, a roster file, the home's
+        # store (read at each poll, so roster updates are followed), the chain the node
+        # serves checked against a pinned network id. With none, no answer can be trusted.
+        self._chain: RosterChain | None = roster if isinstance(roster, RosterChain) else None
+        if self._chain is None and self.config.roster is not None:
+            base = self.home.path if self.home is not None else Path.cwd()
+            self._chain = load_roster_file(base / self.config.roster, network=self.config.network)
+        if self._chain is not None and self.config.network and self._chain.network_id != self.config.network:
+            raise ConfigurationError(
+                f"the gate's roster is network {self._chain.network_id[:16]}…, not the pinned "
+                f"network {self.config.network[:16]}…"
+            )
+        if self.url is not None and self._chain is None and self.home is None and self.config.network is None:
+            log.warning(
+                "gate polling %s has no roster, roster file or pinned network: it cannot authenticate "
+                "any answer and will stop training at its first answer",
+                self.url,
+            )
         # An https:// node with [tls] asks for a client certificate and is checked against [tls] ca;
         # a gate polling by URL is given its context (tls=).
         self.tls = tls if tls is not None else (client_context_for(self.home) if self.home else None)
         self.clock = clock
+        self.wall_clock = wall_clock
         self._last_ok = clock()
         self._last_look: float | None = None
         self._last: GateDecision | None = None
         self._stopped: GateDecision | None = None
         self._client: Any = None
-        self.last_status: dict[str, Any] | None = None
+        self._fetched: RosterChain | None = None
+        self.last_pause_state: VerifiedPauseState | None = None
+        """The last authenticated answer of the node."""
 
     # --- public --------------------------------------------------------------------------
 
     def check(self, step: int) -> GateDecision:
-        """Decide for ``step``; never raises for node trouble (that is what fail-closed is for)."""
+        """Decide for ``step``. Never raises for what the node, a network in between or the
+        store does: whatever cannot be authenticated is a stop decision (fail closed)."""
         if self._stopped is not None:
             return GateDecision(False, step, self._stopped.reason, "cached", self._stopped.paused, self._stopped.details)
         now = self.clock()
         if self._last is not None and self._last_look is not None and now - self._last_look < self.config.poll_interval_s:
             return GateDecision(True, step, self._last.reason, "cached")
         self._last_look = now
-        decision = self._look(step, now)
+        try:
+            decision = self._look(step, now)
+        except Exception as e:
+            # The gate's promise is to stop, never to crash the training loop it guards.
+            log.exception("gate check failed")
+            decision = GateDecision(False, step, f"the gate could not decide ({_describe(e)}); fail-closed", "unauthenticated")
         self._last = decision
         if not decision.proceed:
             self._stopped = decision
@@ -214,9 +287,11 @@ class TrainingGate:
                 return local
         if self.url is None:
             return GateDecision(True, step, "no pause in the local store", "local")
+        nonce = secrets.token_hex(32)
         try:
-            status = self._status()
-        except (TransportError, PeerDataError) as e:
+            code, headers, body = self._request(PAUSE_STATE_PATH, {"nonce": nonce})
+            verified = self._authenticate(code, headers, body, nonce)
+        except TransportError as e:
             down = now - self._last_ok
             if self.config.fail_closed and down > self.config.grace_s:
                 return GateDecision(
@@ -227,35 +302,101 @@ class TrainingGate:
                     "unreachable",
                 )
             return GateDecision(True, step, f"node unreachable for {down:.1f}s, within grace: {e.message}", "unreachable")
-        self._last_ok = self.clock()
-        self.last_status = status
-        if status.get("paused") is True:
-            pause = status.get("pause") or {}
-            certs = [c for c in pause.get("certificates", []) if isinstance(c, dict)]
-            pids = tuple(str(c.get("proposal_id")) for c in certs)
+        except _Unauthenticated as e:
             return GateDecision(
                 False,
                 step,
-                f"the network is paused (node {self.url}: pause certificate(s) for proposal(s) "
-                f"{', '.join(p[:16] + '…' for p in pids) or '?'}); training may restart after a resume certificate",
+                f"cannot authenticate the answer of {self.url} ({e}); fail-closed: an answer the gate "
+                "cannot verify is no reason to believe training is allowed",
+                "unauthenticated",
+                details={"code": e.code},
+            )
+        self._last_ok = self.clock()
+        self.last_pause_state = verified
+        st = verified.statement
+        if st.paused:
+            pids = verified.proposal_ids
+            return GateDecision(
+                False,
+                step,
+                f"the network is paused (signed by node {st.node} at {st.issued_at}: pause certificate(s) for "
+                f"proposal(s) {', '.join(p[:16] + '…' for p in pids) or '?'}); training may restart after a "
+                "resume certificate",
                 "node",
                 pids,
-                {"certificates": certs},
+                {"certificates": [c.model_dump(mode="json") for c in st.certificates]},
             )
-        if status.get("paused") is not False:
-            # A status without a clear answer is no reason to believe training is allowed.
-            return GateDecision(False, step, f"the node at {self.url} gave no pause state", "node")
-        return GateDecision(True, step, "not paused", "node")
+        return GateDecision(True, step, f"not paused (signed by node {st.node} at {st.issued_at})", "node")
 
-    def _status(self) -> dict[str, Any]:
+    def _request(self, path: str, params: dict[str, Any] | None = None) -> tuple[int, Any, bytes]:
         from node.client import PeerClient
 
         if self._client is None:
             assert self.url is not None and self.key is not None and self.member is not None
             self._client = PeerClient(
-                self.url, self.key, self.member, timeout=self.config.timeout_s, tls=self.tls
+                self.url, self.key, self.member, timeout=self.config.timeout_s, tls=self.tls,
+                max_response_bytes=MAX_ANSWER_BYTES,
             )
-        return self._client.status()  # type: ignore[no-any-return]
+        # PeerClient never follows redirects: a 3xx comes back here as an answer, and is refused.
+        return self._client.request("GET", path, params=params)  # type: ignore[no-any-return]
+
+    def _authenticate(self, code: int, headers: Any, body: bytes, nonce: str) -> VerifiedPauseState:
+        answer = _answer_json(code, headers, body)
+        chain = self._trusted_chain()
+        assert self.lab is not None
+        for attempt in range(2):
+            try:
+                return verify_pause_state(
+                    answer, chain, node=self.lab, nonce=nonce, now=self.wall_clock(), max_skew_s=self.config.max_skew_s
+                )
+            except RosterVersionError as e:
+                if attempt or chain is not self._fetched:
+                    raise _Unauthenticated(e.message, e.code) from e
+                # The node is on a newer roster than the chain fetched earlier: fetch it again.
+                chain = self._fetch_chain()
+            except PeerDataError as e:
+                raise _Unauthenticated(e.message, e.code) from e
+        raise AssertionError("unreachable")
+
+    def _trusted_chain(self) -> RosterChain:
+        if self._chain is not None:
+            return self._chain
+        if self.home is not None:
+            try:
+                chain = self.home.store.roster_chain()
+            except TripwireError as e:
+                raise _Unauthenticated(f"the home's roster cannot be read: {e.message}", e.code) from e
+            if self.config.network is not None and chain.network_id != self.config.network:
+                raise _Unauthenticated("the home's roster is not the pinned network", "wrong-network")
+            return chain
+        if self.config.network is not None:
+            if self._fetched is None:
+                self._fetched = self._fetch_chain()
+            return self._fetched
+        raise _Unauthenticated(
+            "the gate has no roster to check signatures against (set roster= or [gate] roster, or "
+            "[gate] network to pin the network id)",
+            "configuration",
+        )
+
+    def _fetch_chain(self) -> RosterChain:
+        """The node's roster chain, accepted only from the pinned genesis (spec §7.2-7.3): a
+        party in between can withhold updates but cannot forge a roster."""
+        code, headers, body = self._request("/v1/roster")
+        doc = _answer_json(code, headers, body)
+        try:
+            envs = doc.get("envelopes") if isinstance(doc, dict) else None
+            if not isinstance(envs, list):
+                raise PeerDataError("the roster answer has no envelope list", code="schema")
+            chain = RosterChain.from_envelopes([Envelope.parse(e) for e in envs], expected_network=self.config.network)
+        except PeerDataError as e:
+            raise _Unauthenticated(f"the node's roster chain does not verify: {e.message}", e.code) from e
+        held = self._fetched
+        if held is not None and chain.current.version < held.current.version:
+            # Never go back to an older roster someone in between serves us (rollback).
+            return held
+        self._fetched = chain
+        return chain
 
     def _check_local(self, step: int) -> GateDecision | None:
         from node.coordinator import local_analysis
@@ -263,9 +404,11 @@ class TrainingGate:
         assert self.home is not None
         try:
             a, _ = local_analysis(self.home)
-        except TripwireError as e:
-            log.warning("gate cannot read the local store: %s", e.message)
-            return None
+        except Exception as e:
+            # A store the gate cannot read cannot vouch for training.
+            return GateDecision(
+                False, step, f"the gate cannot read the local store ({_describe(e)}); fail-closed", "local"
+            )
         if a.paused:
             pids = tuple(sorted(a.paused))
             return GateDecision(
@@ -300,6 +443,56 @@ class TrainingGate:
                     {"result": rid, "rule": rv.rule_id},
                 )
         return None
+
+
+class _Unauthenticated(Exception):
+    """An answer the gate cannot authenticate (internal: always turned into a stop)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(f"{message} [{code}]")
+        self.code = code
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, TripwireError):
+        return e.diagnostics()
+    return f"{type(e).__name__}: {e}"
+
+
+def _answer_json(code: int, headers: Any, body: bytes) -> Any:
+    """The JSON of a 200 answer; anything else is unauthenticated."""
+    if 300 <= code < 400:
+        where = headers.get("location", "?") if headers is not None else "?"
+        raise _Unauthenticated(f"HTTP {code} redirect to {where[:200]} (gates never follow redirects)", "redirect")
+    if code != 200:
+        detail = ""
+        try:
+            problem = json.loads(body)
+            if isinstance(problem, dict):
+                detail = f": {str(problem.get('code', ''))[:64]} {str(problem.get('detail', ''))[:200]}".rstrip()
+        except ValueError:
+            pass
+        raise _Unauthenticated(f"HTTP {code}{detail}", f"http-{code}")
+    try:
+        return parse_json_strict(body, max_bytes=MAX_ANSWER_BYTES)
+    except PeerDataError as e:
+        raise _Unauthenticated(f"the answer is not JSON: {e.message}", e.code) from e
+
+
+def load_roster_file(path: Path, *, network: str | None = None) -> RosterChain:
+    """A roster chain from a file: one roster envelope (the genesis), a JSON list of roster
+    envelopes (genesis first), or the ``GET /v1/roster`` document. Raises
+    :class:`ConfigurationError` when it cannot be read or does not verify."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ConfigurationError(f"[gate] roster: cannot read {path}: {e}", code="config") from e
+    items = data.get("envelopes") if isinstance(data, dict) and "envelopes" in data else data
+    items = items if isinstance(items, list) else [items]
+    try:
+        return RosterChain.from_envelopes([Envelope.parse(e) for e in items], expected_network=network)
+    except PeerDataError as e:
+        raise ConfigurationError(f"[gate] roster: {path} does not verify: {e.diagnostics()}", code="config") from e
 
 
 def _make_callback_class() -> type:
@@ -353,4 +546,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["GateConfig", "GateDecision", "TrainingGate", "TripwireGateCallback"]  # noqa: F822 (lazy, see __getattr__)
+__all__ = ["GateConfig", "GateDecision", "TrainingGate", "TripwireGateCallback", "load_roster_file"]  # noqa: F822 (lazy, see __getattr__)

@@ -68,7 +68,7 @@ class PauseRef(Model):
     """Entry id of the ``pause_certificate`` entry that certified it (spec §6.5)."""
 
 
-class PauseState(Model):
+class PauseStateStatement(Model):
     """The pause-state statement (payload of a pause-state envelope, spec §6.9)."""
 
     protocol: Literal["tripwire/1"]
@@ -91,7 +91,7 @@ class PauseState(Model):
     """The node's current roster version."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> PauseState:
+    def _consistent(self) -> PauseStateStatement:
         if not self.paused and self.certificates:
             raise ValueError("a statement that is not paused lists no pause certificates")
         return self
@@ -101,7 +101,7 @@ class PauseState(Model):
 class VerifiedPauseState:
     """A pause-state statement whose signature, signer, network, nonce and time verified."""
 
-    statement: PauseState
+    statement: PauseStateStatement
     envelope: Envelope
     keyids: frozenset[str]
     """Keys of the signing lab that validly signed."""
@@ -115,12 +115,12 @@ class VerifiedPauseState:
         return tuple(c.proposal_id for c in self.statement.certificates)
 
 
-def parse_pause_state(obj: Any) -> PauseState:
+def parse_pause_state(obj: Any) -> PauseStateStatement:
     """Validate a parsed JSON value as a pause-state statement, raising :class:`SchemaError`."""
     if not isinstance(obj, dict):
         raise SchemaError("a pause-state statement must be a JSON object")
     try:
-        return PauseState.model_validate(obj)
+        return PauseStateStatement.model_validate(obj)
     except ValidationError as e:
         raise _schema_error(e, "pause state") from e
 
@@ -134,7 +134,7 @@ def pause_state_statement(
     paused: bool,
     certificates: Iterable[Mapping[str, Any]] = (),
     roster_version: int,
-) -> PauseState:
+) -> PauseStateStatement:
     """Build a statement from plain values (``certificates``: ``{proposal_id, certificate}``)."""
     return parse_pause_state(
         {
@@ -151,12 +151,12 @@ def pause_state_statement(
     )
 
 
-def sign_pause_state(statement: PauseState, key: SigningKey) -> Envelope:
+def sign_pause_state(statement: PauseStateStatement, key: SigningKey) -> Envelope:
     """The envelope a node serves: canonical statement bytes signed by its lab's key."""
     return sign_payload(canonical_bytes(statement.model_dump(mode="json")), PAUSE_STATE_PAYLOAD_TYPE, [key])
 
 
-def decode_pause_state(envelope: Envelope) -> tuple[bytes, PauseState]:
+def decode_pause_state(envelope: Envelope) -> tuple[bytes, PauseStateStatement]:
     """Check the payload type and canonical form; return the payload bytes and statement."""
     if envelope.payloadType != PAUSE_STATE_PAYLOAD_TYPE:
         # PAE binds the type: a signed entry or checkpoint is never a pause state (spec §3.5).
@@ -229,10 +229,10 @@ __all__ = [
     "NONCE_PATTERN",
     "PAUSE_STATE_PAYLOAD_TYPE",
     "PauseRef",
-    "PauseState",
     "PauseStateNonceError",
     "PauseStateSignerError",
     "PauseStateStaleError",
+    "PauseStateStatement",
     "VerifiedPauseState",
     "decode_pause_state",
     "parse_pause_state",

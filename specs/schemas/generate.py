@@ -24,7 +24,7 @@ from protocol.entries import BODY_MODELS, PauseCertificateBody, Statement  # noq
 from protocol.envelope import Envelope  # noqa: E402
 from protocol.feed import EquivocationProof  # noqa: E402
 from protocol.merkle import Checkpoint  # noqa: E402
-from protocol.pausestate import PauseState  # noqa: E402
+from protocol.pausestate import PauseStateStatement  # noqa: E402
 from protocol.roster import Roster  # noqa: E402
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -38,7 +38,7 @@ def _schemas() -> dict[str, tuple[type[BaseModel], str]]:
         "equivocation-proof": (EquivocationProof, "Portable proof that a lab signed two entries at one seq (spec §4.4)."),
         "certificate": (PauseCertificateBody, "Pause or resume certificate: proposal plus vote envelopes (spec §6.5)."),
         "checkpoint": (Checkpoint, "Signed checkpoint of a node's accepted-entry log (spec §5.5)."),
-        "pause-state": (PauseState, "Pause-state statement a node signs for a training gate's poll (spec §6.9)."),
+        "pause-state": (PauseStateStatement, "Pause-state statement a node signs for a training gate's poll (spec §6.9)."),
     }
     for kind, model in BODY_MODELS.items():
         out[f"body-{kind.replace('_', '-')}"] = (model, f"Body of a {kind!r} entry (spec §6).")

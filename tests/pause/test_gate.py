@@ -104,8 +104,9 @@ def test_gate_fails_closed_after_grace(homes) -> None:
     (port,) = free_ports(1)
     t = [0.0]
     url = f"http://127.0.0.1:{port}"
-    gate = TrainingGate(url, key=homes[0].key, member="alpha", grace_s=10, poll_interval_s=0, timeout_s=0.5,
-                        clock=lambda: t[0])
+    chain = homes[0].store.roster_chain()
+    gate = TrainingGate(url, key=homes[0].key, member="alpha", roster=chain, grace_s=10, poll_interval_s=0,
+                        timeout_s=0.5, clock=lambda: t[0])
     d = gate.check(1)
     assert d.proceed and d.source == "unreachable"
     t[0] = 9.0
@@ -113,7 +114,7 @@ def test_gate_fails_closed_after_grace(homes) -> None:
     t[0] = 10.5
     d = gate.check(3)
     assert d.stop and d.source == "unreachable" and "fail-closed" in d.reason
-    lenient = TrainingGate(url, key=homes[0].key, member="alpha", grace_s=0, poll_interval_s=0,
+    lenient = TrainingGate(url, key=homes[0].key, member="alpha", roster=chain, grace_s=0, poll_interval_s=0,
                            fail_closed=False, timeout_s=0.5, clock=lambda: t[0])
     t[0] = 100.0
     assert lenient.check(1).proceed

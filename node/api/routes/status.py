@@ -1,18 +1,31 @@
-"""GET /v1/status: pause state, open proposals, alerts (assembled in node.api.status)."""
+"""GET /v1/status (pause state, open proposals, alerts; assembled in node.api.status) and
+GET /v1/status/pause, the same pause state signed for a training gate's challenge (spec §6.9)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from node.api.deps import Ctx, MemberDep
 from node.api.problems import problem_responses
 from node.api.routes._json import json_response
 from node.api.status import build_status
+from protocol.canonical import format_time, utcnow
+from protocol.envelope import Envelope
+from protocol.pausestate import NONCE_PATTERN, pause_state_statement, sign_pause_state
 
 router = APIRouter(tags=["status"])
+
+Nonce = Annotated[
+    str,
+    Query(
+        pattern=NONCE_PATTERN,
+        description="The gate's challenge: 16 to 64 fresh random bytes, lowercase hex. "
+        "The signed answer repeats it, so an old answer cannot be replayed.",
+    ),
+]
 
 
 @router.get(
@@ -23,3 +36,28 @@ router = APIRouter(tags=["status"])
 )
 def get_status(_: MemberDep, ctx: Ctx) -> Response:
     return json_response(build_status(ctx))
+
+
+@router.get(
+    "/v1/status/pause",
+    summary="Pause state signed by this node's lab key, bound to the caller's nonce (for training gates)",
+    response_model=Envelope,
+    responses=problem_responses(400, 401, 403, 429),
+)
+def get_pause_state(nonce: Nonce, _: MemberDep, ctx: Ctx) -> Response:
+    # The pause rule lives in build_status alone; this route only signs what it decided.
+    status = build_status(ctx)
+    pause = status.get("pause") or {}
+    statement = pause_state_statement(
+        network=status["network"],
+        node=ctx.home.lab,
+        issued_at=format_time(utcnow()),
+        nonce=nonce,
+        paused=status["paused"] is True,
+        certificates=[
+            {"proposal_id": c["proposal_id"], "certificate": c["certificate"]}
+            for c in pause.get("certificates", [])
+        ] if status["paused"] is True else [],
+        roster_version=status["roster"]["version"],
+    )
+    return json_response(sign_pause_state(statement, ctx.home.key).to_dict())
