@@ -329,7 +329,7 @@ def pause_state(
 
     valid: dict[str, list[Certificate]] = defaultdict(list)
     embedded: dict[str, VerifiedEntry] = {}
-    for c in _by_position(certs_in):
+    for c in _by_position({e.entry_id: e for e in certs_in}.values()):
         body = c.statement.body
         assert isinstance(body, PauseCertificateBody)
         key = (c.entry_id, len(chain.versions))

@@ -722,6 +722,79 @@ def pin_negative_vectors(w: World) -> list[tuple[str, dict[str, Any]]]:
 # --- output ---------------------------------------------------------------------------------
 
 
+def pause_vectors(w: World) -> dict[str, Any]:
+    """Pause-state cases (spec §6.6): entries held, heads, and the state every party derives."""
+    from protocol.pause import pause_state
+
+    pid = PauseProposalBody.model_validate(w.statement("alpha-2")["body"]).proposal_id
+    gamma_later = w.sign_statement_dict(
+        {**w.statement("gamma-1"), "seq": 2, "prev": w.eid("gamma-1"), "issued_at": at(days=1, minutes=41),
+         "body": {"proposal_id": pid, "action": "pause", "decision": "pause", "rationale": "changed my mind"}},
+        "gamma-1",
+    )
+    gamma_later_id = entry_id(gamma_later.payload_bytes())
+
+    def cert(name: str, signer: str, lab: str, seq: int, prev: str | None, votes: list[Envelope],
+             roster_version: int = 1, issued: str = at(days=1, minutes=55)) -> Envelope:
+        body = PauseCertificateBody(proposal_id=pid, action="pause", roster_version=roster_version,
+                                    proposal=w.env("alpha-2"), votes=votes)
+        st = build_statement(network=w.network, lab=lab, seq=seq, prev=prev, issued_at=issued,
+                             kind="pause_certificate", body=body)
+        return sign_statement(st, key(signer))[0]
+
+    gamma_cert = cert("gamma-3", "gamma-1", "gamma", 3, gamma_later_id, [w.env("alpha-3"), gamma_later])
+    unpublished = w.sign_statement_dict(
+        {**w.statement("gamma-1"), "body": {"proposal_id": pid, "action": "pause", "decision": "pause",
+                                            "rationale": "never published"}},
+        "gamma-1",
+    )
+    alpha_cert = cert("alpha-5", "alpha-2", "alpha", 5, w.eid("alpha-4"), [w.env("alpha-3"), unpublished],
+                      issued=at(days=32))
+    wrong_version = cert("gamma-2", "gamma-1", "gamma", 2, w.eid("gamma-1"),
+                         [w.env("alpha-3"), w.env("beta-1")], roster_version=9)
+    base = ["alpha-1", "alpha-2", "alpha-3"]
+    cases = [
+        ("certified", "beta's certificate carries alpha's and beta's pause votes: paused",
+         [w.env(n) for n in [*base, "beta-1", "gamma-1", "beta-2"]]),
+        ("later_vote_not_counted",
+         "gamma objected first, then voted pause; a certificate counting the later vote is invalid "
+         "for a party holding gamma's feed (spec §6.5 step 7a)",
+         [*[w.env(n) for n in [*base, "gamma-1"]], gamma_later, gamma_cert]),
+        ("unpublished_vote_not_counted",
+         "the certificate carries a gamma vote at seq 1, where gamma's feed holds its objection: "
+         "a vote never published does not count (spec §6.5 step 7b)",
+         [*[w.env(n) for n in [*base, "alpha-4", "gamma-1"]], alpha_cert]),
+        ("invalid_certificate_flagged",
+         "a certificate naming a roster version nobody holds is flagged and ignored; the valid one counts",
+         [*[w.env(n) for n in [*base, "beta-1", "gamma-1", "beta-2"]], wrong_version]),
+    ]
+    out = []
+    for name, description, envs in cases:
+        held = [verify_entry(e, w.chain2) for e in envs]
+        heads: dict[str, int] = {}
+        for e in held:
+            heads[e.lab] = max(heads.get(e.lab, 0), e.seq)
+        state = pause_state(held, w.chain2, heads=heads, held_ids={e.entry_id for e in held}.__contains__)
+        out.append({
+            "name": name,
+            "description": description,
+            "entries": [env_json(e) for e in envs],
+            "heads": heads,
+            "expected": {
+                "paused": state.paused,
+                "active": sorted(state.active),
+                "resumed": sorted(state.resumed),
+                "flags": [{"kind": f.kind, "lab": f.lab, "code": f.code} for f in state.flags],
+            },
+        })
+    return {
+        "description": "Pause state (spec §6.6): for each case, verify the entries against the roster "
+        "chain (genesis and v2), give the heads as the feeds held, and derive the pause state.",
+        "roster_chain": w.chain_json(v2=True),
+        "cases": out,
+    }
+
+
 def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
 
@@ -744,6 +817,7 @@ def vectors() -> dict[str, bytes]:
     for name, obj in negative_vectors(w):
         out[f"negative/{name}.json"] = dumps(obj)
     out["roster_pins.json"] = dumps(roster_pin_vectors(w))
+    out["pause.json"] = dumps(pause_vectors(w))
     for name, obj in pin_negative_vectors(w):
         out[f"negative/{name}.json"] = dumps(obj)
     return out
