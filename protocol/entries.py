@@ -9,10 +9,21 @@ and bounds every string and list, so that an invalid statement cannot be constru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
-from pydantic_core import InitErrorDetails
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
 
 from protocol.canonical import (
     DECIMAL_RE,
@@ -24,7 +35,7 @@ from protocol.canonical import (
     parse_canonical,
 )
 from protocol.envelope import ENTRY_PAYLOAD_TYPE, Envelope, sign_payload
-from protocol.errors import EnvelopeError, OversizeError, SchemaError
+from protocol.errors import EnvelopeError, NumericDomainError, OversizeError, SchemaError
 from protocol.keys import SigningKey
 
 PROTOCOL = "tripwire/1"
@@ -48,6 +59,89 @@ Kind = Literal[
     "note",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+
+
+# --- numeric domains (spec §2.2) ------------------------------------------------------------
+
+#: pydantic error type of a decimal outside its domain; reported as ``numeric-domain``.
+NUMERIC_DOMAIN_ERROR = "numeric_domain"
+
+
+@dataclass(frozen=True, slots=True)
+class NumericDomain:
+    """The values a decimal-string field of a signed body may take (spec §2.2 table).
+
+    Every signed decimal has one, so that a well-formed but absurd number ("1E70",
+    "1E-999", sixty digits) is refused at ingest by every verifier instead of reaching
+    exact arithmetic, float conversion or a report where it could fail or mislead.
+    """
+
+    name: str
+    """What the field measures, for messages."""
+    minimum: str
+    """Smallest allowed value (inclusive), as a decimal string."""
+    maximum: str
+    """Largest allowed value (inclusive), as a decimal string."""
+    max_digits: int
+    """Most significant digits, counted as written (``"1.50"`` has 3)."""
+    max_places: int
+    """Finest digit allowed is ``10^-max_places`` (``"1.5E-29"`` has 30 places)."""
+
+    def describe(self) -> str:
+        return (
+            f"{self.name} must lie in [{self.minimum}, {self.maximum}] with at most "
+            f"{self.max_digits} significant digits and {self.max_places} decimal places"
+        )
+
+    def check(self, text: str) -> str:
+        """Return ``text`` if it lies in the domain, else raise the ``numeric_domain`` error."""
+        # The pattern has matched already, so Decimal() cannot fail and the exponent has at
+        # most three digits: every comparison below is cheap and exact.
+        d = Decimal(text)
+        _, digits, exponent = d.as_tuple()
+        assert isinstance(exponent, int)  # finite: the pattern admits no NaN or Infinity
+        if not Decimal(self.minimum) <= d <= Decimal(self.maximum):
+            problem = f"{text} is out of range"
+        elif len(digits) > self.max_digits:
+            problem = f"{text} has {len(digits)} significant digits"
+        elif -exponent > self.max_places:
+            problem = f"{text} has {-exponent} decimal places"
+        else:
+            return text
+        raise PydanticCustomError(NUMERIC_DOMAIN_ERROR, "{reason}", {"reason": f"{problem}: {self.describe()}"})
+
+    def __get_pydantic_json_schema__(self, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # Schemas cannot compare decimal strings; the domain is published for other
+        # implementations as an annotation that spec §2.2 defines.
+        schema = handler(core)
+        schema["x-numeric-domain"] = {
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "maxDigits": self.max_digits,
+            "maxPlaces": self.max_places,
+        }
+        return schema
+
+
+#: Metric point estimates: eval scores, rates, counts and log-likelihoods all fit.
+METRIC_VALUE = NumericDomain("a metric value", "-1E15", "1E15", 30, 30)
+#: A standard error is a non-negative spread on the same scale as the value.
+METRIC_STDERR = NumericDomain("a standard error", "0", "1E15", 30, 30)
+#: Training compute: at least one operation, at most 1E40 FLOP (far beyond any planned run).
+TRAINING_FLOP = NumericDomain("training compute", "1", "1E40", 30, 30)
+#: Forecast compute (crossings, horizons): training compute times a policy horizon and the
+#: forecast's search range beyond it.
+FORECAST_FLOP = NumericDomain("forecast compute", "1", "1E60", 30, 30)
+#: Observed values and levels in alerts and proposals: a metric moved by z standard errors,
+#: or a policy level.
+VERDICT_NUMBER = NumericDomain("an observed value or level", "-1E40", "1E40", 60, 30)
+
+_DEC = StringConstraints(pattern=DECIMAL_RE.pattern, max_length=64)
+MetricValueStr = Annotated[str, _DEC, AfterValidator(METRIC_VALUE.check), METRIC_VALUE]
+MetricStderrStr = Annotated[str, _DEC, AfterValidator(METRIC_STDERR.check), METRIC_STDERR]
+TrainingFlopStr = Annotated[str, _DEC, AfterValidator(TRAINING_FLOP.check), TRAINING_FLOP]
+ForecastFlopStr = Annotated[str, _DEC, AfterValidator(FORECAST_FLOP.check), FORECAST_FLOP]
+VerdictNumberStr = Annotated[str, _DEC, AfterValidator(VERDICT_NUMBER.check), VERDICT_NUMBER]
 
 
 class Model(BaseModel):
@@ -75,16 +169,16 @@ class ModelRef(Model):
     """SHA-256 commitment to the weight files (see specs/evals: model commitment)."""
     checkpoint_step: Annotated[int, Field(ge=0)]
     """Training step of the evaluated checkpoint."""
-    training_flop: DecStr
+    training_flop: TrainingFlopStr
     """Training compute spent up to this checkpoint, in FLOP (decimal string)."""
     parameters: Annotated[int, Field(ge=0)] | None = None
     """Parameter count, when disclosed."""
 
 
 class Metric(Model):
-    value: DecStr
+    value: MetricValueStr
     """Point estimate."""
-    stderr: DecStr
+    stderr: MetricStderrStr
     """Standard error of the estimate."""
 
 
@@ -122,11 +216,11 @@ class EvalResultBody(Model):
 
 
 class ForecastSummary(Model):
-    crossing_flop: DecStr | None
+    crossing_flop: ForecastFlopStr | None
     """Compute at which the fitted trend crosses the breach level (None: no crossing)."""
-    crossing_low: DecStr | None = None
-    crossing_high: DecStr | None = None
-    horizon_flop: DecStr
+    crossing_low: ForecastFlopStr | None = None
+    crossing_high: ForecastFlopStr | None = None
+    horizon_flop: ForecastFlopStr
     """The compute horizon the policy looks ahead to."""
 
 
@@ -137,8 +231,8 @@ class AlertBody(Model):
     rule: Name
     policy_digest: Hex64
     verdict: Literal["warn", "breach"]
-    observed: DecStr | None = None
-    level: DecStr | None = None
+    observed: VerdictNumberStr | None = None
+    level: VerdictNumberStr | None = None
     forecast: ForecastSummary | None = None
     message: LongText
 
@@ -172,9 +266,9 @@ def resume_proposal_id(pause_proposal: str, safety_case: list[DocRef]) -> str:
 class PauseProposalBody(Model):
     proposal_id: Hex64
     trigger: Trigger
-    observed: DecStr
+    observed: VerdictNumberStr
     """The value (or bound, per the rule's uncertainty rule) that reached the level."""
-    level: DecStr
+    level: VerdictNumberStr
     rationale: LongText = ""
 
     @model_validator(mode="after")
@@ -287,7 +381,7 @@ class Statement(Model):
                         e.title,
                         [
                             InitErrorDetails(
-                                type=err["type"],
+                                type=_error_type(err["type"], err.get("ctx", {})),
                                 loc=("body", *err["loc"]),
                                 input=err["input"],
                                 ctx=err.get("ctx", {}),
@@ -309,7 +403,15 @@ class Statement(Model):
         return self.model_dump(mode="json")
 
     def canonical(self) -> bytes:
-        return canonical_bytes(self.to_json())
+        # Spec §2.4: a signer refuses what every verifier would refuse before parsing.
+        return canonical_bytes(self.to_json(), max_bytes=MAX_STATEMENT_BYTES)
+
+
+def _error_type(type_: str, ctx: dict[str, Any]) -> str | PydanticCustomError:
+    # Custom error types are not in pydantic's registry; re-raising one needs the object.
+    if type_ == NUMERIC_DOMAIN_ERROR:
+        return PydanticCustomError(type_, "{reason}", ctx)
+    return type_
 
 
 def _schema_error(e: ValidationError, what: str) -> SchemaError | OversizeError:
@@ -318,6 +420,8 @@ def _schema_error(e: ValidationError, what: str) -> SchemaError | OversizeError:
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] in ("string_too_long", "too_long"):
         return OversizeError(f"{what} field {loc}: {msg}")
+    if first["type"] == NUMERIC_DOMAIN_ERROR:
+        return NumericDomainError(f"{what} field {loc}: {msg}")
     return SchemaError(f"{what} field {loc}: {msg}")
 
 

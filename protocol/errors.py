@@ -57,6 +57,12 @@ class SchemaError(PeerDataError):
     code = "schema"
 
 
+class NumericDomainError(SchemaError):
+    """A decimal in signed data is well-formed but outside its field's numeric domain."""
+
+    code = "numeric-domain"
+
+
 class OversizeError(PeerDataError):
     """An input exceeds a size, depth or count limit."""
 

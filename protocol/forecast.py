@@ -52,6 +52,7 @@ from protocol.policy import (
     TrendVerdict,
     _explain,
     _Frozen,
+    _peer_numbers,
     evaluate,
 )
 
@@ -674,6 +675,16 @@ def forecast_verdict(
     level at or before ``latest_flop * rule.forecast.horizon``, else ``ok``.
 
     ``on_fit`` is passed to :func:`forecast_crossing`."""
+    with _peer_numbers(f"forecast for rule '{rule.id}'"):
+        return _forecast_verdict(points, rule, latest_flop, on_fit)
+
+
+def _forecast_verdict(
+    points: Sequence[TrendPoint],
+    rule: Rule,
+    latest_flop: str,
+    on_fit: Callable[[TrendFit | None], None] | None,
+) -> TrendVerdict:
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
     if not isinstance(latest_flop, str) or not DECIMAL_RE.match(latest_flop) or Decimal(latest_flop) <= 0:
@@ -741,7 +752,7 @@ def evaluate_with_trend(
         if rule.forecast is None or result.metric(rule.indicator) is None:
             continue
         sink = None if fits is None else functools.partial(fits.__setitem__, rule.id)
-        trends[rule.id] = forecast_verdict(
-            points_for_rule(same_lab, rule), rule, result.training_flop, on_fit=sink
-        )
+        with _peer_numbers(f"trend of rule '{rule.id}' over {result.lab}'s results"):
+            points = points_for_rule(same_lab, rule)
+        trends[rule.id] = forecast_verdict(points, rule, result.training_flop, on_fit=sink)
     return evaluate(policy, result, trends=trends)

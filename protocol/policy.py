@@ -18,7 +18,8 @@ In JSON input, floats are refused outright: JSON policies use decimal strings.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -96,6 +97,22 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=120)]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=8000)]
 Reason = Annotated[str, StringConstraints(max_length=1000)]
+
+
+@contextmanager
+def _peer_numbers(what: str) -> Iterator[None]:
+    """Report a failure of exact arithmetic or of a result model as :class:`PolicyError`.
+
+    Verdicts are computed from numbers other labs signed. Ingest keeps them within their
+    numeric domains (spec §2.2), where nothing here can fail; a result that skipped ingest
+    (a bundle, a test) must still be refused with a reason and never crash the caller.
+    """
+    try:
+        yield
+    except ValidationError as e:
+        raise PolicyError(f"{what}: {_explain(e)}") from e
+    except (ArithmeticError, ValueError) as e:  # decimal traps, float overflow, bad text
+        raise PolicyError(f"{what}: {type(e).__name__}: {e}") from e
 
 
 def _list_as_tuple(v: Any) -> Any:
@@ -492,7 +509,7 @@ class ResultSummary(_Frozen):
                 "training_flop": model["training_flop"],
                 "tasks": tasks,
             }
-        except (KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise SchemaError(f"eval_result body lacks a field the policy reads: {e}") from e
         try:
             return cls.model_validate(data)
@@ -645,6 +662,12 @@ def evaluate_rule(rule: Rule, result: ResultSummary) -> RuleVerdict | SkippedRul
     if metric is None:
         return SkippedRule(rule_id=rule.id, reason=f"task '{ind.task}' has no metric '{ind.metric}'")
 
+    with _peer_numbers(f"rule '{rule.id}' on {result.lab}'s result"):
+        return _rule_verdict(rule, metric)
+
+
+def _rule_verdict(rule: Rule, metric: MetricValue) -> RuleVerdict:
+    ind = rule.indicator
     bound = risk_bound(rule, metric)
     if _reaches(rule, bound, rule.breach_level):
         verdict: Verdict = "breach"
@@ -727,18 +750,19 @@ def evaluate(
         verdicts.append(combine(rule, out, (trends or {}).get(rule.id)))
     verdicts.sort(key=lambda v: v.rule_id)
     skipped.sort(key=lambda s: s.rule_id)
-    return PolicyEvaluation(
-        policy_id=policy.id,
-        policy_version=policy.version,
-        policy_digest=policy.digest,
-        lab=result.lab,
-        suite=result.suite,
-        checkpoint_step=result.checkpoint_step,
-        training_flop=result.training_flop,
-        overall=worst(v.verdict for v in verdicts),
-        verdicts=tuple(verdicts),
-        skipped=tuple(skipped),
-    )
+    with _peer_numbers(f"evaluating {result.lab}'s result"):
+        return PolicyEvaluation(
+            policy_id=policy.id,
+            policy_version=policy.version,
+            policy_digest=policy.digest,
+            lab=result.lab,
+            suite=result.suite,
+            checkpoint_step=result.checkpoint_step,
+            training_flop=result.training_flop,
+            overall=worst(v.verdict for v in verdicts),
+            verdicts=tuple(verdicts),
+            skipped=tuple(skipped),
+        )
 
 
 def evaluation_due(
