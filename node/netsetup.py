@@ -23,7 +23,7 @@ from protocol.entries import SuiteRef
 from protocol.envelope import Envelope
 from protocol.errors import TripwireError
 from protocol.keys import PublicKey, SigningKey
-from protocol.roster import Roster, draft_roster, roster_envelope
+from protocol.roster import Roster, RosterPin, draft_roster, pins_from_heads, roster_envelope
 
 REPO_SPECS = Path(__file__).resolve().parents[1] / "specs"
 DEMO_POLICY = REPO_SPECS / "policies" / "demo.yaml"
@@ -230,6 +230,13 @@ def create_network(
     return homes
 
 
+def store_pins(store: Any) -> list[RosterPin]:
+    """Pins for the next roster version from a node's store (spec §7.7): every lab of the
+    installed version at the head this node holds (seq 0 for an empty feed)."""
+    heads = {lab: (h.seq, h.entry_id) for lab, h in store.heads().items()}
+    return pins_from_heads(store.roster_chain(), heads)
+
+
 def sign_by_all(roster: Roster, keys: Sequence[SigningKey]) -> Envelope:
     """The roster envelope signed by each key (each lab signing in turn, as in the ceremony)."""
     env = roster_envelope(roster, keys[:1])
@@ -248,5 +255,6 @@ __all__ = [
     "policy_digest_of",
     "read_identity",
     "sign_by_all",
+    "store_pins",
     "suite_ref_of",
 ]

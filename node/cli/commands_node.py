@@ -19,12 +19,12 @@ from node.cli._app import app, console
 from node.config import PeerConfig
 from node.errors import InputFileError, RosterMismatchError
 from node.home import NodeHome
-from node.netsetup import policy_digest_of, read_identity, suite_ref_of
+from node.netsetup import policy_digest_of, read_identity, store_pins, suite_ref_of
 from protocol.canonical import format_time, parse_json_strict, utcnow
 from protocol.envelope import ROSTER_PAYLOAD_TYPE, Envelope
 from protocol.errors import ConfigurationError, KeyFileError, TripwireError
 from protocol.keys import PublicKey
-from protocol.roster import Roster, decode_roster, draft_roster, parse_roster, roster_envelope
+from protocol.roster import Roster, RosterPin, decode_roster, draft_roster, parse_roster, roster_envelope
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="Node home directory.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", help="File to write.", show_default=False)]
@@ -190,6 +190,14 @@ def roster_draft(
         Path | None,
         typer.Option("--home", help="Draft the next version of the roster installed in this home."),
     ] = None,
+    no_pins: Annotated[
+        bool,
+        typer.Option(
+            "--no-pins",
+            help="With --home: leave out the feed pins (by default the update pins every lab's feed "
+            "at the head this node holds, so entries written after it cannot be back-dated before it).",
+        ),
+    ] = False,
 ) -> None:
     """Draft a roster statement (unsigned) from the labs' identity files."""
     weights = _weights(weight or [])
@@ -216,9 +224,12 @@ def roster_draft(
             (ident["lab"], str(ident.get("name", ident["lab"])), [PublicKey.from_b64(ident["public_key"])])
         )
     version, previous, network = 1, None, None
+    pins: list[RosterPin] = []
     if home is not None:
         with _open(home) as h:
             chain = h.store.roster_chain()
+            # spec §7.7: taken as late as possible, just before the labs sign.
+            pins = [] if no_pins else store_pins(h.store)
         version, previous, network = chain.current.version + 1, chain.current.roster_id, chain.network_id
     expiry = _parse_date(expires)
     issued = utcnow()
@@ -239,14 +250,16 @@ def roster_draft(
             version=version,
             previous=previous,
             network=network,
+            pins=pins,
         )
     except TripwireError as e:
         # A bad draft is the operator's input, not a peer's data.
         raise ConfigurationError(f"invalid roster draft: {e.message}") from e
     _write_json(out, roster.model_dump(mode="json"))
+    pinned = f", {len(roster.pins)} feed pins" if roster.pins else ""
     console.print(
-        f"wrote roster draft v{roster.version} ({len(roster.labs)} labs, {len(roster.observers)} observers) "
-        f"to {out}; each lab now runs `tripwire roster sign`",
+        f"wrote roster draft v{roster.version} ({len(roster.labs)} labs, {len(roster.observers)} observers"
+        f"{pinned}) to {out}; each lab now runs `tripwire roster sign`",
         highlight=False,
     )
 
