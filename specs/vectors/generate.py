@@ -484,6 +484,46 @@ def negative_vectors(w: World) -> list[tuple[str, dict[str, Any]]]:
     big = canonical_bytes(w.statement("alpha-1")).replace(b'"seq":1', b'"seq":9007199254740992')
     entry("integer_out_of_range", "seq beyond 2^53-1", "CanonicalFormError", "non-canonical",
           "outside", sign_raw(big, "alpha-1"))
+    # --- hostile decimals and strings (spec §2.1, §2.2, §2.4) ---
+    def with_metric(value: str | None = None, stderr: str | None = None, flop: str | None = None) -> Envelope:
+        st = w.statement("alpha-1")
+        body = json.loads(json.dumps(st["body"]))
+        acc = body["tasks"][0]["metrics"]["accuracy"]
+        acc.update({k: v for k, v in (("value", value), ("stderr", stderr)) if v is not None})
+        if flop is not None:
+            body["model"]["training_flop"] = flop
+        return w.sign_statement_dict({**st, "body": body}, "alpha-1")
+
+    entry("metric_value_out_of_domain", "a metric value of 1E70 (domain: magnitude at most 1E15)",
+          "NumericDomainError", "numeric-domain", "body.tasks.0.metrics.accuracy.value: 1E70 is out of range",
+          with_metric(value="1E70"))
+    entry("metric_value_exponent_out_of_domain", "a metric value of 1E-999 (at most 30 decimal places)",
+          "NumericDomainError", "numeric-domain", "1E-999 has 999 decimal places", with_metric(value="1E-999"))
+    entry("metric_value_too_many_digits", "a metric value with 40 significant digits (at most 30)",
+          "NumericDomainError", "numeric-domain", "has 40 significant digits",
+          with_metric(value="0." + "7" * 40))
+    entry("stderr_negative", "a negative standard error", "NumericDomainError", "numeric-domain",
+          "body.tasks.0.metrics.accuracy.stderr: -0.2 is out of range", with_metric(stderr="-0.2"))
+    entry("training_flop_not_positive", "training compute of 0 FLOP (domain: 1 to 1E40)",
+          "NumericDomainError", "numeric-domain", "body.model.training_flop: 0 is out of range",
+          with_metric(flop="0"))
+    entry("training_flop_out_of_domain", "training compute of 1E41 FLOP (domain: 1 to 1E40)",
+          "NumericDomainError", "numeric-domain", "body.model.training_flop: 1E41 is out of range",
+          with_metric(flop="1E41"))
+    # No serializer writes a lone surrogate, so these payloads are assembled byte by byte;
+    # the non-ASCII character takes verifiers off any ASCII-only fast path.
+    noted = canonical_bytes(stmt("alpha-4", issued_at=at(days=2), body={"text": "café", "refs": []}))
+    entry("lone_surrogate_in_key", 'a member name escaped \\ud800 (a lone surrogate) beside non-ASCII text',
+          "CanonicalFormError", "non-canonical", "lone surrogate in a key of $",
+          sign_raw(b'{"\\ud800":0,' + noted[1:], "alpha-1"))
+    entry("lone_surrogate_in_string", 'a note text ending in escaped \\udc00 (a lone surrogate)',
+          "CanonicalFormError", "non-canonical", "lone surrogate in the string at .body.text",
+          sign_raw(noted.replace("café".encode(), "café\\udc00".encode()), "alpha-1"))
+    deep = stmt("alpha-4", issued_at=at(days=2), body={"text": "deep", "refs": [], "x": "HOLE"})
+    for _ in range(30):  # statement, body and 30 arrays: 32 levels, the most allowed
+        deep["body"]["x"] = [deep["body"]["x"]]
+    entry("nesting_depth_33", "an empty array at nesting level 33 (limit 32)", "OversizeError", "oversize",
+          "nested deeper than 32 levels", sign_raw(canonical_bytes(deep).replace(b'"HOLE"', b"[]"), "alpha-1"))
     entry("expired_roster_vote", "a vote offered after roster v1 expired (now = 2026-02-01)",
           "RosterExpiredError", "roster-expired", "no new votes are accepted",
           w.env("beta-1"), now=at(days=396))

@@ -13,6 +13,7 @@ import pytest
 from protocol.canonical import canonical_bytes, entry_id, parse_canonical
 from protocol.entries import PauseCertificateBody
 from protocol.envelope import Envelope, pae
+from protocol.errors import TripwireError
 from protocol.feed import EquivocationProof, verify_feed
 from protocol.keys import PublicKey, SigningKey
 from protocol.merkle import (
@@ -55,6 +56,10 @@ def test_required_negative_vectors_exist() -> None:
         "duplicate_signer_counted_twice", "seq_gap", "wrong_prev", "wrong_network", "float_in_body",
         "oversized_field", "expired_roster_vote", "roster_rollback", "roster_update_short_of_threshold",
         "non_canonical_payload",
+        # hostile decimals and strings: refused at ingest with a code, never a crash
+        "metric_value_out_of_domain", "metric_value_exponent_out_of_domain", "stderr_negative",
+        "training_flop_not_positive", "lone_surrogate_in_key", "lone_surrogate_in_string",
+        "nesting_depth_33",
     }
     assert required <= names
     assert len(names) >= 25
@@ -67,6 +72,20 @@ def test_negative_vector(path: Path, check: ModuleType) -> None:
     err = check.run_negative(vector)
     assert err.code == vector["expected"]["code"]
     assert vector["expected"]["message"] in err.diagnostics()
+
+
+@pytest.mark.parametrize(
+    "name", ["nesting_depth_33", "lone_surrogate_in_key", "lone_surrogate_in_string"],
+    ids=["nesting_depth_33", "lone_surrogate_in_key", "lone_surrogate_in_string"],
+)
+def test_signer_refuses_what_a_hostile_payload_carries(name: str) -> None:
+    # Spec §2.4, §2.1: one rule for signing and verifying, so canonical_bytes refuses the
+    # parsed payload with the same code the verifier gives the bytes.
+    vector = load(f"negative/{name}.json")
+    payload = Envelope.parse(vector["envelope"]).payload_bytes()
+    with pytest.raises(TripwireError) as signed:
+        canonical_bytes(json.loads(payload))
+    assert signed.value.code == vector["expected"]["code"]
 
 
 def test_canonical_vectors() -> None:
