@@ -333,7 +333,9 @@ def verify_genesis(envelope: Envelope, *, expected_network: str | None = None) -
 def verify_roster_update(
     current: VerifiedRoster, envelope: Envelope, *, now: datetime | None = None
 ) -> VerifiedRoster:
-    """Verify version N+1 against version N (spec §7.3): exact step, both thresholds."""
+    """Verify version N+1 against version N (spec §7.3): exact step, both thresholds, and
+    pins of version N's labs only (the rule that pins never move back needs the whole
+    chain: :meth:`RosterChain.apply`)."""
     payload, new = decode_roster(envelope)
     rid = entry_id(payload)
     if new.version <= current.version:
@@ -355,12 +357,6 @@ def verify_roster_update(
             f"roster v{new.version} is issued at {new.issued_at}, not after v{current.version} "
             f"({current.roster.issued_at})"
         )
-    # spec §7.7: a pin speaks for a lab whose feed the previous version governed.
-    strangers = [p.lab for p in new.pins or () if current.roster.lab(p.lab) is None]
-    if strangers:
-        raise RosterError(
-            f"roster v{new.version} pins {', '.join(strangers)}, not a lab of v{current.version}"
-        )
     old_signers = _signing_labs(envelope, payload, current.roster)
     if len(old_signers) < current.roster.quorum.roster:
         raise RosterThresholdError(
@@ -375,6 +371,12 @@ def verify_roster_update(
         )
     if now is not None and new.expired(now):
         raise RosterExpiredError(f"roster v{new.version} expired at {new.expires}")
+    # spec §7.3 step 8, §7.7: a pin speaks for a lab whose feed the previous version governed.
+    strangers = [p.lab for p in new.pins or () if current.roster.lab(p.lab) is None]
+    if strangers:
+        raise RosterError(
+            f"roster v{new.version} pins {', '.join(strangers)}, not a lab of v{current.version}"
+        )
     return VerifiedRoster(new, envelope, rid, current.network_id, new_signers)
 
 
@@ -408,7 +410,7 @@ class RosterChain:
         return vr
 
     def _check_pins_advance(self, new: Roster) -> None:
-        """Spec §7.7: a lab's pins never move back along the chain.
+        """Spec §7.3 step 8, §7.7: a lab's pins never move back along the chain.
 
         A later pin below an earlier one would re-govern positions the earlier version's
         signers already knew, and could strand a lab's honest history behind a key it has
