@@ -320,3 +320,21 @@ def test_home_gate_stops_instead_of_raising_on_a_store_error(homes: list[NodeHom
     d = gate.check(1)
     assert d.stop and d.source == "local" and "cannot read the local store" in d.reason
     gate.close()
+
+
+def test_genuine_envelope_of_another_type_stops_gate(homes: list[NodeHome], alpha_node: Node) -> None:
+    """alpha's own signed checkpoint, served in place of its pause state: the type is bound."""
+    with PeerClient(alpha_node.url, homes[0].key, "alpha") as c:
+        checkpoint = c.checkpoint().to_dict()
+    with HostileProxy(alpha_node.url, lambda *_: _json(checkpoint)) as mitm:
+        gate = _url_gate(mitm.url, homes)
+        d = gate.check(1)
+        gate.close()
+    assert d.stop and "is not a pause state" in d.reason and "bad-envelope" in d.reason
+
+
+@pytest.mark.parametrize("nonce", ["", "short", "AB" * 32, "ab" * 65], ids=["empty", "short", "upper", "long"])
+def test_pause_state_route_refuses_a_bad_nonce(homes: list[NodeHome], alpha_node: Node, nonce: str) -> None:
+    with PeerClient(alpha_node.url, homes[0].key, "alpha") as c:
+        code, headers, body = c.request("GET", "/v1/status/pause", params={"nonce": nonce})
+    assert code == 400 and headers["content-type"].startswith("application/problem+json"), body
