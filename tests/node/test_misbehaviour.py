@@ -114,7 +114,7 @@ def test_migration_0002_upgrades_a_database_with_data_and_can_be_undone(network)
     _record(alpha.store, "gamma", 1)
     heads, url = alpha.store.heads(), alpha.store.url
     _alembic(alpha.store, "downgrade", "0001")
-    with pytest.raises(StoreError, match="at revision 0001, expected 0002: migrate it"):
+    with pytest.raises(StoreError, match="at revision 0001, expected 0003: migrate it"):
         Store.open(url, migrate=False)
     with Store.open(url) as store:
         assert store.heads() == heads and store.misbehaviour() == []
