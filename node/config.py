@@ -72,6 +72,9 @@ class SyncConfig(_Section):
     """Upper bound of the per-peer exponential backoff."""
     misbehaviour_kept: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     """Misbehaviour records kept per peer (older ones are pruned; the total still counts them)."""
+    future_skew_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+    """Seconds an entry's issued_at may be ahead of this node's clock; later-dated entries are
+    refused (future-dated) and taken when sync offers them again (spec §4.2 step 7)."""
 
 
 class TLSConfig(_Section):

@@ -215,6 +215,7 @@ class NodeHome:
         _protect_sqlite(cfg.resolved_database_url(home))
         store = Store.open(cfg.resolved_database_url(home), migrate=migrate)
         store.misbehaviour_per_peer = cfg.sync.misbehaviour_kept
+        store.future_skew_s = cfg.sync.future_skew_s
         if cfg.verify_threads is not None:
             store.verify_workers = cfg.verify_threads
         return cls(home, cfg, key, store)

@@ -139,6 +139,19 @@ class HoldFullError(FeedError):
     code = "hold-full"
 
 
+class FeedTimeError(FeedError):
+    """An entry's ``issued_at`` is before its predecessor's: a feed's time never goes back."""
+
+    code = "feed-time"
+
+
+class FutureDatedError(FeedError):
+    """An entry's ``issued_at`` is further ahead of the verifier's clock than the allowed
+    skew; it is not kept, and will be offered again by sync once its time has come."""
+
+    code = "future-dated"
+
+
 class MerkleProofError(PeerDataError):
     """A Merkle inclusion or consistency proof does not verify."""
 

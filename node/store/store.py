@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -70,14 +70,21 @@ from protocol.entries import PROTOCOL, DecodedEntry, Model, VerifiedEntry, decod
 from protocol.envelope import CHECKPOINT_PAYLOAD_TYPE, Envelope, sign_payload
 from protocol.errors import (
     ConfigurationError,
-    EquivocationError,
-    HoldFullError,
     MerkleProofError,
     OversizeError,
     PeerDataError,
     TripwireError,
 )
-from protocol.feed import Decision, EquivocationProof, FeedWriter, Head, check_append
+from protocol.feed import (
+    MAX_FUTURE_SKEW,
+    EquivocationProof,
+    FeedLimits,
+    FeedState,
+    FeedWriter,
+    Head,
+    plan_appends,
+    time_key,
+)
 from protocol.keys import SigningKey
 from protocol.merkle import consistency_proof, inclusion_proof, leaf_hash, root_from_hashes
 from protocol.roster import RosterChain, VerifiedRoster, decode_roster, verify_decoded, verify_genesis
@@ -121,7 +128,7 @@ class IngestOutcome:
         }
 
 
-def _rejected(err: TripwireError, d: DecodedEntry | None = None) -> IngestOutcome:
+def _rejected(err: TripwireError, d: VerifiedEntry | DecodedEntry | None = None) -> IngestOutcome:
     st = d.statement if d else None
     return IngestOutcome(
         d.entry_id if d else None,
@@ -180,21 +187,14 @@ class _ChainChanged(Exception):
 
 
 @dataclass
-class _LabState:
-    head: Head | None
-    frozen: bool
-    exists: bool
-    held: dict[int, Any] = field(default_factory=dict)
-    changed: bool = False
-
-
-@dataclass
 class _WriteResult:
     accepted: list[VerifiedEntry]
     statuses: dict[str, IngestOutcome]
     chain: RosterChain | None
     leaves: list[bytes]
     base_size: int
+    proofs: list[str] = field(default_factory=list)
+    """Ids of equivocation proofs this write stored for the first time."""
 
 
 class Store:
@@ -218,6 +218,11 @@ class Store:
         the GIL while it verifies); 1 verifies inline."""
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self.future_skew_s = int(MAX_FUTURE_SKEW.total_seconds())
+        """Seconds an entry's ``issued_at`` may be ahead of :attr:`clock` (else ``future-dated``)."""
+        self.clock: Callable[[], datetime] = _wall_clock
+        """This node's clock (UTC): what ``future-dated`` is judged against, and the time
+        of its own entries. Tests set a fixed one."""
 
     # --- opening -----------------------------------------------------------------------
 
@@ -465,7 +470,7 @@ class Store:
         not decoded again; their signatures are checked like any other's."""
         if len(envelopes) > MAX_BATCH:
             raise OversizeError(f"{len(envelopes)} envelopes in one batch; the limit is {MAX_BATCH}")
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         outcomes: list[IngestOutcome | None] = [None] * len(envelopes)
         decoded: list[tuple[int, DecodedEntry]] = []
         for i, raw in enumerate(envelopes):
@@ -584,114 +589,37 @@ class Store:
         chain: RosterChain,
         now: datetime,
         source: str | None,
+        proofs: Sequence[EquivocationProof] = (),
     ) -> _WriteResult:
-        """Decide and write a batch of verified entries inside the locked transaction."""
+        """Plan a batch with :func:`protocol.feed.plan_appends` and write the plan, inside
+        the locked transaction. The feed rules are all in the planner; this is I/O."""
         fresh = self._load_chain(conn)
         if fresh is None or len(fresh.versions) != len(chain.versions):
             raise _ChainChanged
-        work = RosterChain(list(chain.versions))
-        stored_rosters = len(work.versions)
-        statuses: dict[str, IngestOutcome] = {}
-        existing = self._existing_ids(conn, [v.entry_id for v in verified])
-        labs = sorted({v.lab for v in verified})
-        states = self._lab_states(conn, labs)
-        appended: list[VerifiedEntry] = []
-        by_slot: dict[tuple[str, int], VerifiedEntry] = {}
-        held_new: list[VerifiedEntry] = []
-        held_drop: set[str] = set()
-        proofs: dict[str, EquivocationProof] = {}
-
-        def held_entry(row: Any) -> VerifiedEntry:
-            if isinstance(row, _HeldStub):
-                return next(h for h in held_new if h.entry_id == row.entry_id)
-            return _verified_from_row(row.envelope, row.signers, row.roster_version)
-
-        def stored_at(lab: str, seq: int) -> VerifiedEntry | None:
-            v = by_slot.get((lab, seq))
-            if v is not None:
-                return v
-            row = conn.execute(
-                select(m.entries.c.envelope, m.entries.c.signers, m.entries.c.roster_version).where(
-                    m.entries.c.lab == lab, m.entries.c.seq == seq
-                )
-            ).first()
-            return None if row is None else held_entry(row)
-
-        def freeze(st: _LabState, proof: EquivocationProof) -> None:
-            proofs[proof.proof_id] = proof
-            st.frozen = st.changed = True
-            # Nothing more is accepted from a forked feed; the held entries cannot be released.
-            held_drop.update(r.entry_id for r in st.held.values() if not isinstance(r, _HeldStub))
-            held_new[:] = [h for h in held_new if h.lab != proof.lab]
-            st.held.clear()
-
-        def try_append(v: VerifiedEntry, st: _LabState) -> IngestOutcome:
-            held_row = st.held.get(v.seq)
-            prior = stored_at(v.lab, v.seq) if st.head and v.seq <= st.head.seq else None
-            if prior is None and held_row is not None and held_row.entry_id != v.entry_id:
-                # Both validly signed, same lab and seq (one held): an equivocation (spec §4.4).
-                prior = held_entry(held_row)
-            try:
-                decision = check_append(v, st.head, prior, forked=st.frozen)
-                if decision is Decision.APPEND and v.kind == "roster_update":
-                    work.apply(v.statement.body.roster, now=now)  # type: ignore[union-attr]
-            except EquivocationError as e:
-                if isinstance(e.proof, EquivocationProof):
-                    freeze(st, e.proof)
-                return _rejected(e, v)  # type: ignore[arg-type]
-            except TripwireError as e:
-                return _rejected(e, v)  # type: ignore[arg-type]
-            if decision is Decision.DUPLICATE:
-                return _ok(v, "duplicate")
-            if decision is Decision.HOLD:
-                if held_row is not None:
-                    return _ok(v, "held")
-                total = self._held_total(conn) + len(held_new)
-                if len(st.held) >= self.hold_per_lab or total >= self.hold_total:
-                    return _rejected(HoldFullError(f"out-of-order hold is full for lab {v.lab!r}"), v)  # type: ignore[arg-type]
-                st.held[v.seq] = _HeldStub(v.entry_id)
-                held_new.append(v)
-                return _ok(v, "held")
-            appended.append(v)
-            by_slot[(v.lab, v.seq)] = v
-            st.head = Head(v.seq, v.entry_id)
-            st.changed = True
-            if held_row is not None:
-                held_drop.add(held_row.entry_id)
-                st.held.pop(v.seq, None)
-            return _ok(v, "accepted")
-
-        def release(st: _LabState) -> None:
-            while st.head is not None and not st.frozen and (st.head.seq + 1) in st.held:
-                row = st.held.pop(st.head.seq + 1)
-                if isinstance(row, _HeldStub):
-                    nxt = next(h for h in held_new if h.entry_id == row.entry_id)
-                    held_new.remove(nxt)
-                else:
-                    held_drop.add(row.entry_id)
-                    nxt = held_entry(row)
-                outcome = try_append(nxt, st)
-                if outcome.status != "accepted":
-                    log.info("dropped held entry %s: %s", nxt.entry_id, outcome.reason)
-                elif nxt.entry_id in first_status_ids:
-                    statuses[nxt.entry_id] = outcome
-
-        first_status_ids = {v.entry_id for v in verified}
-        for v in sorted(verified, key=lambda e: (e.lab, e.seq)):
-            if v.entry_id in existing:
-                statuses[v.entry_id] = _ok(v, "duplicate")
-                continue
-            st = states[v.lab]
-            statuses[v.entry_id] = try_append(v, st)
-            if statuses[v.entry_id].status == "accepted":
-                release(st)
-        for lab in labs:
-            release(states[lab])
+        labs = sorted({v.lab for v in verified} | {p.lab for p in proofs})
+        known, states, held_rows = self._lab_states(conn, labs)
+        plan = plan_appends(
+            states,
+            verified,
+            _StoreLookup(conn, held_rows, self._held_total),
+            now=now,
+            stored=self._existing_ids(conn, [v.entry_id for v in verified]) if verified else frozenset(),
+            proofs=proofs,
+            chain=chain,
+            limits=FeedLimits(self.hold_per_lab, self.hold_total, timedelta(seconds=self.future_skew_s)),
+        )
+        for v, err in plan.dropped:
+            log.info("dropped held entry %s: %s", v.entry_id, err.message)
+        statuses = {
+            v.entry_id: _ok(v, verdict.status) if verdict.error is None else _rejected(verdict.error, v)
+            for v in verified
+            if (verdict := plan.verdicts.get(v.entry_id)) is not None
+        }
 
         # --- write -------------------------------------------------------------------------
         accepted_at = datetime.now(UTC)
-        leaves = [leaf_hash(v.entry_id.encode("ascii")) for v in appended]
-        if appended:
+        leaves = [leaf_hash(v.entry_id.encode("ascii")) for v in plan.appends]
+        if plan.appends:
             self._bulk_insert(
                 conn,
                 m.entries,
@@ -712,11 +640,10 @@ class Store:
                         "accepted_at": accepted_at,
                         "source": source,
                     }
-                    for k, v in enumerate(appended)
+                    for k, v in enumerate(plan.appends)
                 ],
             )
-            conn.execute(update(m.log_state).where(m.log_state.c.id == 1).values(size=size + len(appended)))
-        changed = [(lab, st) for lab, st in states.items() if st.changed]
+            conn.execute(update(m.log_state).where(m.log_state.c.id == 1).values(size=size + len(plan.appends)))
         new_feeds = [
             {
                 "lab": lab,
@@ -724,13 +651,13 @@ class Store:
                 "head_id": st.head.entry_id if st.head else None,
                 "frozen": st.frozen,
             }
-            for lab, st in changed
-            if not st.exists
+            for lab, st in plan.states.items()
+            if lab not in known
         ]
         if new_feeds:
             conn.execute(insert(m.feeds), new_feeds)
-        for lab, st in changed:
-            if st.exists:
+        for lab, st in plan.states.items():
+            if lab in known:
                 conn.execute(
                     update(m.feeds)
                     .where(m.feeds.c.lab == lab)
@@ -740,10 +667,10 @@ class Store:
                         frozen=st.frozen,
                     )
                 )
-        if held_drop:
-            for chunk in _chunks(sorted(held_drop)):
+        if plan.unhold:
+            for chunk in _chunks(sorted(plan.unhold)):
                 conn.execute(delete(m.held).where(m.held.c.entry_id.in_(chunk)))
-        if held_new:
+        if plan.hold:
             conn.execute(
                 insert(m.held),
                 [
@@ -757,33 +684,37 @@ class Store:
                         "received_at": accepted_at,
                         "source": source,
                     }
-                    for v in held_new
+                    for v in plan.hold
                 ],
             )
-        if proofs:
+        new_proofs: list[str] = []
+        if plan.proofs:
+            by_id = {p.proof_id: p for p in plan.proofs}
             have = set(
                 conn.execute(
-                    select(m.equivocations.c.proof_id).where(m.equivocations.c.proof_id.in_(list(proofs)))
+                    select(m.equivocations.c.proof_id).where(m.equivocations.c.proof_id.in_(list(by_id)))
                 ).scalars()
             )
-            rows = [
-                {
-                    "proof_id": pid,
-                    "lab": p.lab,
-                    "seq": p.seq,
-                    "proof": p.model_dump_json(),
-                    "found_at": accepted_at,
-                }
-                for pid, p in proofs.items()
-                if pid not in have
-            ]
-            if rows:
-                conn.execute(insert(m.equivocations), rows)
+            new_proofs = [pid for pid in by_id if pid not in have]
+            if new_proofs:
+                conn.execute(
+                    insert(m.equivocations),
+                    [
+                        {
+                            "proof_id": pid,
+                            "lab": by_id[pid].lab,
+                            "seq": by_id[pid].seq,
+                            "proof": by_id[pid].model_dump_json(),
+                            "found_at": accepted_at,
+                        }
+                        for pid in new_proofs
+                    ],
+                )
         new_chain = None
-        if len(work.versions) > stored_rosters:
-            self._insert_rosters(conn, work.versions[stored_rosters:])
-            new_chain = work
-        return _WriteResult(appended, statuses, new_chain, leaves, size)
+        if plan.rosters:
+            self._insert_rosters(conn, plan.rosters)
+            new_chain = RosterChain([*chain.versions, *plan.rosters])
+        return _WriteResult(list(plan.appends), statuses, new_chain, leaves, size, new_proofs)
 
     def _bulk_insert(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
         if self.dialect == "postgresql":
@@ -822,16 +753,50 @@ class Store:
                 ],
             )
 
-    def _lab_states(self, conn: Connection, labs: Sequence[str]) -> dict[str, _LabState]:
-        states = {lab: _LabState(None, False, False) for lab in labs}
-        for row in conn.execute(select(m.feeds).where(m.feeds.c.lab.in_(list(labs)))):
-            st = states[row.lab]
-            st.exists = True
-            st.frozen = bool(row.frozen)
-            st.head = Head(row.head_seq, row.head_id) if row.head_seq else None
+    def _lab_states(
+        self, conn: Connection, labs: Sequence[str]
+    ) -> tuple[set[str], dict[str, FeedState], dict[str, Any]]:
+        """The labs with a feed row, each lab's :class:`FeedState`, and the held rows by id
+        (decoded only if the plan needs them): a few queries per batch, none per entry."""
+        if not labs:
+            return set(), {}, {}
+        rows = conn.execute(
+            select(m.feeds.c.lab, m.feeds.c.head_seq, m.feeds.c.head_id, m.feeds.c.frozen, m.entries.c.issued_at)
+            .select_from(m.feeds.outerjoin(m.entries, m.entries.c.entry_id == m.feeds.c.head_id))
+            .where(m.feeds.c.lab.in_(list(labs)))
+        ).all()
+        known = {r.lab for r in rows}
+        frozen = [r.lab for r in rows if r.frozen]
+        fork_at: dict[str, int] = {}
+        if frozen:
+            fork_at = {
+                lab: int(seq)
+                for lab, seq in conn.execute(
+                    select(m.equivocations.c.lab, func.min(m.equivocations.c.seq))
+                    .where(m.equivocations.c.lab.in_(frozen))
+                    .group_by(m.equivocations.c.lab)
+                )
+            }
+        held: dict[str, dict[int, str]] = {lab: {} for lab in labs}
+        held_rows: dict[str, Any] = {}
         for row in conn.execute(select(m.held).where(m.held.c.lab.in_(list(labs)))):
-            states[row.lab].held[row.seq] = row
-        return states
+            held[row.lab][row.seq] = row.entry_id
+            held_rows[row.entry_id] = row
+        states = {
+            r.lab: FeedState(
+                head=Head(r.head_seq, r.head_id) if r.head_seq else None,
+                head_issued_at=r.issued_at if r.head_seq else None,
+                # A frozen feed without a stored proof (not written by this version) stays
+                # frozen from its start, as it was.
+                fork_seq=fork_at.get(r.lab, 1) if r.frozen else None,
+                held=held[r.lab],
+            )
+            for r in rows
+        }
+        for lab in labs:
+            if lab not in states and held[lab]:
+                states[lab] = FeedState(held=held[lab])
+        return known, states, held_rows
 
     def _held_total(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(m.held)).scalar_one())
@@ -867,15 +832,20 @@ class Store:
         Reading the head, signing and appending happen under the write lock in one
         transaction, so two processes publishing into one home can never sign two
         different entries at one seq (which peers would rightly treat as equivocation).
+        The entry is dated ``now`` (default: :attr:`clock`), or its predecessor's time if this
+        node's clock has gone back since: a feed's time never decreases (spec §4.2 step 7).
         """
-        issued_at = format_time(now or utcnow())
-        when = now or datetime.now(UTC)
+        when = now or self.clock()
+        stamp = format_time(now if now is not None else when.replace(microsecond=0))
 
         def fn(conn: Connection, size: int) -> _WriteResult:
             chain = self._load_chain(conn)
             if chain is None:
                 raise NoRosterError("no roster is installed: this node cannot publish yet")
-            st = self._lab_states(conn, [lab])[lab]
+            st = self._lab_states(conn, [lab])[1].get(lab) or FeedState()
+            issued_at = stamp
+            if st.head_issued_at is not None and time_key(st.head_issued_at) > time_key(stamp):
+                issued_at = st.head_issued_at
             writer = FeedWriter(chain.network_id, lab, key, st.head)
             env, _eid = writer.append(kind, dict(body) if isinstance(body, Mapping) else body, issued_at)
             try:
@@ -1092,9 +1062,32 @@ class Store:
             ).scalar_one_or_none()
 
 
-@dataclass(frozen=True, slots=True)
-class _HeldStub:
-    entry_id: str
+class _StoreLookup:
+    """The store's answers to the planner's questions (:class:`protocol.feed.FeedLookup`)."""
+
+    def __init__(self, conn: Connection, held_rows: Mapping[str, Any], held_total: Callable[[Connection], int]) -> None:
+        self.conn, self.held_rows, self._held_total = conn, held_rows, held_total
+
+    def stored_at(self, lab: str, seq: int) -> VerifiedEntry | None:
+        # Only an entry not already accepted that claims a seq at or below the head asks
+        # this: a possible equivocation, not the ingest path of a healthy feed.
+        row = self.conn.execute(
+            select(m.entries.c.envelope, m.entries.c.signers, m.entries.c.roster_version).where(
+                m.entries.c.lab == lab, m.entries.c.seq == seq
+            )
+        ).first()
+        return None if row is None else _verified_from_row(*row)
+
+    def held_entry(self, lab: str, entry_id: str) -> VerifiedEntry:
+        row = self.held_rows[entry_id]
+        return _verified_from_row(row.envelope, row.signers, row.roster_version)
+
+    def held_total(self) -> int:
+        return self._held_total(self.conn)
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 #: Fewest entries worth handing to one verification thread (below it, threads cost more).

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from node.errors import EntryNotFoundError, NetworkMismatchError, NoRosterError
+from node.home import NodeHome
 from node.netsetup import sign_by_all
 from node.store import Store
 from node.store import models as m
 from protocol.canonical import format_time, parse_time, utcnow
-from protocol.entries import ENTRY_PAYLOAD_TYPE, build_statement, sign_statement
+from protocol.entries import ENTRY_PAYLOAD_TYPE, build_statement, decode_entry, sign_statement
 from protocol.envelope import ROSTER_PAYLOAD_TYPE, Envelope, sign_payload
 from protocol.errors import (
     MerkleProofError,
@@ -297,6 +298,42 @@ def test_equivocation_between_held_entries(network):
     assert beta.store.ingest([e2b])[0].code == "equivocation"
     assert beta.store.frozen_labs() == {"alpha"} and beta.store.held_count() == 0
     assert len(beta.store.equivocations()) == 1
+
+
+def test_entries_dated_before_their_predecessor_or_ahead_of_the_clock_are_refused(network):
+    alpha, beta, _ = network
+    beta.store.clock = lambda: parse_time(NOW)  # the node's clock, not the wall's
+    w = writer(alpha)
+    first = w.append("note", {"text": "one"}, "2025-06-01T00:00:00Z")[0]
+    back = w.append("note", {"text": "two"}, "2025-05-31T23:59:59Z")[0]
+    assert [(o.status, o.code) for o in beta.store.ingest([first, back])] == [
+        ("accepted", None), ("rejected", "feed-time")]
+    w = writer(alpha, head=Head(1, decode_entry(first).entry_id))
+    late = w.append("note", {"text": "from the future"}, "2025-06-01T00:05:01Z")[0]
+    before = counts(beta.store)
+    out = beta.store.ingest([late])[0]
+    assert (out.status, out.code) == ("rejected", "future-dated") and "ahead of this verifier's clock" in out.reason
+    assert counts(beta.store) == before  # not held: sync offers it again
+    beta.store.future_skew_s = 301
+    assert beta.store.ingest([late])[0].status == "accepted"
+
+
+def test_own_entries_never_go_back_in_time(network):
+    alpha, _beta, _ = network
+    alpha.store.clock = lambda: parse_time("2025-06-01T00:00:10Z")
+    first = alpha.store.publish("alpha", alpha.key, "note", {"text": "a"})
+    alpha.store.clock = lambda: parse_time("2025-06-01T00:00:03Z")  # the clock was set back
+    second = alpha.store.publish("alpha", alpha.key, "note", {"text": "b"})
+    assert first.statement.issued_at == second.statement.issued_at == "2025-06-01T00:00:10Z"
+
+
+def test_future_skew_is_a_node_toml_setting(tmp_path, monkeypatch):
+    NodeHome.init(tmp_path / "h", "alpha").close()
+    with NodeHome.open(tmp_path / "h") as h:
+        assert h.store.future_skew_s == 300
+    monkeypatch.setenv("TRIPWIRE_SYNC__FUTURE_SKEW_S", "7")
+    with NodeHome.open(tmp_path / "h") as h:
+        assert h.store.future_skew_s == 7
 
 
 def test_publish_refuses_on_frozen_own_feed(network):
