@@ -512,7 +512,7 @@ class RequestVerifier:
                 continue
         return False
 
-    def _check_components(self, items: list[object], hdrs: Mapping[str, str], body: bytes | None) -> set[str]:
+    def _check_components(self, items: Sequence[object], hdrs: Mapping[str, str], body: bytes | None) -> set[str]:
         """Refuse, by name, what the node cannot check and what must be covered but is not."""
         covered: set[str] = set()
         for item in items:

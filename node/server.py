@@ -75,6 +75,11 @@ class _StrictConnection(h11.Connection):
         return event
 
 
+def _client_host(protocol: object) -> str | None:
+    client = getattr(protocol, "client", None)
+    return client[0] if isinstance(client, tuple) and client else None
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with connection caps, request-read deadlines and strict framing.
 
@@ -101,7 +106,7 @@ class GuardedH11Protocol(H11Protocol):
         if len(self.connections) >= limits.max_connections:
             why = f"the node holds its limit of {limits.max_connections} connections"
         elif host is not None and limits.max_connections_per_client < limits.max_connections:
-            mine = sum(1 for c in self.connections if c.client is not None and c.client[0] == host)
+            mine = sum(1 for c in self.connections if _client_host(c) == host)
             if mine >= limits.max_connections_per_client:
                 why = f"{host} holds its limit of {limits.max_connections_per_client} connections"
         if why is not None:

@@ -25,6 +25,7 @@ def serve_command(
     sync: Annotated[bool, typer.Option("--sync/--no-sync", help="Sync with peers while serving.")] = True,
 ) -> None:
     """Serve the node's HTTP API (/v1) and sync with peers until interrupted."""
+    from node.auth import NodeOrigins
     from node.home import NodeHome
     from node.server import serve
 
@@ -39,6 +40,10 @@ def serve_command(
             f"({'with' if sync else 'without'} sync, {how})",
             highlight=False,
         )
+        names = NodeOrigins.for_config(node.config, host, port).names()
+        # Signed requests must name one of these (@authority); a peer failing with
+        # misdirected-request is using another name (set server.public_url or server.authorities).
+        console.print(f"  answering signed requests addressed to {', '.join(names)}", highlight=False)
         serve(node, host, port, sync=sync)
     finally:
         node.close()
