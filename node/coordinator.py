@@ -44,7 +44,8 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -73,6 +74,8 @@ if TYPE_CHECKING:
     from node.home import NodeHome
 
 log = logging.getLogger(__name__)
+
+_B = TypeVar("_B")
 
 VoteRule = Literal["manual", "pause-on-breach", "object-unless-breach"]
 #: Entry kinds the coordinator reads.
@@ -406,6 +409,16 @@ def _alert_body(result: VerifiedEntry, rv: RuleVerdict, policy: Policy) -> Alert
     )
 
 
+def _build(make: Callable[[], _B], what: str) -> _B | None:
+    """Build an entry body, or log and skip it when its numbers fall outside the signed
+    domains (spec §2.2): one odd verdict must never stop the rest of the pass."""
+    try:
+        return make()
+    except (ValidationError, TripwireError) as e:
+        log.error("pause coordinator cannot build the %s: %s", what, e)
+        return None
+
+
 def plan_actions(
     a: Analysis,
     *,
@@ -436,19 +449,26 @@ def plan_actions(
             due = now_mono if result.lab == lab else first_seen(rid) + config.propose_delay_s
             for rv in ev.verdicts:
                 if "alert" in rv.actions and (rid, rv.rule_id) not in a.alerts:
-                    out.append(Action("alert", _alert_body(result, rv, policy), f"alert:{rid}:{rv.rule_id}", due))
+                    alert = _build(partial(_alert_body, result, rv, policy), f"alert on {rid[:16]}…")
+                    if alert is not None:
+                        out.append(Action("alert", alert, f"alert:{rid}:{rv.rule_id}", due))
                 if rv.verdict == "breach" and "pause_proposal" in rv.actions and not expired:
                     trigger = Trigger(result=rid, lab=result.lab, rule=rv.rule_id, policy_digest=policy.digest)
                     pid = pause_proposal_id(trigger)
                     if pid not in held_proposals:
-                        body = PauseProposalBody(
-                            proposal_id=pid,
-                            trigger=trigger,
-                            observed=rv.bound,
-                            level=rv.breach_level,
-                            rationale=rv.reason,
+                        body = _build(
+                            partial(
+                                PauseProposalBody,
+                                proposal_id=pid,
+                                trigger=trigger,
+                                observed=rv.bound,
+                                level=rv.breach_level,
+                                rationale=rv.reason,
+                            ),
+                            f"pause proposal {pid[:16]}…",
                         )
-                        out.append(Action("pause_proposal", body, f"propose:{pid}", due))
+                        if body is not None:
+                            out.append(Action("pause_proposal", body, f"propose:{pid}", due))
     if expired:
         return out  # spec §7.5: an expired roster accepts no new votes
     for pid, st in sorted(a.proposals.items()):
