@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from node.api.metrics import NodeMetrics
 from node.api.problems import ProblemError
@@ -110,7 +111,9 @@ def _authenticate(ctx: NodeContext, request: Request, body: bytes | None) -> Cal
 
 async def require_member(request: Request, ctx: Ctx) -> Caller:
     """Reads: any roster member (lab or observer) with a valid signed request."""
-    return _authenticate(ctx, request, None)
+    # Off the event loop: verification records the request's nonce in the database (replay
+    # protection across restarts), a write that must not stall every other connection.
+    return await run_in_threadpool(_authenticate, ctx, request, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,7 @@ async def require_lab_json_body(request: Request, ctx: Ctx) -> SignedBody:
             415, "unsupported-media-type", f"content type {ctype or '(none)'!r}: send application/json"
         )
     body = await read_limited_body(request, ctx.max_body_bytes)
-    caller = _authenticate(ctx, request, body)
+    caller = await run_in_threadpool(_authenticate, ctx, request, body)
     if caller.role != "lab":
         raise ForbiddenError(f"{caller.member} is an observer: observers may read but never push")
     return SignedBody(caller, body)
