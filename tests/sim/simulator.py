@@ -15,7 +15,7 @@ coalition (one or two labs whose weight is below the pause quorum) follows one s
 (:data:`STRATEGIES`). The simulator records everything anyone signed (the ground truth) so
 that the invariants can be checked against it: see :class:`Outcome`.
 
-Replay one run with ``python tests/sim/simulator.py SEED [STRATEGY]``.
+Replay one run with ``python tests/sim/simulator.py SEED [STRATEGY [PIVOTAL]]``.
 """
 
 from __future__ import annotations
