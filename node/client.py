@@ -28,7 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 from node.auth import sign_request
 from protocol.envelope import Envelope
 from protocol.errors import PeerDataError, TransportError
-from protocol.feed import Head
+from protocol.feed import EquivocationProof, Head
 from protocol.keys import SigningKey
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,24 @@ def parse_results(body: bytes) -> list[dict[str, Any]]:
     if isinstance(data, dict) and "status" in data:
         return [data]
     raise PeerResponseError("envelope POST answer must carry results")
+
+
+def parse_equivocations(body: bytes) -> list[Any]:
+    """The proofs of a ``GET /v1/equivocations`` answer, as sent (each parsed and verified
+    by the receiver before it counts)."""
+    data = _json(body)
+    if not isinstance(data, dict) or not isinstance(data.get("equivocations"), list):
+        raise PeerResponseError("equivocations answer must be an object with an equivocations array")
+    out = []
+    for item in data["equivocations"]:
+        if not isinstance(item, dict) or "proof" not in item:
+            raise PeerResponseError("each equivocations item must be an object with a proof")
+        out.append(item["proof"])
+    return out
+
+
+def _proofs_body(proofs: Sequence[EquivocationProof]) -> bytes:
+    return orjson.dumps([p.model_dump(mode="json") for p in proofs])
 
 
 def _raise_for(status: int, headers: httpx.Headers, body: bytes) -> None:
@@ -342,6 +360,12 @@ class PeerClient(_Base):
     def equivocations(self) -> list[dict[str, Any]]:
         return list(_json(self._get("/v1/equivocations"))["equivocations"])
 
+    def post_equivocations(self, proofs: Sequence[EquivocationProof]) -> list[dict[str, Any]]:
+        """Offer equivocation proofs; one result per proof (accepted, duplicate or rejected)."""
+        status, headers, body = self.request("POST", "/v1/equivocations", content=_proofs_body(proofs))
+        _raise_for(status, headers, body)
+        return parse_results(body)
+
     def misbehaviour(self, peer: str | None = None, limit: int = 100) -> dict[str, Any]:
         """The node's misbehaviour records (newest first) and per-peer counts."""
         params: dict[str, Any] = {"limit": limit} | ({"peer": peer} if peer else {})
@@ -412,3 +436,13 @@ class AsyncPeerClient(_Base):
 
     async def roster(self) -> dict[str, Any]:
         return _json(await self._get("/v1/roster"))  # type: ignore[no-any-return]
+
+    async def equivocations(self) -> list[Any]:
+        """The peer's equivocation proofs, unparsed (see :func:`parse_equivocations`)."""
+        return parse_equivocations(await self._get("/v1/equivocations"))
+
+    async def post_equivocations(self, proofs: Sequence[EquivocationProof]) -> list[dict[str, Any]]:
+        """Offer equivocation proofs; one result per proof (accepted, duplicate or rejected)."""
+        status, headers, body = await self.request("POST", "/v1/equivocations", content=_proofs_body(proofs))
+        _raise_for(status, headers, body)
+        return parse_results(body)

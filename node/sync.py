@@ -10,6 +10,13 @@ Design (see docs/benchmarks.md "## Sync" for measurements):
   the peer (forged, truncated, reordered or equivocating feeds), and the store keeps the
   equivocation proof. Records go to the store (``Store.record_misbehaviour``), bounded per
   peer, so they survive restarts and a hostile peer cannot grow them without end.
+- **Forks are global**: each pull round first exchanges equivocation proofs with the peer
+  (``GET /v1/equivocations`` for its proofs, ``POST /v1/equivocations`` for ours it lacks);
+  a proof is verified against the roster before the store keeps it and freezes the lab's
+  feed, so a fork seen by one node stops the feed everywhere, and nothing at or past a
+  known fork is fetched. A refusal the origin lab caused (it equivocated, its feed is
+  frozen, its clock is off) is not recorded against a peer that merely relayed the entry;
+  a ``prev-mismatch`` from a peer is probed for a fork one position earlier first.
 - **Push (eager)**: one task per peer sends this node's own new entries as soon as they
   are accepted (``Store.add_listener``) or appear in the database through another process
   (own head polled every interval), so a new entry reaches every node within one round
@@ -43,7 +50,7 @@ from protocol.canonical import entry_id
 from protocol.entries import DecodedEntry, VerifiedEntry, decode_entry
 from protocol.envelope import Envelope
 from protocol.errors import PeerDataError, TransportError
-from protocol.feed import Head
+from protocol.feed import EquivocationProof, Head
 
 if TYPE_CHECKING:
     from node.api.metrics import NodeMetrics
@@ -55,6 +62,9 @@ log = logging.getLogger(__name__)
 PUSH_MAX_GAP = 256
 #: Most recent misbehaviour records shown per peer in /v1/status (the store keeps more).
 STATUS_RECORDS = 20
+#: Refusals of a validly signed entry that its origin lab caused, not whoever relayed it
+#: (spec §4.2 step 7, §4.4): recorded only against a peer that is the origin itself.
+ORIGIN_FAULTS = frozenset({"equivocation", "feed-forked", "feed-time", "future-dated"})
 
 
 @dataclass(frozen=True)
@@ -335,12 +345,21 @@ class Syncer:
             st.own_known = mine.seq
         elif mine is None and st.own_known is None:
             st.own_known = 0
+        # Proofs first: a fork the peer knows of must freeze the feed before we fetch it.
+        await self._exchange_proofs(peer)
         local = await asyncio.to_thread(self.home.store.heads)
+        forks = await asyncio.to_thread(self.home.store.forks)
         fetched = 0
         for lab, head in sorted(remote.items()):
             have = local.get(lab)
             have_seq = have.seq if have else 0
             gap = head.seq - have_seq
+            fork = forks.get(lab)
+            if fork is not None:
+                # Nothing at or past a proven fork can be accepted: fetch only what precedes it.
+                if min(head.seq, fork - 1) > have_seq:
+                    fetched += await self._fetch_lab(peer, lab, have_seq, min(head.seq, fork - 1))
+                continue
             if gap <= 0:
                 await self._check_fork(peer, lab, head, have)
                 continue
@@ -356,6 +375,57 @@ class Syncer:
         if self.metrics:
             self.metrics.sync_bytes.labels(peer.lab, "in").inc(client.bytes_in - before)
         return fetched
+
+    async def _exchange_proofs(self, peer: Peer) -> None:
+        """Take the peer's equivocation proofs we lack (each verified before it counts) and
+        offer it ours it lacks (spec §4.4: a fork freezes the feed on every node)."""
+        st = self.states[peer.lab]
+        client = self.clients[peer.lab]
+        url = f"{peer.url}/v1/equivocations"
+        try:
+            items = await client.equivocations()
+        except PeerHTTPError as e:
+            if e.status in (404, 405):
+                return  # a node without proof exchange: its entries still sync
+            raise
+        except PeerDataError as e:
+            await self._misbehaved(st, e.code, f"equivocations: {e.message}", url=url)
+            return
+        theirs: dict[str, EquivocationProof] = {}
+        for i, item in enumerate(items):
+            try:
+                proof = EquivocationProof.parse(item)
+            except PeerDataError as e:
+                await self._misbehaved(st, e.code, f"equivocation proof {i}: {e.message}", url=url)
+                continue
+            theirs[proof.proof_id] = proof
+        mine = await asyncio.to_thread(self.home.store.proof_ids)
+        new = [p for pid, p in theirs.items() if pid not in mine]
+        if new:
+            for o in await asyncio.to_thread(self.home.store.add_equivocations, new):
+                if o.status == "rejected":
+                    # Only the lab's key can sign the two entries: a proof that does not
+                    # verify is the serving peer's own bad data.
+                    await self._misbehaved(
+                        st, o.code or "rejected", f"equivocation proof {o.proof_id}: {o.reason}",
+                        url=url, lab=o.lab, seq=o.seq,
+                    )
+                else:
+                    mine.add(str(o.proof_id))
+                    log.warning("lab %s equivocated at seq %s (proof from %s): feed frozen", o.lab, o.seq, peer.lab)
+        lacking = mine - set(theirs)
+        if not lacking:
+            return
+        ours = [p for p in await asyncio.to_thread(self.home.store.equivocations) if p.proof_id in lacking]
+        try:
+            results = await client.post_equivocations(ours)
+        except PeerHTTPError as e:
+            if e.status not in (404, 405):
+                log.info("peer %s did not take our equivocation proofs: %s", peer.lab, e.message)
+            return
+        for r in results:
+            if r.get("status") == "rejected":
+                log.warning("peer %s refused equivocation proof %s: %s", peer.lab, r.get("proof_id"), r.get("reason"))
 
     async def _check_fork(self, peer: Peer, lab: str, remote: Head, local: Head | None) -> None:
         """The peer's head at a seq we hold names another entry: fetch it so the store can
@@ -433,15 +503,25 @@ class Syncer:
                 progressed = 0
                 for o in outcomes:
                     if o.status == "rejected":
-                        await self._misbehaved(
-                            st,
-                            o.code or "rejected",
-                            f"{lab}#{o.seq}: {o.reason}",
-                            url=url,
-                            lab=o.lab or lab,
-                            seq=o.seq,
-                            entry_id=o.entry_id,
-                        )
+                        code = o.code or "rejected"
+                        if code == "prev-mismatch" and o.seq is not None and o.seq > 1:
+                            # The entry extends another history than ours: if the peer's
+                            # entry one position earlier differs from ours, the lab forked
+                            # (its proof freezes the feed) and the peer only relayed it.
+                            if await self._probe_fork(peer, lab, o.seq - 1):
+                                code = "equivocation"
+                        if code in ORIGIN_FAULTS and lab != peer.lab:
+                            log.info("not blaming %s for relaying %s#%s: %s", peer.lab, lab, o.seq, o.reason)
+                        else:
+                            await self._misbehaved(
+                                st,
+                                code,
+                                f"{lab}#{o.seq}: {o.reason}",
+                                url=url,
+                                lab=o.lab or lab,
+                                seq=o.seq,
+                                entry_id=o.entry_id,
+                            )
                         break
                     progressed += 1
                 fetched += sum(1 for o in outcomes if o.status == "accepted")
@@ -452,6 +532,20 @@ class Syncer:
         finally:
             self._claims.pop(lab, None)
         return fetched
+
+    async def _probe_fork(self, peer: Peer, lab: str, seq: int) -> bool:
+        """Fetch the peer's entry of ``lab`` at ``seq`` and offer it: True when it is another
+        entry than ours there, i.e. the store now keeps the lab's equivocation proof."""
+        client = self.clients[peer.lab]
+        try:
+            page = await client.feed(lab, after=seq - 1, limit=1)
+        except (PeerDataError, TransportError):
+            return False
+        decoded, _ = await asyncio.to_thread(_decode_page, page.envelopes[:1])
+        if not decoded or (decoded[0].statement.lab, decoded[0].statement.seq) != (lab, seq):
+            return False
+        [outcome] = await asyncio.to_thread(self.home.store.ingest, decoded, source=peer.lab)
+        return outcome.code == "equivocation"
 
     # --- push ----------------------------------------------------------------------------
 

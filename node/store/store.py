@@ -128,6 +128,30 @@ class IngestOutcome:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ProofOutcome:
+    """What happened to one offered equivocation proof."""
+
+    proof_id: str | None
+    lab: str | None
+    seq: int | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    code: str | None = None
+    """Stable error code for ``rejected`` (see protocol.errors)."""
+    reason: str | None = None
+    """Human-readable reason for ``rejected``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "proof_id": self.proof_id,
+            "lab": self.lab,
+            "seq": self.seq,
+            "status": self.status,
+            "code": self.code,
+            "reason": self.reason,
+        }
+
+
 def _rejected(err: TripwireError, d: VerifiedEntry | DecodedEntry | None = None) -> IngestOutcome:
     st = d.statement if d else None
     return IngestOutcome(
@@ -814,6 +838,80 @@ class Store:
                 except Exception:
                     # The entries are committed; a failing listener must not turn that into an error.
                     log.exception("store listener %r failed", cb)
+
+    # --- equivocation proofs from elsewhere (spec §4.4) ----------------------------------
+
+    def add_equivocations(
+        self, proofs: Sequence[EquivocationProof | Mapping[str, Any]], *, now: datetime | None = None
+    ) -> list[ProofOutcome]:
+        """Verify equivocation proofs received from peers and keep the valid ones; one
+        outcome per proof, in order.
+
+        A valid proof freezes its lab's feed from the proof's seq on, exactly as a fork
+        found at ingest does (the planner applies both), so a fork seen by any node stops
+        the feed on every node it reaches. A proof that does not verify is refused with its
+        code and changes nothing.
+        """
+        outcomes: list[ProofOutcome | None] = [None] * len(proofs)
+        parsed: list[tuple[int, EquivocationProof]] = []
+        for i, raw in enumerate(proofs):
+            try:
+                parsed.append((i, raw if isinstance(raw, EquivocationProof) else EquivocationProof.parse(raw)))
+            except TripwireError as e:
+                outcomes[i] = ProofOutcome(None, None, None, "rejected", e.code, e.message)
+        when = now or self.clock()
+        for _ in range(_RETRIES):
+            chain = self.roster_chain()
+            valid: list[tuple[int, EquivocationProof]] = []
+            for i, p in parsed:
+                try:
+                    # Both entries verified under the roster: only the lab's key holder can
+                    # have made the proof, whoever relayed it.
+                    p.verify(chain)
+                    valid.append((i, p))
+                except TripwireError as e:
+                    outcomes[i] = ProofOutcome(p.proof_id, p.lab, p.seq, "rejected", e.code, e.message)
+            if not valid:
+                break
+            try:
+                result = self._write(
+                    lambda conn, size, c=chain, ps=[p for _, p in valid]: self._append(
+                        conn, size, [], c, when, None, proofs=ps
+                    )
+                )
+            except _ChainChanged:
+                continue
+            self._after_commit(result)
+            fresh = set(result.proofs)
+            for i, p in valid:
+                status: Literal["accepted", "duplicate"] = "accepted" if p.proof_id in fresh else "duplicate"
+                fresh.discard(p.proof_id)  # a second copy in the same call is a duplicate
+                outcomes[i] = ProofOutcome(p.proof_id, p.lab, p.seq, status)
+            break
+        else:
+            raise StoreError("the roster kept changing while storing equivocation proofs; try again")
+        return [o for o in outcomes if o is not None]
+
+    def proof_ids(self) -> set[str]:
+        """Ids of every equivocation proof this node keeps."""
+        with self._read() as conn:
+            return set(conn.execute(select(m.equivocations.c.proof_id)).scalars())
+
+    def forks(self) -> dict[str, int]:
+        """Frozen feeds: lab → the seq the feed is frozen from (the lowest proven fork)."""
+        with self._read() as conn:
+            frozen = [str(x) for x in conn.execute(select(m.feeds.c.lab).where(m.feeds.c.frozen.is_(True))).scalars()]
+            if not frozen:
+                return {}
+            at = {
+                lab: seq
+                for lab, seq in conn.execute(
+                    select(m.equivocations.c.lab, func.min(m.equivocations.c.seq))
+                    .where(m.equivocations.c.lab.in_(frozen))
+                    .group_by(m.equivocations.c.lab)
+                )
+            }
+        return {lab: int(at.get(lab, 1)) for lab in frozen}
 
     # --- own feed ----------------------------------------------------------------------
 

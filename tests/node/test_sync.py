@@ -67,9 +67,11 @@ def test_eager_push_delivers_new_entries_well_within_one_interval(sqlite_network
 
 
 class Hostile:
-    """A real HTTP server that answers /v1/heads and /v1/feeds/<lab> with crafted bodies."""
+    """A real HTTP server that answers /v1/heads, /v1/feeds/<lab> and (when given)
+    /v1/equivocations with crafted bodies; anything else is 404."""
 
-    def __init__(self, heads: dict[str, Any], feeds: dict[str, bytes], delay: float = 0.0) -> None:
+    def __init__(self, heads: dict[str, Any], feeds: dict[str, bytes], delay: float = 0.0,
+                 proofs: bytes | None = None) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,15 +80,18 @@ class Hostile:
 
             def do_GET(self) -> None:
                 time.sleep(outer.delay)
+                status = 200
                 if self.path.startswith("/v1/heads"):
                     body = json.dumps(outer.heads).encode()
                 elif self.path.startswith("/v1/feeds/"):
                     lab = self.path.split("/")[3].split("?")[0]
                     body = outer.feeds.get(lab, b'{"envelopes": []}')
+                elif self.path.startswith("/v1/equivocations") and outer.proofs is not None:
+                    body = outer.proofs
                 else:
-                    body = b"{}"
+                    status, body = 404, b'{"code": "not-found", "detail": "no such route"}'
                 try:
-                    self.send_response(200)
+                    self.send_response(status)
                     self.send_header("content-type", "application/json")
                     self.send_header("content-length", str(len(body)))
                     self.end_headers()
@@ -100,7 +105,7 @@ class Hostile:
                 self.end_headers()
                 self.wfile.write(b'{"results": []}')
 
-        self.heads, self.feeds, self.delay = heads, feeds, delay
+        self.heads, self.feeds, self.delay, self.proofs = heads, feeds, delay, proofs
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
