@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from node.pausetrack import EntryIndex
+from node.pausetrack import EntryIndex, held_forks, record_conflicts
 from protocol.canonical import utcnow
 from protocol.entries import (
     AlertBody,
@@ -284,13 +284,15 @@ def analyze(
     cert_cache: CertCache | None = None,
     heads: Mapping[str, int] | None = None,
     held_ids: Callable[[str], bool] | None = None,
+    forks: Mapping[str, int] | None = None,
 ) -> Analysis:
     """Verdicts, proposal states, pause state and flags from verified entries (pure).
 
     The pause state is :func:`protocol.pause.pause_state` (the one definition every node,
     gate and report applies); this adds what depends on the adopted policy: verdicts and
     each pause proposal's trigger check. ``cert_cache`` only saves repeated signature
-    checks across passes; ``heads``/``held_ids`` describe the feeds held (spec §6.5 step 7).
+    checks across passes; ``heads``/``held_ids``/``forks`` describe the feeds held (spec §6.5
+    step 7).
 
     ``entries`` maps kind to the held entries of that kind (any order): the outcome does
     not depend on delivery order, so every node holding the same entries agrees.
@@ -304,6 +306,7 @@ def analyze(
         chain,
         heads=heads,
         held_ids=held_ids,
+        forks=forks,
         cache=cert_cache,
     )
     flags: list[dict[str, Any]] = [f.to_json() for f in ps.flags]
@@ -657,7 +660,12 @@ class Coordinator:
             cert_cache=self.cert_cache,
             heads={lab: h.seq for lab, h in store.heads().items()},
             held_ids=lambda eid: store.get(eid) is not None,
+            forks=held_forks(store),
         )
+        if a.pause.conflicts and record_conflicts(store, a.pause.conflicts):
+            # A certificate exposed a fork: the proof is now held; judge again with it.
+            self._last_size = -1
+            return self._pass(force=True)
         for pid, st in a.proposals.items():
             if st.tally is not None and st.tally and not st.certified:
                 self._quorum_seen.setdefault(pid, now_mono)
@@ -809,6 +817,7 @@ def local_analysis(home: NodeHome) -> tuple[Analysis, dict[str, Any]]:
         policy_error=error,
         heads={lab: h.seq for lab, h in store.heads().items()},
         held_ids=lambda eid: store.get(eid) is not None,
+        forks=held_forks(store),
     )
     config = VotesConfig.from_mapping(home.config.votes)
     return a, describe(a, chain, policy, error, config, home.lab, utcnow())

@@ -21,6 +21,36 @@ from protocol.entries import VerifiedEntry
 from protocol.pause import PAUSE_KINDS, CertCache, PauseState, pause_state
 
 
+def record_conflicts(store: Any, conflicts: Iterable[VerifiedEntry]) -> int:
+    """Record, as equivocation proofs, certificate votes that conflict with the entry the
+    store holds at their position (spec §6.5 step 7, §4.4); returns how many were new.
+
+    The proof then freezes the feed here and travels with sync, so every node judges the
+    forked vote alike, whichever branch it held."""
+    from protocol.feed import EquivocationProof
+
+    proofs = []
+    for v in conflicts:
+        held = store.stored_at(v.lab, v.seq)
+        if held is not None and held.entry_id != v.entry_id:
+            proofs.append(EquivocationProof.of(held, v))
+    if not proofs:
+        return 0
+    known = store.proof_ids()
+    fresh = [p for p in proofs if p.proof_id not in known]
+    if fresh:
+        store.add_equivocations(fresh)
+    return len(fresh)
+
+
+def held_forks(store: Any) -> dict[str, int]:
+    """lab -> the lowest seq at which the store holds an equivocation proof for its feed."""
+    out: dict[str, int] = {}
+    for p in store.equivocations():
+        out[p.lab] = min(p.seq, out.get(p.lab, p.seq))
+    return out
+
+
 class EntryIndex:
     """Entries of some kinds, read incrementally by node-log index.
 
@@ -79,10 +109,21 @@ class PauseTracker:
                 chain,
                 heads=heads,
                 held_ids=lambda eid: self.store.get(eid) is not None,
+                forks=held_forks(self.store),
                 cache=self._cache,
             )
+            if state.conflicts and record_conflicts(self.store, state.conflicts):
+                # A certificate exposed a fork: judge again with the proof held.
+                state = pause_state(
+                    (e for k in PAUSE_KINDS for e in by_kind[k]),
+                    chain,
+                    heads=heads,
+                    held_ids=lambda eid: self.store.get(eid) is not None,
+                    forks=held_forks(self.store),
+                    cache=self._cache,
+                )
             self._state, self._key = state, key
             return state
 
 
-__all__ = ["EntryIndex", "PauseTracker"]
+__all__ = ["EntryIndex", "PauseTracker", "held_forks", "record_conflicts"]

@@ -162,6 +162,10 @@ class PauseState:
     flags: tuple[Flag, ...]
     roster_version: int
     """The roster version current when the state was computed."""
+    conflicts: tuple[VerifiedEntry, ...] = ()
+    """Certificate votes at a seq where this party holds a different entry of the same lab:
+    each, with the held entry, is an equivocation proof (§4.4) the party should record and
+    share, so that every party then judges the forked feed alike."""
 
     @property
     def paused(self) -> bool:
@@ -253,6 +257,7 @@ def pause_state(
     *,
     heads: Mapping[str, int] | None = None,
     held_ids: Callable[[str], bool] | None = None,
+    forks: Mapping[str, int] | None = None,
     cache: CertCache | None = None,
 ) -> PauseState:
     """The pause state from verified entries (kinds other than :data:`PAUSE_KINDS` ignored).
@@ -261,8 +266,12 @@ def pause_state(
     describe the feeds this party holds; with them, a certificate vote at a seq the lab's
     feed holds but that is not the entry held there does not count (spec §6.5 step 7).
     Without them (an evidence bundle, an offline verifier) that check is limited to the
-    entries passed in. ``cache`` only saves repeated certificate verification.
+    entries passed in. ``forks`` (lab -> lowest seq of a proven fork, §4.4): votes of that
+    lab at or after that seq count nowhere (not in tallies, not in certificates), so parties
+    that kept different branches of a forked feed reach the same state once they hold the
+    proof. ``cache`` only saves repeated certificate verification.
     """
+    fork_at: dict[str, int] = dict(forks or {})
     proposals_in: list[VerifiedEntry] = []
     votes_in: list[VerifiedEntry] = []
     certs_in: list[VerifiedEntry] = []
@@ -279,7 +288,7 @@ def pause_state(
     votes_by_pid: dict[str, list[VerifiedEntry]] = defaultdict(list)
     seen_votes: set[str] = set()
     for v in _by_position(votes_in):
-        if v.entry_id in seen_votes:
+        if v.entry_id in seen_votes or v.seq >= fork_at.get(v.lab, v.seq + 1):
             continue
         seen_votes.add(v.entry_id)
         body = v.statement.body
@@ -325,10 +334,12 @@ def pause_state(
             first_votes={lab: (v.seq, v.entry_id) for lab, v in first.items()},
             heads=heads or {},
             is_held=is_held,
+            forks=fork_at,
         )
 
     valid: dict[str, list[Certificate]] = defaultdict(list)
     embedded: dict[str, VerifiedEntry] = {}
+    conflicts: dict[str, VerifiedEntry] = {}
     for c in _by_position({e.entry_id: e for e in certs_in}.values()):
         body = c.statement.body
         assert isinstance(body, PauseCertificateBody)
@@ -346,6 +357,9 @@ def pause_state(
         err: PeerDataError | None = parts if isinstance(parts, PeerDataError) else None
         result: QuorumResult | None = None
         if isinstance(parts, CertificateParts):
+            for v in parts.votes:
+                if v.seq <= (heads or {}).get(v.lab, 0) and not is_held(v.entry_id) and v.seq < fork_at.get(v.lab, v.seq + 1):
+                    conflicts.setdefault(v.entry_id, v)
             try:
                 result = count_certificate(parts, chain, context_for(body.proposal_id, body.action))
             except PeerDataError as e:
@@ -434,6 +448,7 @@ def pause_state(
         resumed=resumed,
         flags=tuple(flags),
         roster_version=current,
+        conflicts=tuple(conflicts[k] for k in sorted(conflicts)),
     )
 
 

@@ -8,7 +8,7 @@ never passes. A certificate is checkable by anyone holding the roster chain, off
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from protocol.canonical import parse_time
 from protocol.entries import (
@@ -129,15 +129,24 @@ class CertificateContext:
     this party holds; ``heads``: lab -> highest contiguous seq held; ``is_held``: whether
     an entry id is held. A certificate vote that is not its lab's first vote, or that sits
     at a seq the lab's feed holds with another entry (a vote never published in the feed),
-    does not count.
+    does not count; nor does any vote at or after a seq where the lab's feed is proven
+    forked (§4.4), so every party that holds the proof judges both branches alike.
     """
 
     first_votes: Mapping[str, tuple[int, str]]
     heads: Mapping[str, int]
     is_held: Callable[[str], bool]
+    forks: Mapping[str, int] = field(default_factory=dict)
+    """lab -> the lowest seq at which this party holds a proof that the lab's feed forked."""
 
     def excluded(self, vote: VerifiedEntry) -> str | None:
         """Why ``vote`` does not count in this context (None: it counts)."""
+        fork = self.forks.get(vote.lab)
+        if fork is not None and vote.seq >= fork:
+            return (
+                f"vote {vote.entry_id[:16]}… of {vote.lab!r} (seq {vote.seq}) is at or after the proven fork "
+                f"of its feed at seq {fork}: no entry there is the lab's one history"
+            )
         first = self.first_votes.get(vote.lab)
         if first is not None and first < (vote.seq, vote.entry_id):
             return (

@@ -387,6 +387,13 @@ class Store:
     def heads(self) -> dict[str, int]:
         return {lab: st.head.seq for lab, st in self.states.items() if st.head is not None}
 
+    def forks(self) -> dict[str, int]:
+        """lab -> lowest seq at which this node holds an equivocation proof for its feed."""
+        out: dict[str, int] = {}
+        for p in self.proofs.values():
+            out[p.lab] = min(p.seq, out.get(p.lab, p.seq))
+        return out
+
     def lose_hold(self) -> None:
         self.held.clear()
         self.states = {
@@ -565,6 +572,7 @@ class Node:
             cert_cache=self.cert_cache,
             heads=self.store.heads(),
             held_ids=self.store.by_id.__contains__,
+            forks=self.store.forks(),
         )
 
     def _pass(self) -> bool:
@@ -583,7 +591,18 @@ class Node:
             cert_cache=self.cert_cache,
             heads=self.store.heads(),
             held_ids=self.store.by_id.__contains__,
+            forks=self.store.forks(),
         )
+        if a.pause.conflicts:
+            # A certificate exposed a fork (a vote never published where this node holds
+            # another entry): record the proof, as the node's coordinator does, and judge again.
+            proofs = []
+            for v in a.pause.conflicts:
+                held = self.store.stored_at(v.lab, v.seq)
+                if held is not None and held.entry_id != v.entry_id:
+                    proofs.append(EquivocationProof.of(held, v))
+            if proofs and self.take([], proofs) is not None and any(p.proof_id in self.store.proofs for p in proofs):
+                return True
         self.analysis = a
         sim.observe(self, a)
         for pid, st in a.proposals.items():

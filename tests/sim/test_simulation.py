@@ -37,51 +37,27 @@ from simulator import (
 SEEDS = int(os.environ.get("TRIPWIRE_SIM_SEEDS", "2000"))
 SLOW_SEEDS = range(100_000, 106_000)
 
-#: The open protocol issue found by this simulation (see the two tests at the end): votes at
-#: a proven equivocation's seq still count, so honest nodes on different branches of the
-#: fork judge a certificate differently, and a node that already counts itself paused never
-#: casts the vote that would give everyone a certificate without the equivocator.
-EQUIVOCATION_ISSUE = pytest.mark.xfail(
-    strict=True,
-    reason="open protocol issue: a vote at a proven equivocation's seq still counts in the "
-    "pause state, and a node that counts itself paused casts no vote",
-)
-
 #: (seed, strategy, pivotal) of runs that once broke an invariant.
+#: Each once split honest nodes: votes at a proven fork's seq counted on one branch and not
+#: on the other (fixed: votes at or after a proven fork count nowhere, spec §6.5 step 7).
 REGRESSION = [
-    pytest.param(15, "equivocate", True, marks=EQUIVOCATION_ISSUE),
-    pytest.param(51, "equivocate", True, marks=EQUIVOCATION_ISSUE),
-    pytest.param(486, "equivocate", False, marks=EQUIVOCATION_ISSUE),
-    pytest.param(481, "equivocate", True, marks=EQUIVOCATION_ISSUE),
+    pytest.param(15, "equivocate", True, id="15-equivocate-pivotal"),
+    pytest.param(51, "equivocate", True, id="51-equivocate-pivotal"),
+    pytest.param(486, "equivocate", False, id="486-equivocate"),
+    pytest.param(481, "equivocate", True, id="481-equivocate-pivotal"),
+    # A forged vote seen only inside a certificate: it must become a proof (spec §6.5 step 7).
+    pytest.param(862, "equivocate", True, id="862-equivocate-pivotal"),
 ]
 
 
-def known_split(o: Outcome) -> bool:
-    """A run broken only by the open equivocation issue: some honest node refuses a
-    certificate because it holds the other branch of a coalition lab's forked vote."""
-    s = o.scenario
-    if s.strategy != "equivocate" or o.safety or o.ok:
-        return False
-    for node in o.sim.nodes.values():
-        if node.honest:
-            for f in node.state().flags:
-                if f.get("kind") == "invalid-certificate" and any(
-                    f"of {x!r} " in f.get("reason", "") for x in s.adversaries
-                ):
-                    return True
-    return False
-
-
-def sweep(seeds: range | list[int]) -> tuple[list[Outcome], list[Outcome], int]:
-    bad, split, live = [], [], 0
+def sweep(seeds: range | list[int]) -> tuple[list[Outcome], int]:
+    bad, live = [], 0
     for seed in seeds:
         o = simulate(seed)
         live += o.scenario.live
-        if known_split(o):
-            split.append(o)
-        elif not o.ok:
+        if not o.ok:
             bad.append(o)
-    return bad, split, live
+    return bad, live
 
 
 def explain(bad: list[Outcome]) -> str:
@@ -89,9 +65,7 @@ def explain(bad: list[Outcome]) -> str:
 
 
 def test_invariants_hold_over_many_seeds() -> None:
-    bad, split, live = sweep(range(SEEDS))
-    for o in split:
-        print(f"known equivocation split: {o.scenario.describe()}")
+    bad, live = sweep(range(SEEDS))
     assert not bad, f"{len(bad)} of {SEEDS} seeds broke an invariant:\n{explain(bad)}"
     assert live > SEEDS // 3, "too few seeds exercised liveness"
 
@@ -172,7 +146,7 @@ def test_withholding_pivotal_coalition_blocks_without_breaking_agreement() -> No
     [
         ("forge-few", "insufficient-quorum", None),
         ("forge-objection", "insufficient-quorum", None),
-        ("forge-unpublished", "insufficient-quorum", "never published"),
+        ("forge-unpublished", "insufficient-quorum", "fork"),  # never published, then a proven fork
         ("forge-later-vote", "insufficient-quorum", "not its first vote"),
         ("stale-roster", "quorum", "not held"),
     ],
@@ -252,28 +226,23 @@ def test_each_strategy_with_a_pivotal_coalition(strategy: str) -> None:
         pytest.skip("no coalition to be pivotal")
     for seed in range(8):
         o = simulate(seed, strategy, pivotal=True)
-        if known_split(o):
-            continue
         assert o.ok, o.report()
 
 
-@EQUIVOCATION_ISSUE
-def test_equivocation_at_pivotal_vote_splits_honest_nodes() -> None:
+def test_equivocation_at_pivotal_vote_does_not_split_honest_nodes() -> None:
     """The coalition's vote decides the quorum and it signs pause for some peers and object
-    for others at one seq. Nodes that first received the pause branch hold a certificate
-    that counts it; nodes on the object branch drop that vote (spec §6.5 step 7) and never
-    pause; the equivocation proof reaches everyone but changes neither state."""
+    for others at one seq. Once the equivocation proof reaches every honest node, the
+    forked vote counts nowhere (spec §6.5 step 7), so no honest node stays paused on it and
+    all agree."""
     o = simulate(15, "equivocate", pivotal=True)
     assert all(o.proofs[x] for x in o.scenario.honest)
-    assert not o.agreement, o.report()
+    assert o.ok and not o.agreement, o.report()
 
 
-@EQUIVOCATION_ISSUE
-def test_certificate_counting_an_equivocated_vote_leaves_honest_votes_uncast() -> None:
-    """Honest labs hold the quorum (8 of 7 needed). lab1 certifies with its own vote and
-    coalition lab2's pause branch (4 + 3); lab0 (weight 2) holds that branch too, counts
-    itself paused and so never votes; lab3 holds lab2's object branch, refuses the
-    certificate, and its honest tally stays at 6 of 7 forever: no pause at lab3."""
+def test_certificate_counting_an_equivocated_vote_does_not_stall_honest_votes() -> None:
+    """Honest labs hold the quorum (8 of 7 needed). A certificate counting coalition lab2's
+    pause branch stops counting once the proof arrives, so lab0, which had counted itself
+    paused, casts its vote, and every honest node reaches a certificate without lab2."""
     o = simulate(486, "equivocate", pivotal=False)
     assert o.scenario.live
-    assert not o.liveness and not o.agreement, o.report()
+    assert o.ok and not o.liveness and not o.agreement, o.report()
