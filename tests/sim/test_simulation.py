@@ -35,7 +35,7 @@ from simulator import (
 
 #: Seeds per run of the normal suite, and of the slow one.
 SEEDS = int(os.environ.get("TRIPWIRE_SIM_SEEDS", "2000"))
-SLOW_SEEDS = range(100_000, 106_000)
+SLOW_SEEDS = range(100_000, 102_000)
 
 #: (seed, strategy, pivotal) of runs that once broke an invariant.
 #: Each once split honest nodes: votes at a proven fork's seq counted on one branch and not
