@@ -2,9 +2,11 @@
 
 Invariants (each write is one database transaction):
 
-- Nothing unverified is stored: entries pass :func:`protocol.roster.verify_decoded` and
-  :func:`protocol.feed.check_append`; an equivocation proof is the only thing kept from a
-  rejected entry (spec §4.4).
+- Nothing unverified is stored: entries pass :func:`protocol.roster.verify_decoded`, and
+  every feed decision (append, hold, release, duplicate, equivocation, freeze, refusal) is
+  made by the pure planner :func:`protocol.feed.plan_appends`; the store reads the feed
+  state it needs and writes the plan. An equivocation proof is the only thing kept from a
+  rejected entry (spec §4.4); proofs received from peers are verified before they count.
 - Writers are serialized by locking the single ``log_state`` row (``SELECT ... FOR UPDATE``
   on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so heads and log indexes are read and
   advanced atomically even when a server and a CLI process write into one home. The
