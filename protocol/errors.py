@@ -205,6 +205,24 @@ class PinMismatchError(FeedError):
     code = "pin-mismatch"
 
 
+class PauseStateNonceError(PeerDataError):
+    """Spec §6.9: The statement answers another challenge than the one sent (a replayed answer)."""
+
+    code = "pause-state-nonce"
+
+
+class PauseStateStaleError(PeerDataError):
+    """The statement's ``issued_at`` is outside the verifier's freshness window."""
+
+    code = "pause-state-stale"
+
+
+class PauseStateSignerError(SignatureError):
+    """The statement speaks for another node than the one the verifier trusts."""
+
+    code = "pause-state-signer"
+
+
 class QuorumError(PeerDataError):
     """Votes, proposals or certificates break the quorum rules."""
 

@@ -21,7 +21,9 @@ from protocol.entries import PROTOCOL, Hex64, LabId, Model, Timestamp, _schema_e
 from protocol.envelope import Envelope, sign_payload, verify_signatures
 from protocol.errors import (
     EnvelopeError,
-    PeerDataError,
+    PauseStateNonceError,
+    PauseStateSignerError,
+    PauseStateStaleError,
     RosterVersionError,
     SchemaError,
     SignatureError,
@@ -39,24 +41,6 @@ NONCE_PATTERN = r"^[0-9a-f]{32,128}$"
 DEFAULT_MAX_SKEW_S = 300.0
 
 Nonce = Annotated[str, StringConstraints(pattern=NONCE_PATTERN)]
-
-
-class PauseStateNonceError(PeerDataError):
-    """The statement answers another challenge than the one sent (a replayed answer)."""
-
-    code = "pause-state-nonce"
-
-
-class PauseStateStaleError(PeerDataError):
-    """The statement's ``issued_at`` is outside the verifier's freshness window."""
-
-    code = "pause-state-stale"
-
-
-class PauseStateSignerError(SignatureError):
-    """The statement speaks for another node than the one the verifier trusts."""
-
-    code = "pause-state-signer"
 
 
 class PauseRef(Model):
