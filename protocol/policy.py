@@ -21,6 +21,7 @@ import decimal
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -330,10 +331,11 @@ class Policy(_Frozen):
     def digest(self) -> str:
         """Content address pinned in the roster: SHA-256 of the canonical JSON.
 
-        Recomputed on each access: a cached value would survive ``model_copy(update=...)``
-        and name a policy that no longer matches its content.
+        Memoized by content (the frozen model's hash and equality cover every field), so a
+        copy made with ``model_copy(update=...)`` gets its own digest, never a stale one;
+        the coordinator reads it several times per pass.
         """
-        return digest_of(self.to_json())
+        return _policy_digest(self)
 
     def rule(self, rule_id: str) -> Rule:
         """The rule with this id, or :class:`PolicyError`."""
@@ -428,6 +430,11 @@ def _scalar_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
 # digest depend on float formatting, and 0.1 would silently become 0.1000000000000000055...
 _PolicyLoader.add_constructor("tag:yaml.org,2002:float", _scalar_text)
 _PolicyLoader.add_constructor("tag:yaml.org,2002:timestamp", _scalar_text)
+
+
+@lru_cache(maxsize=64)
+def _policy_digest(policy: Policy) -> str:
+    return digest_of(policy.to_json())
 
 
 def load_policy_yaml(text: str) -> Any:
