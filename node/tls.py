@@ -161,7 +161,12 @@ def load_tls(cfg: TLSConfig, home: str | os.PathLike[str], *, now: datetime | No
         raise TLSConfigError(f"tls.key: {key_path} does not match the certificate {cert_path} ({describe(leaf)})")
     mode = stat.S_IMODE(key_path.stat().st_mode)
     if mode & 0o077:
-        log.warning("TLS key %s is readable by others (mode %o); run: chmod 600 %s", key_path, mode, key_path)
+        # Like the signing key: a private key others can read is refused, never just warned
+        # about (an impersonated node would be trusted by every peer that pins it).
+        raise TLSConfigError(
+            f"tls.key: {key_path} is readable by others (mode {mode:o}); run: chmod 600 {key_path} "
+            "(and replace the certificate if others may have read the key)"
+        )
     trusted = _certificates(ca_path, "ca")
     current = [c for c in trusted if c.not_valid_before_utc <= now < c.not_valid_after_utc]
     if not current:

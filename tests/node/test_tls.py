@@ -472,11 +472,13 @@ def test_tls_show_without_tls_section_is_a_configuration_error(tmp_path: Path, c
     assert "has no tls section" in capsys.readouterr().err
 
 
-def test_tls_key_readable_by_others_is_warned_about(pair: Pair, caplog: pytest.LogCaptureFixture) -> None:
-    os.chmod(pair.a.path / "tls" / "node.key", 0o644)
-    with caplog.at_level("WARNING", logger="node.tls"):
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=["world", "group", "other"])
+def test_tls_key_readable_by_others_is_refused(pair: Pair, mode: int) -> None:
+    key = pair.a.path / "tls" / "node.key"
+    os.chmod(key, mode)
+    with pytest.raises(TLSConfigError, match="readable by others") as e:
         load_config(pair.a.path)
-    assert "readable by others" in caplog.text
+    assert "chmod 600" in e.value.message
 
 
 def test_training_gate_polls_its_node_over_mutual_tls(pair: Pair) -> None:
