@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from protocol.envelope import Envelope
+from protocol.errors import PeerDataError
 from protocol.pause import pause_state
+from protocol.quorum import verify_certificate
 from protocol.roster import RosterChain, verify_entry
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "specs" / "vectors" / "pause.json").read_text())
@@ -58,3 +60,31 @@ def test_offline_party_without_the_feed_counts_the_unpublished_vote() -> None:
     without_gamma = [e for e in held if e.lab != "gamma"]
     assert pause_state(without_gamma, CHAIN, heads={"alpha": 5}).paused
     assert not pause_state(held, CHAIN, heads=case["heads"]).paused
+
+
+def test_vote_after_roster_expiry_stays_out_of_an_honest_certificate(world: Any, gen: Any) -> None:
+    """Finding 3: gamma objects with a vote dated after roster v1 expired. An honest
+    producer puts only the counted supporting votes that can count under v1 into its
+    certificate, so gamma's vote cannot make the certificate invalid anywhere."""
+    from protocol.entries import PauseCertificateBody
+    from protocol.pause import certifiable_tally, certificate_votes, vote_problem
+
+    chain = world.chain1
+    late = world.sign_statement_dict({**world.statement("gamma-1"), "issued_at": gen.at(days=400)}, "gamma-1")
+    gamma_late = verify_entry(late, chain)  # accepted: verification alone has no clock
+    alpha_vote, beta_vote = verify_entry(world.env("alpha-3"), chain), verify_entry(world.env("beta-1"), chain)
+    proposal = verify_entry(world.env("alpha-2"), chain)
+    assert "expired" in (vote_problem(gamma_late, chain, 1) or "")
+    t = certifiable_tally(proposal, [alpha_vote, beta_vote, gamma_late], chain, 1)
+    assert t and t.signed == {"alpha", "beta"} and "gamma" in t.missing
+    votes = certificate_votes(t)
+    cert = PauseCertificateBody(
+        proposal_id=t.proposal_id, action="pause", roster_version=1, proposal=proposal.envelope,
+        votes=[v.envelope for v in votes],
+    )
+    assert verify_certificate(cert, chain).signed == {"alpha", "beta"}
+    # What the producer used to do: every counted vote, the late objection too.
+    poisoned = cert.model_copy(update={"votes": [*cert.votes, late]})
+    with pytest.raises(PeerDataError) as e:
+        verify_certificate(poisoned, chain)
+    assert e.value.code == "roster-expired"
