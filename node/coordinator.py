@@ -843,7 +843,11 @@ def attach(app: FastAPI, home: NodeHome, *, config: VotesConfig | None = None) -
     from contextlib import asynccontextmanager
 
     coord = Coordinator(home, config=config)
-    app.state.node.extra["coordinator"] = coord
+    ctx = app.state.node
+    ctx.extra["coordinator"] = coord
+    tracker = ctx.extra.get("pause_tracker")
+    if tracker is not None:
+        coord.cert_cache = tracker.cache  # verify each certificate's votes once per node
     inner = app.router.lifespan_context
 
     @asynccontextmanager

@@ -13,12 +13,16 @@ be evaluated, or a coordinator pass that fails, cannot freeze the pause state ga
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from protocol.entries import VerifiedEntry
 from protocol.pause import PAUSE_KINDS, CertCache, PauseState, pause_state
+
+log = logging.getLogger(__name__)
 
 
 def record_conflicts(store: Any, conflicts: Iterable[VerifiedEntry]) -> int:
@@ -85,44 +89,118 @@ class EntryIndex:
 
 
 class PauseTracker:
-    """The pause state of one store, recomputed only when its log or roster chain changed."""
+    """The pause state of one store, recomputed only when its log or roster chain changed.
 
-    def __init__(self, store: Any) -> None:
+    Run in the background (:meth:`start`, as ``tripwire serve`` does), a worker thread
+    recomputes when the store signals new entries (and polls for entries other processes
+    wrote), and :meth:`state` returns the latest computed state without touching the
+    database: a status poll never waits behind a recomputation, however many large
+    certificates a hostile lab sends. Without the worker (CLI, tests), :meth:`state`
+    computes on demand.
+
+    ``cache`` (certificate signatures checked once per certificate) may be shared with the
+    coordinator, so a node verifies each certificate's votes once.
+    """
+
+    def __init__(self, store: Any, *, cache: CertCache | None = None, poll_interval_s: float = 1.0) -> None:
         self.store = store
+        self.cache: CertCache = cache if cache is not None else {}
+        self.poll_interval_s = poll_interval_s
         self._lock = threading.Lock()
         self._index = EntryIndex(PAUSE_KINDS)
-        self._cache: CertCache = {}
         self._key: tuple[int, int] | None = None
         self._state: PauseState | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.updates = 0
+        self.last_error: str | None = None
+
+    # background worker -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        try:
+            self._refresh()  # the first state is there before the first request
+        except Exception as e:  # the worker retries; state() computes on demand until then
+            self.last_error = f"{type(e).__name__}: {e}"
+            log.exception("pause tracker could not compute the initial pause state")
+        self.store.add_listener(self._notify)
+        self._thread = threading.Thread(target=self._run, name="pause-tracker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.store.remove_listener(self._notify)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _notify(self, entries: list[VerifiedEntry] | None = None) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._refresh()
+            except Exception as e:  # keep serving the last state; the next wake-up retries
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("pause tracker could not update the pause state")
+
+    # reading ---------------------------------------------------------------------------------
 
     def state(self) -> PauseState:
-        size = self.store.log_size()
+        """The pause state (the latest computed one while the worker runs)."""
+        if self._thread is not None and self._state is not None:
+            return self._state
+        return self._refresh()
+
+    def wait_for(self, log_size: int, timeout: float) -> PauseState:
+        """The state once it covers at least ``log_size`` log entries (tests, tools)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            key = self._key
+            if key is not None and key[0] >= log_size and self._state is not None:
+                return self._state
+            if self._thread is None:
+                return self._refresh()
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"pause state did not reach log size {log_size} within {timeout}s")
+            self._wake.set()
+            time.sleep(0.01)
+
+    def _refresh(self) -> PauseState:
         with self._lock:
+            size = self.store.log_size()
             chain = self.store.roster_chain()
             key = (size, len(chain.versions))
             if self._state is not None and key == self._key:
                 return self._state
             by_kind = self._index.update(self.store)
             heads = {lab: h.seq for lab, h in self.store.heads().items()}
-            state = pause_state(
-                (e for k in PAUSE_KINDS for e in by_kind[k]),
-                chain,
-                heads=heads,
-                held_ids=lambda eid: self.store.get(eid) is not None,
-                forks=held_forks(self.store),
-                cache=self._cache,
-            )
-            if state.conflicts and record_conflicts(self.store, state.conflicts):
-                # A certificate exposed a fork: judge again with the proof held.
-                state = pause_state(
+
+            def compute() -> PauseState:
+                return pause_state(
                     (e for k in PAUSE_KINDS for e in by_kind[k]),
                     chain,
                     heads=heads,
                     held_ids=lambda eid: self.store.get(eid) is not None,
                     forks=held_forks(self.store),
-                    cache=self._cache,
+                    cache=self.cache,
                 )
+
+            state = compute()
+            if state.conflicts and record_conflicts(self.store, state.conflicts):
+                state = compute()  # a certificate exposed a fork: judge again with the proof held
             self._state, self._key = state, key
+            self.updates += 1
             return state
 
 

@@ -26,6 +26,7 @@ from node.api.routes import (
     status,
 )
 from node.auth import NodeOrigins, RateLimiter, RequestVerifier
+from node.pausetrack import PauseTracker
 from node.store.nonces import NonceTable
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def create_app(home: NodeHome, *, syncer: Any | None = None) -> FastAPI:
         verifier=RequestVerifier(
             lambda: home.store.roster_chain().current.roster,
             origins=NodeOrigins.for_config(home.config),
-            nonces=NonceTable(home.store.engine),
+            nonces=NonceTable.for_store(home.store),
             clock_skew_s=cfg.clock_skew_s,
         ),
         limiter=RateLimiter(cfg.rate_limit_per_minute),
@@ -90,9 +91,12 @@ def create_app(home: NodeHome, *, syncer: Any | None = None) -> FastAPI:
         syncer=syncer,
     )
     metrics.bind_log_size(home.store.log_size)
+    # The pause state behind /v1/status, kept current by its own worker while the app runs.
+    tracker = ctx.extra["pause_tracker"] = PauseTracker(home.store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tracker.start()
         if syncer is not None:
             await syncer.start(metrics)
         try:
@@ -100,6 +104,7 @@ def create_app(home: NodeHome, *, syncer: Any | None = None) -> FastAPI:
         finally:
             if syncer is not None:
                 await syncer.stop()
+            tracker.stop()
 
     app = _bare_app(lifespan)
     app.state.node = ctx

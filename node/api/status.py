@@ -72,19 +72,21 @@ def _coordinator_passes(ctx: NodeContext) -> int:
 def build_status(ctx: NodeContext) -> dict[str, Any]:
     """The status document served at ``GET /v1/status``.
 
-    What depends on stored entries is built once per change of the node log (or roster
-    chain, or coordinator pass) and cached; a request then costs a log-size query plus the
-    few fields that depend on the clock or on peers (spec §13: status must not be a
-    denial-of-service lever).
+    What depends on stored entries is built once per new pause state (the tracker makes one
+    when the node log or roster chain changes) or coordinator pass, and cached; while the
+    tracker's worker runs, a request touches no database and only fills in the clock and
+    peer fields (spec §13: status must not be a denial-of-service lever).
     """
     store = ctx.store
     tracker = pause_tracker(ctx)
     state = tracker.state()
-    chain = store.roster_chain()
-    roster = chain.current.roster
-    key = (store.log_size(), len(chain.versions), _coordinator_passes(ctx), id(state))
+    # Keyed by the state object (held by the cache, so its identity is never reused): a new
+    # one exists exactly when the log or roster chain changed.
+    passes = _coordinator_passes(ctx)
     cached = ctx.extra.get("status_cache")
-    if cached is None or cached[0] != key:
+    if cached is None or cached[0] is not state or cached[1] != passes:
+        chain = store.roster_chain()
+        roster = chain.current.roster
         index = ctx.extra.setdefault("alert_index", EntryIndex(("alert",)))
         recent = index.update(store)["alert"]
         del recent[:-MAX_ALERTS]  # only the most recent are listed; keep memory bounded
@@ -106,19 +108,20 @@ def build_status(ctx: NodeContext) -> dict[str, Any]:
                 {"proof_id": p.proof_id, "lab": p.lab, "seq": p.seq} for p in store.equivocations()
             ],
             "heads": {lab: {"seq": h.seq, "entry_id": h.entry_id} for lab, h in sorted(store.heads().items())},
-            "log_size": key[0],
+            "log_size": store.log_size(),
         }
         for section in _SECTIONS:
             section(ctx, base)
         # The pause state is the tracker's, whatever a section wrote.
         base["paused"], base["pause"] = state.paused, state.to_json()
-        cached = (key, base)
+        cached = (state, passes, base, chain)
         ctx.extra["status_cache"] = cached
     now = utcnow()
-    status = dict(cached[1])
-    status["roster"] = {**status["roster"], "expired": roster.expired(now)}
+    status = dict(cached[2])
+    status["roster"] = {**status["roster"], "expired": cached[3].current.roster.expired(now)}
     status["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     status["peers"] = ctx.syncer.peer_status() if ctx.syncer is not None else {}
-    # From the store, so it also shows peers this node no longer syncs with, and survives restarts.
+    # From the store (a read; WAL readers never wait for writers), so it also shows peers
+    # this node no longer syncs with, and survives restarts.
     status["misbehaviour"] = {peer: c.to_dict() for peer, c in store.misbehaviour_counts().items()}
     return status

@@ -10,9 +10,12 @@ rather than forget unexpired nonces (forgetting would reopen a replay window).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -52,6 +55,36 @@ class NonceTable:
         if dialect not in ("sqlite", "postgresql"):
             raise StoreError(f"request nonces need SQLite or PostgreSQL, not {dialect}")
         self._insert = sqlite_insert if dialect == "sqlite" else pg_insert
+
+    @classmethod
+    def for_store(cls, store: Any, **options: Any) -> NonceTable:
+        """The nonce table for ``store``: on PostgreSQL (row locks) the store's own database;
+        on an SQLite file, a sibling database file (``tripwire-nonces.db`` beside
+        ``tripwire.db``), so that recording a nonce, which every signed request does, never
+        waits for the store's single write lock behind a large ingest (spec §13: status
+        polls must stay cheap while a lab floods the node)."""
+        from sqlalchemy.engine import make_url
+
+        from node.store.store import _create_engine
+
+        u = make_url(store.url)
+        db = u.database or ""
+        if u.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+            return cls(store.engine, **options)
+        path = Path(db)
+        side = path.with_name(f"{path.stem}-nonces{path.suffix or '.db'}")
+        try:
+            os.close(os.open(side, os.O_RDONLY | os.O_CREAT, 0o600))
+            os.chmod(side, 0o600)
+        except OSError as e:
+            raise StoreError(f"cannot create the nonce database {side}: {e.strerror or e}") from e
+        engine = _create_engine(u.set(database=str(side)).render_as_string(hide_password=False))
+        try:
+            m.request_nonces.create(engine, checkfirst=True)
+        except SQLAlchemyError as e:
+            engine.dispose()
+            raise StoreError(f"cannot prepare the nonce database {side}: {e}") from e
+        return cls(engine, **options)
 
     def remember(self, keyid: str, nonce: str, now: float, expires: float) -> bool:
         """Record the pair until ``expires``; False when it is already recorded."""

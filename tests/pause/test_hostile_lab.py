@@ -201,9 +201,12 @@ def test_status_pause_state_is_verified_once_per_certificate(homes) -> None:
         for _ in range(5):
             node.status()
         assert tracker.state() is state, "unchanged log: the same cached state"
-        assert len(tracker._cache) == count(homes[1], "pause_certificate")
+        assert len(tracker.cache) == count(homes[1], "pause_certificate")
+        updates = tracker.updates
         homes[1].publish("note", {"text": "the log changed"})
-        assert tracker.state() is not state and tracker.state().paused
+        newer = tracker.wait_for(homes[1].store.log_size(), timeout=30)
+        assert newer is not state and newer.paused and tracker.updates > updates
+        assert len(tracker.cache) == count(homes[1], "pause_certificate"), "no certificate verified twice"
     finally:
         node.stop()
 
