@@ -506,11 +506,26 @@ def run_demo(
         # --quiet: the commands' own tables are captured; their errors still reach stderr.
         with cli_console.capture() if quiet else contextlib.nullcontext():
             rc = cli_main(
-                ["report", "--home", str(home_dirs[0]), "--out", str(report_dir), "--audience", "regulator"]
+                [
+                    "report",
+                    "--home",
+                    str(home_dirs[0]),
+                    "--out",
+                    str(report_dir),
+                    "--audience",
+                    "regulator",
+                    "--overwrite",
+                ]
             )
             if rc != 0:
                 raise DemoError(f"`tripwire report` failed with exit code {rc}")
-            verify_exit = cli_main(["verify", str(report_dir / "evidence.json")])
+            # The genesis roster a reader pins to, beside the report (a real reader gets it
+            # from the labs' founding filing, not from the node that wrote the report).
+            genesis = root / "genesis.json"
+            rc = cli_main(["roster", "export", "--home", str(home_dirs[0]), "--out", str(genesis)])
+            if rc != 0:
+                raise DemoError(f"`tripwire roster export` failed with exit code {rc}")
+            verify_exit = cli_main(["verify", str(report_dir), "--roster", str(genesis), "--require-pin"])
     except KeyboardInterrupt:
         events.add("demo", "interrupted: stopping training and nodes")
         stop_all.set()
@@ -553,10 +568,13 @@ def print_summary(r: DemoResult, console: Console) -> None:
         console.print(f"\nReport:   {r.report_dir / 'report.html'}")
         console.print(f"PDF:      {r.report_dir / 'report.pdf'}")
         console.print(f"Evidence: {r.report_dir / 'evidence.json'}")
+        console.print(f"Genesis:  {r.workdir / 'genesis.json'} (the roster to pin with --roster)")
         verdict = "[green]passed[/]" if r.verify_exit == 0 else "[red]FAILED[/]"
         console.print(f"Offline verification (tripwire verify): {verdict}")
     console.print("\nKeep exploring (each lab home works with the normal CLI):")
     for h in r.homes:
         console.print(f"  tripwire serve  --home {h}")
     console.print(f"  tripwire status --home {r.homes[0]}")
-    console.print(f"  tripwire verify {r.report_dir / 'evidence.json' if r.report_dir else 'evidence.json'}")
+    console.print(
+        f"  tripwire verify {r.report_dir or 'REPORT_FOLDER'} --roster {r.workdir / 'genesis.json'} --require-pin"
+    )

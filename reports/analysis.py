@@ -26,6 +26,7 @@ from protocol.entries import (
     EvalResultBody,
     VerifiedEntry,
 )
+from protocol.errors import PeerDataError, TripwireError
 from protocol.forecast import TrendFit, evaluate_with_trend
 from protocol.pause import PauseState, pause_state
 from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
@@ -128,6 +129,15 @@ class ProposalState:
     certificate_result: QuorumResult | None = None
 
 
+@dataclass(frozen=True)
+class Problem:
+    """An entry the report could not evaluate (or a refusal of the pause state machine)."""
+
+    entry_id: str | None
+    lab: str
+    reason: str
+
+
 @dataclass
 class Analysis:
     chain: RosterChain
@@ -150,6 +160,17 @@ class Analysis:
     """entry id -> statement as JSON (for claim pointers)."""
     pause: PauseState | None = None
     """The pause state machine's output over the bundle (:func:`protocol.pause.pause_state`)."""
+    problems: list[Problem] = field(default_factory=list)
+    """Entries that could not be evaluated, with the reason: shown flagged, never fatal."""
+
+    @property
+    def flagged(self) -> list[Problem]:
+        """Everything the report shows as flagged: the pause state's refusals, then evaluation problems."""
+        out = [
+            Problem(f.entry_id, f.lab, f"{f.kind}: {f.reason}")
+            for f in (self.pause.flags if self.pause is not None else ())
+        ]
+        return out + self.problems
 
     @property
     def status(self) -> Status:
@@ -192,6 +213,10 @@ class Analysis:
         return best
 
 
+def _why(e: Exception) -> str:
+    return e.diagnostics() if isinstance(e, TripwireError) else f"{type(e).__name__}: {e}"
+
+
 def _statement_json(e: VerifiedEntry) -> dict[str, Any]:
     # The payload is canonical JSON already checked by decode_entry (no floats, integers in
     # range), so orjson's parse of it is exactly the signed object, several times faster.
@@ -214,7 +239,12 @@ def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]
             a.results_by_id[e.entry_id] = res
             a.lineages.setdefault((res.lab, res.model), []).append(res)
             for rule in policy.rules:
-                v = evaluate_rule(rule, summary)
+                # A lab's odd numbers are the lab's problem: flag the result, keep the report.
+                try:
+                    v = evaluate_rule(rule, summary)
+                except (PeerDataError, ArithmeticError) as ex:
+                    a.problems.append(Problem(e.entry_id, e.lab, f"rule {rule.id}: {_why(ex)}"))
+                    continue
                 if isinstance(v, RuleVerdict):
                     a.point[(e.entry_id, rule.id)] = v
         if e.entry_id not in a.statements and e.kind != "eval_result":
@@ -225,7 +255,11 @@ def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]
         latest = lineage[-1]
         a.latest[key] = latest
         fits: dict[str, TrendFit | None] = {}
-        ev = evaluate_with_trend(policy, latest.summary, [r.summary for r in lineage[:-1]], fits=fits)
+        try:
+            ev = evaluate_with_trend(policy, latest.summary, [r.summary for r in lineage[:-1]], fits=fits)
+        except (PeerDataError, ArithmeticError) as ex:
+            a.problems.append(Problem(latest.id, latest.lab, f"trend of {latest.model}: {_why(ex)}"))
+            continue
         for v in ev.verdicts:
             a.trend[(latest.id, v.rule_id)] = v
         for rule_id, fit in fits.items():

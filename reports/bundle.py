@@ -10,6 +10,7 @@ report that passes carries a :class:`VerifiedBundle`, the renderer's only input.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,15 +20,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from protocol.canonical import (
+    canonical_bytes,
     format_time,
+    parse_canonical,
     parse_json_strict,
     parse_time,
     utcnow,
 )
 from protocol.entries import PauseCertificateBody, VerifiedEntry
-from protocol.envelope import Envelope
+from protocol.envelope import Envelope, sign_payload, verify_signatures
 from protocol.errors import PeerDataError, TripwireError
 from protocol.feed import EquivocationProof
+from protocol.keys import SigningKey
 from protocol.merkle import (
     Checkpoint,
     leaf_hash,
@@ -37,9 +41,10 @@ from protocol.merkle import (
     verify_checkpoint,
     verify_inclusion,
 )
+from protocol.pause import pause_state
 from protocol.policy import Policy
 from protocol.quorum import QuorumResult, verify_certificate
-from protocol.roster import RosterChain, verify_entry, verify_genesis
+from protocol.roster import RosterChain, _trusted_for, verify_entry, verify_genesis
 from reports.analysis import Analysis, analyse
 from reports.claims import ClaimIndex, Claims, check_claims, derive_claims
 from reports.errors import EvidenceError
@@ -70,6 +75,89 @@ class InclusionProof(_Model):
     """Audit path, leaf to root, lowercase hex."""
 
 
+HEADS_FORMAT = "tripwire-evidence-heads/1"
+#: DSSE payloadType of the node's signed statement of the feeds a bundle holds (spec §3.1).
+HEADS_PAYLOAD_TYPE = "application/vnd.tripwire.evidence-heads.v1+json"
+
+
+class FeedRun(_Model):
+    """One lab's run of entries in the bundle, as the producing node states it."""
+
+    lab: LabId
+    first: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    """Seq of the lab's first entry in the bundle (0: the node's log holds none of the lab's)."""
+    head: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    """Seq of the lab's last entry in the checkpointed log: the run ends here."""
+    head_entry: Hex64 | None = None
+    """entry_id of the head entry (absent when ``head`` is 0)."""
+
+
+class HeadsStatement(_Model):
+    """The node's signed statement of what the bundle holds of each lab's feed (spec §3.1).
+
+    Signed with the same key as the checkpoint: "my log of ``log_size`` entries holds lab
+    L's feed up to seq ``head``, and this bundle carries every entry from ``first`` to it".
+    A bundle cut after signing no longer matches it; a node that signs a false head has
+    signed a provable lie (its own log, checkpointed, says otherwise).
+    """
+
+    format: Literal["tripwire-evidence-heads/1"]
+    network: Hex64
+    node: LabId
+    log_size: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    log_root: Hex64
+    since: Timestamp | None = None
+    """The bundle's ``since`` (absent: every run starts at seq 1)."""
+    issued_at: Timestamp
+    """Equals the bundle's ``generated_at``: the state the report shows is as of this time."""
+    feeds: Annotated[list[FeedRun], Field(max_length=100_000)]
+    """One run per lab of every roster version, sorted by lab id."""
+
+    def to_payload(self) -> bytes:
+        return canonical_bytes(self.model_dump(mode="json", exclude_none=True))
+
+
+def sign_heads(statement: HeadsStatement, key: SigningKey) -> Envelope:
+    """Sign a heads statement with the node's roster key (the checkpoint's signer)."""
+    return sign_payload(statement.to_payload(), HEADS_PAYLOAD_TYPE, [key])
+
+
+def verify_heads(envelope: Envelope, chain: RosterChain) -> HeadsStatement:
+    """Decode and check the signature of a heads statement; raise :class:`EvidenceError`."""
+    if envelope.payloadType != HEADS_PAYLOAD_TYPE:
+        raise EvidenceError(f"heads payloadType {envelope.payloadType!r} is not {HEADS_PAYLOAD_TYPE!r}")
+    payload = envelope.payload_bytes()
+    try:
+        st = HeadsStatement.model_validate(parse_canonical(payload))
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "statement"
+        raise EvidenceError(f"heads statement field {loc}: {first['msg']}") from e
+    if st.network != chain.network_id:
+        raise EvidenceError("heads statement names another network")
+    # Same key rule as the checkpoint (a rotated-out key still proves what it signed then).
+    for vr in _trusted_for(chain, st.node, st.issued_at, None):
+        keys = vr.lab_keys(st.node)
+        if keys and verify_signatures(envelope, payload, keys):
+            return st
+    raise EvidenceError(f"heads statement signature does not verify under lab {st.node!r}'s roster key")
+
+
+def _ranges(seqs: Sequence[int]) -> str:
+    """``3, 5–9`` for sorted seqs."""
+    out: list[str] = []
+    i = 0
+    while i < len(seqs):
+        j = i
+        while j + 1 < len(seqs) and seqs[j + 1] == seqs[j] + 1:
+            j += 1
+        out.append(str(seqs[i]) if i == j else f"{seqs[i]}–{seqs[j]}")
+        i = j + 1
+    if len(out) > 10:
+        out = [*out[:10], f"… ({len(seqs)} in all)"]
+    return ", ".join(out)
+
+
 class EvidenceBundle(_Model):
     """The evidence.json document (specs/evidence.md §2)."""
 
@@ -91,6 +179,8 @@ class EvidenceBundle(_Model):
     equivocations: list[EquivocationProof] = []
     checkpoint: Envelope
     """Signed checkpoint of the node's log; every entry is proven included in it."""
+    heads: Envelope
+    """The node's signed statement of each lab's run: first seq and head (spec §3.1)."""
     proofs: list[InclusionProof]
     """One inclusion proof per entry, in the order of ``entries``."""
     claims: Claims
@@ -183,12 +273,18 @@ class LogProver:
 # --- building ----------------------------------------------------------------------------
 
 
-def select_entries(entries: Sequence[VerifiedEntry], since: datetime | None = None) -> list[VerifiedEntry]:
-    """The entries a report cites: per lab, a contiguous run of its feed (spec §3).
+def select_entries(
+    entries: Sequence[VerifiedEntry], since: datetime | None = None, chain: RosterChain | None = None
+) -> list[VerifiedEntry]:
+    """The entries a report cites: per lab, a contiguous run of its feed up to its head (spec §3).
 
-    With ``since``, each lab's run starts at its first entry issued at or after
-    ``since``, pulled earlier as needed to include the proposals and results that cited
-    votes, certificates and alerts refer to, so every cited reference is in the bundle.
+    ``entries`` is the node's whole checkpointed log. Without ``since`` every run starts
+    at the lab's first entry. With ``since``, a run starts at the lab's last entry issued
+    before ``since`` (so a verifier sees that nothing of the window is missing), or its
+    head when it published nothing since; runs are then pulled earlier until they hold
+    what the state as of now rests on (with ``chain``: every entry of the proposals that
+    are open or hold a pause in force, and the latest result of every lineage) and every
+    result or proposal that a cited entry refers to.
     """
     by_lab: dict[str, list[VerifiedEntry]] = {}
     by_id: dict[str, VerifiedEntry] = {}
@@ -201,10 +297,35 @@ def select_entries(entries: Sequence[VerifiedEntry], since: datetime | None = No
     for lab, feed in by_lab.items():
         if since is None:
             start[lab] = feed[0].seq
-        else:
-            later = [e.seq for e in feed if parse_time(e.statement.issued_at) >= since]
-            if later:
-                start[lab] = min(later)
+            continue
+        later = next((i for i, e in enumerate(feed) if parse_time(e.statement.issued_at) >= since), None)
+        start[lab] = feed[-1].seq if later is None else feed[max(later - 1, 0)].seq
+
+    def need(eid: str) -> None:
+        target = by_id.get(eid)
+        if target is not None and target.seq < start[target.lab]:
+            start[target.lab] = target.seq
+
+    if since is not None:
+        # The status is the network's state now, whatever the window: bring in what proves it.
+        latest: dict[tuple[str, str], VerifiedEntry] = {}
+        for e in entries:
+            model_name = getattr(getattr(e.statement.body, "model", None), "name", None)
+            if e.kind == "eval_result" and isinstance(model_name, str):
+                key = (e.lab, model_name)
+                if key not in latest or latest[key].seq < e.seq:
+                    latest[key] = e
+        for e in latest.values():
+            need(e.entry_id)
+        if chain is not None:
+            state = pause_state(entries, chain)
+            live = {pid for pid, p in state.proposals.items() if p.status in ("open", "paused")}
+            for pid, p in state.proposals.items():
+                if pid in live or p.pause_proposal in live:
+                    for x in (*p.entries, *p.votes):
+                        need(x.entry_id)
+                    for c in p.certificates:
+                        need(c.entry_id)
     # Follow references from cited entries to earlier entries until nothing changes.
     proposals: dict[str, str] = {}
     for e in entries:
@@ -215,22 +336,17 @@ def select_entries(entries: Sequence[VerifiedEntry], since: datetime | None = No
     while changed:
         changed = False
         for lab, feed in by_lab.items():
-            if lab not in start:
-                continue
             for e in feed:
                 if e.seq < start[lab]:
                     continue
                 for ref in _references(e, proposals):
                     target = by_id.get(ref)
-                    if target is None:
-                        continue
-                    if target.seq < start.get(target.lab, target.seq + 1):
+                    if target is not None and target.seq < start[target.lab]:
                         start[target.lab] = target.seq
                         changed = True
     out: list[VerifiedEntry] = []
     for lab in sorted(by_lab):
-        if lab in start:
-            out.extend(e for e in by_lab[lab] if e.seq >= start[lab])
+        out.extend(e for e in by_lab[lab] if e.seq >= start[lab])
     return out
 
 
@@ -262,18 +378,41 @@ def build_bundle(
     proofs: Mapping[str, tuple[int, int, Sequence[str]]] | ProofSource,
     policy: Policy,
     node: str,
+    key: SigningKey,
     audience: Audience = "public",
     since: datetime | None = None,
     generated_at: datetime | None = None,
 ) -> EvidenceBundle:
     """Assemble a bundle and its claims; the result still has to pass :func:`verify_bundle`.
 
-    ``entries`` are the cited entries (see :func:`select_entries`); ``proofs`` maps an
-    entry_id to ``(index, size, path hex)`` against ``checkpoint`` (or is a callable
-    doing so, e.g. ``store.inclusion_proof``).
+    ``entries`` are the cited entries (see :func:`select_entries`: each lab's run ends at
+    its head in the checkpointed log); ``proofs`` maps an entry_id to ``(index, size, path
+    hex)`` against ``checkpoint`` (or is a callable doing so, e.g. ``store.inclusion_proof``).
+    ``key`` is the node's signing key (the checkpoint's signer): it signs the heads statement.
     """
     ordered = sorted(entries, key=lambda e: (e.lab, e.seq))
     cp = verify_checkpoint(checkpoint, roster_chain)
+    when = format_time(generated_at or utcnow())
+    runs: dict[str, FeedRun] = {}
+    for e in ordered:
+        old = runs.get(e.lab)
+        runs[e.lab] = FeedRun(lab=e.lab, first=old.first if old else e.seq, head=e.seq, head_entry=e.entry_id)
+    for vr in roster_chain.versions:
+        for lab in vr.roster.labs:
+            runs.setdefault(lab.id, FeedRun(lab=lab.id, first=0, head=0))
+    heads = sign_heads(
+        HeadsStatement(
+            format=HEADS_FORMAT,
+            network=roster_chain.network_id,
+            node=node,
+            log_size=cp.size,
+            log_root=cp.root,
+            since=format_time(since) if since else None,
+            issued_at=when,
+            feeds=[runs[lab] for lab in sorted(runs)],
+        ),
+        key,
+    )
     get = proofs if callable(proofs) else proofs.__getitem__
     inclusion: list[InclusionProof] = []
     for e in ordered:
@@ -286,7 +425,7 @@ def build_bundle(
     a = analyse(roster_chain, policy, ordered)
     return EvidenceBundle(
         format=FORMAT,
-        generated_at=format_time(generated_at or utcnow()),
+        generated_at=when,
         network=roster_chain.network_id,
         node=node,
         audience=audience,
@@ -296,6 +435,7 @@ def build_bundle(
         entries=[e.envelope for e in ordered],
         equivocations=list(equivocations),
         checkpoint=checkpoint,
+        heads=heads,
         proofs=inclusion,
         claims=derive_claims(a),
     )
@@ -364,23 +504,124 @@ def _trim(reasons: list[str]) -> tuple[str, ...]:
     return (*reasons[:MAX_REASONS], f"… and {len(reasons) - MAX_REASONS} more")
 
 
-def load_trusted_genesis(path: str | Path) -> Envelope:
-    """Read a genesis roster the verifier trusts: an envelope, a list (genesis first), or a bundle."""
+def load_trusted_genesis(path: str | Path) -> TrustedRoster:
+    """Read the genesis roster a verifier trusts (the ``--roster`` file).
+
+    Accepted: the genesis envelope (``tripwire roster export``), a list of roster
+    envelopes (genesis first), an evidence bundle (its genesis), the JSON of
+    ``tripwire roster show --json`` (its ``network``, the genesis id), or a file holding
+    just the 64-hex network id. An envelope is checked as a genesis; an id is compared.
+    """
     p = Path(path)
     try:
-        obj = parse_json_strict(p.read_bytes(), max_bytes=MAX_BUNDLE_BYTES)
+        data = p.read_bytes()
     except OSError as e:
-        raise EvidenceError(f"cannot read trusted roster {p}: {e.strerror}") from e
+        raise EvidenceError(f"cannot read trusted roster {p}: {e.strerror}; pass the genesis.json file") from e
+    text = data.strip().decode("utf-8", "replace")
+    if re.fullmatch(r"[0-9a-f]{64}", text):
+        return text
+    try:
+        obj = parse_json_strict(data, max_bytes=MAX_BUNDLE_BYTES)
+    except PeerDataError as e:
+        raise EvidenceError(
+            f"trusted roster {p} is not JSON ({e.message}); pass the file `tripwire roster export` writes"
+        ) from e
     if isinstance(obj, dict) and "roster_chain" in obj:
         obj = obj["roster_chain"]
     if isinstance(obj, list):
         if not obj:
             raise EvidenceError(f"{p}: the roster list is empty")
         obj = obj[0]
-    return Envelope.parse(obj)
+    if isinstance(obj, dict) and "payloadType" not in obj and isinstance(obj.get("network"), str):
+        if re.fullmatch(r"[0-9a-f]{64}", obj["network"]):
+            return str(obj["network"])
+    if isinstance(obj, str) and re.fullmatch(r"[0-9a-f]{64}", obj):
+        return obj
+    try:
+        return Envelope.parse(obj)
+    except PeerDataError as e:
+        raise EvidenceError(
+            f"trusted roster {p} is not a signed roster ({_reason(e)}); pass the file "
+            "`tripwire roster export --out genesis.json` writes, or `tripwire roster show --json` output"
+        ) from e
 
 
-def verify_bundle(bundle: EvidenceBundle, trusted_genesis: Envelope | None = None) -> VerificationReport:
+def _check_runs(
+    bundle: EvidenceBundle, chain: RosterChain, cp: Checkpoint | None, verified: Sequence[VerifiedEntry]
+) -> list[str]:
+    """Spec §4 step 6b: every lab's run matches the node's signed heads statement."""
+    try:
+        st = verify_heads(bundle.heads, chain)
+    except PeerDataError as err:
+        return [_reason(err)]
+    reasons: list[str] = []
+    if st.node != bundle.node:
+        reasons.append(f"heads statement is by {st.node!r}, bundle says node {bundle.node!r}")
+    if cp is None:
+        reasons.append("not checked against the log: the checkpoint does not verify")
+    elif (st.log_size, st.log_root) != (cp.size, cp.root):
+        reasons.append("heads statement is for another log than the checkpoint (size or root differ)")
+    if st.since != bundle.since:
+        reasons.append(f"heads statement says since {st.since}, bundle says {bundle.since}")
+    if st.issued_at != bundle.generated_at:
+        reasons.append(f"heads statement is of {st.issued_at}, bundle says generated {bundle.generated_at}")
+    runs: dict[str, FeedRun] = {}
+    for r in st.feeds:
+        if r.lab in runs:
+            reasons.append(f"heads statement lists lab {r.lab!r} twice")
+        runs[r.lab] = r
+    for vr in chain.versions:
+        for member in vr.roster.labs:
+            if member.id not in runs:
+                reasons.append(f"lab {member.id!r}: the heads statement gives no head for it")
+    held: dict[str, dict[int, VerifiedEntry]] = {}
+    for v in verified:
+        held.setdefault(v.lab, {})[v.seq] = v
+    for lab in sorted(set(held) - set(runs)):
+        reasons.append(f"lab {lab!r}: entries in the bundle but no head in the heads statement")
+    since = parse_time(bundle.since) if bundle.since else None
+    for lab, r in sorted(runs.items()):
+        mine = held.get(lab, {})
+        if r.head == 0:
+            if r.first != 0 or mine:
+                reasons.append(f"lab {lab!r}: head 0 (no entries) but the bundle holds entries of it")
+            continue
+        if not 1 <= r.first <= r.head:
+            reasons.append(f"lab {lab!r}: run from seq {r.first} to head {r.head} is not a range")
+            continue
+        missing = [s for s in range(r.first, r.head + 1) if s not in mine]
+        if missing:
+            reasons.append(
+                f"lab {lab!r}: entries missing at seq {_ranges(missing)} "
+                f"(the node's signed run is seq {r.first}–{r.head})"
+            )
+        extra = sorted(s for s in mine if not r.first <= s <= r.head)
+        if extra:
+            reasons.append(f"lab {lab!r}: entries at seq {_ranges(extra)} outside the signed run")
+        head = mine.get(r.head)
+        if head is not None and head.entry_id != r.head_entry:
+            reasons.append(f"lab {lab!r}: the entry at head seq {r.head} is not the signed head entry")
+        # The window: a run starts at seq 1 or at an entry issued before `since`, so no
+        # entry of the window can be left out at the start either.
+        first = mine.get(r.first)
+        if r.first != 1 and (
+            since is None or (first is not None and parse_time(first.statement.issued_at) >= since)
+        ):
+            reasons.append(
+                f"lab {lab!r}: run starts at seq {r.first}, which is neither seq 1 nor "
+                + ("before the window" if since else "possible without a window (`since` is null)")
+            )
+    return reasons
+
+
+#: The roster-pin line of an unpinned verification (also what a report rendered unpinned shows).
+UNPINNED = "no trusted genesis given (--roster): the network is self-asserted"
+
+TrustedRoster = Envelope | str
+"""A trusted genesis: its signed envelope, or its id (= the network id) as a hex string."""
+
+
+def verify_bundle(bundle: EvidenceBundle, trusted_genesis: TrustedRoster | None = None) -> VerificationReport:
     """Check everything in ``bundle`` offline (specs/evidence.md §4, in that order)."""
     checks: list[Check] = []
 
@@ -401,6 +642,7 @@ def verify_bundle(bundle: EvidenceBundle, trusted_genesis: Envelope | None = Non
         "policy digest",
         "entry signatures",
         "feed chains",
+        "complete feeds",
         "checkpoint",
         "merkle proofs",
         "certificates",
@@ -422,25 +664,24 @@ def verify_bundle(bundle: EvidenceBundle, trusted_genesis: Envelope | None = Non
     # 2. Pin: the genesis must be the one the regulator trusts, else anyone could mint a network.
     pinned = False
     if trusted_genesis is None:
-        checks.append(
-            Check("roster pin", "skip", "no trusted genesis given (--roster): the network is self-asserted")
-        )
+        checks.append(Check("roster pin", "skip", UNPINNED))
     else:
-        try:
-            trusted = verify_genesis(trusted_genesis)
-        except PeerDataError as e:
-            add("roster pin", [f"the trusted roster file itself does not verify: {_reason(e)}"], "")
-            return blocked(later[1:], "roster pin failed")
-        if trusted.roster_id != chain.network_id:
+        if isinstance(trusted_genesis, str):
+            trusted_id = trusted_genesis
+        else:
+            try:
+                trusted_id = verify_genesis(trusted_genesis).roster_id
+            except PeerDataError as e:
+                add("roster pin", [f"the trusted roster file itself does not verify: {_reason(e)}"], "")
+                return blocked(later[1:], "roster pin failed")
+        if trusted_id != chain.network_id:
             add(
                 "roster pin",
-                [
-                    f"bundle's genesis {chain.network_id[:16]}… is not the trusted genesis {trusted.roster_id[:16]}…"
-                ],
+                [f"bundle's genesis {chain.network_id[:16]}… is not the trusted genesis {trusted_id[:16]}…"],
                 "",
             )
             return blocked(later[1:], "roster pin failed")
-        pinned = add("roster pin", [], f"genesis matches the trusted roster {trusted.roster_id[:16]}…")
+        pinned = add("roster pin", [], f"genesis matches the trusted roster {trusted_id[:16]}…")
 
     # 3. Policy: the bundled document must be the one the roster pins.
     try:
@@ -493,6 +734,16 @@ def verify_bundle(bundle: EvidenceBundle, trusted_genesis: Envelope | None = Non
     except PeerDataError as e:
         add("checkpoint", [_reason(e)], "")
 
+    # 6b. Completeness: the node's signed heads say where each lab's run starts and ends;
+    # every seq in between must be here, so a cut tail, a dropped entry or a dropped lab fails.
+    complete_ok = add(
+        "complete feeds",
+        _check_runs(bundle, chain, cp, verified),
+        f"every lab's run is complete up to the node's signed head ({len(last)} lab(s) with entries)",
+    )
+    complete_check = checks.pop()
+    checks.insert(len(checks) - 1, complete_check)  # listed right after "feed chains", as in the spec
+
     # 7. Merkle inclusion of every entry in the checkpointed log.
     reasons = []
     if cp is None:
@@ -522,17 +773,22 @@ def verify_bundle(bundle: EvidenceBundle, trusted_genesis: Envelope | None = Non
         "merkle proofs", reasons, f"{len(bundle.proofs)} entries included in the checkpointed log"
     )
 
-    # 8. Certificates: every pause_certificate reaches its quorum under its roster version.
+    # 8. Certificates. An invalid one is the publishing lab's error, not the bundle's: it is
+    # flagged, counts for nothing (the pause state machine ignores it) and blocks nothing.
     certs: dict[str, QuorumResult] = {}
-    reasons = []
+    flagged: list[str] = []
     for e in verified:
         body = e.statement.body
         if isinstance(body, PauseCertificateBody):
             try:
                 certs[e.entry_id] = verify_certificate(body, chain)
             except PeerDataError as ex:
-                reasons.append(f"certificate {e.entry_id[:16]}… of lab {e.lab!r}: {_reason(ex)}")
-    cert_ok = add("certificates", reasons, f"{len(certs)} certificate(s) reach quorum")
+                flagged.append(f"certificate {e.entry_id[:16]}… of lab {e.lab!r}: {_reason(ex)}")
+    summary = f"{len(certs)} certificate(s) reach quorum"
+    if flagged:
+        summary += f"; {len(flagged)} invalid, flagged and not counted ({flagged[0]})"
+    checks.append(Check("certificates", "pass", summary, _trim(flagged) if flagged else ()))
+    cert_ok = True
 
     # 9. Equivocation proofs: two validly signed entries at one seq.
     reasons = []
@@ -554,7 +810,7 @@ def verify_bundle(bundle: EvidenceBundle, trusted_genesis: Envelope | None = Non
     except PeerDataError as e:
         claims_ok = add("claims", [f"cannot recompute the report's numbers: {_reason(e)}"], "")
 
-    all_ok = sig_ok and chain_ok and merkle_ok and cert_ok and eq_ok and claims_ok and cp is not None
+    all_ok = sig_ok and chain_ok and complete_ok and merkle_ok and cert_ok and eq_ok and claims_ok and cp is not None
     if not all_ok or analysis is None or cp is None:
         return VerificationReport(tuple(checks))
     vb = VerifiedBundle(

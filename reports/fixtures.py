@@ -100,12 +100,13 @@ class SyntheticNetwork:
         log = self.log()
         return build_bundle(
             roster_chain=self.chain,
-            entries=select_entries(self.entries, since),
+            entries=select_entries(self.entries, since, self.chain),
             equivocations=self.equivocations,
             checkpoint=self.checkpoint(node, log),
             proofs=self.prover(log),
             policy=self.policy,
             node=node,
+            key=self.keys[node],
             audience=audience,
             since=since,
             generated_at=self.clock,

@@ -85,7 +85,7 @@ def bundle_from_store(
 
     else:  # the log order differs from entries(): ask the store for each proof
         proofs = lambda eid: store.inclusion_proof(eid, cp.size)  # noqa: E731
-    cited = select_entries([e for e in everything if e.entry_id in index], since)
+    cited = select_entries([e for e in everything if e.entry_id in index], since, chain)
     return build_bundle(
         roster_chain=chain,
         entries=cited,
@@ -94,6 +94,7 @@ def bundle_from_store(
         proofs=proofs,
         policy=policy,
         node=lab,
+        key=key,
         audience=audience,
         since=since,
         generated_at=now,

@@ -390,6 +390,30 @@ def roster_show(home: HomeOpt, as_json: JsonOpt = False) -> None:
     console.print(f"policy    {s['policy_digest']}", highlight=False)
 
 
+@roster_app.command("export")
+def roster_export(
+    home: HomeOpt,
+    out: OutOpt,
+    version: Annotated[
+        int, typer.Option("--version", help="Roster version to export (1 = the genesis roster).")
+    ] = 1,
+) -> None:
+    """Write a signed roster version (default: the genesis) in the form `tripwire verify --roster` takes."""
+    with _open(home) as h:
+        chain = h.store.roster_chain()
+    if not 1 <= version <= chain.current.version:
+        raise ConfigurationError(
+            f"--version {version}: this node holds roster versions 1 to {chain.current.version}"
+        )
+    _write_json(out, chain.envelopes()[version - 1].to_dict())
+    what = "genesis roster" if version == 1 else f"roster version {version}"
+    console.print(
+        f"wrote {what} to {out} (network {chain.network_id}); give it to readers to pin: "
+        f"`tripwire verify REPORT --roster {out.name}`",
+        highlight=False,
+    )
+
+
 # --- peers -----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,105 @@
+"""Check a rendered report against its evidence bundle (specs/evidence.md §7.1).
+
+Rendering is deterministic: the same bundle always gives the same HTML bytes (the time
+shown is the bundle's ``generated_at``, the verification appendix is that of an unpinned
+check). So :func:`check_html` re-renders the verified bundle and compares byte for byte:
+any edit, a number, a word or the footer's digest, is a difference.
+
+For the PDF, :func:`check_pdf` prints the re-rendered print version with headless
+Chromium and compares the text of both PDFs (pypdf), whitespace removed. Text, not bytes:
+PDF bytes carry creation dates and object ids; text is what a reader reads. An embedded
+digest of the HTML was rejected: it proves only what the PDF says about itself, not what
+it shows, so an edited page with the digest kept would pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from reports.bundle import UNPINNED, Check, VerificationReport, VerifiedBundle
+from reports.errors import RenderError
+
+_SPACE = re.compile(r"\s+")
+
+
+def as_generated(report: VerificationReport) -> tuple[VerifiedBundle, VerificationReport]:
+    """The verified bundle and checks as ``tripwire report`` rendered them (unpinned)."""
+    vb = replace(report.require(), pinned=False)
+    checks = tuple(Check("roster pin", "skip", UNPINNED) if c.name == "roster pin" else c for c in report.checks)
+    return vb, VerificationReport(checks, vb)
+
+
+def _first_difference(a: str, b: str, what: str) -> str:
+    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    lo = max(i - 40, 0)
+    return (
+        f"{what} differs from the report re-rendered from the verified evidence at character {i}: "
+        f"the file has {a[lo : i + 40]!r}, the evidence gives {b[lo : i + 40]!r}"
+    )
+
+
+def expected_html(report: VerificationReport, evidence_bytes: bytes, *, for_print: bool = False) -> str:
+    from reports.render import render_html
+
+    vb, rep = as_generated(report)
+    digest = hashlib.sha256(evidence_bytes).hexdigest()
+    return render_html(vb, report=rep, bundle_sha256=digest, for_print=for_print)
+
+
+def check_html(html_path: Path, report: VerificationReport, evidence_bytes: bytes) -> Check:
+    """Byte comparison of ``html_path`` with the report the verified bundle renders to."""
+    try:
+        given = html_path.read_bytes()
+    except OSError as e:
+        return Check("report html", "fail", f"cannot read {html_path}: {e.strerror}")
+    want = expected_html(report, evidence_bytes).encode("utf-8")
+    if given == want:
+        return Check("report html", "pass", f"{html_path.name} is exactly the report this evidence renders to")
+    msg = _first_difference(given.decode("utf-8", "replace"), want.decode("utf-8"), html_path.name)
+    return Check("report html", "fail", msg, (msg,))
+
+
+def pdf_text(data: bytes) -> str:
+    """All text of a PDF, whitespace removed (line breaks depend on layout, not content)."""
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        text = "".join(page.extract_text() or "" for page in reader.pages)
+    except (PdfReadError, ValueError, KeyError) as e:
+        raise RenderError(f"not a readable PDF: {e}") from e
+    return _SPACE.sub("", text)
+
+
+def check_pdf(pdf_path: Path, report: VerificationReport, evidence_bytes: bytes) -> Check:
+    """Compare the PDF's text with that of a fresh print of the verified report (needs Chromium)."""
+    from reports.render import print_pdf
+
+    try:
+        given = pdf_text(pdf_path.read_bytes())
+    except OSError as e:
+        return Check("report pdf", "fail", f"cannot read {pdf_path}: {e.strerror}")
+    except RenderError as e:
+        return Check("report pdf", "fail", f"{pdf_path.name}: {e.message}")
+    with tempfile.TemporaryDirectory(prefix="tripwire-verify-") as tmp:
+        # Printed from the name write_report prints from, so the document's links match.
+        src = Path(tmp) / ".report.print.html"
+        src.write_text(expected_html(report, evidence_bytes, for_print=True), encoding="utf-8")
+        out = Path(tmp) / "expected.pdf"
+        print_pdf(src, out)
+        want = pdf_text(out.read_bytes())
+    if given == want:
+        return Check("report pdf", "pass", f"{pdf_path.name}'s text is exactly that of the report this evidence renders to")
+    ratio = difflib.SequenceMatcher(None, given[:20000], want[:20000], autojunk=False).quick_ratio()
+    msg = _first_difference(given, want, f"{pdf_path.name} (text, spaces removed)")
+    if ratio > 0.5:
+        msg += " (if your Chromium is another version than the producer's, check report.html instead)"
+    return Check("report pdf", "fail", msg, (msg,))
