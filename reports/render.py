@@ -19,7 +19,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
@@ -580,7 +580,9 @@ def render_html(
         regulator=b.audience == "regulator",
         for_print=for_print,
         bundle_sha256=bundle_sha256,
-        generated=(generated_at or datetime.now(UTC)).strftime("%d %B %Y, %H:%M UTC"),
+        # The bundle's own time, not the clock: the same bundle always renders the same bytes
+        # (tripwire verify re-renders a report to check it against its evidence).
+        generated=(generated_at or parse_time(b.generated_at)).strftime("%d %B %Y, %H:%M UTC"),
         network_name=a.chain.current.roster.network_name,
         marker_path=marker_path,
         lab_index={lab: i for i, lab in enumerate(lab_order)},
@@ -665,7 +667,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     evidence_bytes = vb.bundle.to_json_bytes()
     digest = hashlib.sha256(evidence_bytes).hexdigest()
-    when = datetime.now(UTC)
+    when = parse_time(vb.bundle.generated_at)
     html = render_html(vb, report=report, bundle_sha256=digest, generated_at=when)
     final = {
         "evidence": out_dir / "evidence.json",
