@@ -173,6 +173,14 @@ def certificate_parts(body: PauseCertificateBody, chain: RosterChain) -> Certifi
         vr = chain.get(body.roster_version)
     except RosterVersionError as e:
         raise QuorumError(f"certificate names roster v{body.roster_version}, which is not held") from e
+    # A certificate carries at most one counted vote per lab (§6.5): more votes than the
+    # version has labs cannot all count, and refusing before any signature check keeps a
+    # flood of padded certificates from costing a verifier one check per padding vote.
+    if len(body.votes) > len(vr.roster.labs):
+        raise QuorumError(
+            f"certificate carries {len(body.votes)} votes; roster v{vr.version} has {len(vr.roster.labs)} labs "
+            "and a certificate carries at most one counted vote per lab"
+        )
     proposal = verify_entry(body.proposal, chain, roster_version=vr.version)
     action, pid = proposal_action(proposal)
     if action != body.action or pid != body.proposal_id:

@@ -612,6 +612,9 @@ def negative_vectors(w: World) -> list[tuple[str, dict[str, Any]]]:
     cert_neg("duplicate_signer_counted_twice", "alpha's vote listed twice, beta's omitted: weight 2 of 3",
              "InsufficientQuorumError", "insufficient-quorum", "has weight 2 of 3",
              {**cert, "votes": [a3, a3, w.env("gamma-1").to_dict()]})
+    cert_neg("certificate_padded_with_votes", "four votes on a three-lab roster: refused before any signature check",
+             "QuorumError", "quorum", "at most one counted vote per lab",
+             {**cert, "votes": [a3, w.env("beta-1").to_dict(), w.env("gamma-1").to_dict(), a3]})
     cert_neg("certificate_insufficient_quorum", "votes of beta and gamma only (gamma objects)",
              "InsufficientQuorumError", "insufficient-quorum", "has weight 1 of 3",
              {**cert, "votes": [w.env("beta-1").to_dict(), w.env("gamma-1").to_dict()]})
