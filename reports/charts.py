@@ -13,13 +13,22 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from protocol.policy import Rule
 from reports.analysis import Analysis, Result
 
-WIDTH, HEIGHT = 760, 380
-LEFT, RIGHT, TOP, BOTTOM = 64, 24, 20, 52
+WIDTH, HEIGHT = 720, 420
+LEFT, RIGHT, TOP, BOTTOM = 84, 20, 20, 60
+#: Units of the common metrics, for the y axis (a metric id alone tells a reader nothing).
+METRIC_UNITS = {
+    "acc": "fraction correct (0–1)",
+    "accuracy": "fraction correct (0–1)",
+    "exact_match": "fraction exactly right (0–1)",
+    "logprob_correct": "log-probability of the correct answer (nats)",
+}
+LEVEL_LABEL_GAP = 16
+"""Least vertical distance between the alert and the breach label (px), so they never overlap."""
 #: Okabe–Ito palette: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C6D00")
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "triangle-down", "plus", "star")
@@ -92,15 +101,26 @@ class Series:
     marker: Marker
     count: int = 0
     """Number of points plotted."""
-    parts: list[str] = field(default_factory=list)
-    """Markup of each linked point: a marker linked to its entry, with an escaped tooltip."""
     plain: list[str] = field(default_factory=list)
-    """Path data of unlinked points (drawn first, as one path)."""
+    """Path data of the markers (one path per lab: a chart can hold thousands of points)."""
+    bars: list[str] = field(default_factory=list)
+    """Path data of the error bars (± one standard error), one vertical stroke per point."""
 
     def markup(self) -> Markup:
-        """The series' markers (built in Python: a chart can hold thousands of points)."""
+        """The series' error bars, then its markers. Nothing in a chart is a link: a chart is
+        one image to assistive technology (``role=img``), so its links sit beside it."""
+        bars = (
+            f'<path class="err" d="{"".join(self.bars)}" stroke="{self.marker.colour}"/>' if self.bars else ""
+        )
         first = f'<path d="{"".join(self.plain)}"/>' if self.plain else ""
-        return Markup(first + "".join(self.parts))  # noqa: S704 (ids are hex, paths numbers, labels escaped)
+        return Markup(bars + first)  # noqa: S704 (paths are numbers, colour from our palette)
+
+
+def y_label(metric: str) -> str:
+    unit = METRIC_UNITS.get(metric)
+    if unit is None and "logprob" in metric:
+        unit = "log-probability (nats)"
+    return f"{metric}: {unit}" if unit else metric
 
 
 @dataclass
@@ -115,8 +135,15 @@ class Chart:
     x_ticks: list[tuple[float, int]] = field(default_factory=list)
     """(pixel x, decade exponent)."""
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
-    levels: list[tuple[str, float, str, str]] = field(default_factory=list)
-    """(kind alert|breach, pixel y, value text, name)."""
+    levels: list[tuple[str, float, str, str, float]] = field(default_factory=list)
+    """(kind alert|breach, pixel y, value text, name, pixel y of its label)."""
+    y_label: str = ""
+    """The y axis: metric and unit."""
+    riskier: str = ""
+    """``higher is riskier`` or ``lower is riskier``."""
+    of_note: list[Result] = field(default_factory=list)
+    """Results to link beside the chart: each lineage's latest, and those past a level."""
+    more_of_note: int = 0
     band: str | None = None
     """SVG path of the forecast band polygon."""
     centre: str | None = None
@@ -125,6 +152,8 @@ class Chart:
     band_model: str | None = None
     band_note: str = ""
     horizon_x: float | None = None
+    band_edges: tuple[str, str] | None = None
+    """SVG paths of the band's two edges (outlined, so the band shows in print and at low contrast)."""
     description: str = ""
     n_points: int = 0
 
@@ -161,7 +190,8 @@ def build_chart(
     """
     ind = rule.indicator
     title = rule.title or rule.id
-    chart = Chart(rule=rule, title=title, metric=ind.metric)
+    chart = Chart(rule=rule, title=title, metric=ind.metric, y_label=y_label(ind.metric))
+    chart.riskier = "higher is riskier" if ind.direction == "higher_is_riskier" else "lower is riskier"
     data: list[tuple[Result, float, float, float]] = []
     extra: list[tuple[str, str, str, str]] = []
     """(lab, model, value, stderr) of each point, beside ``data``."""
@@ -210,8 +240,14 @@ def build_chart(
             mean, se = fit.predict(x)
             band_pts.append((x, mean - z * se, mean + z * se))
     y_lo, y_hi = min(ys), max(ys)
-    # Keep the band from dominating the scale: clip it to a margin around the data and levels.
-    pad = (y_hi - y_lo) * 0.12 or 0.1
+    # The central forecast is drawn whole to the horizon, within reason: the scale may grow by
+    # half the data's span to hold it; the band's edges are clipped to the plot instead.
+    span = (y_hi - y_lo) or 0.1
+    if band_pts:
+        mids = [(lo + hi) / 2 for _x, lo, hi in band_pts]
+        y_lo = max(min(y_lo, *mids), y_lo - span / 2)
+        y_hi = min(max(y_hi, *mids), y_hi + span / 2)
+    pad = (y_hi - y_lo) * 0.08 or 0.1
     y_lo, y_hi = y_lo - pad, y_hi + pad
     if ind.metric in ("acc", "accuracy", "exact_match") and y_lo > -0.05:
         y_lo = max(y_lo, 0.0)
@@ -223,26 +259,28 @@ def build_chart(
         return px0 + (x - x_lo) / (x_hi - x_lo) * (px1 - px0)
 
     def sy(y: float) -> float:
-        y = min(max(y, y_lo), y_hi)
+        # Clamped a little beyond the plot: the band's far edge is clipped by the SVG clip path.
+        y = min(max(y, y_lo - (y_hi - y_lo)), y_hi + (y_hi - y_lo))
         return py1 - (y - y_lo) / (y_hi - y_lo) * (py1 - py0)
 
     chart.x_ticks = [(sx(d), d) for d in range(x_lo, x_hi + 1)]
     chart.y_ticks = [(sy(t), _fmt(t)) for t in _nice_ticks(y_lo, y_hi)]
     names = rule.level_names
-    chart.levels = [
-        (
-            "alert",
-            sy(float(Decimal(rule.alert_level))),
-            rule.alert_level,
-            names.alert if names else "alert level",
-        ),
-        (
-            "breach",
-            sy(float(Decimal(rule.breach_level))),
-            rule.breach_level,
-            names.breach if names else "breach level",
-        ),
+    levels = [
+        ("alert", sy(float(Decimal(rule.alert_level))), rule.alert_level, names.alert if names else "alert level"),
+        ("breach", sy(float(Decimal(rule.breach_level))), rule.breach_level, names.breach if names else "breach level"),
     ]
+    # Labels: the upper line's label above it, the lower line's below it once they are close,
+    # so the two never overlap; both kept inside the plot.
+    (hi_kind, hi_y, *_), (lo_kind, lo_y, *_) = sorted(levels, key=lambda lv: lv[1])
+    label_y = {hi_kind: hi_y - 5, lo_kind: lo_y - 5}
+    if lo_y - hi_y < LEVEL_LABEL_GAP:
+        label_y[lo_kind] = max(lo_y + 15, label_y[hi_kind] + LEVEL_LABEL_GAP)
+    for k in label_y:
+        label_y[k] = min(max(label_y[k], py0 + 13), py1 - 4)
+    if abs(label_y[hi_kind] - label_y[lo_kind]) < LEVEL_LABEL_GAP:
+        label_y[lo_kind] = label_y[hi_kind] + LEVEL_LABEL_GAP
+    chart.levels = [(kind, y, value, name, label_y[kind]) for kind, y, value, name in levels]
     if band_pts and focus is not None:
         upper = [f"{sx(x):.1f},{sy(hi):.1f}" for x, _lo, hi in band_pts]
         lower = [f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _hi in reversed(band_pts)]
@@ -252,6 +290,10 @@ def build_chart(
         chart.band_lab, chart.band_model = focus
         chart.band_note = fit.note if fit else ""
         chart.horizon_x = sx(horizon) if horizon is not None else None
+        chart.band_edges = (
+            "M" + "L".join(upper),
+            "M" + "L".join(f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _hi in band_pts),
+        )
 
     by_lab: dict[str, Series] = {}
     for i, lab in enumerate(lab_order):
@@ -260,28 +302,55 @@ def build_chart(
     per_lab: dict[str, tuple[Series, str, str]] = {}
     kx = (px1 - px0) / (x_hi - x_lo)
     ky = (py1 - py0) / (y_hi - y_lo)
-    for (res, x, y, _se), (lab, _model, value, stderr) in zip(data, extra, strict=True):
+    for (_res, x, y, se), (lab, _model, _value, _stderr) in zip(data, extra, strict=True):
         got = per_lab.get(lab)
         if got is None:
             s = by_lab.get(lab)
             if s is None:
                 s = by_lab[lab] = Series(lab, lab, marker_for(len(by_lab)))
-            got = per_lab[lab] = (s, marker_stub(s.marker.shape), str(escape(lab)))
-        s, stub, who = got
+            got = per_lab[lab] = (s, marker_stub(s.marker.shape), "")
+        s, stub, _ = got
         yc = y_lo if y < y_lo else y_hi if y > y_hi else y
-        at = f"M{px0 + (x - x_lo) * kx:.1f} {py1 - (yc - y_lo) * ky:.1f}{stub}"
+        px = px0 + (x - x_lo) * kx
+        s.plain.append(f"M{px:.1f} {py1 - (yc - y_lo) * ky:.1f}{stub}")
+        if se > 0:
+            top = min(y + se, y_hi)
+            bottom = max(y - se, y_lo)
+            if top > bottom:
+                s.bars.append(f"M{px:.1f} {py1 - (top - y_lo) * ky:.1f}V{py1 - (bottom - y_lo) * ky:.1f}")
         s.count += 1
-        if printed and a.routine(res.id):
-            s.plain.append(at)
-            continue
-        # The tooltip restates the signed value the marker shows; the link goes to its entry.
-        s.parts.append(
-            f'<a href="#e-{res.id[:16]}"><path d="{at}"><title>{who} step '
-            f"{res.body.model.checkpoint_step}: {escape(value)} ± {escape(stderr)}</title></path></a>"
-        )
+    del printed  # the same chart on screen and in print: nothing in it is a link
+    latest = {r.id for r in a.latest.values()}
+    notable = [
+        r
+        for r, *_ in data
+        if r.id in latest or (a.point.get((r.id, rule.id)) is not None and a.point[(r.id, rule.id)].verdict != "ok")
+    ]
+    chart.of_note = notable[:12]
+    chart.more_of_note = len(notable) - len(chart.of_note)
     chart.series = [s for s in by_lab.values() if s.count]
     chart.description = _describe(chart, a, rule, data)
     return chart
+
+
+_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _flop(value: str) -> str:
+    """``1.33 × 10¹²``: compute in words a reader can say (never ``1.32648E+12``)."""
+    d = Decimal(value)
+    if d == 0:
+        return "0"
+    exp = d.adjusted()
+    return f"{d.scaleb(-exp):.2f}".rstrip("0").rstrip(".") + f" × 10{str(exp).translate(_SUP)}"
+
+
+def _sig(value: str) -> str:
+    d = Decimal(value)
+    if d == 0:
+        return "0"
+    text = f"{abs(d):.{max(2 - d.adjusted(), 0)}f}"
+    return ("−" if d < 0 else "") + text
 
 
 def _describe(chart: Chart, a: Analysis, rule: Rule, data: list[tuple[Result, float, float, float]]) -> str:
@@ -292,24 +361,32 @@ def _describe(chart: Chart, a: Analysis, rule: Rule, data: list[tuple[Result, fl
     higher = ind.direction == "higher_is_riskier"
     top = max(data, key=lambda d: d[2] if higher else -d[2])
     labs = len({d[0].lab for d in data})
+    m = top[0].summary.metric(ind)
+    assert m is not None
+    lo = math.floor(min(d[1] for d in data))
+    hi = math.ceil(max(d[1] for d in data))
     parts = [
-        f"{len(data)} results from {labs} lab(s), plotted as {ind.metric} against training compute "
-        f"from 10^{math.floor(min(d[1] for d in data))} to 10^{math.ceil(max(d[1] for d in data))} FLOP.",
-        f"Alert level {rule.alert_level}; breach level {rule.breach_level}"
+        f"{len(data)} results from {labs} lab(s), plotted as {chart.y_label} against training compute "
+        f"from 10{str(lo).translate(_SUP)} to 10{str(hi).translate(_SUP)} FLOP; each point is a measured "
+        "value, its bar ± one standard error.",
+        f"Alert level {_sig(rule.alert_level)}; breach level {_sig(rule.breach_level)}"
         f" ({'higher' if higher else 'lower'} values are riskier).",
-        f"The {'highest' if higher else 'lowest'} value is {top[0].summary.metric(ind).value} "  # type: ignore[union-attr]
+        f"The {'highest' if higher else 'lowest'} measured value is {_sig(m.value)} ± {_sig(m.stderr)} "
         f"(lab {top[0].lab}, step {top[0].body.model.checkpoint_step}).",
     ]
     if chart.band_lab is not None:
         v = a.trend.get((a.latest[(chart.band_lab, chart.band_model or "")].id, rule.id))
         t = v.trend if v else None
         if t is not None and t.crossing_low_flop is not None:
+            central = _flop(t.crossing_flop) if t.crossing_flop else "beyond the range"
             parts.append(
-                f"The shaded band is the forecast for lab {chart.band_lab}: it may reach the breach level "
-                f"from {t.crossing_low_flop} FLOP (central estimate {t.crossing_flop or 'beyond the range'})."
+                f"The shaded band is the forecast for lab {chart.band_lab}, drawn to the look-ahead horizon: "
+                f"it may reach the breach level from {_flop(t.crossing_low_flop)} FLOP "
+                f"(central estimate {central})."
             )
         else:
             parts.append(
-                f"The shaded band is the forecast for lab {chart.band_lab}; it does not reach the breach level."
+                f"The shaded band is the forecast for lab {chart.band_lab}, drawn to the look-ahead horizon; "
+                "it does not reach the breach level."
             )
     return " ".join(parts)

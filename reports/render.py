@@ -11,6 +11,7 @@ string isolated with ``<bdi>`` so right-to-left text cannot reorder its surround
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -75,6 +76,88 @@ def fmt_flop(value: str) -> Markup:
     return Markup(f"{text} × 10<sup>{exp}</sup>")  # noqa: S704 (digits and a sign only)
 
 
+def flop_text(value: str) -> str:
+    """``3.2 × 10²⁰`` as plain text (chart descriptions, tooltips): never ``3.2E+20``."""
+    d = Decimal(value)
+    if d == 0:
+        return "0"
+    exp = d.adjusted()
+    text = f"{d.scaleb(-exp):.2f}".rstrip("0").rstrip(".")
+    return f"{text} × 10{str(exp).translate(SUPERSCRIPT)}"
+
+
+MINUS = "\u2212"
+
+
+def fmt_dec(value: Any, sig: int = 3) -> str:
+    """A measured number for lay readers: ``sig`` significant digits, a true minus sign.
+
+    ``-8.441237`` → ``−8.44``, ``0.02171`` → ``0.0217`` (``sig=2``: ``0.022``), ``-14.12`` →
+    ``−14.1``; whole digits are never dropped (``1234.5`` → ``1235``). The exact signed value
+    stays one step away: every such number links to its entry, whose row lists it.
+    """
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError:
+        return str(value)
+    if not d.is_finite():
+        return str(value)
+    if d == 0:
+        return "0"
+    places = max(sig - 1 - d.adjusted(), 0)
+    text = f"{abs(d):.{places}f}"
+    return (MINUS if d < 0 else "") + text
+
+
+def confidence(z: str | None) -> str:
+    """One-sided confidence of a bound ``z`` standard errors out: ``1.0`` → ``84``, ``1.96`` → ``97.5``."""
+    if z is None:
+        return ""
+    p = 50.0 * (1.0 + math.erf(float(Decimal(z)) / math.sqrt(2.0)))
+    q = round(p)
+    return str(q) if abs(p - q) < 0.3 else f"{p:.1f}"
+
+
+def bound_name(rule: Rule) -> str:
+    """What the rule compares with its levels, in words: ``upper 84% bound`` or ``measured value``."""
+    u = rule.uncertainty
+    if u.method != "upper_bound":
+        return "measured value"
+    side = "upper" if rule.indicator.direction == "higher_is_riskier" else "lower"
+    return f"{side} {confidence(u.z)}% bound"
+
+
+def confidence_words(rule: Rule) -> str:
+    """The rule's confidence in words: ``z = 1.0 ≈ 84% one-sided``."""
+    u = rule.uncertainty
+    if u.method != "upper_bound":
+        return "the measured value itself, without a margin for error"
+    side = "higher" if rule.indicator.direction == "higher_is_riskier" else "lower"
+    return (
+        f"the measured value moved {u.z} standard error(s) toward risk ({side}): "
+        f"z = {u.z} ≈ {confidence(u.z)}% one-sided confidence that the true value is no riskier"
+    )
+
+
+def riskier_words(rule: Rule) -> str:
+    return "higher is riskier" if rule.indicator.direction == "higher_is_riskier" else "lower is riskier"
+
+
+def css_string(text: str) -> Markup:
+    """A CSS string literal of peer text (every character but letters, digits and space escaped).
+
+    Markup because it goes inside ``<style>``, where HTML entities are not decoded: the output
+    holds no ``<``, ``&`` or quote of the peer's own, so it cannot leave the string or the element.
+    """
+    out = []
+    for ch in text:
+        if ch.isascii() and (ch.isalnum() or ch == " "):
+            out.append(ch)
+        else:
+            out.append(f"\\{ord(ch):06x}")
+    return Markup('"' + "".join(out) + '"')  # noqa: S704 (letters, digits, spaces and CSS escapes only)
+
+
 _TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?Z")
 
 
@@ -84,16 +167,16 @@ def _day_text(day: str) -> str:
 
 
 def fmt_when(ts: str) -> str:
-    """``03 Mar 2025 09:01 UTC`` for an RFC 3339 UTC timestamp."""
+    """``03 Mar 2025 09:01:07 UTC`` for an RFC 3339 UTC timestamp (to the second: order is visible)."""
     # Thousands of appendix rows: the date's words are cached per day and the time is sliced
     # from the text, instead of parsing every timestamp again.
     m = _TIME.fullmatch(ts)
     if m is not None:
         try:
-            return f"{_day_text(m.group(1))} {ts[11:16]} UTC"
+            return f"{_day_text(m.group(1))} {ts[11:19]} UTC"
         except ValueError:
             pass
-    return parse_time(ts).strftime("%d %b %Y %H:%M UTC")  # raises SchemaError for a malformed time
+    return parse_time(ts).strftime("%d %b %Y %H:%M:%S UTC")  # raises SchemaError for a malformed time
 
 
 def fmt_day(ts: str) -> str:
@@ -123,6 +206,12 @@ class Numbers:
         self.used = 0
         self.linked: set[str] = set()
         """Documents the report's body links to (the appendices then keep their rows in print)."""
+        self.shown: dict[str, dict[str, str]] = {}
+        """Document -> {where: exact signed value} of each number the body shows rounded.
+
+        The cited-documents appendix lists them in the document's row, so the exact value
+        and its place in the signed statement are one link away for every reader (a tooltip
+        is not: touch and keyboard users cannot open one)."""
 
     def _link(self, doc: str, text: Any, title: str) -> Markup:
         # An f-string of str(escape(...)) parts: Markup.format is several times slower, and
@@ -133,12 +222,27 @@ class Numbers:
             f'<a class="num" href="#{_anchor(doc)}" title="{escape(title)!s}">{escape(text)!s}</a>'
         )
 
+    def _show(self, doc: str, where: str, exact: Any) -> None:
+        self.shown.setdefault(doc, {})[where] = str(exact)
+
     def field(self, doc: str, ptr: str, kind: str = "plain") -> Markup:
+        """A claimed value, linked to its entry. ``kind``: ``plain`` (as signed), ``flop``
+        (× 10ⁿ), ``value`` (3 significant digits) or ``stderr`` (2)."""
         key = (doc, ptr)
         if key not in self.claims.fields:
             raise RenderError(f"the report tried to show {doc[:16]}…{ptr}, which the bundle does not claim")
         v = self.claims.fields[key]
-        text: Any = fmt_flop(v) if kind == "flop" else v
+        text: Any
+        if kind == "flop":
+            text = fmt_flop(v)
+        elif kind == "value":
+            text = fmt_dec(v, 3)
+        elif kind == "stderr":
+            text = fmt_dec(v, 2)
+        else:
+            text = v
+        if kind != "plain":
+            self._show(doc, ptr, v)
         return self._link(doc, text, f"signed value {v} at {ptr} in entry {doc}")
 
     def verdict(self, entry: str, rule: str, trend: bool) -> Markup:
@@ -160,10 +264,14 @@ class Numbers:
         return t is not None and p is not None and rank[t.verdict] > rank[p.verdict]
 
     def bound(self, entry: str, rule: str, trend: bool) -> Markup:
+        """The number the rule compared with its levels (recomputed by the verifier), rounded."""
         c = self.claims.verdicts.get((entry, rule, trend))
         if c is None:
             raise RenderError(f"no verdict claim for rule {rule} on {entry[:16]}…")
-        return self._link(entry, c.bound, f"value compared with the levels, recomputed from entry {entry}")
+        self._show(entry, f"bound compared by rule {rule}", c.bound)
+        return self._link(
+            entry, fmt_dec(c.bound), f"value compared with the levels ({c.bound}), recomputed from entry {entry}"
+        )
 
     def crossing(self, entry: str, rule: str, which: str) -> Markup:
         c = self.claims.verdicts.get((entry, rule, True))
@@ -172,6 +280,7 @@ class Numbers:
         v = getattr(c, which)
         if v is None:
             return Markup('<span class="muted">beyond range</span>')
+        self._show(entry, f"forecast {which} of rule {rule} (FLOP)", v)
         return self._link(
             entry, fmt_flop(v), f"forecast {which} = {v} FLOP, recomputed from the lineage of {entry}"
         )
@@ -194,15 +303,18 @@ class Numbers:
 
 
 def rule_cell(nums: Numbers, res: Result, rule: Rule, trend: bool) -> Markup:
-    """Verdict and value ± stderr of one rule on one result (hot path: f-strings of escaped parts)."""
+    """Verdict, measured value ± stderr and the compared bound of one rule on one result."""
     ind = rule.indicator
     if res.summary.metric(ind) is None:
         return Markup('<span class="muted">not measured</span>')
     note = ' <span class="trend-note">by trend</span>' if trend and nums.by_trend(res.id, rule.id) else ""
-    value = nums.field(res.id, res.metric_pointer(ind.task, ind.metric, "value"))
-    stderr = nums.field(res.id, res.metric_pointer(ind.task, ind.metric, "stderr"))
+    value = nums.field(res.id, res.metric_pointer(ind.task, ind.metric, "value"), "value")
+    stderr = nums.field(res.id, res.metric_pointer(ind.task, ind.metric, "stderr"), "stderr")
+    bound = ""
+    if rule.uncertainty.method == "upper_bound":
+        bound = f'<br><span class="small">{escape(bound_name(rule))!s} {nums.bound(res.id, rule.id, trend)}</span>'
     return Markup(  # noqa: S704 (every part is Markup built from escaped values)
-        f'{nums.verdict(res.id, rule.id, trend)}{note}<br><span class="small">{value} ± {stderr}</span>'
+        f'{nums.verdict(res.id, rule.id, trend)}{note}<br><span class="small">measured {value} ± {stderr}</span>{bound}'
     )
 
 
@@ -305,20 +417,29 @@ def entry_rows(nums: Numbers, a: Analysis, printed: bool = False) -> Markup:
                 False,
                 f'<tr id="{_anchor(vr.roster_id)}"><td>{vr.roster_id}</td>'
                 f"<td>{escape(', '.join(sorted(vr.signed_by)))}</td><td>v{vr.version}</td>"
-                f"<td>Roster</td><td>{fmt_when(vr.roster.issued_at)}</td></tr>\n",
+                f"<td>Roster</td><td>{fmt_when(vr.roster.issued_at)}</td><td></td></tr>\n",
             )
         )
     labs: dict[str, str] = {}
+    shown = nums.shown
     for e in a.entries:
         routine = a.routine(e.entry_id) and e.entry_id not in nums.linked
         if printed and routine:
             continue
+        exact = shown.get(e.entry_id)
+        values = (
+            "<td><ul class=\"plain\">"
+            + "".join(f"<li><code>{escape(w)!s}</code> = {escape(v)!s}</li>" for w, v in exact.items())
+            + "</ul></td>"
+            if exact
+            else "<td></td>"
+        )
         rows.append(
             (
                 routine,
                 f'<tr id="{_anchor(e.entry_id)}"><td>{e.entry_id}</td>'
                 f"<td>{labs.get(e.lab) or labs.setdefault(e.lab, str(escape(e.lab)))}</td><td>{e.seq}</td>"
-                f"<td>{KIND_TEXT[e.kind]}</td><td>{fmt_when(e.statement.issued_at)}</td></tr>\n",
+                f"<td>{KIND_TEXT[e.kind]}</td><td>{fmt_when(e.statement.issued_at)}</td>{values}</tr>\n",
             )
         )
     return _tbodies(rows)
@@ -391,25 +512,105 @@ def _story(a: Analysis) -> Story:
     return Story(status, None, worst[2], worst[3], worst[4])
 
 
-def _event_text(e: VerifiedEntry, a: Analysis, names: dict[str, str], nums: Numbers) -> Markup | None:
+def _level_name(rule: Rule | None, level: str) -> str:
+    if rule is not None:
+        names = rule.level_names
+        if Decimal(level) == Decimal(rule.breach_level):
+            return f"breach level ({names.breach})" if names else "breach level"
+        if Decimal(level) == Decimal(rule.alert_level):
+            return f"alert level ({names.alert})" if names else "alert level"
+    return "level"
+
+
+def _reached(rule: Rule | None, observed: str, level: str) -> bool:
+    higher = rule is None or rule.indicator.direction == "higher_is_riskier"
+    return Decimal(observed) >= Decimal(level) if higher else Decimal(observed) <= Decimal(level)
+
+
+def _compared(nums: Numbers, a: Analysis, e: VerifiedEntry, result_id: str, rule: Rule | None) -> Markup:
+    """The value the rule compared for the cited result, named: ``its upper 84% bound −6.52``.
+
+    Recomputed from the result (a verdict claim) where the bundle holds it; otherwise the
+    value the entry itself states, named as such rather than guessed."""
+    if rule is not None and (result_id, rule.id, False) in nums.claims.verdicts:
+        return Markup("its {} {}").format(bound_name(rule), nums.bound(result_id, rule.id, False))
+    return Markup("the value it states, {},").format(nums.field(e.entry_id, pointer("body", "observed"), "value"))
+
+
+def _measured(nums: Numbers, a: Analysis, result_id: str, rule: Rule | None) -> Markup:
+    """`` (measured −6.64 ± 0.12; higher is riskier)`` from the result entry, if the bundle holds it."""
+    res = a.results_by_id.get(result_id)
+    if res is None or rule is None or res.summary.metric(rule.indicator) is None:
+        return Markup("")
+    ind = rule.indicator
+    return Markup(" (measured {} ± {}; {})").format(
+        nums.field(res.id, res.metric_pointer(ind.task, ind.metric, "value"), "value"),
+        nums.field(res.id, res.metric_pointer(ind.task, ind.metric, "stderr"), "stderr"),
+        riskier_words(rule),
+    )
+
+
+def _event_text(
+    e: VerifiedEntry, a: Analysis, names: dict[str, str], nums: Numbers, rules: dict[str, Rule]
+) -> Markup | None:
     body = e.statement.body
     if isinstance(body, AlertBody):
-        rule = body.rule
-        return Markup("{} for {} on rule <code>{}</code>: observed {} against level {}.").format(
+        rule = rules.get(body.rule)
+        lab = peer(names.get(body.result_lab, body.result_lab))
+        if body.observed is None or body.level is None:
+            return Markup("{} for {} on rule <code>{}</code>{}.").format(
+                VERDICT_TEXT[body.verdict], lab, body.rule, _measured(nums, a, body.result, rule)
+            )
+        observed = _compared(nums, a, e, body.result, rule)
+        level = nums.field(e.entry_id, pointer("body", "level"), "value")
+        fc = body.forecast
+        if fc is not None and not _reached(rule, body.observed, body.level):
+            low = fc.crossing_low or fc.crossing_flop
+            crossing = (
+                Markup("may reach the breach level from {} FLOP").format(
+                    nums.field(
+                        e.entry_id,
+                        pointer("body", "forecast", "crossing_low" if fc.crossing_low else "crossing_flop"),
+                        "flop",
+                    )
+                )
+                if low is not None
+                else Markup("may reach the breach level")
+            )
+            return Markup(
+                "{} <strong>by trend</strong> for {} on rule <code>{}</code>: the forecast of its results {}, "
+                "within the look-ahead to {} FLOP. Now {} is short of the {} of {}{}."
+            ).format(
+                VERDICT_TEXT[body.verdict],
+                lab,
+                body.rule,
+                crossing,
+                nums.field(e.entry_id, pointer("body", "forecast", "horizon_flop"), "flop"),
+                observed,
+                _level_name(rule, body.level),
+                level,
+                _measured(nums, a, body.result, rule),
+            )
+        return Markup("{} for {} on rule <code>{}</code>: {} reached the {} of {}{}.").format(
             VERDICT_TEXT[body.verdict],
-            peer(names.get(body.result_lab, body.result_lab)),
-            rule,
-            nums.field(e.entry_id, pointer("body", "observed")) if body.observed is not None else "—",
-            nums.field(e.entry_id, pointer("body", "level")) if body.level is not None else "—",
+            lab,
+            body.rule,
+            observed,
+            _level_name(rule, body.level),
+            level,
+            _measured(nums, a, body.result, rule),
         )
     if isinstance(body, PauseProposalBody):
+        rule = rules.get(body.trigger.rule)
         return Markup(
-            "Pause proposed after {}'s result on rule <code>{}</code> ({} against breach level {})."
+            "Pause proposed after {}'s result on rule <code>{}</code>: {} reached the {} of {}{}."
         ).format(
             peer(names.get(body.trigger.lab, body.trigger.lab)),
             body.trigger.rule,
-            nums.field(e.entry_id, pointer("body", "observed")),
-            nums.field(e.entry_id, pointer("body", "level")),
+            _compared(nums, a, e, body.trigger.result, rule),
+            _level_name(rule, body.level),
+            nums.field(e.entry_id, pointer("body", "level"), "value"),
+            _measured(nums, a, body.trigger.result, rule),
         )
     if isinstance(body, VoteBody):
         return Markup("Voted <strong>{}</strong> on the {} proposal.").format(body.decision, body.action)
@@ -428,6 +629,58 @@ def _event_text(e: VerifiedEntry, a: Analysis, names: dict[str, str], nums: Numb
     return None
 
 
+def _time_key(ts: str) -> str:
+    """A sort key for RFC 3339 UTC times that orders fractions of a second correctly."""
+    if _TIME.fullmatch(ts) is not None:
+        return ts[:19] + ts[19:-1].ljust(10, "0")
+    return parse_time(ts).strftime("%Y-%m-%dT%H:%M:%S.%f000")
+
+
+def causal_order(a: Analysis) -> list[VerifiedEntry]:
+    """Entries by time, then by dependency: nothing is listed before what it cites.
+
+    A vote follows its proposal, a proposal and an alert the result they cite, and a
+    certificate the proposal and every vote it carries, even where a signer's clock ran
+    behind (its own time is still the one shown). Ties go to the cited entry, then lab, seq.
+    """
+    deps: dict[str, list[str]] = {}
+    by_proposal = {p.proposal_id: p for p in a.proposals}
+    for e in a.entries:
+        body = e.statement.body
+        d: list[str] = []
+        if isinstance(body, AlertBody):
+            d.append(body.result)
+        elif isinstance(body, PauseProposalBody):
+            d.append(body.trigger.result)
+        elif isinstance(body, VoteBody):
+            p = by_proposal.get(body.proposal_id)
+            if p is not None:
+                d.append(p.entry.entry_id)
+        elif isinstance(body, PauseCertificateBody):
+            p = by_proposal.get(body.proposal_id)
+            if p is not None:
+                d.append(p.entry.entry_id)
+                counted = p.certificate_result.votes if p.certificate_result is not None else p.votes
+                d += [v.entry_id for v in counted]
+        if d:
+            deps[e.entry_id] = [x for x in d if x in a.by_id]
+    key: dict[str, tuple[str, int]] = {}
+
+    def k(eid: str) -> tuple[str, int]:
+        got = key.get(eid)
+        if got is not None:
+            return got
+        own = (_time_key(a.by_id[eid].statement.issued_at), 0)
+        key[eid] = own  # a cycle (impossible with content ids) would stop here
+        for dep in deps.get(eid, ()):
+            t, depth = k(dep)
+            own = (max(own[0], t), max(own[1], depth + 1))
+        key[eid] = own
+        return own
+
+    return sorted(a.entries, key=lambda e: (*k(e.entry_id), e.lab, e.seq))
+
+
 def _timeline(
     a: Analysis, names: dict[str, str], nums: Numbers, since: str | None
 ) -> tuple[list[Event], int]:
@@ -435,7 +688,8 @@ def _timeline(
     hidden = 0
     t_since = parse_time(since) if since else None
     last_verdict: dict[tuple[str, str, str], str] = {}
-    for e in sorted(a.entries, key=lambda e: (e.statement.issued_at, e.lab, e.seq)):
+    rules = {r.id: r for r in a.policy.rules}
+    for e in causal_order(a):
         if t_since is not None and parse_time(e.statement.issued_at) < t_since:
             continue
         if e.kind == "eval_result":
@@ -452,27 +706,39 @@ def _timeline(
                 if v.verdict != before:
                     shown = True
                     ind = rule.indicator
+                    bound = (
+                        Markup("; {} {}").format(bound_name(rule), nums.bound(e.entry_id, rule.id, False))
+                        if rule.uncertainty.method == "upper_bound"
+                        else Markup("")
+                    )
                     events.append(
                         Event(
                             e.statement.issued_at,
                             e.lab,
                             "eval_result",
                             e,
-                            Markup("{} <code>{}</code> {} ± {} → {} on rule <code>{}</code> ({}).").format(
+                            Markup(
+                                "{} at {} FLOP: <code>{}</code> measured {} ± {}{} → {} on rule <code>{}</code>."
+                            ).format(
                                 peer(res.model),
+                                nums.field(e.entry_id, FLOP_PTR, "flop"),
                                 ind.metric,
-                                nums.field(e.entry_id, res.metric_pointer(ind.task, ind.metric, "value")),
-                                nums.field(e.entry_id, res.metric_pointer(ind.task, ind.metric, "stderr")),
+                                nums.field(
+                                    e.entry_id, res.metric_pointer(ind.task, ind.metric, "value"), "value"
+                                ),
+                                nums.field(
+                                    e.entry_id, res.metric_pointer(ind.task, ind.metric, "stderr"), "stderr"
+                                ),
+                                bound,
                                 nums.verdict(e.entry_id, rule.id, False),
                                 rule.id,
-                                fmt_flop(res.flop),
                             ),
                         )
                     )
             if not shown:
                 hidden += 1
             continue
-        text = _event_text(e, a, names, nums)
+        text = _event_text(e, a, names, nums, rules)
         if text is not None:
             events.append(Event(e.statement.issued_at, e.lab, e.kind, e, text))
     return events, hidden
@@ -502,6 +768,13 @@ def environment() -> Environment:
     env.filters["peer"] = peer
     env.filters["peer_short"] = peer_short
     env.filters["anchor"] = _anchor
+    env.filters["dec"] = fmt_dec
+    env.filters["flop_text"] = flop_text
+    env.filters["css_string"] = css_string
+    env.globals["bound_name"] = bound_name
+    env.globals["confidence"] = confidence
+    env.globals["confidence_words"] = confidence_words
+    env.globals["riskier_words"] = riskier_words
     env.globals["entry_rows"] = entry_rows
     env.globals["routine_count"] = routine_count
     env.globals["result_rows"] = result_rows
