@@ -256,3 +256,55 @@ def test_first_supporter_node_down_others_certify_over_http(tmp_path: Path) -> N
     finally:
         for h in homes:
             h.close()
+
+
+def test_poisoned_result_over_http_then_breach_stops_url_gate(tmp_path: Path) -> None:
+    """Finding 1 on real nodes: gamma POSTs a result with an extreme metric value (signed raw,
+    past its own node's checks) to every node; each refuses it with its code and nothing
+    stops: alpha's later real breach pauses every node, /v1/status says so, and alpha's
+    authenticated URL gate stops training."""
+    from node.client import PeerClient
+    from node.gate import TrainingGate
+    from protocol.canonical import format_time, utcnow
+    from protocol.feed import FeedWriter
+
+    homes = make_network(tmp_path / "net", LABS)
+    nodes = [Node(h).start() for h in homes]
+    try:
+        gamma = homes[2]
+        chain = gamma.store.roster_chain()
+        env, _ = FeedWriter(chain.network_id, "gamma", gamma.key, None).append(
+            "eval_result", result_body("0.5"), format_time(utcnow())
+        )
+        # Swap the metric for 1E70 in the signed statement and sign that (a hostile lab's own
+        # tooling, not its node, makes this entry).
+        import json
+
+        from protocol.canonical import canonical_bytes
+        from protocol.envelope import ENTRY_PAYLOAD_TYPE, sign_payload
+
+        st = json.loads(env.payload_bytes())
+        st["body"]["tasks"][0]["metrics"]["acc"]["value"] = "1E70"
+        poisoned = sign_payload(canonical_bytes(st), ENTRY_PAYLOAD_TYPE, [gamma.key])
+        for n in nodes:
+            with PeerClient(n.url, gamma.key, "gamma") as c:
+                out = c.post_envelopes([poisoned])
+            assert [r["status"] for r in out] == ["rejected"] and out[0]["code"] == "numeric-domain", out
+        rid = homes[0].publish("eval_result", result_body("0.70"))
+        pid = _pid(homes[0], rid)
+        wait_until(lambda: all(n.status()["paused"] for n in nodes), 30, what="paused on every node")
+        assert all(n.status()["pause"]["certificates"][0]["proposal_id"] == pid for n in nodes)
+        gate = TrainingGate(
+            nodes[0].url, key=homes[0].key, member="alpha", poll_interval_s=0, grace_s=0,
+            roster=homes[0].store.roster_chain(),
+        )
+        try:
+            decision = gate.check(1)
+        finally:
+            gate.close()
+        assert decision.stop and pid in decision.paused
+    finally:
+        for n in nodes:
+            n.stop()
+        for h in homes:
+            h.close()
