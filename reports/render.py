@@ -93,7 +93,7 @@ def fmt_dec(value: Any, sig: int = 3) -> str:
     """A measured number for lay readers: ``sig`` significant digits, a true minus sign.
 
     ``-8.441237`` → ``−8.44``, ``0.02171`` → ``0.0217`` (``sig=2``: ``0.022``), ``-14.12`` →
-    ``−14.1``; whole digits are never dropped (``1234.5`` → ``1235``). The exact signed value
+    ``−14.1``; whole digits are never dropped (``1234.7`` → ``1235``). The exact signed value
     stays one step away: every such number links to its entry, whose row lists it.
     """
     try:
@@ -107,6 +107,15 @@ def fmt_dec(value: Any, sig: int = 3) -> str:
     places = max(sig - 1 - d.adjusted(), 0)
     text = f"{abs(d):.{places}f}"
     return (MINUS if d < 0 else "") + text
+
+
+def exact_text(value: Any) -> str:
+    """A signed value exactly as signed, for readers: ``1.17166E+20`` → ``1.17166 × 10²⁰``, ``-6.6`` → ``−6.6``."""
+    text = str(value)
+    m = re.fullmatch(r"(-?)(\d+(?:\.\d+)?)[eE]\+?(-?\d+)", text)
+    if m is not None:
+        return f"{MINUS if m.group(1) else ''}{m.group(2)} × 10{str(int(m.group(3))).translate(SUPERSCRIPT)}"
+    return MINUS + text[1:] if text.startswith("-") else text
 
 
 def confidence(z: str | None) -> str:
@@ -429,7 +438,7 @@ def entry_rows(nums: Numbers, a: Analysis, printed: bool = False) -> Markup:
         exact = shown.get(e.entry_id)
         values = (
             "<td><ul class=\"plain\">"
-            + "".join(f"<li><code>{escape(w)!s}</code> = {escape(v)!s}</li>" for w, v in exact.items())
+            + "".join(f"<li><code>{escape(w)!s}</code> = {escape(exact_text(v))!s}</li>" for w, v in exact.items())
             + "</ul></td>"
             if exact
             else "<td></td>"
@@ -769,6 +778,7 @@ def environment() -> Environment:
     env.filters["peer_short"] = peer_short
     env.filters["anchor"] = _anchor
     env.filters["dec"] = fmt_dec
+    env.filters["exact"] = exact_text
     env.filters["flop_text"] = flop_text
     env.filters["css_string"] = css_string
     env.globals["bound_name"] = bound_name

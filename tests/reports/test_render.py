@@ -383,3 +383,129 @@ def test_fmt_when_rejects_a_malformed_time(ts: str) -> None:
 
     with pytest.raises(SchemaError):
         fmt_when(ts)
+
+
+# --- the number layer: one vocabulary for lay readers (issue: "Numbers mislead") -------------
+
+
+def _text(html: str) -> str:
+    """Visible text: no tags, no stylesheet, whitespace collapsed."""
+    html = re.sub(r"<style>.*?</style>", "", html, flags=re.S)
+    html = re.sub(r"<title>.*?</title>|<desc[^>]*>.*?</desc>", "", html, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split()).replace(" ,", ",").replace(" .", ".")
+
+
+def test_observed_value_is_the_point_value_with_bound_named(verified: VerificationReport) -> None:
+    from reports.render import bound_name, fmt_dec
+
+    vb = verified.require()
+    a = vb.analysis
+    html = render_html(vb, report=verified)
+    p = next(p for p in a.proposals if p.action == "pause")
+    trigger = p.entry.statement.body.trigger  # type: ignore[union-attr]
+    res = a.results_by_id[trigger.result]
+    rule = next(r for r in a.policy.rules if r.id == trigger.rule)
+    m = res.summary.metric(rule.indicator)
+    assert m is not None
+    v = a.point[(res.id, rule.id)]
+    assert v.bound != m.value  # the fixture's bound differs from the measured value
+    measured = f"measured {fmt_dec(m.value)} ± {fmt_dec(m.stderr, 2)}"
+    bound = f"{bound_name(rule)} {fmt_dec(v.bound)}"
+    assert bound_name(rule) == "upper 84% bound"
+    # Summary, timeline and vote record all say the same: the measured value is the point value,
+    # the compared number is the bound, named as such; nothing is called "observed".
+    for section in ("summary", "timeline", "votes"):
+        text = _text(_section(html, section))
+        assert measured in text, (section, text[:600])
+        assert bound in text or f"{bound_name(rule)}, {fmt_dec(v.bound)}" in text, (section, text[:600])
+        assert "observed" not in text.lower(), section
+    # The Labs table shows the same measured value with the same words.
+    labs = _text(_section(html, "labs"))
+    latest = a.latest[(res.lab, res.model)]
+    lm = latest.summary.metric(rule.indicator)
+    assert lm is not None and f"measured {fmt_dec(lm.value)} ± {fmt_dec(lm.stderr, 2)}" in labs
+    assert "z = 1.0 ≈ 84% one-sided" in _text(_section(html, "thresholds"))
+
+
+def test_trend_warning_says_by_trend() -> None:
+    report = verify_bundle(synthetic_network(3, 6, pause=False, reach=0.6).bundle())
+    vb = report.require()
+    a = vb.analysis
+    html = render_html(vb, report=report)
+    rank = {"ok": 0, "warn": 1, "breach": 2}
+    by_trend = [
+        (eid, rule)
+        for (eid, rule), v in a.trend.items()
+        if rank[v.verdict] > rank[a.point[(eid, rule)].verdict]
+    ]
+    assert by_trend, "the fixture has a warning that only the trend gives"
+    labs = _section(html, "labs")
+    assert labs.count('<span class="trend-note">by trend</span>') == len(by_trend)
+    summary = _text(_section(html, "summary"))
+    assert "by trend its results may reach the breach level" in summary
+    assert "× 10" in summary  # the crossing, in compute a reader can say
+
+
+def test_compute_in_scientific_notation(verified: VerificationReport) -> None:
+    html = render_html(verified.require(), report=verified)
+    text = _text(html)
+    sci = r"(?<![0-9a-f])\d+(?:\.\d+)?[eE][+-]?\d+(?![0-9a-f])"  # not inside a hex digest
+    assert not re.search(sci, text), re.search(r".{60}" + sci + r".{20}", text)
+    assert "× 10" in text
+    # No number shown in the body carries more than three significant digits after the point.
+    body = _text(html[: html.index('<section id="methodology"')])
+    assert not re.search(r"\d\.\d{5,}", body), re.search(r".{40}\d\.\d{5,}.{10}", body)
+
+
+def test_certificate_listed_after_its_votes() -> None:
+    from protocol.entries import PauseCertificateBody, PauseProposalBody, Trigger, VoteBody, pause_proposal_id
+
+    net = synthetic_network(3, 6, pause=False)
+    a0 = verify_bundle(net.bundle()).require().analysis
+    res, rule = next(
+        (r, rule)
+        for r in a0.results
+        for rule in a0.policy.rules
+        if a0.point.get((r.id, rule.id)) is not None and a0.point[(r.id, rule.id)].verdict == "breach"
+    )
+    trigger = Trigger(result=res.id, lab=res.lab, rule=rule.id, policy_digest=a0.policy.digest)
+    pid = pause_proposal_id(trigger)
+    labs = sorted(net.writers)
+    proposal = net.publish(
+        labs[0],
+        "pause_proposal",
+        PauseProposalBody(
+            proposal_id=pid,
+            trigger=trigger,
+            observed=a0.point[(res.id, rule.id)].bound,
+            level=rule.breach_level,
+        ),
+    )
+    votes = [
+        net.publish(lab, "vote", VoteBody(proposal_id=pid, action="pause", decision="pause")) for lab in labs
+    ]
+    # Published in the same second as the last vote, by a lab that sorts before the last voter:
+    # by time and name alone it would be listed before a vote it carries.
+    cert = net.publish(
+        labs[0],
+        "pause_certificate",
+        PauseCertificateBody(
+            proposal_id=pid,
+            action="pause",
+            roster_version=1,
+            proposal=proposal.envelope,
+            votes=[v.envelope for v in votes],
+        ),
+        minutes=0,
+    )
+    assert cert.statement.issued_at == votes[-1].statement.issued_at and cert.lab < votes[-1].lab
+    report = verify_bundle(net.bundle())
+    html = render_html(report.require(), report=report)
+    timeline = _section(html, "timeline")
+    order = re.findall(r'<li class="k-([a-z_]+)">.*?href="#(e-[0-9a-f]{16})"', timeline, flags=re.S)
+    ids = [anchor for _, anchor in order]
+    at = {f"e-{e.entry_id[:16]}": i for i, e in enumerate([proposal, *votes, cert])}
+    positions = [ids.index(anchor) for anchor in at]
+    assert positions == sorted(positions), order
+    # Times are shown to the second, in UTC.
+    assert re.search(r"<time datetime=\"[^\"]+\">\d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} UTC</time>", timeline)
