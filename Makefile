@@ -23,6 +23,8 @@ lint: venv
 test: lint
 	# Report tests print and inspect pages in headless Chromium (installed if missing).
 	bash scripts/ensure-chromium.sh
+	# Accessibility tests run axe-core inside the page (fetched once into a cache with npm).
+	bash scripts/ensure-axe-core.sh >/dev/null || echo "axe-core could not be fetched: the accessibility tests will skip"
 	$(BIN)/pytest -q
 
 test-fast: venv

@@ -865,7 +865,7 @@ def render_html(
         bundle_sha256=bundle_sha256,
         # The bundle's own time, not the clock: the same bundle always renders the same bytes
         # (tripwire verify re-renders a report to check it against its evidence).
-        generated=(generated_at or parse_time(b.generated_at)).strftime("%d %B %Y, %H:%M UTC"),
+        generated=(generated_at or parse_time(b.generated_at)).strftime("%d %B %Y, %H:%M:%S UTC"),
         network_name=a.chain.current.roster.network_name,
         marker_path=marker_path,
         lab_index={lab: i for i, lab in enumerate(lab_order)},

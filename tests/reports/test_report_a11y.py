@@ -249,3 +249,23 @@ def test_pdf_has_page_numbers(verified: VerificationReport) -> None:
     for i, text in enumerate(pages, start=1):
         assert f"Page {i} of {total}" in text, text[:200]
         assert "Tripwire report" in text and network in text  # the running header
+
+
+def test_screenshots_at_phone_and_desktop_width(browser: Browser, report_file: Path) -> None:
+    # For people to look at (docs/images holds copies): the first screen at phone and desktop
+    # width, and the first chart.
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, width, height in (("phone", 390, 844), ("desktop", 1366, 900)):
+        page = browser.open(report_file.as_uri(), width, height)
+        shot = ARTIFACTS / f"report-{name}.png"
+        page.screenshot(shot, full_height=height)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    page = browser.open(report_file.as_uri(), 1366)
+    box = page.eval(
+        "(() => { const r = document.querySelector('figure.chart').getBoundingClientRect();"
+        " return {x: r.left, y: r.top + window.scrollY, width: r.width, height: r.height}; })()"
+    )
+    assert box["width"] > 300 and box["height"] > 200, box
+    chart = ARTIFACTS / "report-chart.png"
+    page.screenshot(chart, clip=box)
+    assert chart.stat().st_size > 20_000
