@@ -225,9 +225,20 @@ def test_axe_finds_a_planted_violation(browser: Browser, axe_source: str, tmp_pa
     assert "image-alt" in {v["id"] for v in _axe(page, axe_source)}
 
 
+@pytest.fixture(scope="module")
+def hostile_report_file(hostile_verified: VerificationReport, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Lab names thousands of characters long without a space, right-to-left overrides, markup.
+    path = tmp_path_factory.mktemp("a11y-hostile") / "report.html"
+    path.write_text(render_html(hostile_verified.require(), report=hostile_verified), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("which", ["demo", "hostile"])
 @pytest.mark.parametrize("width", list(WIDTHS.values()), ids=list(WIDTHS))
-def test_no_horizontal_overflow(browser: Browser, report_file: Path, width: int) -> None:
-    page = browser.open(report_file.as_uri(), width)
+def test_no_horizontal_overflow(
+    browser: Browser, report_file: Path, hostile_report_file: Path, width: int, which: str
+) -> None:
+    page = browser.open((report_file if which == "demo" else hostile_report_file).as_uri(), width)
     sizes = page.eval(
         "({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,"
         " wide: [...document.querySelectorAll('main *, header *, footer *')]"
