@@ -43,3 +43,34 @@ def test_members_get_the_latest_report_and_strangers_do_not(node_home: Path) -> 
             assert anonymous.status_code == 401
     finally:
         home.close()
+
+
+def test_invalid_certificate_in_a_feed_does_not_break_the_report(node_home: Path, tmp_path: Path) -> None:
+    """One bad certificate entry (here: naming a roster version nobody holds) is flagged in
+    the report, never a 422: the report and its evidence still come back and verify."""
+    import json
+    import shutil
+
+    from protocol.entries import PauseCertificateBody
+
+    root = tmp_path / "copy"
+    shutil.copytree(node_home, root)
+    home = NodeHome.open(root / "lab-a")
+    try:
+        some = home.store.entries(kind="eval_result")[0].envelope
+        bad = PauseCertificateBody(
+            proposal_id="ab" * 32, action="pause", roster_version=9, proposal=some, votes=[some]
+        )
+        cert_id = home.publish("pause_certificate", bad)
+        with ThreadedNode(home, port=_free_port()) as node:
+            node.app.include_router(reports_route.router)
+            with node.client(home.key, home.lab) as client:
+                status, _, body = client.request("GET", "/v1/reports/latest", params={"audience": "regulator"})
+                assert status == 200, body[:500]
+                assert cert_id[:16].encode() in body
+                status, _, evidence = client.request("GET", "/v1/reports/latest", params={"format": "json"})
+                assert status == 200, evidence[:500]
+                report = verify_bundle(parse_bundle(json.loads(evidence)))
+                assert report.ok, [c for c in report.checks if not c.ok]
+    finally:
+        home.close()
