@@ -80,6 +80,16 @@ PAUSE_STATE_PATH = "/v1/status/pause"
 MAX_ANSWER_BYTES = 256 * 1024
 
 
+#: The start of the text of a halt record: a ``note`` a gate signs into its lab's feed when it
+#: stops training for a pause (docs/pause.md). Reports read the step from it.
+HALT_PREFIX = "training halted at step "
+
+
+def halt_text(step: int, reason: str) -> str:
+    """The text of a halt record for ``step``, with the gate's reason."""
+    return f"{HALT_PREFIX}{int(step)}: {reason[:2000]}"
+
+
 class GateConfig(BaseModel):
     """``[gate]`` in node.toml (keyword arguments of :class:`TrainingGate` override it)."""
 
@@ -97,6 +107,9 @@ class GateConfig(BaseModel):
     """Also read the home's store directly (needs a home)."""
     stop_on_local_breach: bool = True
     """Stop on this lab's own verified breach, before the network's pause certificate."""
+    record_halts: bool = True
+    """When a gate with a home stops for a certified pause, sign a halt record (a ``note``
+    beginning "training halted at step N") into the lab's feed, for the network's reports."""
     timeout_s: float = Field(default=5.0, gt=0)
     """Timeout of one status request."""
     lab: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
@@ -245,7 +258,22 @@ class TrainingGate:
         if not decision.proceed:
             self._stopped = decision
             log.warning(decision.message())
+            self._record_halt(decision)
         return decision
+
+    def _record_halt(self, decision: GateDecision) -> None:
+        """Sign the halt into the lab's own feed (a home gate holds the lab's key), so the
+        network's reports can say where each lab's training stopped. A gate that cannot
+        write still stops: the record is evidence, never a condition of stopping."""
+        if self.home is None or not decision.paused or not self.config.record_halts:
+            return
+        certs = decision.details.get("certificates")
+        refs = sorted(set(certs.values()))[:64] if isinstance(certs, dict) else []
+        text = halt_text(decision.step, decision.reason)
+        try:
+            self.home.publish("note", {"text": text, "refs": refs})
+        except Exception as e:  # the training loop stops whatever happens here
+            log.error("gate stopped training but could not record the halt in the feed: %s", _describe(e))
 
     def step_hook(
         self, save: Callable[[int, Any], Any] | None = None, *, echo: Callable[[str], Any] | None = print

@@ -15,7 +15,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from reports.analysis import FLOP_PTR, STEP_PTR, Analysis, ProposalState, pointer, resolve_pointer
+from reports.analysis import (
+    FLOP_PTR,
+    STEP_PTR,
+    TEXT_PTR,
+    Analysis,
+    ProposalState,
+    is_halt_record,
+    pointer,
+    resolve_pointer,
+)
 
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Pointer = Annotated[str, StringConstraints(pattern=r"^(/[^/]*)*$", max_length=512)]
@@ -152,6 +161,8 @@ def _field_values(a: Analysis) -> Iterator[tuple[str, dict[str, Any]]]:
                         vals[pointer("body", "forecast", name)] = v
         elif e.kind == "pause_certificate":
             vals[pointer("body", "roster_version")] = st["body"]["roster_version"]
+        elif is_halt_record(e):
+            vals[TEXT_PTR] = st["body"]["text"]  # the step it names is shown from the signed text
         yield e.entry_id, vals
 
 

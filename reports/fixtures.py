@@ -268,7 +268,7 @@ def synthetic_network(
                     VoteBody(proposal_id=pid, action="pause", decision=decision, rationale=rationale),
                 )
             )
-        net.publish(
+        cert = net.publish(
             watcher,
             "pause_certificate",
             PauseCertificateBody(
@@ -279,6 +279,19 @@ def synthetic_network(
                 votes=[v.envelope for v in votes if v.statement.body.decision == "pause"],  # type: ignore[union-attr]
             ),
         )
+        # Every lab's training gate stops at its next check and signs a halt record.
+        for k, lab in enumerate(ids):
+            step = (results_per_lab * 100) + 20 * (k + 1)
+            net.publish(
+                lab,
+                "note",
+                {
+                    "text": f"training halted at step {step}: the local store holds a pause certificate "
+                    f"for proposal {pid[:16]}…; training may restart after a resume certificate",
+                    "refs": [cert.entry_id],
+                },
+                minutes=1,
+            )
     if equivocation:
         lab = ids[1]
         w = net.writers[lab]

@@ -42,7 +42,16 @@ from protocol.entries import (
     VoteBody,
 )
 from protocol.policy import Rule, RuleVerdict
-from reports.analysis import FLOP_PTR, STEP_PTR, Analysis, ProposalState, Result, pointer
+from reports.analysis import (
+    FLOP_PTR,
+    HALT_RE,
+    STEP_PTR,
+    TEXT_PTR,
+    Analysis,
+    ProposalState,
+    Result,
+    pointer,
+)
 from reports.bundle import Check, VerificationReport, VerifiedBundle
 from reports.charts import Chart, build_chart, marker_for, marker_path, open_shape
 from reports.errors import BrowserMissingError, RenderError
@@ -301,6 +310,19 @@ class Numbers:
         return self._link(
             entry, getattr(c, what), f"{what} recomputed from the signed votes on proposal {entry}"
         )
+
+    def halt_step(self, doc: str) -> Markup:
+        """The step a lab's signed halt record names, linked to the record (its full signed
+        text is in the cited-documents appendix)."""
+        key = (doc, TEXT_PTR)
+        if key not in self.claims.fields:
+            raise RenderError(f"the report tried to show halt record {doc[:16]}…, which the bundle does not claim")
+        text = str(self.claims.fields[key])
+        m = HALT_RE.match(text)
+        if m is None:
+            raise RenderError(f"entry {doc[:16]}… is not a halt record")
+        self._show(doc, TEXT_PTR, text)
+        return self._link(doc, f"{int(m.group(1)):,}", f"signed halt record {doc}: {text[:200]}")
 
     def entry(self, entry_id: str) -> Markup:
         """A link to a cited document by its id (shortened; the full id in the tooltip)."""

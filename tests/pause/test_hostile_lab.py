@@ -308,3 +308,25 @@ def test_poisoned_result_over_http_then_breach_stops_url_gate(tmp_path: Path) ->
             n.stop()
         for h in homes:
             h.close()
+
+
+def test_home_gate_signs_a_halt_record_when_it_stops(homes) -> None:
+    """A gate with the lab's home stops for the certified pause and signs "training halted at
+    step N" into the lab's feed (once), citing the certificate, so reports can say where each
+    lab's training stopped."""
+    from node.gate import HALT_PREFIX, TrainingGate
+
+    mesh = Mesh(homes)
+    rid = mesh.home("alpha").publish("eval_result", result_body("0.70"))
+    mesh.settle()
+    beta = mesh.home("beta")
+    gate = TrainingGate(beta, poll_interval_s=0, grace_s=0, url="http://127.0.0.1:9/")
+    try:
+        first, again = gate.check(420), gate.check(421)
+    finally:
+        gate.close()
+    assert first.stop and again.stop and _pid(homes[0], rid) in first.paused
+    (note,) = [e for e in beta.store.entries(kind="note", lab="beta") if e.statement.body.text.startswith(HALT_PREFIX)]
+    assert note.statement.body.text.startswith(f"{HALT_PREFIX}420: ")
+    (cert,) = beta.store.entries(kind="pause_certificate")
+    assert note.statement.body.refs == [cert.entry_id]

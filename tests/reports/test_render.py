@@ -509,3 +509,28 @@ def test_certificate_listed_after_its_votes() -> None:
     assert positions == sorted(positions), order
     # Times are shown to the second, in UTC.
     assert re.search(r"<time datetime=\"[^\"]+\">\d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} UTC</time>", timeline)
+
+
+def test_training_halt_recorded_by_each_gate_is_shown_with_its_step(net: Any, verified: VerificationReport) -> None:
+    """Each lab's gate signed a halt record into its feed: the report says where each lab's
+    training halted, the step linked to the signed record."""
+    vb = verified.require()
+    html = render_html(vb, report=verified)
+    assert len(vb.analysis.halts) == len(vb.chain.current.roster.labs)
+    for lab, note in vb.analysis.halts.items():
+        step = note.statement.body.text.split()[4].rstrip(":")  # "training halted at step N: …"
+        anchor = f"e-{note.entry_id[:16]}"
+        assert re.search(rf'training halted at step <a class="num" href="#{anchor}"[^>]*>{int(step):,}</a>', html), lab
+    assert "no halt recorded" not in html
+
+
+def test_edited_halt_record_claim_fails_verify(net: Any) -> None:
+    b = net.bundle()
+    fields = []
+    for fc in b.claims.fields:
+        if "/body/text" in fc.values:
+            fc = fc.model_copy(update={"values": {**fc.values, "/body/text": "training halted at step 1: edited"}})
+        fields.append(fc)
+    forged = b.model_copy(update={"claims": Claims(fields=fields, verdicts=b.claims.verdicts, tallies=b.claims.tallies)})
+    report = verify_bundle(forged)
+    assert not report.ok and any("/body/text" in r for r in report.failures())
