@@ -30,6 +30,7 @@ verdict compares log10 FLOP values rounded to 4 decimals, which are the publishe
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import functools
 import math
@@ -60,6 +61,23 @@ from protocol.policy import (
 MIN_LOGISTIC_POINTS = 4
 #: Most checkpoints used in one fit; the newest are kept beyond this.
 MAX_POINTS = 512
+#: Checkpoints more than this many decades of compute below the latest are warm-up: dropped.
+WARMUP_DECADES = 2.0
+#: Weights of the three candidate curves: bounded logistic, line in log-compute, and the
+#: latest level held flat ("growth stops here"). Backtested on Pythia (docs/benchmarks.md):
+#: real runs decelerate more than either fitted curve expects, and the average of a curve
+#: that keeps rising and one that stops beats each alone.
+W_LOGISTIC, W_LINE, W_FLAT = 0.25, 0.25, 0.5
+#: Without a usable logistic: line and flat level.
+W_LINE_ONLY, W_FLAT_ONLY = 0.5, 0.5
+#: Smallest standard deviation of a future measurement, as a fraction of the metric's range
+#: (of the data's spread when the range is not declared).
+NOISE_FLOOR = 0.005
+#: Fewest degrees of freedom for the Student t quantile.
+MIN_DOF = 2
+#: Calibration of the prediction interval: its half-width is CALIBRATION * t * se, with the
+#: factor chosen by backtest so that a stated level of 0.9 covers 90% on Pythia.
+CALIBRATION = 0.75
 #: Search for crossings this many decades of compute past the horizon.
 SEARCH_DECADES_PAST_HORIZON = 2
 LOG_PLACES = 4
@@ -245,9 +263,20 @@ class _Data:
     y_scale: float
     sign: float
     distinct: int
+    floor: float | None = None
+    """The curve's lowest reachable value (chance, or a lower measurement), normalized risk space."""
+    ceiling: float | None = None
+    """The metric's best value (or a higher measurement), normalized risk space."""
+    noise: float = 0.0
+    """Standard deviation of a future measurement, normalized (reported stderr, floored)."""
 
 
-def _prepare(points: Sequence[TrendPoint], direction: Direction) -> _Data | None:
+def _prepare(
+    points: Sequence[TrendPoint],
+    direction: Direction,
+    chance: str | None = None,
+    ceiling: str | None = None,
+) -> _Data | None:
     sign = 1.0 if direction == "higher_is_riskier" else -1.0
     raw: list[tuple[float, float, float]] = []
     for p in points:
@@ -259,6 +288,11 @@ def _prepare(points: Sequence[TrendPoint], direction: Direction) -> _Data | None
             raise PolicyError(f"trend point at step {p.step}: value or stderr out of range")
         raw.append((x, sign * y, se))
     raw.sort()
+    if raw:
+        # Warm-up rule: checkpoints more than WARMUP_DECADES below the latest compute are
+        # dropped; their scores reflect the learning-rate warm-up, not the scaling trend.
+        cut = raw[-1][0] - WARMUP_DECADES
+        raw = [r for r in raw if r[0] >= cut]
     if len(raw) > MAX_POINTS:
         raw = raw[-MAX_POINTS:]
     distinct = len({r[0] for r in raw})
@@ -276,9 +310,29 @@ def _prepare(points: Sequence[TrendPoint], direction: Direction) -> _Data | None
         y_scale = max(y_scale, abs(r[1] - y_mean))
     if y_scale == 0.0:
         y_scale = 1.0
+    def norm(y: float) -> float:
+        return (y - y_mean) / y_scale
+
+    v = tuple(norm(r[1]) for r in raw)
+    lo = None if chance is None else norm(sign * float(Decimal(chance)))
+    hi = None if ceiling is None else norm(sign * float(Decimal(ceiling)))
+    # A measurement outside the declared range widens it (a task scored below chance is
+    # still measured correctly); the range then holds every forecast.
+    if lo is not None:
+        lo = min([lo, *v])
+    if hi is not None:
+        hi = max([hi, *v])
+    # The next measurement's noise: the latest checkpoint's reported stderr, never less than
+    # a floor (a stderr of 0 would claim an exact future score).
+    latest_var = [r[2] for r in raw if r[0] == xs[-1]]
+    se = 0.0
+    for e in latest_var:
+        se = max(se, e)
+    span = (hi - lo) if lo is not None and hi is not None else 1.0
+    noise = max(se / y_scale, NOISE_FLOOR * span)
     return _Data(
         x=tuple(xs),
-        v=tuple((r[1] - y_mean) / y_scale for r in raw),
+        v=v,
         var=tuple((r[2] / y_scale) ** 2 for r in raw),
         x_mid=x_mid,
         x_half=x_half,
@@ -287,6 +341,9 @@ def _prepare(points: Sequence[TrendPoint], direction: Direction) -> _Data | None
         y_scale=y_scale,
         sign=sign,
         distinct=distinct,
+        floor=lo,
+        ceiling=hi,
+        noise=noise,
     )
 
 
@@ -294,46 +351,113 @@ def _prepare(points: Sequence[TrendPoint], direction: Direction) -> _Data | None
 
 
 @dataclass(frozen=True)
+class _Curve:
+    """One candidate curve of the forecast, in normalized risk space."""
+
+    kind: Literal["logistic", "linear", "flat"]
+    theta: tuple[float, ...]
+    cov: tuple[tuple[float, ...], ...]
+    weight: float
+
+
+def _curve_at(c: _Curve, u: float) -> tuple[float, float]:
+    g: tuple[float, ...]
+    if c.kind == "flat":
+        return c.theta[0], math.sqrt(c.cov[0][0])
+    if c.kind == "linear":
+        c0, c1 = c.theta
+        f, g = c0 + c1 * u, (1.0, u)
+    else:
+        a, b, k, m = c.theta
+        s = _sigmoid(k * (u - m))
+        w = (b - a) * s * (1.0 - s)
+        f, g = a + (b - a) * s, (1.0 - s, s, w * (u - m), -w * k)
+    q = 0.0
+    for i, gi in enumerate(g):
+        row = 0.0
+        for j, gj in enumerate(g):
+            row += c.cov[i][j] * gj
+        q += gi * row
+    return f, math.sqrt(q) if q > 0.0 else 0.0
+
+
+@dataclass(frozen=True)
 class TrendFit:
-    """A fitted trend with its covariance; predictions are in the metric's own units."""
+    """A fitted trend: a weighted average of candidate curves, with its prediction error.
+
+    ``predict`` gives the forecast and its prediction standard error (the fitted curves'
+    own error, their disagreement, and a future measurement's noise); ``interval`` the
+    band ``mean ± multiplier * se`` kept inside the metric's range. Values are in the
+    metric's own units.
+    """
 
     model: Literal["logistic", "linear"]
     n_points: int
     note: str
-    """Why this model was chosen (e.g. the reason for a linear fallback)."""
+    """Which curves were combined and why (e.g. the reason the logistic was left out)."""
     _theta: tuple[float, ...]
+    """Parameters of the main curve (the logistic when used, else the line)."""
     _cov: tuple[tuple[float, ...], ...]
     _data: _Data
     _ssr: float
+    _parts: tuple[_Curve, ...] = ()
+    """The candidate curves and their weights; empty: the main curve alone."""
+    dof: int = MIN_DOF
+    """Degrees of freedom of the Student t quantile: points less two, at least MIN_DOF."""
+    multiplier: float = 1.0
+    """Half-width of the band in prediction standard errors (set by the forecast)."""
 
     def _u(self, log10_flop: float) -> float:
         return (log10_flop - self._data.x_mid) / self._data.x_half
 
+    def _clamp(self, f: float) -> float:
+        d = self._data
+        if d.floor is not None and f < d.floor:
+            f = d.floor
+        if d.ceiling is not None and f > d.ceiling:
+            f = d.ceiling
+        return f
+
     def _risk(self, log10_flop: float) -> tuple[float, float]:
-        """Mean and standard error in normalized risk space."""
+        """Forecast and prediction standard error in normalized risk space."""
         u = self._u(log10_flop)
-        g: tuple[float, ...]
-        if self.model == "linear":
-            c0, c1 = self._theta
-            f, g = c0 + c1 * u, (1.0, u)
-        else:
-            a, b, k, m = self._theta
-            s = _sigmoid(k * (u - m))
-            w = (b - a) * s * (1.0 - s)
-            f, g = a + (b - a) * s, (1.0 - s, s, w * (u - m), -w * k)
-        q = 0.0
-        for i, gi in enumerate(g):
-            row = 0.0
-            for j, gj in enumerate(g):
-                row += self._cov[i][j] * gj
-            q += gi * row
-        return f, math.sqrt(q) if q > 0.0 else 0.0
+        parts = self._parts or (_Curve(self.model, self._theta, self._cov, 1.0),)
+        fs: list[tuple[float, float, float]] = []
+        mean = 0.0
+        for c in parts:
+            f, se = _curve_at(c, u)
+            f = self._clamp(f)
+            fs.append((c.weight, f, se))
+            mean += c.weight * f
+        var = self._data.noise * self._data.noise
+        for w, f, se in fs:
+            var += w * (se * se + (f - mean) * (f - mean))
+        return mean, math.sqrt(var)
+
+    def _edge(self, log10_flop: float, cz: float) -> float:
+        f, se = self._risk(log10_flop)
+        return self._clamp(f + cz * se)
 
     def predict(self, log10_flop: float) -> tuple[float, float]:
-        """(mean, standard error) of the fitted curve at ``log10_flop``, in metric units."""
+        """(forecast, prediction standard error) at ``log10_flop``, in metric units."""
         f, se = self._risk(log10_flop)
         d = self._data
         return d.sign * (d.y_mean + d.y_scale * f), d.y_scale * se
+
+    def interval(self, log10_flop: float) -> tuple[float, float]:
+        """(low, high) of the prediction interval at ``log10_flop``, in metric units,
+        inside the metric's declared range."""
+        d = self._data
+        ends = [d.sign * (d.y_mean + d.y_scale * self._edge(log10_flop, cz)) for cz in (-self.multiplier, self.multiplier)]
+        return min(ends), max(ends)
+
+    def bounds(self) -> tuple[float | None, float | None]:
+        """(lowest, highest) value a forecast may take in metric units (None: unbounded)."""
+        d = self._data
+        ends = [None if r is None else d.sign * (d.y_mean + d.y_scale * r) for r in (d.floor, d.ceiling)]
+        if d.sign < 0:
+            ends.reverse()
+        return ends[0], ends[1]
 
     def params(self) -> dict[str, str]:
         """Fitted parameters in metric units and log10 FLOP, 6 significant digits."""
@@ -411,12 +535,20 @@ def _normal_equations(d: _Data, theta: Sequence[float]) -> tuple[list[list[float
     return jtj, [r0, r1, r2, r3]
 
 
-def _levenberg_marquardt(d: _Data, theta0: Sequence[float]) -> tuple[tuple[float, ...], float]:
+def _levenberg_marquardt(
+    d: _Data, theta0: Sequence[float], bounded: bool = False
+) -> tuple[tuple[float, ...], float]:
+    """Least squares; ``bounded``: the floor stays at ``d.floor`` and the ceiling within
+    (floor, ``d.ceiling``]."""
     theta = tuple(theta0)
     ssr = _ssr(d, theta)
     lam = 1e-3
     for _ in range(_LM_MAX_ITER):
         jtj, jtr = _normal_equations(d, theta)
+        if bounded:
+            for i in range(4):
+                jtj[0][i] = jtj[i][0] = 0.0
+            jtj[0][0], jtr[0] = 1.0, 0.0
         accepted = False
         while lam <= 1e12:
             m = [row[:] for row in jtj]
@@ -426,6 +558,9 @@ def _levenberg_marquardt(d: _Data, theta0: Sequence[float]) -> tuple[tuple[float
             if step is not None:
                 cand = [theta[i] + step[i] for i in range(4)]
                 cand[2] = max(-_MAX_RATE, min(_MAX_RATE, cand[2]))
+                if bounded and d.floor is not None and d.ceiling is not None:
+                    cand[0] = d.floor
+                    cand[1] = max(d.floor + 1e-6, min(d.ceiling, cand[1]))
                 new = _ssr(d, cand)
                 if new < ssr:
                     accepted = True
@@ -510,24 +645,128 @@ def _fit_logistic(d: _Data) -> tuple[TrendFit | None, str]:
     return TrendFit("logistic", n, "logistic fit", (a, b, k, m), cov, d, ssr), ""
 
 
-def fit_trend(points: Sequence[TrendPoint], *, direction: Direction) -> TrendFit | None:
-    """Fit the trend of one indicator over compute; None with fewer than 2 distinct FLOP values."""
-    d = _prepare(points, direction)
+def _fit_bounded_logistic(d: _Data) -> tuple[TrendFit | None, str]:
+    """Logistic with its floor at chance and its ceiling at most the metric's maximum."""
+    assert d.floor is not None and d.ceiling is not None
+    suv = 0.0
+    for x, v in zip(d.x, d.v, strict=True):
+        suv += (x - d.x_mid) * v
+    k0 = 3.0 if suv >= 0 else -3.0
+    best: tuple[tuple[float, ...], float] | None = None
+    for m0 in (-0.5, 0.0, 0.5, 1.5):
+        theta, ssr = _levenberg_marquardt(d, (d.floor, d.ceiling, k0, m0), bounded=True)
+        if best is None or ssr < best[1]:
+            best = (theta, ssr)
+    assert best is not None
+    theta, ssr = best
+    if not all(math.isfinite(t) for t in theta) or not math.isfinite(ssr):
+        return None, "logistic fit diverged"
+    if abs(theta[2]) >= _MAX_RATE * 0.999:
+        return None, "logistic step too sharp for the checkpoints to resolve"
+    jtj, _ = _normal_equations(d, theta)
+    sub = _inverse([row[1:] for row in jtj[1:]])
+    if sub is None:
+        return None, "logistic parameters not identified by the checkpoints"
+    s2 = _sigma2(d, ssr, 3)
+    cov = tuple(tuple(0.0 if i == 0 or j == 0 else s2 * sub[i - 1][j - 1] for j in range(4)) for i in range(4))
+    return TrendFit("logistic", len(d.x), "bounded logistic", theta, cov, d, ssr), ""
+
+
+def fit_trend(
+    points: Sequence[TrendPoint],
+    *,
+    direction: Direction,
+    chance: str | None = None,
+    ceiling: str | None = None,
+) -> TrendFit | None:
+    """Fit the trend of one indicator over compute; None with fewer than 2 distinct FLOP values.
+
+    The forecast averages three candidate curves: a logistic in log-compute (its floor at
+    ``chance`` and its ceiling at most ``ceiling`` when both are declared; otherwise free,
+    and kept only where it fits clearly better than a line), a straight line in
+    log-compute, and the latest level held flat. Their disagreement widens the interval.
+    """
+    d = _prepare(points, direction, chance, ceiling)
     if d is None:
         return None
-    if d.distinct < MIN_LOGISTIC_POINTS:
-        return _fit_linear(d, f"linear: {d.distinct} distinct compute values (the logistic needs 4)")
-    fit, why = _fit_logistic(d)
-    line = _fit_linear(d, f"linear: {why}")
-    if fit is None or line is None:
-        return fit or line
-    # The logistic must earn its two extra parameters (an AIC-like margin in units of
-    # the noise). Otherwise the straight line is kept: it never saturates, so on data
-    # without visible curvature it forecasts the earlier, more cautious crossing.
-    s2 = max(_sigma2(d, fit._ssr, 4), 1e-300)
-    if (line._ssr - fit._ssr) / s2 <= _LOGISTIC_MARGIN:
-        return _fit_linear(d, "linear: the logistic does not fit clearly better than a line")
-    return fit
+    dof = max(len(d.x) - 2, MIN_DOF)
+    flat_v = 0.0
+    n_latest = 0
+    for x, v in zip(d.x, d.v, strict=True):
+        if x == d.x[-1]:
+            flat_v += v
+            n_latest += 1
+    flat = _Curve("flat", (flat_v / n_latest,), ((d.noise * d.noise,),), W_FLAT)
+    why = f"{d.distinct} distinct compute values (the logistic needs {MIN_LOGISTIC_POINTS})"
+    logistic: TrendFit | None = None
+    if d.distinct >= MIN_LOGISTIC_POINTS:
+        bounded = d.floor is not None and d.ceiling is not None
+        logistic, why = _fit_bounded_logistic(d) if bounded else _fit_logistic(d)
+    line = _fit_linear(d, "")
+    if line is None:
+        return None
+    if logistic is not None and logistic.note != "bounded logistic":
+        # A free logistic must earn its two extra parameters (an AIC-like margin in units
+        # of the noise): fitted to a curve's foot it invents a ceiling at the latest value.
+        s2 = max(_sigma2(d, logistic._ssr, 4), 1e-300)
+        if (line._ssr - logistic._ssr) / s2 <= _LOGISTIC_MARGIN:
+            logistic, why = None, "the logistic does not fit clearly better than a line"
+    parts: tuple[_Curve, ...]
+    if logistic is None:
+        parts = (
+            _Curve("linear", line._theta, line._cov, W_LINE_ONLY),
+            dataclasses.replace(flat, weight=W_FLAT_ONLY),
+        )
+        note = f"line and latest level: {why}"
+        return dataclasses.replace(line, note=note[:200], _parts=parts, dof=dof)
+    parts = (
+        _Curve("logistic", logistic._theta, logistic._cov, W_LOGISTIC),
+        _Curve("linear", line._theta, line._cov, W_LINE),
+        flat,
+    )
+    return dataclasses.replace(logistic, note=f"{logistic.note}, line and latest level", _parts=parts, dof=dof)
+
+
+def t_quantile(level: str, dof: int) -> float:
+    """Two-sided Student t quantile: ``P(|T| <= t) = level`` with ``dof`` degrees of freedom.
+
+    Deterministic: the normal quantile (Acklam's rational approximation, logarithms in
+    Decimal) and a Cornish-Fisher expansion in 1/dof use only ``+ - * /`` and ``sqrt``.
+    """
+    p = (1.0 + float(Decimal(level))) / 2.0
+    z = _normal_quantile(p)
+    n = float(dof)
+    z2 = z * z
+    g1 = (z2 + 1.0) * z / 4.0
+    g2 = ((5.0 * z2 + 16.0) * z2 + 3.0) * z / 96.0
+    g3 = (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) * z / 384.0
+    g4 = ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) * z / 92160.0
+    return z + g1 / n + g2 / (n * n) + g3 / (n * n * n) + g4 / (n * n * n * n)
+
+
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02,
+      -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01,
+      -1.328068155288572e01)  # fmt: skip
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00,
+      4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+
+
+def _normal_quantile(p: float) -> float:
+    if p <= 0.5:
+        raise PolicyError(f"quantile {p} must be above 0.5")
+    if p <= 0.97575:
+        q = p - 0.5
+        r = q * q
+        num = ((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]
+        den = ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0
+        return q * num / den
+    with decimal.localcontext(_DCTX):
+        q = math.sqrt(float(-2 * Decimal(1.0 - p).ln()))
+    num = ((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]
+    den = (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
+    return -num / den
 
 
 # --- crossings and the verdict ----------------------------------------------------------------
@@ -542,6 +781,8 @@ class Forecast(_Frozen):
     params: dict[str, str]
     level: DecimalStr
     z: DecimalStr
+    """Half-width of the interval in prediction standard errors (from ``interval_level``
+    when that is given: calibration * Student t quantile)."""
     horizon_flop: DecimalStr
     horizon_log10_flop: DecimalStr
     crossing_log10_flop: DecimalStr | None = None
@@ -552,6 +793,8 @@ class Forecast(_Frozen):
     crossing_high_flop: DecimalStr | None = None
     search_limit_log10_flop: DecimalStr | None = None
     """Crossings beyond this compute are reported as None."""
+    interval_level: DecimalStr | None = None
+    """Stated coverage of the prediction interval (None: the interval is ``z`` wide)."""
 
     @property
     def warns(self) -> bool:
@@ -572,11 +815,11 @@ def _flop_of(log10_flop: Decimal) -> str:
 
 
 def _first_crossing(fit: TrendFit, level: float, cz: float, lo: float, hi: float) -> float | None:
-    """Smallest log10 FLOP in [lo, hi] where mean + cz*se (risk space) reaches ``level``."""
+    """Smallest log10 FLOP in [lo, hi] where mean + cz*se (risk space, kept inside the
+    metric's range) reaches ``level``."""
 
     def edge(x: float) -> float:
-        f, se = fit._risk(x)
-        return f + cz * se
+        return fit._edge(x, cz)
 
     if edge(lo) >= level:
         return lo
@@ -601,11 +844,18 @@ def forecast_crossing(
     *,
     level: str,
     direction: Direction,
-    z: str,
+    z: str | None = None,
     horizon_flop: str,
+    interval_level: str | None = None,
+    chance: str | None = None,
+    ceiling: str | None = None,
     on_fit: Callable[[TrendFit | None], None] | None = None,
 ) -> Forecast:
-    """Fit the trend and find where it, and its band, reach ``level``.
+    """Fit the trend and find where it, and its prediction interval, reach ``level``.
+
+    The interval is ``z`` prediction standard errors wide, or, with ``interval_level``
+    (e.g. "0.9"), ``CALIBRATION * t`` with the Student t quantile of that level. Crossings
+    are searched from the latest checkpoint's compute forward, never before it.
 
     ``on_fit``, when given, receives the fitted curve (None: no trend), so that a caller
     drawing the band uses the very fit behind the verdict instead of fitting again.
@@ -617,9 +867,10 @@ def forecast_crossing(
             note="",
             params={},
             level=level,
-            z=z,
+            z=z if z is not None else "0",
             horizon_flop=horizon_flop,
             horizon_log10_flop="0",
+            interval_level=interval_level,
         )
     except ValidationError as e:
         raise PolicyError(f"forecast inputs: {_explain(e)}") from e
@@ -628,7 +879,12 @@ def forecast_crossing(
         raise PolicyError(f"forecast horizon FLOP {horizon_flop} must be positive")
     with decimal.localcontext(_DCTX):
         h_log = h.log10().quantize(_LOG_QUANTUM, rounding=decimal.ROUND_HALF_EVEN)
-    fit = fit_trend(points, direction=direction)
+    if (z is None) == (interval_level is None):
+        raise PolicyError("forecast needs exactly one of z or interval_level")
+    fit = fit_trend(points, direction=direction, chance=chance, ceiling=ceiling)
+    if fit is not None:
+        mult = float(Decimal(z)) if z is not None else CALIBRATION * t_quantile(str(interval_level), fit.dof)
+        fit = dataclasses.replace(fit, multiplier=mult)
     if on_fit is not None:
         on_fit(fit)
     if fit is None:
@@ -640,8 +896,9 @@ def forecast_crossing(
         )
     d = fit._data
     risk_level = (d.sign * float(Decimal(level)) - d.y_mean) / d.y_scale
-    zf = float(Decimal(z))
-    lo = d.x[0]
+    zf = fit.multiplier
+    # Only the future is forecast: a crossing is never dated before the latest checkpoint.
+    lo = d.x[-1]
     hi = max(d.x[-1], float(h_log)) + SEARCH_DECADES_PAST_HORIZON
     found = {
         "": _first_crossing(fit, risk_level, 0.0, lo, hi),
@@ -650,6 +907,7 @@ def forecast_crossing(
     }
     update: dict[str, object] = {
         "model": fit.model,
+        "z": _sig(zf),
         "n_points": fit.n_points,
         "note": fit.note,
         "params": fit.params(),
@@ -697,6 +955,9 @@ def _forecast_verdict(
         level=rule.breach_level,
         direction=rule.indicator.direction,
         z=rule.forecast.z,
+        interval_level=rule.forecast.level,
+        chance=rule.forecast.chance,
+        ceiling=rule.forecast.ceiling,
         horizon_flop=horizon_flop,
         on_fit=on_fit,
     )

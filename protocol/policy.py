@@ -192,20 +192,36 @@ class Cadence(_Frozen):
 
 
 class TrendRule(_Frozen):
-    """Trend warning: warn when the fitted scaling trend reaches the breach level soon."""
+    """Trend warning: warn when the forecast's interval reaches the breach level soon."""
 
     horizon: DecimalStr
     """Compute multiple: warn if the forecast crosses the breach level before
     ``training_flop * horizon`` (e.g. "4" = within the next 4x of compute)."""
-    z: DecimalStr
-    """Width of the forecast band in standard errors; its risky edge decides."""
+    z: DecimalStr | None = None
+    """Half-width of the forecast interval in prediction standard errors (older policies);
+    give either ``z`` or ``level``."""
+    level: DecimalStr | None = None
+    """Stated coverage of the prediction interval, e.g. "0.9": a later measurement falls
+    inside it that often (calibrated by backtest); its risky edge decides."""
+    chance: DecimalStr | None = None
+    """The metric's value with no capability (e.g. "0.25" for 4-choice accuracy): the
+    forecast's floor. Absent: the curve's floor is fitted."""
+    ceiling: DecimalStr | None = None
+    """The metric's best possible value (e.g. "1" for accuracy): forecasts never pass it.
+    Absent: the curve's ceiling is fitted."""
 
     @model_validator(mode="after")
     def _sane(self) -> TrendRule:
         if _dec(self.horizon) < 1:
             raise ValueError(f"forecast horizon {self.horizon} must be at least 1")
-        if _dec(self.z) < 0:
+        if (self.z is None) == (self.level is None):
+            raise ValueError('forecast needs exactly one of level (e.g. "0.9") or z')
+        if self.z is not None and _dec(self.z) < 0:
             raise ValueError(f"forecast z {self.z} must not be negative")
+        if self.level is not None and not Decimal("0.5") <= _dec(self.level) <= Decimal("0.999"):
+            raise ValueError(f"forecast level {self.level} must be between 0.5 and 0.999")
+        if self.chance is not None and self.ceiling is not None and _dec(self.chance) == _dec(self.ceiling):
+            raise ValueError(f"forecast chance {self.chance} equals its ceiling")
         return self
 
 
@@ -267,6 +283,14 @@ class Rule(_Frozen):
                 f"rule '{self.id}': breach level {self.breach_level} is above alert level "
                 f"{self.alert_level} for a lower_is_riskier indicator"
             )
+        fc = self.forecast
+        if fc is not None and fc.chance is not None and fc.ceiling is not None:
+            up = _dec(fc.ceiling) > _dec(fc.chance)
+            if up != (self.indicator.direction == "higher_is_riskier"):
+                raise ValueError(
+                    f"rule '{self.id}': forecast ceiling {fc.ceiling} must lie on the risky side "
+                    f"of chance {fc.chance} for a {self.indicator.direction} indicator"
+                )
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import struct
@@ -24,6 +25,7 @@ from protocol.forecast import (
     forecast_crossing,
     forecast_verdict,
     points_for_rule,
+    t_quantile,
 )
 from protocol.policy import Policy, ResultSummary, Rule
 
@@ -89,36 +91,43 @@ def test_exp_matches_libm() -> None:
 
 
 @pytest.mark.parametrize("seed", range(6), ids=[f"seed{s}" for s in range(6)])
-def test_noisy_sigmoid_recovers_crossing(seed: int) -> None:
+def test_prefix_of_a_sigmoid_warns_before_the_held_out_crossing(seed: int) -> None:
+    # Fit only checkpoints below the level (up to log10 FLOP 19.8); the level is crossed
+    # at 20.18, later. The interval's risky edge must reach it no later than that, and
+    # never before the latest checkpoint.
+    points = noisy_sigmoid(seed, n=10)
     fc = forecast_crossing(
-        noisy_sigmoid(seed), level="0.6", direction="higher_is_riskier", z="1.96", horizon_flop="1E22"
+        points, level="0.6", direction="higher_is_riskier", z="1.96", horizon_flop="1E22", chance="0.05", ceiling="1"
     )
     assert fc.model == "logistic"
-    assert fc.crossing_log10_flop is not None
-    assert fc.crossing_low_log10_flop is not None and fc.crossing_high_log10_flop is not None
-    central = float(fc.crossing_log10_flop)
-    low, high = float(fc.crossing_low_log10_flop), float(fc.crossing_high_log10_flop)
-    assert abs(central - true_crossing(0.6)) < 0.1
-    assert low <= central <= high
-    assert low - 0.05 <= true_crossing(0.6) <= high + 0.05
-    assert math.isclose(float(fc.crossing_flop or 0), 10**central, rel_tol=1e-4)
-    params = fc.params
-    assert abs(float(params["midpoint_log10_flop"]) - M) < 0.2
-    assert abs(float(params["high_compute_limit"]) - B) < 0.1
+    assert fc.crossing_low_log10_flop is not None
+    low = float(fc.crossing_low_log10_flop)
+    # Half the forecast's weight is on growth stopping (what real runs do, see the Pythia
+    # backtest), so on a clean sigmoid the warning can come up to half a decade late.
+    assert 19.8 <= low <= true_crossing(0.6) + 0.5
+    if fc.crossing_log10_flop is not None:
+        assert low <= float(fc.crossing_log10_flop)
+    # The next held-out checkpoint's forecast rises above the last measurement.
+    fit = fit_trend(points, direction="higher_is_riskier", chance="0.05", ceiling="1")
+    assert fit is not None
+    assert fit.predict(20.0)[0] > float(points[-1].value) - 0.02
 
 
-def test_monotone_linear_data_crosses_where_the_line_does() -> None:
+def test_monotone_linear_data_interval_holds_the_line() -> None:
     xs = [18.0 + 0.25 * i for i in range(8)]
     ys = [0.1 + 0.1 * (x - 18.0) for x in xs]  # reaches 0.6 at log10 FLOP 23
-    fit = fit_trend(pts(xs, ys, se=0.0), direction="higher_is_riskier")
+    fit = fit_trend(pts(xs, ys, se=0.0), direction="higher_is_riskier", chance="0", ceiling="1")
     assert fit is not None
-    mean, _ = fit.predict(23.0)
-    assert abs(mean - 0.6) < 0.02
+    fit = dataclasses.replace(fit, multiplier=1.96)
+    mean, se = fit.predict(23.0)
+    assert ys[-1] < mean < 0.6 and se > 0
+    lo, hi = fit.interval(23.0)
+    assert lo <= 0.6 <= hi
     fc = forecast_crossing(
         pts(xs, ys, se=0.0), level="0.6", direction="higher_is_riskier", z="1.96", horizon_flop="1E22"
     )
-    assert fc.crossing_log10_flop is not None
-    assert abs(float(fc.crossing_log10_flop) - 23.0) < 0.1
+    assert fc.crossing_low_log10_flop is not None
+    assert xs[-1] <= float(fc.crossing_low_log10_flop) <= 23.0
 
 
 def test_lower_is_riskier_mirrors_higher_is_riskier() -> None:
@@ -151,10 +160,13 @@ def test_flat_data_never_warns() -> None:
 def test_too_few_points(n: int, model: str) -> None:
     xs = [18.0, 19.0, 20.0, 21.0][:n]
     points = pts(xs, [sigmoid(x) for x in xs], se=0.02)
-    fc = forecast_crossing(points, level="0.6", direction="higher_is_riskier", z="1.96", horizon_flop="1E22")
-    assert fc.model == model
+    fc = forecast_crossing(
+        points, level="0.6", direction="higher_is_riskier", z="1.96", horizon_flop="1E22", chance="0", ceiling="1"
+    )
+    # Four points allow the logistic; whether it is identified depends on the points.
+    assert fc.model == model or (model == "logistic" and fc.model == "linear")
     v = forecast_verdict(points, rule(), latest_flop="1E21")
-    assert v.model == model
+    assert v.model == ("linear" if model == "logistic" else model)
     if model == "none":
         assert v.verdict == "ok" and "no trend" in v.reason
 
@@ -167,7 +179,7 @@ def test_same_compute_twice_is_not_a_trend() -> None:
 def test_unidentified_logistic_falls_back_to_linear() -> None:
     xs = [18.0 + 0.1 * i for i in range(10)]  # only the foot of the curve
     fit = fit_trend(pts(xs, [sigmoid(x) for x in xs], se=0.005), direction="higher_is_riskier")
-    assert fit is not None and fit.model == "linear" and fit.note.startswith("linear: ")
+    assert fit is not None and fit.model == "linear" and fit.note.startswith("line and latest level: ")
 
 
 @pytest.mark.parametrize(
@@ -222,22 +234,26 @@ def test_pinned_forecast_vector() -> None:
 
 
 PINNED: dict[str, Any] = {
+    # Pinned anew when forecasts became prediction intervals over an average of curves,
+    # searched from the latest checkpoint: the data already read 0.86 >= 0.8 there, so
+    # every crossing is the latest checkpoint itself, never a date in the past.
     "model": "logistic",
     "params": {
-        "high_compute_limit": "0.961321",
-        "low_compute_limit": "0.0416697",
+        "high_compute_limit": "0.962246",
+        "low_compute_limit": "0.0407818",
         "midpoint_log10_flop": "19.8948",
-        "rate_per_decade": "2.44147",
+        "rate_per_decade": "2.43373",
     },
     "horizon_flop": "4E20",
     "horizon_log10_flop": "20.6021",
-    "crossing_log10_flop": "20.5287",
-    "crossing_low_log10_flop": "20.4799",
-    "crossing_high_log10_flop": "20.5891",
-    "crossing_flop": "3.37831E+20",
-    "crossing_low_flop": "3.01926E+20",
-    "crossing_high_flop": "3.88240E+20",
+    "crossing_log10_flop": "20.7500",
+    "crossing_low_log10_flop": "20.7500",
+    "crossing_high_log10_flop": "20.7500",
+    "crossing_flop": "5.62341E+20",
+    "crossing_low_flop": "5.62341E+20",
+    "crossing_high_flop": "5.62341E+20",
     "search_limit_log10_flop": "22.7500",
+    "interval_level": None,
 }
 
 
@@ -322,19 +338,35 @@ def test_fit_gives_the_pinned_bits() -> None:
     ]
     fit = fit_trend(points, direction="higher_is_riskier")
     assert fit is not None and fit.model == "logistic"
+    # Pinned anew (warm-up rule: checkpoints over 2 decades below the latest are dropped).
     assert [t.hex() for t in fit._theta] == [
-        "-0x1.267f9cbc87cf9p-1",
-        "0x1.20a4c57986582p+0",
-        "0x1.dbb96296e55c6p+1",
-        "0x1.663eae07ac0d0p-2",
+        "-0x1.13253978d10a7p+0",
+        "0x1.2973b2ecc1335p+0",
+        "0x1.479b29d5d860fp+1",
+        "0x1.7a5f1a1f506a0p-5",
     ]
-    assert fit._ssr.hex() == "0x1.93b9f7fc9d7afp-6"
+    assert fit._ssr.hex() == "0x1.7fd5925caefc1p-6"
     fc = forecast_crossing(points, level="0.8", direction="higher_is_riskier", z="1.96", horizon_flop="1E21")
     assert (fc.crossing_low_log10_flop, fc.crossing_log10_flop, fc.crossing_high_log10_flop) == (
-        "20.6169",
-        "20.6346",
-        "20.6536",
+        "20.9500",
+        "20.9500",
+        "20.9500",
     )
+    # A prefix, a bounded logistic (chance floor, ceiling 1) and a stated 0.9 level.
+    fit = fit_trend(points[:30], direction="higher_is_riskier", chance="0.05", ceiling="1")
+    assert fit is not None and fit.model == "logistic"
+    assert [t.hex() for t in fit._theta] == [
+        "-0x1.fc9046e33cf45p-2",
+        "0x1.ba1ad1e28541dp+2",
+        "0x1.a7c735f91289cp+0",
+        "0x1.d65cbb6eb71ecp+0",
+    ]
+    assert fit._ssr.hex() == "0x1.fbcdb944e57b2p-3"
+    fc = forecast_crossing(
+        points[:30], level="0.8", direction="higher_is_riskier", interval_level="0.9",
+        chance="0.05", ceiling="1", horizon_flop="1E21",
+    )  # fmt: skip
+    assert (fc.z, fc.crossing_low_log10_flop, fc.crossing_log10_flop) == ("1.27585", "20.4090", None)
 
 
 EDGES = [
@@ -361,3 +393,52 @@ def test_sigmoid_all_is_sigmoid_bit_for_bit(zs: list[float]) -> None:
     got = _sigmoid_all(zs)
     want = [_sigmoid(z) for z in zs]
     assert [struct.pack("<d", v) for v in got] == [struct.pack("<d", v) for v in want]
+
+
+# --- properties: inside the range, never in the past ----------------------------------------
+
+
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=2, max_size=12),
+    st.sampled_from(["0", "0.25", "0.5"]),
+    st.floats(min_value=0.0, max_value=0.05),
+    st.floats(min_value=0.3, max_value=0.99),
+)
+@settings(max_examples=60, deadline=None)
+def test_forecasts_stay_in_range_and_crossings_are_never_in_the_past(
+    ys: list[float], chance: str, se: float, level: float
+) -> None:
+    xs = [18.0 + 0.3 * i for i in range(len(ys))]
+    points = pts(xs, ys, se=se)
+    fit = fit_trend(points, direction="higher_is_riskier", chance=chance, ceiling="1")
+    assert fit is not None
+    fit = dataclasses.replace(fit, multiplier=2.0)
+    floor = min([float(chance), *(float(p.value) for p in points)])
+    for x in (xs[-1], xs[-1] + 0.6, xs[-1] + 1.5, xs[-1] + 5.0):
+        mean, _ = fit.predict(x)
+        lo, hi = fit.interval(x)
+        assert floor - 1e-12 <= lo <= mean <= hi <= 1.0 + 1e-12
+    fc = forecast_crossing(
+        points, level=f"{level:.3f}", direction="higher_is_riskier", interval_level="0.9",
+        chance=chance, ceiling="1", horizon_flop="1E22",
+    )  # fmt: skip
+    for c in (fc.crossing_low_log10_flop, fc.crossing_log10_flop, fc.crossing_high_log10_flop):
+        assert c is None or Decimal(c) >= Decimal(f"{xs[-1]:.4f}") - Decimal("0.0001")
+
+
+def test_a_flat_task_at_chance_does_not_warn_just_above_it() -> None:
+    rng = random.Random(3)
+    xs = [18.0 + 0.2 * i for i in range(12)]
+    flat = pts(xs, [0.25 + rng.gauss(0.0, 0.01) for _ in xs], se=0.01)
+    fc = forecast_crossing(
+        flat, level="0.35", direction="higher_is_riskier", interval_level="0.9",
+        chance="0.25", ceiling="1", horizon_flop=flop(xs[-1] + math.log10(4)),
+    )  # fmt: skip
+    assert not fc.warns
+
+
+def test_t_quantile_matches_known_values() -> None:
+    assert abs(t_quantile("0.9", 1000) - 1.6456) < 1e-3
+    assert abs(t_quantile("0.9", 10) - 1.8125) < 2e-3
+    assert abs(t_quantile("0.95", 5) - 2.5706) < 2e-2
+    assert abs(t_quantile("0.99", 30) - 2.7500) < 2e-3
