@@ -543,23 +543,28 @@ class RequestVerifier:
 
 
 class RateLimiter:
-    """Token bucket per authenticated keyid: ``per_minute`` sustained, the same as burst."""
+    """Token bucket per authenticated keyid: ``per_minute`` sustained; the burst is the same
+    unless ``capacity`` is given. ``take(key, cost)`` spends ``cost`` tokens (a request, or
+    the bytes of a body)."""
 
-    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, per_minute: float, *, capacity: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = per_minute / 60.0
-        self.capacity = max(1.0, float(per_minute))
+        self.capacity = max(1.0, float(per_minute if capacity is None else capacity))
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, key: str) -> float:
-        """Take one token; return 0 when allowed, else the seconds until one is available."""
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens; return 0 when allowed, else the seconds until they are there."""
         now = self._clock()
+        need = min(float(cost), self.capacity)
         with self._lock:
             tokens, last = self._buckets.get(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
+            if tokens >= need:
+                self._buckets[key] = (tokens - need, now)
                 return 0.0
             self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.rate if self.rate > 0 else 60.0
+            return (need - tokens) / self.rate if self.rate > 0 else 60.0

@@ -38,6 +38,11 @@ class ServerConfig(_Section):
     """Request bodies above this size are answered 413 (spec: HTTP)."""
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 600
     """Requests per minute allowed per authenticated caller."""
+    ingest_bytes_per_minute: Annotated[int, Field(ge=65_536)] = 33_554_432
+    """Bytes of request bodies one member may push per minute (a token bucket whose burst
+    holds two maximal bodies): a lab flooding the node with large entries is slowed with 429
+    and Retry-After, so status polls and honest peers keep their share of the node. Peers
+    catch up by pulling, which this node paces itself."""
     clock_skew_s: Annotated[int, Field(ge=0)] = 300
     """Tolerated difference between a signed request's created time and ours."""
     authorities: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]{1,300}$")]] = []

@@ -86,6 +86,7 @@ def create_app(home: NodeHome, *, syncer: Any | None = None) -> FastAPI:
             clock_skew_s=cfg.clock_skew_s,
         ),
         limiter=RateLimiter(cfg.rate_limit_per_minute),
+        byte_limiter=RateLimiter(cfg.ingest_bytes_per_minute, capacity=2 * cfg.max_body_bytes),
         metrics=metrics,
         max_body_bytes=cfg.max_body_bytes,
         syncer=syncer,

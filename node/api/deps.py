@@ -36,6 +36,8 @@ class NodeContext:
     max_body_bytes: int
     syncer: Any | None = None
     """The running :class:`node.sync.Syncer`, when the app is served with sync."""
+    byte_limiter: RateLimiter | None = None
+    """Bytes of bodies each member may push per minute (``[server] ingest_bytes_per_minute``)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Room for components added later (the pause coordinator) without changing this class."""
 
@@ -133,6 +135,18 @@ async def require_lab_json_body(request: Request, ctx: Ctx) -> SignedBody:
     caller = await run_in_threadpool(_authenticate, ctx, request, body)
     if caller.role != "lab":
         raise ForbiddenError(f"{caller.member} is an observer: observers may read but never push")
+    if ctx.byte_limiter is not None:
+        # After authentication (strangers cannot drain a member's budget) and before any
+        # entry is decoded or verified: a flood costs the node little once it is over budget.
+        wait = ctx.byte_limiter.take(caller.keyid, len(body))
+        if wait > 0:
+            ctx.metrics.auth_failures.labels("rate-limited").inc()
+            raise ProblemError(
+                429,
+                "rate-limited",
+                f"{caller.member} pushed more than its byte budget; retry in {math.ceil(wait)} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
     return SignedBody(caller, body)
 
 

@@ -140,6 +140,33 @@ def test_rate_limit_answers_429_with_retry_after(sqlite_network) -> None:
         assert n.client(network[2].key, "gamma").heads() == {}
 
 
+def test_flooding_lab_is_slowed_by_its_byte_budget_and_changes_nothing(sqlite_network) -> None:
+    """A lab pushing more bytes than ``ingest_bytes_per_minute`` allows (burst: two maximal
+    bodies) is answered 429 with Retry-After before any entry is decoded, and nothing of the
+    refused body is stored; other members keep their own budget."""
+    alpha, beta, gamma = sqlite_network
+    _tune(alpha, max_body_bytes=64 * 1024, ingest_bytes_per_minute=65_536)
+    batch = [e.to_dict() for e in notes(beta, 40)]
+    chunks = [batch[i : i + 10] for i in range(0, 40, 10)]
+    bodies = [json.dumps(c).encode() for c in chunks]
+    assert all(len(b) < 64 * 1024 for b in bodies) and 8 * sum(len(b) for b in bodies) > 2 * 64 * 1024
+    with ThreadedNode(alpha) as n:
+        answers = []
+        for body in bodies * 8:  # far beyond a 128 KiB burst
+            before = alpha.store.log_size()
+            r = raw(n, beta.key, "POST", "/v1/envelopes", body)
+            answers.append(r.status_code)
+            if r.status_code == 429:
+                assert_problem(r, 429, "rate-limited")
+                assert int(r.headers["retry-after"]) >= 1 and "byte budget" in r.json()["detail"]
+                assert alpha.store.log_size() == before, "a refused body stores nothing"
+                break
+        assert answers[-1] == 429 and set(answers[:-1]) == {200}
+        # gamma's budget is its own
+        r = raw(n, gamma.key, "POST", "/v1/envelopes", json.dumps([e.to_dict() for e in notes(gamma, 2)]).encode())
+        assert r.status_code == 200, r.text
+
+
 # --- writes ------------------------------------------------------------------------------------------
 
 
