@@ -230,21 +230,22 @@ def build_chart(
         x_hi = x_lo + 2
     ys = [d[2] for d in data] + [float(Decimal(rule.alert_level)), float(Decimal(rule.breach_level))]
     ys += [d[2] + d[3] for d in data] + [d[2] - d[3] for d in data]
-    band_pts: list[tuple[float, float, float]] = []
+    band_pts: list[tuple[float, float, float, float]] = []
+    """(log10 FLOP, interval low, interval high, forecast): the verdict's own prediction
+    interval (``TrendFit.interval``), whether the policy states a level or a z."""
     if fit is not None:
         x0 = min(d[1] for d, e in zip(data, extra, strict=True) if e[:2] == focus)
         x1 = horizon if horizon is not None else x_hi
-        z = float(Decimal(rule.forecast.z)) if rule.forecast else 1.0
         for k in range(BAND_STEPS + 1):
             x = x0 + (x1 - x0) * k / BAND_STEPS
-            mean, se = fit.predict(x)
-            band_pts.append((x, mean - z * se, mean + z * se))
+            lo, hi = fit.interval(x)
+            band_pts.append((x, lo, hi, fit.predict(x)[0]))
     y_lo, y_hi = min(ys), max(ys)
     # The central forecast is drawn whole to the horizon, within reason: the scale may grow by
     # half the data's span to hold it; the band's edges are clipped to the plot instead.
     span = (y_hi - y_lo) or 0.1
     if band_pts:
-        mids = [(lo + hi) / 2 for _x, lo, hi in band_pts]
+        mids = [mean for _x, _lo, _hi, mean in band_pts]
         y_lo = max(min(y_lo, *mids), y_lo - span / 2)
         y_hi = min(max(y_hi, *mids), y_hi + span / 2)
     pad = (y_hi - y_lo) * 0.08 or 0.1
@@ -282,17 +283,17 @@ def build_chart(
         label_y[lo_kind] = label_y[hi_kind] + LEVEL_LABEL_GAP
     chart.levels = [(kind, y, value, name, label_y[kind]) for kind, y, value, name in levels]
     if band_pts and focus is not None:
-        upper = [f"{sx(x):.1f},{sy(hi):.1f}" for x, _lo, hi in band_pts]
-        lower = [f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _hi in reversed(band_pts)]
+        upper = [f"{sx(x):.1f},{sy(hi):.1f}" for x, _lo, hi, _m in band_pts]
+        lower = [f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _hi, _m in reversed(band_pts)]
         chart.band = "M" + "L".join(upper + lower) + "Z"
-        centre = [f"{sx(x):.1f},{sy((lo + hi) / 2):.1f}" for x, lo, hi in band_pts]
+        centre = [f"{sx(x):.1f},{sy(mean):.1f}" for x, _lo, _hi, mean in band_pts]
         chart.centre = "M" + "L".join(centre)
         chart.band_lab, chart.band_model = focus
         chart.band_note = fit.note if fit else ""
         chart.horizon_x = sx(horizon) if horizon is not None else None
         chart.band_edges = (
             "M" + "L".join(upper),
-            "M" + "L".join(f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _hi in band_pts),
+            "M" + "L".join(f"{sx(x):.1f},{sy(lo):.1f}" for x, lo, _hi, _m in band_pts),
         )
 
     by_lab: dict[str, Series] = {}
