@@ -37,6 +37,7 @@ from protocol.entries import (
     Hex64,
     LabId,
     Model,
+    PauseCertificateBody,
     ShortText,
     SuiteRef,
     Timestamp,
@@ -557,8 +558,26 @@ def verify_decoded(
             f"roster v{chain.current.version} expired at {chain.current.roster.expires}: "
             "no new votes are accepted until a new roster is installed"
         )
+    _check_certificate_size(decoded, chain)
     version, good = verified
     return VerifiedEntry(decoded.envelope, decoded.payload, st, decoded.entry_id, good, version)
+
+
+def _check_certificate_size(decoded: DecodedEntry, chain: RosterChain) -> None:
+    """Spec §4.2 step 6: a certificate carrying more votes than the roster version it names
+    has labs can never be valid (one counted vote per lab, §6.5); refusing it here keeps a
+    lab from filling every node's feed copy with padded certificates to verify later."""
+    body = decoded.statement.body
+    if decoded.statement.kind != "pause_certificate" or not isinstance(body, PauseCertificateBody):
+        return
+    if not 1 <= body.roster_version <= len(chain.versions):
+        return  # judged (and flagged) by the certificate check, which names the missing version
+    labs = len(chain.get(body.roster_version).roster.labs)
+    if len(body.votes) > labs:
+        raise QuorumError(
+            f"certificate {decoded.entry_id[:16]}… of {decoded.statement.lab!r} carries {len(body.votes)} votes; "
+            f"roster v{body.roster_version} has {labs} labs and a certificate carries at most one counted vote per lab"
+        )
 
 
 def _verify_with(

@@ -75,7 +75,10 @@ from protocol.errors import (
     MerkleProofError,
     OversizeError,
     PeerDataError,
+    RevokedError,
+    SignatureError,
     TripwireError,
+    UnknownLabError,
 )
 from protocol.feed import (
     MAX_FUTURE_SKEW,
@@ -950,7 +953,8 @@ class Store:
             env, _eid = writer.append(kind, dict(body) if isinstance(body, Mapping) else body, issued_at)
             try:
                 v = verify_decoded(decode_entry(env), chain, now=when)
-            except PeerDataError as e:
+            except (SignatureError, UnknownLabError, RevokedError) as e:
+                # This home's key or lab is not what the roster says: a local setup problem.
                 raise ConfigurationError(
                     f"cannot publish as lab {lab!r}: {e.message} (is this home's key the roster key of {lab!r}?)",
                     code=e.code,

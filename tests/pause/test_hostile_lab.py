@@ -330,3 +330,24 @@ def test_home_gate_signs_a_halt_record_when_it_stops(homes) -> None:
     assert note.statement.body.text.startswith(f"{HALT_PREFIX}420: ")
     (cert,) = beta.store.entries(kind="pause_certificate")
     assert note.statement.body.refs == [cert.entry_id]
+
+
+def test_certificate_padded_with_votes_is_refused_at_ingest(homes) -> None:
+    """Finding 7's flood: a certificate carrying more votes than the roster has labs can never
+    be valid; it is refused when published or received (quorum), so nodes never store or
+    re-check it."""
+    mesh = Mesh(homes)
+    mesh.home("alpha").publish("eval_result", result_body("0.70"))
+    mesh.settle()
+    alpha = mesh.home("alpha")
+    (cert,) = alpha.store.entries(kind="pause_certificate")
+    body = cert.statement.body
+    assert isinstance(body, PauseCertificateBody)
+    padded = body.model_copy(update={"votes": [*body.votes, *body.votes]})
+    assert len(padded.votes) > len(LABS)
+    gamma = mesh.home("gamma")
+    before = gamma.store.log_size()
+    with pytest.raises(PeerDataError) as e:
+        gamma.publish("pause_certificate", padded)
+    assert e.value.code == "quorum" and "at most one counted vote per lab" in e.value.message
+    assert gamma.store.log_size() == before
