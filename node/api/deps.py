@@ -99,16 +99,21 @@ def _authenticate(ctx: NodeContext, request: Request, body: bytes | None) -> Cal
         ctx.metrics.auth_failures.labels(e.code).inc()
         raise
     # Spend a token only after authentication, so strangers cannot drain a member's bucket.
-    wait = ctx.limiter.take(caller.keyid)
+    _spend(ctx, ctx.limiter, caller, 1, f"rate limit for {caller.member} exceeded")
+    return caller
+
+
+def _spend(ctx: NodeContext, limiter: RateLimiter, caller: Caller, cost: float, what: str) -> None:
+    """Take ``cost`` from ``caller``'s bucket or answer 429 with Retry-After."""
+    wait = limiter.take(caller.keyid, cost)
     if wait > 0:
         ctx.metrics.auth_failures.labels("rate-limited").inc()
         raise ProblemError(
             429,
             "rate-limited",
-            f"rate limit for {caller.member} exceeded; retry in {math.ceil(wait)} s",
+            f"{what}; retry in {math.ceil(wait)} s",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    return caller
 
 
 async def require_member(request: Request, ctx: Ctx) -> Caller:
@@ -138,15 +143,7 @@ async def require_lab_json_body(request: Request, ctx: Ctx) -> SignedBody:
     if ctx.byte_limiter is not None:
         # After authentication (strangers cannot drain a member's budget) and before any
         # entry is decoded or verified: a flood costs the node little once it is over budget.
-        wait = ctx.byte_limiter.take(caller.keyid, len(body))
-        if wait > 0:
-            ctx.metrics.auth_failures.labels("rate-limited").inc()
-            raise ProblemError(
-                429,
-                "rate-limited",
-                f"{caller.member} pushed more than its byte budget; retry in {math.ceil(wait)} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+        _spend(ctx, ctx.byte_limiter, caller, len(body), f"{caller.member} pushed more than its byte budget")
     return SignedBody(caller, body)
 
 

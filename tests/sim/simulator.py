@@ -583,16 +583,7 @@ class Node:
         entries = self.store.by_kind
         for e in entries["eval_result"]:
             self.first_seen.setdefault(e.entry_id, now_mono)
-        a = analyze(
-            entries,
-            sim.chain,
-            policy(),
-            cache=self.eval_cache,
-            cert_cache=self.cert_cache,
-            heads=self.store.heads(),
-            held_ids=self.store.by_id.__contains__,
-            forks=self.store.forks(),
-        )
+        a = self.state()
         if a.pause.conflicts:
             # A certificate exposed a fork (a vote never published where this node holds
             # another entry): record the proof, as the node's coordinator does, and judge again.
