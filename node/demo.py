@@ -1,5 +1,11 @@
 """The three-lab demo behind ``make demo``: a real network through a real breach and pause.
 
+The story it tells is the argument for evaluation networks, on a capability anyone can
+read: two-digit addition stands in for a dangerous capability. A sensitive eval (the
+log-probability of the correct answer) warns first; the trend of exact answers over
+training compute forecasts the crossing; then one lab's model really does answer more
+than half of the additions right, and the network pauses on that plain number.
+
 Nothing here is scripted: three labs each train their own tiny GPT-2 on CPU, their
 checkpoints are scored by the standardized eval runner, the signed results travel between
 three real nodes (separate ``tripwire serve`` processes on 127.0.0.1), every node applies the
@@ -14,12 +20,16 @@ The homes it leaves under ``--workdir`` are ordinary node homes: ``tripwire serv
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +37,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from node.gate import HALT_PREFIX
 from node.process import ServeProcess, free_ports
 from protocol.errors import ConfigurationError, TripwireError
 
@@ -55,14 +66,23 @@ class LabPlan:
     max_steps: int
 
 
-#: Three labs of different scale and learning rate. The largest learns fastest and is the
-#: one expected to cross the threshold; nothing forces it to — the policy is applied to the
-#: measured scores of real checkpoints.
+#: Three labs of different scale and learning rate, trained on the answers only (see
+#: ``train_tiny_arithmetic``). Measured with these seeds, aurora's model goes from a few
+#: percent of exact answers to most of them between steps ~800 and ~1000, while borealis's
+#: slower and cygnus's smaller model stay below a tenth; nothing forces it — the policy is
+#: applied to the measured scores of real checkpoints.
 DEFAULT_PLAN: tuple[LabPlan, ...] = (
-    LabPlan("aurora", 3, 128, 4, 64, 3e-3, seed=11, eval_every=20, max_steps=2000),
-    LabPlan("borealis", 2, 64, 2, 32, 5e-4, seed=22, eval_every=20, max_steps=2000),
-    LabPlan("cygnus", 1, 48, 2, 32, 3e-4, seed=33, eval_every=20, max_steps=2000),
+    LabPlan("aurora", 2, 64, 4, 32, 3e-3, seed=11, eval_every=50, max_steps=3000),
+    LabPlan("borealis", 2, 48, 4, 32, 5e-4, seed=22, eval_every=50, max_steps=3000),
+    LabPlan("cygnus", 1, 48, 4, 32, 1e-3, seed=33, eval_every=50, max_steps=3000),
 )
+
+#: The policy's two rules (specs/policies/tripwire-demo.yaml): the sensitive early warning
+#: and the agreed threshold on the number a policymaker reads.
+LOGPROB_RULE = "answer-logprob"
+ACCURACY_RULE = "exact-answers"
+LOGPROB = ("arithmetic_quick", "logprob_correct")
+ACCURACY = ("arithmetic_gen", "exact_match")
 
 
 #: The automatic vote rule each demo lab's operator chose (node.toml ``[votes] auto``).
@@ -101,15 +121,27 @@ def _quiet_libraries() -> None:
     logging.getLogger("node.gate").setLevel(logging.ERROR)
 
 
-def _prepare_workdir(workdir: Path) -> None:
+def _prepare_workdir(workdir: Path) -> Path | None:
+    """Create ``workdir``; a previous demo network there is moved aside, never deleted.
+
+    Returns where the previous network went (``<workdir>.previous-<UTC time>``), if any.
+    """
+    moved: Path | None = None
     if workdir.exists():
         if not (workdir / MARKER).exists() and any(workdir.iterdir()):
             raise ConfigurationError(
                 f"{workdir} exists and is not a previous demo network; choose another --workdir"
             )
-        shutil.rmtree(workdir)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        moved = workdir.with_name(f"{workdir.name}.previous-{stamp}")
+        n = 1
+        while moved.exists():
+            n += 1
+            moved = workdir.with_name(f"{workdir.name}.previous-{stamp}-{n}")
+        workdir.rename(moved)
     workdir.mkdir(parents=True)
     (workdir / MARKER).write_text("created by `tripwire demo`; safe to delete\n")
+    return moved
 
 
 class EventLog:
@@ -121,53 +153,179 @@ class EventLog:
         self._lock = threading.Lock()
         self.t0 = time.monotonic()
 
-    def add(self, who: str, text: str) -> None:
-        line = f"[{time.monotonic() - self.t0:6.1f}s] {who:<9} {text}"
+    def add(self, who: str, text: str, meaning: str | None = None) -> None:
+        """One event; ``meaning`` says in plain words what it shows (printed indented below)."""
         with self._lock:
+            line = f"[{time.monotonic() - self.t0:6.1f}s] {who:<9} {text}"
             self.lines.append(line)
-        if self.console is not None:
-            self.console.print(line, highlight=False, markup=False)
+            if self.console is not None:
+                self.console.print(line, highlight=False, markup=False, overflow="fold")
+            if meaning:
+                note = f"{'':19}-> {meaning}"
+                self.lines.append(note)
+                if self.console is not None:
+                    self.console.print(note, style="italic", highlight=False, markup=False, overflow="fold")
 
 
-def describe_entry(e: Any) -> str:
-    """One line for a network event, in words."""
-    b = e.statement.body
-    kind = e.kind
-    if kind == "eval_result":
-        parts = []
-        for t in b.tasks:
-            for name in ("logprob_correct", "acc", "exact_match"):
-                if name in t.metrics:
-                    m = t.metrics[name]
-                    parts.append(f"{t.name}.{name}={m.value}±{m.stderr}")
-        return f"eval_result step {b.model.checkpoint_step} ({', '.join(parts)})"
-    if kind == "alert":
-        # A warning raised by the trend says so in the part after "trend:"; show that part.
-        text = b.message.split("; trend: ", 1)[1] if b.verdict == "warn" and "; trend: " in b.message else b.message
-        return f"ALERT ({b.verdict}) on rule {b.rule} for {b.result_lab}: {text[:220]}"
-    if kind == "pause_proposal":
-        return (
-            f"PAUSE PROPOSAL {b.proposal_id[:12]}…: {b.trigger.lab}'s result reached "
-            f"{b.observed} against level {b.level} (rule {b.trigger.rule})"
-        )
-    if kind == "vote":
-        return f"vote {b.decision.upper()} on {b.action} proposal {b.proposal_id[:12]}…"
-    if kind == "pause_certificate":
-        return f"{b.action.upper()} CERTIFICATE for {b.proposal_id[:12]}… with {len(b.votes)} signed votes"
-    if kind == "resume_proposal":
-        return f"resume proposal {b.proposal_id[:12]}…"
-    return kind
+def percent(value: str | Decimal) -> str:
+    """A share as a person reads it: "0.6233" -> "62%"."""
+    return f"{Decimal(value) * 100:.0f}%"
+
+
+def metric_of(body: Any, task_metric: tuple[str, str]) -> str | None:
+    """The value of one task's metric in an eval result body, as signed (decimal text)."""
+    task, metric = task_metric
+    for t in body.tasks:
+        if t.name == task and metric in t.metrics:
+            return str(t.metrics[metric].value)
+    return None
+
+
+def _steps_at(flop: str | None, body: Any) -> int | None:
+    """The training step at which a lab reaches ``flop``, at this result's compute per step."""
+    m = body.model
+    if flop is None or not m.training_flop or not m.checkpoint_step:
+        return None
+    return math.ceil(float(flop) / float(m.training_flop) * m.checkpoint_step)
+
+
+class Narrator:
+    """Turns each new network entry into a line of the story, in causal order.
+
+    Entries are read in one node's accept order. A certificate is printed only after the
+    votes it carries (a vote may reach this node after the certificate that quotes it).
+    Repeated warnings on later checkpoints of the same lab are counted, not printed.
+    """
+
+    def __init__(self, events: EventLog, vote_rules: dict[str, str]) -> None:
+        self.events, self.vote_rules = events, vote_rules
+        self.printed: set[str] = set()
+        self.first: set[tuple[str, str]] = set()
+        self.proposal_at: float | None = None
+
+    def entry(self, e: Any, store: Any) -> None:
+        if e.entry_id in self.printed or e.kind == "eval_result":  # trainers report their own results
+            return
+        self.printed.add(e.entry_id)
+        b, lab = e.statement.body, e.statement.lab
+        if e.kind == "alert":
+            self._alert(lab, b, store)
+        elif e.kind == "pause_proposal":
+            if self.proposal_at is None:
+                self.proposal_at = time.monotonic()
+            self.events.add(
+                lab,
+                f"PAUSE PROPOSED on {b.trigger.lab}'s result (rule {b.trigger.rule}); "
+                "every node checks the breach from the same signed result and names the same proposal",
+            )
+        elif e.kind == "vote":
+            rule = self.vote_rules.get(lab)
+            self.events.add(lab, f"votes {b.decision.upper()} on the {b.action}" + (f" (its operator's rule: {rule})" if rule else ""))
+        elif e.kind == "pause_certificate":
+            from protocol.entries import decode_entry
+
+            for env in b.votes:
+                self.entry(store.get(decode_entry(env).entry_id) or _Quoted(decode_entry(env)), store)
+            self.events.add(
+                lab,
+                f"{b.action.upper()} CERTIFICATE: {len(b.votes)} signed votes reach the roster's quorum",
+                "anyone can check the certificate offline against the roster the labs signed"
+                if ("cert", "") not in self.first else None,
+            )
+            self.first.add(("cert", ""))
+        elif e.kind == "note" and b.text.startswith(HALT_PREFIX):
+            self.events.add(lab, f"signed halt record: {b.text.split(':', 1)[0]}")
+        elif e.kind == "resume_proposal":
+            self.events.add(lab, "resume proposed")
+
+    def _alert(self, lab: str, b: Any, store: Any) -> None:
+        result = store.get(b.result)
+        body = result.statement.body if result is not None else None
+        step = body.model.checkpoint_step if body is not None else None
+        exact = metric_of(body, ACCURACY) if body is not None else None
+        who = b.result_lab
+        if b.verdict == "breach" and b.rule == ACCURACY_RULE:
+            self.events.add(
+                lab,
+                f"BREACH: {who}'s model now answers {percent(exact or b.observed or '0')} of two-digit additions "
+                f"correctly (step {step}; upper bound {percent(b.observed or '0')}); the agreed threshold is "
+                f"{percent(b.level or '0')}",
+                "the breach is a number a policymaker reads at a glance",
+            )
+            return
+        if b.rule == LOGPROB_RULE:
+            key = (who, "logprob-" + b.verdict)
+            if key in self.first:
+                return
+            self.first.add(key)
+            lp = metric_of(body, LOGPROB) if body is not None else None
+            self.events.add(
+                lab,
+                f"EARLY WARNING ({b.rule}): {who}'s model gives the correct answer a log-probability of "
+                f"{_short(lp)} at step {step}, past the alert level {b.level}, though it answers only "
+                f"{percent(exact or '0')} exactly right",
+                "sensitive evals warn first: the continuous score rises long before answers come out right"
+                if ("any", "logprob") not in self.first else None,
+            )
+            self.first.add(("any", "logprob"))
+            return
+        if b.rule == ACCURACY_RULE and b.forecast is not None:
+            key = (who, "trend")
+            if key in self.first:
+                return
+            self.first.add(key)
+            low = _steps_at(b.forecast.crossing_low, body) if body is not None else None
+            mid = _steps_at(b.forecast.crossing_flop, body) if body is not None else None
+            horizon = _steps_at(b.forecast.horizon_flop, body) if body is not None else None
+            when = f"as early as step {low}" if low else "soon"
+            if mid:
+                when += f", most likely around step {mid}"
+            self.events.add(
+                lab,
+                f"TREND WARNING ({b.rule}): {who} answers {percent(exact or '0')} exactly right at step {step}; "
+                f"the forecast of its results crosses the threshold within the horizon (step {horizon}): {when}",
+                "the trend forecasts the crossing before any result reaches it",
+            )
+            return
+        key = (who, f"{b.rule}-{b.verdict}")
+        if key not in self.first:
+            self.first.add(key)
+            self.events.add(lab, f"ALERT ({b.verdict}) on rule {b.rule} for {who} at step {step}: {b.message}")
+
+
+@dataclass(frozen=True)
+class _Quoted:
+    """A vote known only from the certificate that carries it."""
+
+    entry_id: str
+    kind: str
+    statement: Any
+
+    def __init__(self, d: Any) -> None:
+        object.__setattr__(self, "entry_id", d.entry_id)
+        object.__setattr__(self, "kind", d.statement.kind)
+        object.__setattr__(self, "statement", d.statement)
+
+
+def _short(value: str | None) -> str:
+    return "?" if value is None else f"{float(value):.2f}"
 
 
 class Watcher(threading.Thread):
-    """Follows the network through one node's store and reports new entries as events."""
+    """Follows the network through one node's store and tells each new entry as a story line."""
 
-    def __init__(self, home_dirs: Sequence[Path], events: EventLog, stop: threading.Event) -> None:
+    def __init__(
+        self, home_dirs: Sequence[Path], events: EventLog, stop: threading.Event, vote_rules: dict[str, str]
+    ) -> None:
         super().__init__(name="watcher", daemon=True)
         self.home_dirs, self.events, self.stop = home_dirs, events, stop
-        self.seen: dict[str, int] = {}
+        self.narrator = Narrator(events, vote_rules)
+        self.read = self.told = 0
         self.paused_at: dict[str, float] = {}
-        self.breach_published_at: float | None = None
+
+    @property
+    def breach_published_at(self) -> float | None:
+        return self.narrator.proposal_at
 
     def run(self) -> None:
         from node.home import NodeHome
@@ -184,23 +342,14 @@ class Watcher(threading.Thread):
 
     def _poll(self, homes: Sequence[Any]) -> None:
         from node.coordinator import local_analysis
-        from protocol.entries import decode_entry
 
         view = homes[0]
-        for lab, head in sorted(view.store.heads().items()):
-            after = self.seen.get(lab, 0)
-            if head.seq <= after:
-                continue
-            for env in view.store.feed(lab, after=after, limit=500):
-                d = decode_entry(env)
-                e = view.store.get(d.entry_id)
-                if e is None:
-                    continue
-                self.seen[lab] = e.seq
-                if e.kind == "pause_proposal" and self.breach_published_at is None:
-                    self.breach_published_at = time.monotonic()
-                if e.kind != "eval_result":  # the lab's own trainer already reported it
-                    self.events.add(lab, describe_entry(e))
+        heads = sum(h.seq for h in view.store.heads().values())
+        if heads != self.read:  # reading the whole log is only worth it when it grew
+            entries = view.store.entries()  # accept order, append-only
+            for e in entries[self.told :]:
+                self.narrator.entry(e, view.store)
+            self.read, self.told = heads, len(entries)
         for h in homes:
             if h.lab in self.paused_at or not h.store.entries(kind="pause_certificate"):
                 continue
@@ -299,7 +448,7 @@ class Trainer(threading.Thread):
             self.state.state = "halted"
             self.state.halted_at = step
             self.state.halt_message = reason
-            self.events.add(plan.lab, f"training HALTED at step {step} (checkpoint saved): {reason}")
+            self.events.add(plan.lab, f"training HALTED at step {step} by its gate (checkpoint saved): {reason}")
             return False
 
         def on_step(step: int, m: Any) -> bool:
@@ -320,16 +469,17 @@ class Trainer(threading.Thread):
                     model_name=f"{plan.lab}-gpt2-{plan.n_layer}x{plan.n_embd}",
                 )
             assert run is not None
-            entry_id = home.publish("eval_result", run.to_body())
+            home.publish("eval_result", run.to_body())
             metrics = run.to_result_json()["tasks"]
             self.state.last = {
                 f"{task}.{name}": mv["value"] for task, t in metrics.items() for name, mv in t["metrics"].items()
             }
             self.state.evals += 1
+            lp, exact = self.state.last.get(".".join(LOGPROB)), self.state.last.get(".".join(ACCURACY))
             self.events.add(
                 plan.lab,
-                f"signed eval_result for step {step} ({entry_id[:12]}…): "
-                + ", ".join(f"{k}={v}" for k, v in self.state.last.items() if k.endswith((".logprob_correct", ".acc"))),
+                f"step {step}: answers {percent(exact or '0')} exactly right, log-probability of the correct "
+                f"answer {_short(lp)} (result signed and shared)",
             )
             self.state.state = "waiting"
             last: list[Any] = [decision]
@@ -356,6 +506,7 @@ class Trainer(threading.Thread):
                 model=model,
                 tokenizer=tok,
                 on_step=on_step,
+                answer_loss_only=True,
             )
         finally:
             gate.close()
@@ -366,22 +517,81 @@ class Trainer(threading.Thread):
 
 def _table(states: Sequence[LabState], paused: bool) -> Table:
     t = Table(title="Tripwire demo network" + ("  [bold red]PAUSED[/]" if paused else ""), expand=False)
-    for col in ("lab", "model", "step", "evals", "latest scores", "training"):
+    for col in ("lab", "model", "step", "evals", "exact answers", "log-prob of correct answer", "training"):
         t.add_column(col)
     for s in states:
         p = s.plan
-        shown = [(k.split(".")[-1], v) for k, v in s.last.items() if k.endswith((".logprob_correct", ".acc"))]
-        scores = ", ".join(f"{k}={v}" for k, v in shown) or "-"
+        exact, lp = s.last.get(".".join(ACCURACY)), s.last.get(".".join(LOGPROB))
         style = {"halted": "bold red", "failed": "bold magenta", "training": "green"}.get(s.state, "")
         t.add_row(
             p.lab,
             f"{p.n_layer}x{p.n_embd}",
             str(s.step),
             str(s.evals),
-            scores,
+            percent(exact) if exact else "-",
+            _short(lp) if lp else "-",
             f"[{style}]{s.state}[/]" if style else s.state,
         )
     return t
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """One beat of the story, read back from a node's store after the run."""
+
+    what: str
+    """"early warning", "trend warning", "breach", "certificate" or "halt"."""
+    lab: str
+    rule: str | None = None
+    step: int | None = None
+    """The checkpoint step of the result it rests on (for a halt: where training stopped)."""
+    flop: float | None = None
+    log_index: int = 0
+    """Position in the node's accept order."""
+
+
+def read_story(store: Any) -> list[Milestone]:
+    """The milestones of the run, in causal order.
+
+    For each lab: its first early warning on the log-probability rule, its first trend
+    warning on the accuracy rule (in the node's accept order); then the breach, the
+    certificate and each halt record. A node may accept a certificate before the proposal
+    it quotes, or a lab's own halt record before another lab's proposal, so those three
+    follow what cites what (a certificate quotes its proposal, a halt record cites the
+    certificate), not the accept order.
+    """
+    out: list[Milestone] = []
+    certified: list[Milestone] = []
+    seen: set[tuple[str, str]] = set()
+    for i, e in enumerate(store.entries()):
+        b = e.statement.body
+        if e.kind == "alert":
+            result = store.get(b.result)
+            step = result.statement.body.model.checkpoint_step if result else None
+            flop = float(result.statement.body.model.training_flop) if result else None
+            if b.rule == ACCURACY_RULE and b.verdict == "breach":
+                continue  # told by the proposal it comes with
+            what = {
+                (LOGPROB_RULE, False): "early warning",
+                (ACCURACY_RULE, True): "trend warning",
+            }.get((b.rule, b.forecast is not None))
+            if what and (b.result_lab, what) not in seen:
+                seen.add((b.result_lab, what))
+                out.append(Milestone(what, b.result_lab, b.rule, step, flop, i))
+        elif e.kind == "pause_proposal" and ("", "breach") not in seen:
+            seen.add(("", "breach"))
+            result = store.get(b.trigger.result)
+            m = result.statement.body.model if result else None
+            out.append(Milestone("breach", b.trigger.lab, b.trigger.rule, m.checkpoint_step if m else None,
+                                 float(m.training_flop) if m else None, i))
+        elif e.kind == "pause_certificate" and b.action == "pause" and ("", "certificate") not in seen:
+            seen.add(("", "certificate"))
+            certified.insert(0, Milestone("certificate", e.statement.lab, log_index=i))
+        elif e.kind == "note" and b.text.startswith(HALT_PREFIX):
+            step = int(b.text[len(HALT_PREFIX):].split(":", 1)[0])
+            certified.append(Milestone("halt", e.statement.lab, step=step, log_index=i))
+    breach = next((i for i, m in enumerate(out) if m.what == "breach"), len(out))
+    return out[: breach + 1] + certified + out[breach + 1 :]
 
 
 @dataclass
@@ -394,6 +604,20 @@ class DemoResult:
     time_to_pause_s: float | None
     report_dir: Path | None
     verify_exit: int | None
+    story: list[Milestone] = field(default_factory=list)
+    checkpoints: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """Each lab's evaluated checkpoints: (step, training FLOP), in step order."""
+    previous: Path | None = None
+    """Where a previous demo network in the same folder was moved."""
+
+
+def _halts_arrived(home_dir: Path, states: Sequence[LabState]) -> bool:
+    """Whether every halted lab's signed halt record reached this node (the report shows them)."""
+    from node.home import NodeHome
+
+    with NodeHome.open(home_dir) as h:
+        recorded = {e.statement.lab for e in h.store.entries(kind="note") if e.statement.body.text.startswith(HALT_PREFIX)}
+    return all(s.plan.lab in recorded for s in states if s.state == "halted")
 
 
 def run_demo(
@@ -418,8 +642,10 @@ def run_demo(
     out = None if quiet else console
     _quiet_libraries()
     root = Path(workdir).resolve()
-    _prepare_workdir(root)
+    previous = _prepare_workdir(root)
     events = EventLog(out)
+    if previous is not None:
+        events.add("demo", f"the previous demo network was moved aside to {_shown(previous)}")
     labs = [p.lab for p in plan]
     ports = free_ports(len(labs))
     if out:
@@ -451,7 +677,7 @@ def run_demo(
     stop_all = threading.Event()
     stop_watch = threading.Event()
     states = [LabState(p) for p in plan]
-    watcher = Watcher(home_dirs, events, stop_watch)
+    watcher = Watcher(home_dirs, events, stop_watch, dict(zip(labs, VOTE_RULES, strict=False)))
     rounds = Rounds(labs)
     trainers: list[Trainer] = []
     report_dir: Path | None = None
@@ -468,6 +694,12 @@ def run_demo(
         watcher.start()
         if out:
             console.rule("[bold]2. Each lab trains its own model; checkpoints are evaluated, signed, shared")
+            console.print(
+                "Two-digit addition stands in for a dangerous capability. Every 50 steps each lab scores its\n"
+                "checkpoint two ways: the log-probability it gives the correct answer (sensitive, continuous)\n"
+                "and the share of additions it answers exactly right (the number the threshold is on).",
+                highlight=False,
+            )
         for s, d in zip(states, home_dirs, strict=True):
             t = Trainer(
                 d, s, suite=Path(suite), tokenizer_dir=tok_dir, stop_all=stop_all, events=events, rounds=rounds
@@ -496,7 +728,9 @@ def run_demo(
                 console.print(_table(states, bool(watcher.paused_at)))
         # Let the last entries (votes, certificates) reach every node before reporting.
         settle = time.monotonic() + 10
-        while time.monotonic() < settle and watcher.breach_published_at and len(watcher.paused_at) < len(nodes):
+        while time.monotonic() < settle and watcher.breach_published_at and (
+            len(watcher.paused_at) < len(nodes) or not _halts_arrived(home_dirs[0], states)
+        ):
             time.sleep(0.25)
         stop_watch.set()
         watcher.join(timeout=10)
@@ -537,6 +771,16 @@ def run_demo(
             t.join(timeout=30)
         for n in nodes:
             n.stop()
+    from node.home import NodeHome
+
+    with NodeHome.open(home_dirs[0]) as h:
+        story = read_story(h.store)
+        checkpoints: dict[str, list[tuple[int, float]]] = {}
+        for e in h.store.entries(kind="eval_result"):
+            m = e.statement.body.model
+            checkpoints.setdefault(e.statement.lab, []).append((m.checkpoint_step, float(m.training_flop)))
+    for steps in checkpoints.values():
+        steps.sort()
     ttp = None
     if watcher.breach_published_at and len(watcher.paused_at) == len(nodes):
         ttp = max(watcher.paused_at.values()) - watcher.breach_published_at
@@ -549,32 +793,97 @@ def run_demo(
         time_to_pause_s=ttp,
         report_dir=report_dir,
         verify_exit=verify_exit,
+        story=story,
+        checkpoints=checkpoints,
+        previous=previous,
     )
 
 
+def _shown(path: Path) -> str:
+    """A path as the reader would type it from here (relative when below the current folder)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def tripwire_command() -> str:
+    """How to run ``tripwire`` from this shell: the venv's script unless it is on PATH."""
+    script = Path(sys.executable).parent / "tripwire"
+    on_path = shutil.which("tripwire")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "tripwire"
+    return _shown(script) if script.exists() else "tripwire"
+
+
+def warning_lead(r: DemoResult, what: str) -> tuple[Milestone, int, float] | None:
+    """How far ahead of the breach the breaching lab's first ``what`` came: the milestone,
+    the number of that lab's checkpoints from it to the breach, and doublings of compute."""
+    breach = next((m for m in r.story if m.what == "breach"), None)
+    warn = next((m for m in r.story if m.what == what and breach and m.lab == breach.lab), None)
+    if breach is None or warn is None or warn.step is None or breach.step is None:
+        return None
+    n = sum(1 for step, _ in r.checkpoints.get(breach.lab, []) if warn.step < step <= breach.step)
+    doublings = math.log2(breach.flop / warn.flop) if breach.flop and warn.flop else 0.0
+    return warn, n, doublings
+
+
 def print_summary(r: DemoResult, console: Console) -> None:
-    """The short summary a person reads at the end of ``make demo``."""
+    """The short summary a person reads at the end of ``make demo``: the story, then where things are."""
     console.rule("[bold]Summary")
     if r.paused:
         ttp = f" (every node held the certificate {r.time_to_pause_s:.2f}s after the proposal)" if r.time_to_pause_s else ""
         console.print(f"[bold red]The network is PAUSED[/]: a quorum of labs signed the pause{ttp}.")
     else:
         console.print("[bold]No pause[/]: no model crossed the breach threshold within the deadline.")
+    breach = next((m for m in r.story if m.what == "breach"), None)
+    if breach is not None:
+        console.print(
+            f"\nWhat fired, and when ({breach.lab}'s checkpoints, training compute doubling as steps double):",
+            highlight=False,
+        )
+        for what, rule_says in (
+            ("early warning", "the sensitive eval (log-probability of the correct answer) warned"),
+            ("trend warning", "the trend forecast the crossing of the threshold"),
+        ):
+            lead = warning_lead(r, what)
+            if lead is None:
+                console.print(f"  {what:<14} none on {breach.lab}'s results before the breach", highlight=False)
+                continue
+            m, n, doublings = lead
+            console.print(
+                f"  {what:<14} rule {m.rule} at step {m.step}: {rule_says} {n} checkpoints "
+                f"({doublings:.1f} doublings of compute) before the breach",
+                highlight=False,
+            )
+        console.print(
+            f"  {'breach':<14} rule {breach.rule} at step {breach.step}: {breach.lab}'s result crossed the agreed threshold",
+            highlight=False,
+        )
+    halts = {m.lab: m.step for m in r.story if m.what == "halt"}
+    console.print("\nWhere each lab's training stopped (from the signed halt records):", highlight=False)
     for s in r.states:
-        halted = f"halted at step {s.halted_at}" if s.halted_at is not None else s.state
+        if s.plan.lab in halts:
+            where = f"halted at step {halts[s.plan.lab]}"
+        else:
+            where = f"{s.state} at step {s.step} (no halt record)"
         err = f"  [magenta]{s.error}[/]" if s.error else ""
-        console.print(f"  {s.plan.lab:<9} trained to step {s.step:>5}, {s.evals} signed results, {halted}{err}")
+        console.print(f"  {s.plan.lab:<9} {where}, {s.evals} signed results{err}", highlight=False)
+    tw = tripwire_command()
     if r.report_dir is not None:
-        console.print(f"\nReport:   {r.report_dir / 'report.html'}")
-        console.print(f"PDF:      {r.report_dir / 'report.pdf'}")
-        console.print(f"Evidence: {r.report_dir / 'evidence.json'}")
-        console.print(f"Genesis:  {r.workdir / 'genesis.json'} (the roster to pin with --roster)")
+        console.print(f"\nReport:   {_shown(r.report_dir / 'report.html')}", highlight=False)
+        console.print(f"PDF:      {_shown(r.report_dir / 'report.pdf')}", highlight=False)
+        console.print(f"Evidence: {_shown(r.report_dir / 'evidence.json')}", highlight=False)
+        console.print(f"Genesis:  {_shown(r.workdir / 'genesis.json')} (the roster to pin with --roster)", highlight=False)
         verdict = "[green]passed[/]" if r.verify_exit == 0 else "[red]FAILED[/]"
         console.print(f"Offline verification (tripwire verify): {verdict}")
-    console.print("\nKeep exploring (each lab home works with the normal CLI):")
+    console.print("\nKeep exploring (each lab home works with the normal CLI):", highlight=False)
     for h in r.homes:
-        console.print(f"  tripwire serve  --home {h}")
-    console.print(f"  tripwire status --home {r.homes[0]}")
+        console.print(f"  {tw} serve  --home {_shown(h)}", highlight=False, overflow="fold")
+    console.print(f"  {tw} status --home {_shown(r.homes[0])}", highlight=False, overflow="fold")
+    report = _shown(r.report_dir) if r.report_dir else "REPORT_FOLDER"
     console.print(
-        f"  tripwire verify {r.report_dir or 'REPORT_FOLDER'} --roster {r.workdir / 'genesis.json'} --require-pin"
+        f"  {tw} verify {report} --roster {_shown(r.workdir / 'genesis.json')} --require-pin",
+        highlight=False,
+        overflow="fold",
     )

@@ -116,6 +116,7 @@ def train_tiny_arithmetic(
     tokenizer=None,
     start_step: int = 0,
     device: str = "cpu",
+    answer_loss_only: bool = False,
 ):
     """Train a tiny GPT-2 on two-digit addition; return ``(model, tokenizer, last_step)``.
 
@@ -124,6 +125,11 @@ def train_tiny_arithmetic(
     go to ``out_dir/checkpoint-<step>`` (and the final one to ``out_dir`` itself), each with
     a ``trainer_state.json`` carrying ``global_step`` and ``num_input_tokens_seen`` so the
     eval runner can infer checkpoint step and training compute.
+
+    With ``answer_loss_only`` the loss covers only each problem's answer and separator, as
+    supervised fine-tuning scores only completions: the operands are random digits, and
+    their irreducible loss otherwise drowns the signal from the sums (on a CPU this turns
+    a long plateau at well-formed guesses into a rise within about a thousand steps).
     """
     tokenizer = tokenizer or build_char_tokenizer()
     model = model or build_tiny_gpt2(n_layer, n_embd, n_head, tokenizer, seed)
@@ -133,10 +139,16 @@ def train_tiny_arithmetic(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     step = start_step
     tokens_seen = 0
+    labels_mask: torch.Tensor | None = None
+    if answer_loss_only:
+        # Problems are fixed width ("aa+bb=ccc;"), so a column's role is its offset in the problem.
+        width, answer_at = 3 * digits + 4, 2 * digits + 2
+        labels_mask = torch.arange(width * problems_per_row, device=device) % width < answer_at
     for step in range(start_step + 1, start_step + steps + 1):
         rows = [arithmetic_stream(rng, problems_per_row, digits) for _ in range(batch_size)]
         ids = torch.tensor([tokenizer.encode(r) for r in rows], dtype=torch.long, device=device)
-        out = model(input_ids=ids, labels=ids)
+        labels = ids if labels_mask is None else ids.masked_fill(labels_mask, -100)
+        out = model(input_ids=ids, labels=labels)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -1,51 +1,103 @@
-"""`make demo` end to end: the same code path, plan and policy, with a deadline.
+"""`make demo` end to end: the same code path, plan, policy and seeds, with a deadline.
 
 Real nodes (separate processes), real training of three tiny models, real evaluation of
-their checkpoints, the shared policy applied by every node; asserts the early warning, the
-breach, the certificate held by every node, every training loop halted by its gate, and a
-report whose evidence verifies offline.
+their checkpoints, the shared policy applied by every node. Asserts the story the demo
+tells, in order: the sensitive eval (log-probability) warns first, a trend forecast warns
+of the crossing, one lab's model breaches the accuracy threshold (not the log-probability
+rule), the pause certificate forms, and every lab's training halts at its gate; then a
+report whose first page carries the policy's own text and whose evidence verifies offline.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from node.demo import run_demo
+from node.demo import ACCURACY_RULE, DEFAULT_PLAN, LOGPROB_RULE, print_summary, run_demo
 from node.home import NodeHome
 from protocol.entries import decode_entry
 from reports.bundle import load_bundle
 
 
+def _first(lines: list[str], text: str) -> int:
+    return next(i for i, line in enumerate(lines) if text in line)
+
+
 @pytest.mark.slow
-def test_demo_warns_breaches_pauses_halts_and_verifies(tmp_path: Path) -> None:
-    console = Console(record=True, width=140)
-    r = run_demo(tmp_path / "net", deadline_s=300, console=console)
+def test_demo_warns_forecasts_breaches_on_accuracy_pauses_halts_and_verifies(tmp_path: Path) -> None:
+    console = Console(record=True, width=200)
+    r = run_demo(tmp_path / "net", deadline_s=400, console=console)
     log = "\n".join(r.events)
     assert [s.error for s in r.states] == [None, None, None], log
-    # the breach and the certificate: every node holds a verified pause certificate
     assert r.paused, log
-    assert r.time_to_pause_s is not None
-    for d in r.homes:
-        with NodeHome.open(d) as h:
-            kinds = [e.kind for e in h.store.entries()]
-            assert {"eval_result", "alert", "pause_proposal", "vote", "pause_certificate"} <= set(kinds)
-            assert {e.lab for e in h.store.entries(kind="eval_result")} == {"aurora", "borealis", "cygnus"}
-            # an early warning came before the breach's proposal
-            alerts = [e.statement.body for e in h.store.entries(kind="alert")]
-            assert any(a.verdict == "warn" for a in alerts), log
-            assert kinds.index("alert") < kinds.index("pause_proposal")
-    # every lab's training loop halted at a gate check, long before its step budget
-    for s in r.states:
+
+    # the story, as the node recorded it: warning, forecast, breach, certificate, halts
+    story = [(m.what, m.lab, m.rule) for m in r.story]
+    whats = [w for w, _, _ in story]
+    assert whats.index("early warning") < whats.index("trend warning") < whats.index("breach"), story
+    assert whats.index("breach") < whats.index("certificate") < whats.index("halt"), story
+    warning = next(m for m in r.story if m.what == "early warning")
+    assert warning.rule == LOGPROB_RULE
+    breach = next(m for m in r.story if m.what == "breach")
+    assert (breach.lab, breach.rule) == ("aurora", ACCURACY_RULE), story
+    aurora_warning = next(m for m in r.story if m.what == "early warning" and m.lab == "aurora")
+    assert aurora_warning.step is not None and breach.step is not None
+    assert aurora_warning.step < breach.step  # checkpoints of warning before the breach
+    with NodeHome.open(r.homes[0]) as h:
+        (proposal,) = h.store.entries(kind="pause_proposal")
+        assert proposal.statement.body.trigger.rule == ACCURACY_RULE
+        assert Decimal(proposal.statement.body.level) == Decimal("0.50")
+        assert Decimal(proposal.statement.body.observed) >= Decimal("0.50")
+        notes = [e for e in h.store.entries(kind="note") if e.statement.body.text.startswith("training halted at step ")]
+        halts = {e.statement.lab: e.statement.body.text for e in notes}
+        certificates = [e.entry_id for e in h.store.entries(kind="pause_certificate")]
+
+    # every lab's training loop halted at a gate check, and signed where
+    for s, plan in zip(r.states, DEFAULT_PLAN, strict=True):
         assert s.state == "halted", (s.plan.lab, s.state, s.halt_message)
-        assert s.halted_at is not None and s.halted_at < s.plan.max_steps
-    # the report and its offline verification
+        assert s.halted_at is not None and s.halted_at < plan.max_steps
+        assert halts.get(s.plan.lab, "").startswith(f"training halted at step {s.halted_at}"), halts
+
+    # the console tells it in the same order, votes before the certificate that quotes them
+    lines = r.events
+    early, trend = _first(lines, "EARLY WARNING"), _first(lines, "TREND WARNING")
+    brk, cert = _first(lines, "BREACH: aurora's model now answers"), _first(lines, "PAUSE CERTIFICATE")
+    assert early < trend < brk < cert, log
+    assert "of two-digit additions correctly" in lines[brk] and "the agreed threshold is 50%" in lines[brk]
+    assert all(i < cert for i, line in enumerate(lines) if "votes PAUSE" in line and i < cert + 1), log
+    # the breaching lab's gate stops at once on its own breach; the others stop on the
+    # certificate, and their signed halt records say so
+    assert len(certificates) == 1
+    for lab in ("borealis", "cygnus"):
+        assert "pause certificate" in halts[lab], (lab, halts)
+    for meaning in ("sensitive evals warn first", "the trend forecasts the crossing", "reads at a glance"):
+        assert meaning in log
+
+    # the report: the policy's own text on its first page, and offline verification
     assert r.report_dir is not None and r.verify_exit == 0
-    assert (r.report_dir / "report.html").stat().st_size > 10_000
+    html = (r.report_dir / "report.html").read_text()
+    assert "Two-digit addition stands in for a dangerous capability" in html[: len(html) // 3]
     assert (r.report_dir / "report.pdf").read_bytes().startswith(b"%PDF")
     bundle = load_bundle(r.report_dir / "evidence.json")
     cited = {decode_entry(env).statement.kind for env in bundle.entries}
     assert {"eval_result", "pause_proposal", "vote", "pause_certificate"} <= cited
-    assert "PAUSED" in console.export_text()
+    print_summary(r, console)
+    text = console.export_text()
+    assert "The network is PAUSED" in text
+    assert "early warning  rule answer-logprob at step" in text and "halted at step" in text
+
+
+def test_a_previous_demo_network_is_moved_aside_not_deleted(tmp_path: Path) -> None:
+    from node.demo import MARKER, _prepare_workdir
+
+    net = tmp_path / "demo-network"
+    net.mkdir()
+    (net / MARKER).write_text("x")
+    (net / "keep.txt").write_text("previous run")
+    moved = _prepare_workdir(net)
+    assert moved is not None and moved.name.startswith("demo-network.previous-")
+    assert (moved / "keep.txt").read_text() == "previous run"
+    assert (net / MARKER).exists() and not (net / "keep.txt").exists()
