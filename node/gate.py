@@ -85,6 +85,16 @@ MAX_ANSWER_BYTES = 256 * 1024
 HALT_PREFIX = "training halted at step "
 
 
+def _certificate_ids(certs: Any) -> set[str]:
+    """Certificate entry ids from a decision's details: the local store's {proposal: id} or
+    the signed pause state's [{proposal_id, certificate}]."""
+    if isinstance(certs, dict):
+        return {c for c in certs.values() if isinstance(c, str)}
+    if isinstance(certs, list):
+        return {c["certificate"] for c in certs if isinstance(c, dict) and isinstance(c.get("certificate"), str)}
+    return set()
+
+
 def halt_text(step: int, reason: str) -> str:
     """The text of a halt record for ``step``, with the gate's reason."""
     return f"{HALT_PREFIX}{int(step)}: {reason[:2000]}"
@@ -267,8 +277,7 @@ class TrainingGate:
         write still stops: the record is evidence, never a condition of stopping."""
         if self.home is None or not decision.paused or not self.config.record_halts:
             return
-        certs = decision.details.get("certificates")
-        refs = sorted(set(certs.values()))[:64] if isinstance(certs, dict) else []
+        refs = sorted(_certificate_ids(decision.details.get("certificates")))[:64]
         text = halt_text(decision.step, decision.reason)
         try:
             self.home.publish("note", {"text": text, "refs": refs})

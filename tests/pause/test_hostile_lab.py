@@ -351,3 +351,27 @@ def test_certificate_padded_with_votes_is_refused_at_ingest(homes) -> None:
         gamma.publish("pause_certificate", padded)
     assert e.value.code == "quorum" and "at most one counted vote per lab" in e.value.message
     assert gamma.store.log_size() == before
+
+
+def test_gate_stopped_by_its_nodes_signed_state_cites_the_certificate(homes) -> None:
+    """A home gate that learns of the pause from its node's signed pause state (not its own
+    store) records the halt too, citing the certificate the node named."""
+    from node.gate import HALT_PREFIX, TrainingGate
+
+    mesh = Mesh(homes)
+    mesh.home("alpha").publish("eval_result", result_body("0.70"))
+    mesh.settle()
+    gamma = mesh.home("gamma")
+    node = Node(gamma, sync=False, coordinate=False).start()
+    try:
+        gate = TrainingGate(gamma, url=node.url, poll_interval_s=0, grace_s=0, check_local=False)
+        try:
+            decision = gate.check(77)
+        finally:
+            gate.close()
+    finally:
+        node.stop()
+    assert decision.stop and decision.source == "node"
+    (note,) = [e for e in gamma.store.entries(kind="note", lab="gamma") if e.statement.body.text.startswith(HALT_PREFIX)]
+    (cert,) = gamma.store.entries(kind="pause_certificate")
+    assert note.statement.body.text.startswith(f"{HALT_PREFIX}77: ") and note.statement.body.refs == [cert.entry_id]
