@@ -98,6 +98,14 @@ def arithmetic_stream(rng: random.Random, n_problems: int, digits: int = 2) -> s
     return "".join(q + a + ";" for q, a in (arithmetic_problem(rng, digits) for _ in range(n_problems)))
 
 
+def answer_columns(digits: int, problems_per_row: int) -> list[bool]:
+    """Which columns of a training row are scored with ``answer_loss_only``: each problem's
+    answer and separator. Problems are fixed width ("aa+bb=ccc;"), so a column's role is its
+    offset in the problem."""
+    width, answer_at = 3 * digits + 4, 2 * digits + 2
+    return [i % width >= answer_at for i in range(width * problems_per_row)]
+
+
 def train_tiny_arithmetic(
     out_dir: str | Path | None = None,
     *,
@@ -141,9 +149,9 @@ def train_tiny_arithmetic(
     tokens_seen = 0
     labels_mask: torch.Tensor | None = None
     if answer_loss_only:
-        # Problems are fixed width ("aa+bb=ccc;"), so a column's role is its offset in the problem.
-        width, answer_at = 3 * digits + 4, 2 * digits + 2
-        labels_mask = torch.arange(width * problems_per_row, device=device) % width < answer_at
+        labels_mask = torch.tensor(
+            [not keep for keep in answer_columns(digits, problems_per_row)], dtype=torch.bool, device=device
+        )
     for step in range(start_step + 1, start_step + steps + 1):
         rows = [arithmetic_stream(rng, problems_per_row, digits) for _ in range(batch_size)]
         ids = torch.tensor([tokenizer.encode(r) for r in rows], dtype=torch.long, device=device)

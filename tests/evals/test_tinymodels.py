@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from node.evals.tinymodels import CHARSET, build_char_tokenizer, train_tiny_arithmetic
@@ -53,3 +54,18 @@ def test_training_reduces_loss(tmp_path):
     with torch.no_grad():
         after = model(input_ids=ids, labels=ids).loss.item()
     assert after < before - 0.5
+
+
+@pytest.mark.parametrize("digits", [1, 2, 3])
+def test_answer_loss_only_scores_exactly_the_answers_and_separators(digits: int) -> None:
+    """The columns ``answer_loss_only`` keeps are each problem's answer digits and its ';',
+    token for token (the tokenizer is one token per character)."""
+    import random
+
+    from node.evals.tinymodels import answer_columns, arithmetic_stream, build_char_tokenizer
+
+    row = arithmetic_stream(random.Random(digits), 5, digits)
+    assert len(build_char_tokenizer().encode(row)) == len(row)
+    keep = answer_columns(digits, 5)
+    scored = "".join(c for c, k in zip(row, keep, strict=True) if k)
+    assert scored == "".join(p.split("=")[1] + ";" for p in row.rstrip(";").split(";"))
