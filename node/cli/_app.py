@@ -15,7 +15,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-console_err = Console(stderr=True)
+# Errors are never wrapped: a path or an id in one must stay whole to be copied.
+console_err = Console(stderr=True, soft_wrap=True)
 
 
 def exit_code_for(err: TripwireError) -> int:
