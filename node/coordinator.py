@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from node.pausetrack import EntryIndex, held_forks, record_conflicts
+from node.pausetrack import EntryIndex, feeds_held, record_conflicts
 from protocol.canonical import utcnow
 from protocol.entries import (
     AlertBody,
@@ -658,9 +658,7 @@ class Coordinator:
             policy_error=self._policy_error,
             cache=self.cache,
             cert_cache=self.cert_cache,
-            heads={lab: h.seq for lab, h in store.heads().items()},
-            held_ids=lambda eid: store.get(eid) is not None,
-            forks=held_forks(store),
+            **feeds_held(store),
         )
         if a.pause.conflicts and record_conflicts(store, a.pause.conflicts):
             # A certificate exposed a fork: the proof is now held; judge again with it.
@@ -815,9 +813,7 @@ def local_analysis(home: NodeHome) -> tuple[Analysis, dict[str, Any]]:
         chain,
         policy,
         policy_error=error,
-        heads={lab: h.seq for lab, h in store.heads().items()},
-        held_ids=lambda eid: store.get(eid) is not None,
-        forks=held_forks(store),
+        **feeds_held(store),
     )
     config = VotesConfig.from_mapping(home.config.votes)
     return a, describe(a, chain, policy, error, config, home.lab, utcnow())

@@ -37,8 +37,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from node.gate import HALT_PREFIX
 from node.process import ServeProcess, free_ports
+from protocol.entries import HALT_PREFIX, halt_step
 from protocol.errors import ConfigurationError, TripwireError
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -588,7 +588,7 @@ def read_story(store: Any) -> list[Milestone]:
             seen.add(("", "certificate"))
             certified.insert(0, Milestone("certificate", e.statement.lab, log_index=i))
         elif e.kind == "note" and b.text.startswith(HALT_PREFIX):
-            step = int(b.text[len(HALT_PREFIX):].split(":", 1)[0])
+            step = halt_step(b.text)
             certified.append(Milestone("halt", e.statement.lab, step=step, log_index=i))
     breach = next((i for i, m in enumerate(out) if m.what == "breach"), len(out))
     return out[: breach + 1] + certified + out[breach + 1 :]

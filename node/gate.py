@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.canonical import parse_json_strict, utcnow
-from protocol.entries import Trigger, pause_proposal_id
+from protocol.entries import Trigger, halt_text, pause_proposal_id
 from protocol.envelope import Envelope
 from protocol.errors import (
     ConfigurationError,
@@ -80,11 +80,6 @@ PAUSE_STATE_PATH = "/v1/status/pause"
 MAX_ANSWER_BYTES = 256 * 1024
 
 
-#: The start of the text of a halt record: a ``note`` a gate signs into its lab's feed when it
-#: stops training for a pause (docs/pause.md). Reports read the step from it.
-HALT_PREFIX = "training halted at step "
-
-
 def _certificate_ids(certs: Any) -> set[str]:
     """Certificate entry ids from a decision's details: the local store's {proposal: id} or
     the signed pause state's [{proposal_id, certificate}]."""
@@ -93,11 +88,6 @@ def _certificate_ids(certs: Any) -> set[str]:
     if isinstance(certs, list):
         return {c["certificate"] for c in certs if isinstance(c, dict) and isinstance(c.get("certificate"), str)}
     return set()
-
-
-def halt_text(step: int, reason: str) -> str:
-    """The text of a halt record for ``step``, with the gate's reason."""
-    return f"{HALT_PREFIX}{int(step)}: {reason[:2000]}"
 
 
 class GateConfig(BaseModel):

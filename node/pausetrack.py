@@ -47,6 +47,17 @@ def record_conflicts(store: Any, conflicts: Iterable[VerifiedEntry]) -> int:
     return len(fresh)
 
 
+def feeds_held(store: Any) -> dict[str, Any]:
+    """What ``store`` holds of each feed, as :func:`protocol.pause.pause_state` (and the
+    coordinator's ``analyze``) take it: contiguous heads, entry ids held, proven forks
+    (spec §6.5 step 7)."""
+    return {
+        "heads": {lab: h.seq for lab, h in store.heads().items()},
+        "held_ids": lambda eid: store.get(eid) is not None,
+        "forks": held_forks(store),
+    }
+
+
 def held_forks(store: Any) -> dict[str, int]:
     """lab -> the lowest seq at which the store holds an equivocation proof for its feed."""
     out: dict[str, int] = {}
@@ -184,16 +195,10 @@ class PauseTracker:
             if self._state is not None and key == self._key:
                 return self._state
             by_kind = self._index.update(self.store)
-            heads = {lab: h.seq for lab, h in self.store.heads().items()}
 
             def compute() -> PauseState:
                 return pause_state(
-                    (e for k in PAUSE_KINDS for e in by_kind[k]),
-                    chain,
-                    heads=heads,
-                    held_ids=lambda eid: self.store.get(eid) is not None,
-                    forks=held_forks(self.store),
-                    cache=self.cache,
+                    (e for k in PAUSE_KINDS for e in by_kind[k]), chain, cache=self.cache, **feeds_held(self.store)
                 )
 
             state = compute()
@@ -204,4 +209,4 @@ class PauseTracker:
             return state
 
 
-__all__ = ["EntryIndex", "PauseTracker", "held_forks", "record_conflicts"]
+__all__ = ["EntryIndex", "PauseTracker", "feeds_held", "held_forks", "record_conflicts"]

@@ -8,6 +8,7 @@ and bounds every string and list, so that an invalid statement cannot be constru
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -325,6 +326,23 @@ class RosterUpdateBody(Model):
 class NoteBody(Model):
     text: LongText
     refs: Annotated[list[Hex64], Field(max_length=64)] = []
+
+
+#: A training gate's *halt record* is a ``note`` whose text begins with this, then the step
+#: (specs/evidence.md §6); gates write it, reports and the demo read the step back.
+HALT_PREFIX = "training halted at step "
+_HALT_STEP = re.compile(r"^training halted at step ([0-9]{1,15})\b")
+
+
+def halt_text(step: int, reason: str) -> str:
+    """The text of a halt record for ``step``, with the gate's reason."""
+    return f"{HALT_PREFIX}{int(step)}: {reason[:2000]}"
+
+
+def halt_step(text: str) -> int | None:
+    """The step a halt record's text names (None: the text is no halt record)."""
+    m = _HALT_STEP.match(text)
+    return int(m.group(1)) if m else None
 
 
 BODY_MODELS: dict[str, type[Model]] = {

@@ -143,12 +143,6 @@ class Proposal:
     def certified(self) -> bool:
         return bool(self.certificates)
 
-    def first_vote(self, lab: str) -> VerifiedEntry | None:
-        for v in self.votes:
-            if v.lab == lab:
-                return v
-        return None
-
 
 @dataclass(frozen=True)
 class PauseState:

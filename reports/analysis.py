@@ -14,7 +14,6 @@ Definitions (normative in specs/evidence.md §6):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +26,7 @@ from protocol.entries import (
     EvalResultBody,
     NoteBody,
     VerifiedEntry,
+    halt_step,
 )
 from protocol.errors import PeerDataError, TripwireError
 from protocol.forecast import TrendFit, evaluate_with_trend
@@ -115,9 +115,6 @@ class Result:
 FLOP_PTR = pointer("body", "model", "training_flop")
 STEP_PTR = pointer("body", "model", "checkpoint_step")
 TEXT_PTR = pointer("body", "text")
-#: A halt record's text begins so (``node.gate.HALT_PREFIX``; the report reads the step).
-HALT_PREFIX = "training halted at step "
-HALT_RE = re.compile(r"^training halted at step ([0-9]{1,15})\b")
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,7 @@ class Analysis:
     """Entries that could not be evaluated, with the reason: shown flagged, never fatal."""
     halts: dict[str, VerifiedEntry] = field(default_factory=dict)
     """lab -> its latest halt record: a ``note`` its training gate signed when it stopped
-    training, whose text begins with :data:`HALT_PREFIX` (docs/pause.md)."""
+    training, whose text begins with ``protocol.entries.HALT_PREFIX`` (docs/pause.md)."""
 
     @property
     def flagged(self) -> list[Problem]:
@@ -287,16 +284,7 @@ def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]
 def is_halt_record(e: VerifiedEntry) -> bool:
     """A gate's halt record: a ``note`` whose text begins "training halted at step N"."""
     body = e.statement.body
-    return isinstance(body, NoteBody) and HALT_RE.match(body.text) is not None
-
-
-def halt_step(e: VerifiedEntry) -> int:
-    """The training step a halt record names."""
-    body = e.statement.body
-    assert isinstance(body, NoteBody)
-    m = HALT_RE.match(body.text)
-    assert m is not None
-    return int(m.group(1))
+    return isinstance(body, NoteBody) and halt_step(body.text) is not None
 
 
 def _proposal_views(state: PauseState, chain: RosterChain, by_id: Mapping[str, VerifiedEntry]) -> list[ProposalState]:

@@ -40,11 +40,11 @@ from protocol.entries import (
     RosterUpdateBody,
     VerifiedEntry,
     VoteBody,
+    halt_step,
 )
 from protocol.policy import Rule, RuleVerdict
 from reports.analysis import (
     FLOP_PTR,
-    HALT_RE,
     STEP_PTR,
     TEXT_PTR,
     Analysis,
@@ -318,11 +318,11 @@ class Numbers:
         if key not in self.claims.fields:
             raise RenderError(f"the report tried to show halt record {doc[:16]}…, which the bundle does not claim")
         text = str(self.claims.fields[key])
-        m = HALT_RE.match(text)
-        if m is None:
+        step = halt_step(text)
+        if step is None:
             raise RenderError(f"entry {doc[:16]}… is not a halt record")
         self._show(doc, TEXT_PTR, text)
-        return self._link(doc, f"{int(m.group(1)):,}", f"signed halt record {doc}: {text[:200]}")
+        return self._link(doc, f"{step:,}", f"signed halt record {doc}: {text[:200]}")
 
     def entry(self, entry_id: str) -> Markup:
         """A link to a cited document by its id (shortened; the full id in the tooltip)."""

@@ -314,7 +314,8 @@ def test_home_gate_signs_a_halt_record_when_it_stops(homes) -> None:
     """A gate with the lab's home stops for the certified pause and signs "training halted at
     step N" into the lab's feed (once), citing the certificate, so reports can say where each
     lab's training stopped."""
-    from node.gate import HALT_PREFIX, TrainingGate
+    from node.gate import TrainingGate
+    from protocol.entries import HALT_PREFIX
 
     mesh = Mesh(homes)
     rid = mesh.home("alpha").publish("eval_result", result_body("0.70"))
@@ -356,7 +357,8 @@ def test_certificate_padded_with_votes_is_refused_at_ingest(homes) -> None:
 def test_gate_stopped_by_its_nodes_signed_state_cites_the_certificate(homes) -> None:
     """A home gate that learns of the pause from its node's signed pause state (not its own
     store) records the halt too, citing the certificate the node named."""
-    from node.gate import HALT_PREFIX, TrainingGate
+    from node.gate import TrainingGate
+    from protocol.entries import HALT_PREFIX
 
     mesh = Mesh(homes)
     mesh.home("alpha").publish("eval_result", result_body("0.70"))
