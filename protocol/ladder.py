@@ -1,0 +1,129 @@
+"""Cross-model forecasts: a lab's ladder of models (one recipe, several sizes) forecasts a
+model it has not trained yet at its planned compute.
+
+The points are the ladder models' verified results for a rule, placed at their own training
+compute; the curve and its prediction interval are the policy's (``protocol.forecast``), so
+every node computes the same prediction from the same signed results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from protocol.canonical import DECIMAL_RE
+from protocol.errors import PolicyError
+from protocol.forecast import (
+    CALIBRATION,
+    TrendPoint,
+    _flop_of,
+    _log10,
+    _round_log,
+    _sig,
+    fit_trend,
+    forecast_crossing,
+    points_for_rule,
+    t_quantile,
+)
+from protocol.policy import DecimalStr, ResultSummary, Rule, _Frozen
+
+__all__ = ["Prediction", "ladder_points", "predict_at", "stop_point"]
+
+
+def ladder_points(
+    results: Iterable[ResultSummary], *, lab: str, models: Sequence[str], rule: Rule
+) -> list[TrendPoint]:
+    """The trend points of ``lab``'s ladder: every result of a model named in ``models``
+    that carries the rule's indicator, at its training compute (sorted, one per checkpoint).
+
+    Results of other labs and of models outside the ladder are ignored: a ladder is a
+    lab's own claim about its own recipe.
+    """
+    wanted = set(models)
+    chosen = [r for r in results if r.lab == lab and r.model in wanted]
+    return points_for_rule(chosen, rule)
+
+
+class Prediction(_Frozen):
+    """A forecast of a rule's indicator at one compute, as published (decimal text)."""
+
+    rule: str
+    target_flop: DecimalStr
+    """Training compute the prediction is for, FLOP."""
+    model: Literal["logistic", "linear", "none"]
+    """The main fitted curve (``none``: fewer than 2 distinct compute values)."""
+    n_points: Annotated[int, Field(ge=0)]
+    value: DecimalStr | None = None
+    """Central forecast in the metric's units (None: no trend)."""
+    low: DecimalStr | None = None
+    high: DecimalStr | None = None
+    """Prediction interval at the rule's stated level (or ``z``), inside the metric's range."""
+    level: DecimalStr | None = None
+    """The interval's stated coverage (None: a bare ``z``-wide interval)."""
+
+
+def _check_flop(target_flop: str) -> Decimal:
+    if not isinstance(target_flop, str) or not DECIMAL_RE.match(target_flop) or Decimal(target_flop) <= 0:
+        raise PolicyError(f"target training FLOP {target_flop!r} is not a positive decimal string")
+    return Decimal(target_flop)
+
+
+def predict_at(points: Sequence[TrendPoint], rule: Rule, target_flop: str) -> Prediction:
+    """The rule's forecast of its indicator at ``target_flop``, with its prediction interval."""
+    if rule.forecast is None:
+        raise PolicyError(f"rule '{rule.id}' has no forecast section")
+    target = _check_flop(target_flop)
+    fc = rule.forecast
+    fit = fit_trend(points, direction=rule.indicator.direction, chance=fc.chance, ceiling=fc.ceiling)
+    if fit is None:
+        return Prediction(rule=rule.id, target_flop=target_flop, model="none", n_points=len(points), level=fc.level)
+    mult = float(Decimal(fc.z)) if fc.z is not None else CALIBRATION * t_quantile(str(fc.level), fit.dof)
+    fit = dataclasses.replace(fit, multiplier=mult)
+    x = _log10(target)
+    mean, _se = fit.predict(x)
+    lo, hi = fit.interval(x)
+    return Prediction(
+        rule=rule.id,
+        target_flop=target_flop,
+        model=fit.model,
+        n_points=fit.n_points,
+        value=_sig(mean),
+        low=_sig(lo),
+        high=_sig(hi),
+        level=fc.level,
+    )
+
+
+def stop_point(points: Sequence[TrendPoint], rule: Rule, planned_flop: str) -> str | None:
+    """The compute (FLOP, decimal text) at which the rule's breach becomes plausible, when
+    that is at or before ``planned_flop``; None when the interval's risky edge stays short of
+    the breach level up to the planned compute.
+
+    "Plausible" is the rule's own trend test: the risky edge of the prediction interval
+    reaches the breach level. With no trend (fewer than 2 distinct compute values) there is
+    no forecast to lean on and the answer is None; callers decide how to treat that.
+    """
+    if rule.forecast is None:
+        raise PolicyError(f"rule '{rule.id}' has no forecast section")
+    planned = _check_flop(planned_flop)
+    fc = forecast_crossing(
+        points,
+        level=rule.breach_level,
+        direction=rule.indicator.direction,
+        z=rule.forecast.z,
+        interval_level=rule.forecast.level,
+        chance=rule.forecast.chance,
+        ceiling=rule.forecast.ceiling,
+        horizon_flop=planned_flop,
+    )
+    if fc.crossing_low_log10_flop is None:
+        return None
+    planned_log = _round_log(_log10(planned))
+    x = Decimal(fc.crossing_low_log10_flop)
+    if x > planned_log:
+        return None
+    return _flop_of(x)
