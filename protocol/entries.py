@@ -38,6 +38,7 @@ from protocol.canonical import (
 from protocol.envelope import ENTRY_PAYLOAD_TYPE, Envelope, sign_payload
 from protocol.errors import EnvelopeError, NumericDomainError, OversizeError, SchemaError
 from protocol.keys import SigningKey
+from protocol.scope import Scope
 
 PROTOCOL = "tripwire/1"
 
@@ -247,9 +248,19 @@ class Trigger(Model):
     policy_digest: Hex64
 
 
-def pause_proposal_id(trigger: Trigger) -> str:
-    """Deterministic proposal id: the same trigger always names the same proposal (spec §6.3)."""
-    return digest_of({"action": "pause", "trigger": trigger.model_dump(mode="json")})
+#: An optional field added after v1: omitted from the signed bytes when absent, so entries
+#: built before it existed keep their bytes, ids and vectors (spec §6.8).
+_OMIT_NONE = Field(default=None, exclude_if=lambda v: v is None)
+
+
+def pause_proposal_id(trigger: Trigger | DiscretionaryTrigger, scope: Scope | None = None) -> str:
+    """Deterministic proposal id: the same trigger (and scope) always names the same proposal
+    (spec §6.3). The scope is bound into the id when present, so a lab cannot publish a
+    narrower pause under the id honest labs vote on."""
+    obj: dict[str, Any] = {"action": "pause", "trigger": trigger.model_dump(mode="json")}
+    if scope is not None:
+        obj["scope"] = scope.model_dump(mode="json", exclude_none=True)
+    return digest_of(obj)
 
 
 class DocRef(Model):
@@ -258,25 +269,50 @@ class DocRef(Model):
     uri: Annotated[str, StringConstraints(max_length=2048)] | None = None
 
 
-def resume_proposal_id(pause_proposal: str, safety_case: list[DocRef]) -> str:
-    """Deterministic resume proposal id over the pause it ends and the safety case it cites."""
+def resume_proposal_id(pause_proposal: str, safety_case: list[DocRef], scope: Scope | None = None) -> str:
+    """Deterministic resume proposal id over the pause it ends (or narrows to ``scope``) and
+    the safety case it cites."""
     docs = sorted((d.model_dump(mode="json") for d in safety_case), key=lambda d: d["sha256"])
-    return digest_of({"action": "resume", "pause_proposal": pause_proposal, "safety_case": docs})
+    obj: dict[str, Any] = {"action": "resume", "pause_proposal": pause_proposal, "safety_case": docs}
+    if scope is not None:
+        obj["scope"] = scope.model_dump(mode="json", exclude_none=True)
+    return digest_of(obj)
+
+
+class DiscretionaryTrigger(Model):
+    """A pause a lab asks for on its own judgement, citing evidence no rule measures (spec §6.9)."""
+
+    kind: Literal["discretionary"]
+    lab: LabId
+    """The proposing lab (must be the lab that signs the proposal)."""
+    evidence: Annotated[list[DocRef], Field(min_length=1, max_length=64)]
+    """The documents the proposal rests on, by SHA-256 (the documents stay with the lab
+    unless it attaches them)."""
+    opened_at: Timestamp
+    """When the proposal was opened; binds the id to this request (the same evidence cited
+    again later is a new proposal)."""
 
 
 class PauseProposalBody(Model):
     proposal_id: Hex64
-    trigger: Trigger
+    trigger: Trigger | DiscretionaryTrigger
     observed: VerdictNumberStr
-    """The value (or bound, per the rule's uncertainty rule) that reached the level."""
+    """The value (or bound, per the rule's uncertainty rule) that reached the level
+    ("0" for a discretionary proposal, which measures nothing)."""
     level: VerdictNumberStr
     rationale: LongText = ""
+    scope: Scope | None = _OMIT_NONE
+    """Which runs the pause covers (absent: every run, spec §6.8)."""
 
     @model_validator(mode="after")
     def _id(self) -> PauseProposalBody:
-        if self.proposal_id != pause_proposal_id(self.trigger):
-            raise ValueError("proposal_id is not the digest of the trigger")
+        if self.proposal_id != pause_proposal_id(self.trigger, self.scope):
+            raise ValueError("proposal_id is not the digest of the trigger and scope")
         return self
+
+    @property
+    def discretionary(self) -> bool:
+        return isinstance(self.trigger, DiscretionaryTrigger)
 
 
 class ResumeProposalBody(Model):
@@ -285,11 +321,13 @@ class ResumeProposalBody(Model):
     """proposal_id of the pause this resume would end."""
     safety_case: Annotated[list[DocRef], Field(min_length=1, max_length=64)]
     rationale: LongText = ""
+    scope: Scope | None = _OMIT_NONE
+    """Present: the pause stays in force for this narrower scope instead of ending (§6.8)."""
 
     @model_validator(mode="after")
     def _id(self) -> ResumeProposalBody:
-        if self.proposal_id != resume_proposal_id(self.pause_proposal, list(self.safety_case)):
-            raise ValueError("proposal_id is not the digest of the pause proposal and safety case")
+        if self.proposal_id != resume_proposal_id(self.pause_proposal, list(self.safety_case), self.scope):
+            raise ValueError("proposal_id is not the digest of the pause proposal, safety case and scope")
         return self
 
 

@@ -23,6 +23,11 @@ Rules (normative text in spec §6.4–6.7):
   resume is judged under a roster at least as new as the pause's.
 - Certificates are facts that never expire: replaying a pause certificate after its
   resume changes nothing; a new pause needs a new trigger (a new proposal id).
+- A pause covers the runs its scope names (§6.8): :meth:`PauseState.active_for` is what a
+  gate asks. A resume may narrow the scope instead of ending the pause.
+- A discretionary proposal (§6.9) counts only when signed by the lab it names; under a
+  roster with ``vote_deadline_s``, votes issued after the deadline do not count (in tallies
+  or certificates) and an uncertified proposal past it is ``expired``.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from protocol.canonical import parse_time
 from protocol.entries import (
+    DiscretionaryTrigger,
     PauseCertificateBody,
     PauseProposalBody,
     ResumeProposalBody,
@@ -50,18 +57,23 @@ from protocol.quorum import (
     tally,
 )
 from protocol.roster import RosterChain
+from protocol.scope import Run, Scope, covers, describe
 
 #: Entry kinds the pause state reads.
 PAUSE_KINDS = ("pause_proposal", "resume_proposal", "vote", "pause_certificate")
 
-ProposalStatus = Literal["open", "paused", "resumed", "certified"]
+ProposalStatus = Literal["open", "paused", "resumed", "certified", "expired"]
 """``open``: no valid certificate; ``paused``: a pause in force; ``resumed``: a pause ended
-by a resume certificate; ``certified``: a resume proposal with a valid certificate."""
+by a resume certificate; ``certified``: a resume proposal with a valid certificate;
+``expired``: a discretionary proposal whose voting deadline passed without a certificate."""
 
 FlagKind = Literal[
     "double-vote",
     "invalid-certificate",
     "resume-roster-too-old",
+    "late-vote",
+    "proposer-mismatch",
+    "scope-widened",
 ]
 
 #: Signature and window verification of certificates, cached across calls: (certificate
@@ -107,14 +119,19 @@ class Certificate:
     action: Literal["pause", "resume"]
     roster_version: int
     result: QuorumResult
+    scope: Scope | None = None
+    """For a pause certificate: the runs it covers (None: every run)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "proposal_id": self.proposal_id,
             "certificate": self.entry_id,
             "lab": self.lab,
             "roster_version": self.roster_version,
         }
+        if self.scope is not None:
+            out["scope"] = self.scope.model_dump(mode="json", exclude_none=True)
+        return out
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,16 @@ class Proposal:
     status: ProposalStatus
     pause_proposal: str | None = None
     """For a resume proposal: the pause proposal it would end."""
+    scope: Scope | None = None
+    """For a pause proposal: the runs it would cover; for a resume: the narrower scope it
+    leaves in force (None: a pause covers every run; a resume ends the pause)."""
+    deadline: datetime | None = None
+    """For a discretionary proposal under a roster with a voting deadline: when it passes."""
+
+    @property
+    def discretionary(self) -> bool:
+        body = self.entry.statement.body
+        return isinstance(body, PauseProposalBody) and body.discretionary
 
     @property
     def entry(self) -> VerifiedEntry:
@@ -161,22 +188,45 @@ class PauseState:
     each, with the held entry, is an equivocation proof (§4.4) the party should record and
     share, so that every party then judges the forked feed alike."""
 
+    narrowed: Mapping[str, Scope] = field(default_factory=dict)
+    """Pause proposal id -> the narrower scope a certified resume left in force."""
+
     @property
     def paused(self) -> bool:
         return bool(self.active)
+
+    def scope_of(self, pause_proposal: str) -> Scope | None:
+        """The scope in force for an active pause (narrowed by a resume, or its own)."""
+        if pause_proposal in self.narrowed:
+            return self.narrowed[pause_proposal]
+        return self.active[pause_proposal].scope
+
+    def active_for(self, run: Run | None) -> dict[str, Certificate]:
+        """The active pauses whose scope covers ``run`` now (every active pause when the
+        run is not described: gates fail closed)."""
+        return {pid: c for pid, c in self.active.items() if covers(self.scope_of(pid), run)}
 
     def open_proposals(self) -> list[Proposal]:
         return [p for p in self.proposals.values() if p.status == "open"]
 
     def to_json(self) -> dict[str, Any]:
-        """The ``pause`` section of ``GET /v1/status`` (spec §6.6)."""
+        """The ``pause`` section of ``GET /v1/status`` (spec §6.6, §6.8)."""
+        certs = []
+        for pid, c in sorted(self.active.items()):
+            out = c.to_json()
+            scope = self.scope_of(pid)
+            if scope is not None:
+                out["scope"] = scope.model_dump(mode="json", exclude_none=True)
+            out["covers"] = describe(scope)
+            certs.append(out)
         return {
             "paused": self.paused,
-            "certificates": [c.to_json() for _, c in sorted(self.active.items())],
+            "certificates": certs,
             "resumed": [
                 {**c.to_json(), "proposal_id": pid, "resume_proposal": c.proposal_id}
                 for pid, c in sorted(self.resumed.items())
             ],
+            "expired": sorted(p.proposal_id for p in self.proposals.values() if p.status == "expired"),
             "roster_version": self.roster_version,
         }
 
@@ -253,6 +303,7 @@ def pause_state(
     held_ids: Callable[[str], bool] | None = None,
     forks: Mapping[str, int] | None = None,
     cache: CertCache | None = None,
+    now: datetime | None = None,
 ) -> PauseState:
     """The pause state from verified entries (kinds other than :data:`PAUSE_KINDS` ignored).
 
@@ -263,7 +314,8 @@ def pause_state(
     entries passed in. ``forks`` (lab -> lowest seq of a proven fork, §4.4): votes of that
     lab at or after that seq count nowhere (not in tallies, not in certificates), so parties
     that kept different branches of a forked feed reach the same state once they hold the
-    proof. ``cache`` only saves repeated certificate verification.
+    proof. ``cache`` only saves repeated certificate verification. ``now`` (the caller's
+    clock) decides which discretionary proposals have ``expired``; without it none has.
     """
     fork_at: dict[str, int] = dict(forks or {})
     proposals_in: list[VerifiedEntry] = []
@@ -292,9 +344,32 @@ def pause_state(
     by_pid: dict[str, list[VerifiedEntry]] = defaultdict(list)
     seen_props: set[str] = set()
     for p in _by_position(proposals_in):
-        if p.entry_id not in seen_props:
-            seen_props.add(p.entry_id)
-            by_pid[p.statement.body.proposal_id].append(p)  # type: ignore[union-attr]
+        if p.entry_id in seen_props:
+            continue
+        seen_props.add(p.entry_id)
+        pbody = p.statement.body
+        if isinstance(pbody, PauseProposalBody) and isinstance(pbody.trigger, DiscretionaryTrigger):
+            if pbody.trigger.lab != p.lab:
+                # §6.9: a lab asks for a pause on its own judgement only; one lab cannot
+                # open (and start the voting clock of) a discretionary pause for another.
+                flags.append(
+                    Flag(
+                        "proposer-mismatch",
+                        p.lab,
+                        f"discretionary proposal names {pbody.trigger.lab!r} as proposer but is signed by {p.lab!r}",
+                        entry_id=p.entry_id,
+                        proposal_id=pbody.proposal_id,
+                        code="quorum",
+                    )
+                )
+                continue
+        by_pid[pbody.proposal_id].append(p)  # type: ignore[union-attr]
+
+    def deadline_of(proposal: VerifiedEntry) -> datetime | None:
+        return voting_deadline(proposal, chain)
+
+    def late(v: VerifiedEntry, deadline: datetime | None) -> bool:
+        return deadline is not None and parse_time(v.statement.issued_at) > deadline
 
     for pid, vs in sorted(votes_by_pid.items()):
         per_lab: dict[str, list[VerifiedEntry]] = defaultdict(list)
@@ -372,8 +447,32 @@ def pause_state(
             )
             continue
         assert isinstance(parts, CertificateParts)
+        prop_entry = by_pid[body.proposal_id][0] if by_pid.get(body.proposal_id) else parts.proposal
+        dl = deadline_of(prop_entry)
+        late_votes = [v for v in certificate_votes(result) if late(v, dl)]
+        if late_votes:
+            flags.append(
+                Flag(
+                    "invalid-certificate",
+                    c.lab,
+                    f"certificate carries {len(late_votes)} vote(s) issued after the voting deadline {dl}",
+                    entry_id=c.entry_id,
+                    proposal_id=body.proposal_id,
+                    code="quorum",
+                )
+            )
+            continue
+        pbody = prop_entry.statement.body
         valid[body.proposal_id].append(
-            Certificate(c.entry_id, c.lab, body.proposal_id, body.action, body.roster_version, result)
+            Certificate(
+                c.entry_id,
+                c.lab,
+                body.proposal_id,
+                body.action,
+                body.roster_version,
+                result,
+                pbody.scope if isinstance(pbody, PauseProposalBody) else None,
+            )
         )
         if body.proposal_id not in by_pid:
             # The certificate carries the signed proposal: a party that never received
@@ -391,6 +490,7 @@ def pause_state(
         if certs[0].action == "pause":
             pause_version[pid] = max(c.roster_version for c in certs)
     resumed: dict[str, Certificate] = {}
+    narrowings: dict[str, list[tuple[int, str, Scope]]] = defaultdict(list)
     for pid, certs in sorted(valid.items()):
         if certs[0].action != "resume":
             continue
@@ -399,6 +499,25 @@ def pause_state(
         target = inner.pause_proposal
         needed = pause_version.get(target)
         ok = [c for c in certs if needed is None or c.roster_version >= needed]
+        if inner.scope is not None:
+            tbody = by_pid[target][0].statement.body if by_pid.get(target) else None
+            own = tbody.scope if isinstance(tbody, PauseProposalBody) else None
+            if not inner.scope.narrows(own):
+                flags.append(
+                    Flag(
+                        "scope-widened",
+                        certs[0].lab,
+                        f"resume would leave {describe(inner.scope)} paused, which is not inside the pause's "
+                        f"scope ({describe(own)}); a resume may only narrow a scope",
+                        entry_id=certs[0].entry_id,
+                        proposal_id=pid,
+                        code="quorum",
+                    )
+                )
+                continue
+            if ok:
+                narrowings[target].append((ok[0].roster_version, ok[0].entry_id, inner.scope))
+            continue
         for old in certs:
             if old.roster_version < (needed or 0):
                 flags.append(
@@ -420,21 +539,48 @@ def pause_state(
     for pid, certs in valid.items():
         if certs[0].action == "pause" and pid not in resumed:
             active[pid] = certs[-1]
+    narrowed: dict[str, Scope] = {}
+    for target, ns in narrowings.items():
+        if target not in active:
+            continue
+        # Each certified narrowing that narrows what is in force applies, in a fixed order,
+        # so the scope left is the same whatever order the certificates arrived in.
+        cur: Scope | None = active[target].scope
+        for _, _, sc in sorted(ns, key=lambda n: (n[0], n[1])):
+            if sc.narrows(cur):
+                cur = sc
+        if cur is not None and cur != active[target].scope:
+            narrowed[target] = cur
 
     proposals: dict[str, Proposal] = {}
     for pid, ps in by_pid.items():
         body = ps[0].statement.body
         action: Literal["pause", "resume"] = "pause" if isinstance(body, PauseProposalBody) else "resume"
+        dl = deadline_of(ps[0])
         on_it = tuple(v for v in votes_by_pid.get(pid, ()) if v.statement.body.action == action)  # type: ignore[union-attr]
-        t = certifiable_tally(ps[0], on_it, chain, current)
+        for v in on_it:
+            if late(v, dl):
+                flags.append(
+                    Flag(
+                        "late-vote",
+                        v.lab,
+                        f"{v.lab!r} voted at {v.statement.issued_at}, after the voting deadline {dl}; it does not count",
+                        entry_id=v.entry_id,
+                        proposal_id=pid,
+                    )
+                )
+        t = certifiable_tally(ps[0], [v for v in on_it if not late(v, dl)], chain, current)
         held_certs = tuple(valid.get(pid, ()))
         status: ProposalStatus
         if action == "pause":
             status = "resumed" if pid in resumed else "paused" if held_certs else "open"
+            if status == "open" and dl is not None and now is not None and now > dl:
+                status = "expired"
         else:
             status = "certified" if held_certs else "open"
         pause_pid = body.pause_proposal if isinstance(body, ResumeProposalBody) else None
-        proposals[pid] = Proposal(pid, action, tuple(ps), on_it, t, held_certs, status, pause_pid)
+        scope = body.scope if isinstance(body, (PauseProposalBody, ResumeProposalBody)) else None
+        proposals[pid] = Proposal(pid, action, tuple(ps), on_it, t, held_certs, status, pause_pid, scope, dl)
 
     return PauseState(
         proposals=dict(sorted(proposals.items())),
@@ -443,7 +589,23 @@ def pause_state(
         flags=tuple(flags),
         roster_version=current,
         conflicts=tuple(conflicts[k] for k in sorted(conflicts)),
+        narrowed=narrowed,
     )
+
+
+def voting_deadline(proposal: VerifiedEntry, chain: RosterChain) -> datetime | None:
+    """When voting on ``proposal`` closes (spec §6.9): for a discretionary pause under a
+    roster with ``vote_deadline_s``, that many seconds after the proposer's entry was
+    issued (its feed position fixes that time: feeds refuse future-dated and out-of-order
+    ``issued_at``); None otherwise."""
+    body = proposal.statement.body
+    if not isinstance(body, PauseProposalBody) or not body.discretionary:
+        return None
+    version = min(max(proposal.roster_version, 1), len(chain.versions))
+    seconds = chain.get(version).roster.quorum.vote_deadline_s
+    if seconds is None:
+        return None
+    return parse_time(proposal.statement.issued_at) + timedelta(seconds=seconds)
 
 
 __all__ = [
@@ -458,4 +620,5 @@ __all__ = [
     "counted_votes",
     "pause_state",
     "vote_problem",
+    "voting_deadline",
 ]

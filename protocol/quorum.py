@@ -66,6 +66,18 @@ def proposal_action(proposal: VerifiedEntry) -> tuple[str, str]:
     raise QuorumError(f"entry {proposal.entry_id[:16]}… is a {proposal.kind}, not a proposal")
 
 
+def quorum_weight(proposal: VerifiedEntry, roster: Roster) -> int:
+    """The supporting weight ``proposal`` needs under ``roster``: the resume quorum for a
+    resume, the discretionary quorum (when the roster sets one) for a pause a lab asked for
+    on its own judgement (spec §6.9), else the pause quorum."""
+    body = proposal.statement.body
+    if isinstance(body, ResumeProposalBody):
+        return roster.quorum.resume.weight
+    if isinstance(body, PauseProposalBody) and body.discretionary and roster.quorum.discretionary is not None:
+        return roster.quorum.discretionary.weight
+    return roster.quorum.pause.weight
+
+
 def tally(proposal: VerifiedEntry, votes: Iterable[VerifiedEntry], roster: Roster) -> QuorumResult:
     """Count votes on ``proposal`` under ``roster``'s weights and quorum.
 
@@ -74,7 +86,7 @@ def tally(proposal: VerifiedEntry, votes: Iterable[VerifiedEntry], roster: Roste
     Votes on other proposals are ignored.
     """
     action, pid = proposal_action(proposal)
-    threshold = roster.quorum.pause.weight if action == "pause" else roster.quorum.resume.weight
+    threshold = quorum_weight(proposal, roster)
     first: dict[str, VerifiedEntry] = {}
     for v in votes:
         body = v.statement.body

@@ -115,6 +115,14 @@ class QuorumRules(Model):
     resume: QuorumRule
     roster: Annotated[int, Field(ge=1)]
     """Number of distinct labs that must sign a roster change (old and new)."""
+    discretionary: QuorumRule | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Quorum for pauses a lab asks for on its own judgement (spec §6.9); absent: the
+    ``pause`` quorum. Omitted from the signed bytes when absent (older rosters keep theirs)."""
+    vote_deadline_s: Annotated[int, Field(ge=60, le=90 * 86400)] | None = Field(
+        default=None, exclude_if=lambda v: v is None
+    )
+    """Seconds after a discretionary proposal opens during which votes count; an unmet
+    proposal then closes as ``expired`` (spec §6.9). Absent: no deadline."""
 
 
 class RosterPin(Model):
@@ -196,8 +204,10 @@ class Roster(Model):
         if len(set(keyids)) != len(keyids):
             raise ValueError("a key may belong to only one member")
         total = sum(m.weight for m in self.labs)
-        for name in ("pause", "resume"):
-            rule: QuorumRule = getattr(self.quorum, name)
+        for name in ("pause", "resume", "discretionary"):
+            rule: QuorumRule | None = getattr(self.quorum, name)
+            if rule is None:
+                continue
             if rule.weight > total:
                 raise ValueError(f"{name} quorum weight {rule.weight} exceeds total lab weight {total}")
         if self.quorum.roster > len(self.labs):
@@ -691,8 +701,12 @@ def draft_roster(
     previous: str | None = None,
     network: str | None = None,
     pins: Sequence[RosterPin] = (),
+    discretionary_weight: int | None = None,
+    vote_deadline_s: int | None = None,
 ) -> Roster:
     """Build a roster statement from plain values (``labs``: id, name, keys, endpoint, weight).
+
+    ``discretionary_weight`` and ``vote_deadline_s`` (spec §6.9) are written only when given.
 
     ``pins`` (updates only, spec §7.7) are written sorted by lab; none means no ``pins``
     member at all.
@@ -700,6 +714,15 @@ def draft_roster(
     extra: dict[str, Any] = {}
     if pins:
         extra["pins"] = [p.model_dump(mode="json") for p in sorted(pins, key=lambda p: p.lab)]
+    quorum: dict[str, Any] = {
+        "pause": {"weight": pause_weight},
+        "resume": {"weight": resume_weight},
+        "roster": roster_threshold,
+    }
+    if discretionary_weight is not None:
+        quorum["discretionary"] = {"weight": discretionary_weight}
+    if vote_deadline_s is not None:
+        quorum["vote_deadline_s"] = vote_deadline_s
     return parse_roster(
         {
             "protocol": PROTOCOL,
@@ -724,11 +747,7 @@ def draft_roster(
                 {"id": oid, "name": name, "keys": [RosterKey.of(k).model_dump() for k in keys]}
                 for oid, name, keys in observers
             ],
-            "quorum": {
-                "pause": {"weight": pause_weight},
-                "resume": {"weight": resume_weight},
-                "roster": roster_threshold,
-            },
+            "quorum": quorum,
             "policy_digest": policy_digest,
             "suites": [s.model_dump(mode="json") for s in suites],
             **extra,
