@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from node.pausetrack import EntryIndex, feeds_held, record_conflicts
-from protocol.canonical import utcnow
+from protocol.canonical import format_time, utcnow
 from protocol.entries import (
     AlertBody,
     ForecastSummary,
@@ -67,6 +67,8 @@ from protocol.pause import PAUSE_KINDS, CertCache, PauseState, certificate_votes
 from protocol.policy import Policy, PolicyEvaluation, ResultSummary, RuleVerdict
 from protocol.quorum import QuorumResult
 from protocol.roster import RosterChain
+from protocol.scope import breach_scope
+from protocol.scope import describe as describe_scope
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -143,6 +145,11 @@ class ProposalState:
     """entry_ids of valid certificates for this proposal."""
     pause_proposal: str | None = None
     """For resume proposals: the pause proposal it would end."""
+    discretionary: bool = False
+    """A pause a lab asked for on its own judgement (spec §6.9): no trigger to check, no
+    automatic votes; certified once labs' own votes reach the quorum."""
+    status: str = "open"
+    """The pause state machine's status for it (``expired`` included)."""
 
     @property
     def certified(self) -> bool:
@@ -285,6 +292,7 @@ def analyze(
     heads: Mapping[str, int] | None = None,
     held_ids: Callable[[str], bool] | None = None,
     forks: Mapping[str, int] | None = None,
+    now: datetime | None = None,
 ) -> Analysis:
     """Verdicts, proposal states, pause state and flags from verified entries (pure).
 
@@ -308,6 +316,7 @@ def analyze(
         held_ids=held_ids,
         forks=forks,
         cache=cert_cache,
+        now=now,
     )
     flags: list[dict[str, Any]] = [f.to_json() for f in ps.flags]
     for rid in sorted(cache.errors):
@@ -336,10 +345,19 @@ def analyze(
     proposals: dict[str, ProposalState] = {}
     for pid, p in ps.proposals.items():
         check = None
-        if p.action == "pause":
+        if p.action == "pause" and not p.discretionary:
             body = p.entry.statement.body
-            assert isinstance(body, PauseProposalBody)
+            assert isinstance(body, PauseProposalBody) and isinstance(body.trigger, Trigger)
             check = trigger_check(body.trigger)
+            if check.status == "breach" and policy is not None:
+                expected = breach_scope(policy.rule(body.trigger.rule), results[body.trigger.result].statement.body.model.training_flop)  # type: ignore[union-attr]
+                if body.scope != expected:
+                    # §6.8: the policy, not the proposer, scopes a breach pause.
+                    check = TriggerCheck(
+                        "not-breach",
+                        f"the proposal covers {describe_scope(body.scope)}; the policy's rule {body.trigger.rule!r} "
+                        f"scopes its pause to {describe_scope(expected)}",
+                    )
             if check.status == "not-breach":
                 flags.append(
                     {"kind": "proposal-not-breach", "proposal_id": pid, "lab": p.entry.lab,
@@ -359,6 +377,8 @@ def analyze(
             check,
             [c.entry_id for c in p.certificates],
             p.pause_proposal,
+            p.discretionary,
+            p.status,
         )
     alerts = {
         (a.statement.body.result, a.statement.body.rule)  # type: ignore[union-attr]
@@ -457,7 +477,8 @@ def plan_actions(
                         out.append(Action("alert", alert, f"alert:{rid}:{rv.rule_id}", due))
                 if rv.verdict == "breach" and "pause_proposal" in rv.actions and not expired:
                     trigger = Trigger(result=rid, lab=result.lab, rule=rv.rule_id, policy_digest=policy.digest)
-                    pid = pause_proposal_id(trigger)
+                    scope = breach_scope(policy.rule(rv.rule_id), result.statement.body.model.training_flop)  # type: ignore[union-attr]
+                    pid = pause_proposal_id(trigger, scope)
                     if pid not in held_proposals:
                         body = _build(
                             partial(
@@ -467,6 +488,7 @@ def plan_actions(
                                 observed=rv.bound,
                                 level=rv.breach_level,
                                 rationale=rv.reason,
+                                scope=scope,
                             ),
                             f"pause proposal {pid[:16]}…",
                         )
@@ -488,7 +510,9 @@ def plan_actions(
             continue
         if st.action == "resume" and st.pause_proposal in a.resumed:
             continue
-        if st.action == "pause" and (st.check is None or st.check.status != "breach"):
+        if st.status == "expired":
+            continue
+        if st.action == "pause" and not st.discretionary and (st.check is None or st.check.status != "breach"):
             continue  # valid by its votes if others certify it, but an honest node does not help
         supporters = sorted(st.tally.signed)
         others = sorted({m.id for m in roster.labs} - set(supporters))
@@ -651,6 +675,7 @@ class Coordinator:
         entries = self.index.update(store)
         for e in entries["eval_result"]:
             self._first_seen.setdefault(e.entry_id, now_mono)
+        now = self.clock()
         a = analyze(
             entries,
             chain,
@@ -658,6 +683,7 @@ class Coordinator:
             policy_error=self._policy_error,
             cache=self.cache,
             cert_cache=self.cert_cache,
+            now=now,
             **feeds_held(store),
         )
         if a.pause.conflicts and record_conflicts(store, a.pause.conflicts):
@@ -667,7 +693,6 @@ class Coordinator:
         for pid, st in a.proposals.items():
             if st.tally is not None and st.tally and not st.certified:
                 self._quorum_seen.setdefault(pid, now_mono)
-        now = self.clock()
         actions = plan_actions(
             a,
             lab=self.home.lab,
@@ -740,7 +765,8 @@ def describe(
             "state": (
                 "resumed" if pid in a.resumed else
                 "paused" if pid in a.paused else
-                "certified" if st.certified else "open"
+                "certified" if st.certified else
+                "expired" if st.status == "expired" else "open"
             ),
             "certificates": st.certificates,
             "weight": t.weight if t else 0,
@@ -756,8 +782,16 @@ def describe(
             assert isinstance(body, PauseProposalBody)
             item["trigger"] = body.trigger.model_dump(mode="json")
             item["trigger_check"] = st.check.to_json() if st.check else None
+            item["discretionary"] = st.discretionary
+            item["rationale"] = body.rationale
         else:
             item["pause_proposal"] = st.pause_proposal
+        body = st.entries[0].statement.body
+        scope = getattr(body, "scope", None)
+        item["scope"] = scope.model_dump(mode="json", exclude_none=True) if scope is not None else None
+        item["covers"] = describe_scope(scope) if st.action == "pause" else None
+        deadline = a.pause.proposals[pid].deadline if pid in a.pause.proposals else None
+        item["deadline"] = format_time(deadline) if deadline is not None else None
         proposals.append(item)
     verdicts = []
     for rid, ev in a.evaluations.items():
@@ -808,15 +842,17 @@ def local_analysis(home: NodeHome) -> tuple[Analysis, dict[str, Any]]:
     except ConfigurationError as e:
         policy, error = None, e.message
     store = home.store
+    now = utcnow()
     a = analyze(
         load_entries(store),
         chain,
         policy,
         policy_error=error,
+        now=now,
         **feeds_held(store),
     )
     config = VotesConfig.from_mapping(home.config.votes)
-    return a, describe(a, chain, policy, error, config, home.lab, utcnow())
+    return a, describe(a, chain, policy, error, config, home.lab, now)
 
 
 def _status_section(ctx: Any, status: dict[str, Any]) -> None:

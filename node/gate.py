@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.canonical import parse_json_strict, utcnow
-from protocol.entries import Trigger, halt_text, pause_proposal_id
+from protocol.entries import PauseProposalBody, Trigger, halt_text, pause_proposal_id
 from protocol.envelope import Envelope
 from protocol.errors import (
     ConfigurationError,
@@ -65,6 +65,8 @@ from protocol.errors import (
 )
 from protocol.pausestate import DEFAULT_MAX_SKEW_S, VerifiedPauseState, verify_pause_state
 from protocol.roster import RosterChain
+from protocol.scope import Run
+from protocol.scope import describe as describe_scope
 
 if TYPE_CHECKING:
     from node.home import NodeHome
@@ -178,6 +180,7 @@ class TrainingGate:
         roster: RosterChain | str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utcnow,
+        run: Run | None = None,
         **overrides: Any,
     ) -> None:
         from node.home import NodeHome
@@ -236,6 +239,16 @@ class TrainingGate:
         self._fetched: RosterChain | None = None
         self.last_pause_state: VerifiedPauseState | None = None
         """The last authenticated answer of the node."""
+        self.run: Run | None = run
+        """The run this gate guards (model, domains, planned and current compute): the gate
+        stops only for pauses whose scope covers it (spec §6.8). None: every pause stops it."""
+
+    def set_compute(self, current_flop: str) -> None:
+        """Record the training compute the run has reached (so compute-scoped pauses stop it
+        when it reaches their level). A gate without a described run describes one now."""
+        base = self.run or Run()
+        self.run = base.model_copy(update={"current_flop": current_flop})
+        Run.model_validate(self.run.model_dump())  # refuse malformed compute text
 
     # --- public --------------------------------------------------------------------------
 
@@ -341,8 +354,18 @@ class TrainingGate:
         self._last_ok = self.clock()
         self.last_pause_state = verified
         st = verified.statement
+        covering = verified.covering(self.run)
+        if st.paused and not covering:
+            return GateDecision(
+                True,
+                step,
+                f"paused, but no pause covers this run (signed by node {st.node} at {st.issued_at}: "
+                + "; ".join(f"{c.proposal_id[:16]}… covers {describe_scope(c.scope)}" for c in st.certificates)
+                + ")",
+                "node",
+            )
         if st.paused:
-            pids = verified.proposal_ids
+            pids = tuple(c.proposal_id for c in covering)
             return GateDecision(
                 False,
                 step,
@@ -351,7 +374,7 @@ class TrainingGate:
                 "resume certificate",
                 "node",
                 pids,
-                {"certificates": [c.model_dump(mode="json") for c in st.certificates]},
+                {"certificates": [c.model_dump(mode="json") for c in covering]},
             )
         return GateDecision(True, step, f"not paused (signed by node {st.node} at {st.issued_at})", "node")
 
@@ -436,8 +459,9 @@ class TrainingGate:
             return GateDecision(
                 False, step, f"the gate cannot read the local store ({_describe(e)}); fail-closed", "local"
             )
-        if a.paused:
-            pids = tuple(sorted(a.paused))
+        active = a.pause.active_for(self.run)
+        if active:
+            pids = tuple(sorted(active))
             return GateDecision(
                 False,
                 step,
@@ -445,7 +469,7 @@ class TrainingGate:
                 "training may restart after a resume certificate",
                 "local",
                 pids,
-                {"certificates": dict(a.paused)},
+                {"certificates": {pid: c.entry_id for pid, c in sorted(active.items())}},
             )
         if not self.config.stop_on_local_breach:
             return None
@@ -457,8 +481,9 @@ class TrainingGate:
             for rv in ev.verdicts:
                 if rv.verdict != "breach" or "pause_proposal" not in rv.actions:
                     continue
-                pid = pause_proposal_id(Trigger(result=rid, lab=lab, rule=rv.rule_id, policy_digest=ev.policy_digest))
-                if pid in a.resumed:
+                trigger = Trigger(result=rid, lab=lab, rule=rv.rule_id, policy_digest=ev.policy_digest)
+                pid = pause_proposal_id(trigger)
+                if _resumed_after(a, trigger):
                     continue  # the network already resumed after this breach
                 return GateDecision(
                     False,
@@ -574,3 +599,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["GateConfig", "GateDecision", "TrainingGate", "TripwireGateCallback", "load_roster_file"]  # noqa: F822 (lazy, see __getattr__)
+
+
+def _resumed_after(a: Any, trigger: Trigger) -> bool:
+    """Whether some pause proposal on ``trigger`` (whatever scope the policy gave it) has
+    been resumed."""
+    for pid in a.resumed:
+        st = a.proposals.get(pid)
+        body = st.entries[0].statement.body if st is not None else None
+        if isinstance(body, PauseProposalBody) and body.trigger == trigger:
+            return True
+    return False

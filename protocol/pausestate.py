@@ -33,6 +33,7 @@ from protocol.errors import (
 )
 from protocol.keys import SigningKey
 from protocol.roster import RosterChain
+from protocol.scope import Run, Scope, covers
 
 PAUSE_STATE_PAYLOAD_TYPE = "application/vnd.tripwire.pause-state.v1+json"
 #: A gate's challenge: 16 to 64 random bytes, lowercase hex.
@@ -50,6 +51,9 @@ class PauseRef(Model):
     """Id of the certified pause proposal (spec §6.3)."""
     certificate: Hex64
     """Entry id of the ``pause_certificate`` entry that certified it (spec §6.5)."""
+    scope: Scope | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The runs the pause covers now (spec §6.8; absent: every run). A gate stops only when
+    it covers the gate's run."""
 
 
 class PauseStateStatement(Model):
@@ -97,6 +101,10 @@ class VerifiedPauseState:
     @property
     def proposal_ids(self) -> tuple[str, ...]:
         return tuple(c.proposal_id for c in self.statement.certificates)
+
+    def covering(self, run: Run | None) -> tuple[PauseRef, ...]:
+        """The active pauses whose scope covers ``run`` (all of them for an undescribed run)."""
+        return tuple(c for c in self.statement.certificates if covers(c.scope, run))
 
 
 def parse_pause_state(obj: Any) -> PauseStateStatement:

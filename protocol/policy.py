@@ -239,6 +239,25 @@ class Actions(_Frozen):
         return self
 
 
+class PauseScopeRule(_Frozen):
+    """Which runs a pause proposed for this rule's breach covers (spec §6.8)."""
+
+    kind: Literal["all", "compute_above", "domain", "beyond_breach"]
+    """``all``: every run; ``compute_above``: runs once they reach ``flop``; ``domain``: runs
+    of models in the rule's own ``domain``; ``beyond_breach``: runs once they reach the
+    breaching checkpoint's training compute."""
+    flop: DecimalStr | None = None
+    """For ``compute_above``: the level (FLOP)."""
+
+    @model_validator(mode="after")
+    def _flop_iff_compute(self) -> PauseScopeRule:
+        if (self.kind == "compute_above") != (self.flop is not None):
+            raise ValueError("pause_scope takes flop exactly when its kind is compute_above")
+        if self.flop is not None and _dec(self.flop) <= 0:
+            raise ValueError(f"pause_scope flop {self.flop} must be positive")
+        return self
+
+
 class LevelNames(_Frozen):
     """Human names a framework gives the two levels (e.g. "High" / "Critical")."""
 
@@ -269,6 +288,8 @@ class Rule(_Frozen):
     forecast: TrendRule | None = None
     """Absent: no trend warnings for the rule."""
     actions: Actions
+    pause_scope: PauseScopeRule | None = None
+    """Which runs a breach pause covers; absent: every run."""
 
     @model_validator(mode="after")
     def _levels_ordered(self) -> Rule:

@@ -9,13 +9,16 @@ scopes existed, so older proposals keep their bytes and ids).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from protocol.canonical import DECIMAL_RE
 
-__all__ = ["Run", "Scope", "covers", "describe"]
+if TYPE_CHECKING:
+    from protocol.policy import Rule
+
+__all__ = ["Run", "Scope", "breach_scope", "covers", "describe", "will_cover"]
 
 _Flop = Annotated[str, StringConstraints(pattern=DECIMAL_RE.pattern, max_length=64)]
 _Domain = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
@@ -108,3 +111,20 @@ def describe(scope: Scope | None) -> str:
     if scope.kind == "compute_above":
         return f"training runs once their compute reaches {scope.flop} FLOP"
     return f"training runs of models in the {scope.domain!r} capability domain"
+
+
+def breach_scope(rule: Rule, breaching_flop: str) -> Scope | None:
+    """The scope a pause proposed for ``rule``'s breach carries (policy ``pause_scope``);
+    None (every run) when the rule sets none. Every node derives the same scope from the
+    same policy and result, and refuses proposals that carry another (a lab cannot widen or
+    narrow a breach pause by proposing it first)."""
+    ps = rule.pause_scope
+    if ps is None:
+        return None
+    if ps.kind == "all":
+        return Scope(kind="all")
+    if ps.kind == "compute_above":
+        return Scope(kind="compute_above", flop=ps.flop)
+    if ps.kind == "domain":
+        return Scope(kind="domain", domain=rule.domain)
+    return Scope(kind="compute_above", flop=breaching_flop)

@@ -55,7 +55,8 @@ def get_pause_state(nonce: Nonce, _: MemberDep, ctx: Ctx) -> Response:
         nonce=nonce,
         paused=status["paused"] is True,
         certificates=[
-            {"proposal_id": c["proposal_id"], "certificate": c["certificate"]}
+            {"proposal_id": c["proposal_id"], "certificate": c["certificate"],
+             **({"scope": c["scope"]} if c.get("scope") else {})}
             for c in pause.get("certificates", [])
         ] if status["paused"] is True else [],
         roster_version=status["roster"]["version"],
