@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 from node.evals.errors import EvalSpecError
-from node.evals.tinymodels import arithmetic_problem, arithmetic_stream
 
 Doc = dict[str, Any]
 
@@ -53,6 +52,9 @@ def arithmetic(n: int = 200, seed: int = 0, digits: int = 2, shots: int = 9, mod
     With 9 shots the context is about 100 characters (tokens, for the char tokenizer).
     ``mode="multiple_choice"`` offers the answer and near misses (±1, ±10, ±100).
     """
+    # Imported here: tinymodels needs torch, and loading a suite (validate) must not.
+    from node.evals.tinymodels import arithmetic_problem, arithmetic_stream
+
     rng = random.Random(seed)
     width = digits + 1
     hi = 2 * (10**digits - 1)
