@@ -19,6 +19,7 @@ from node.cli import (
     commands_pause,  # noqa: F401  (registration)
     commands_report,  # noqa: F401  (registration)
     commands_serve,  # noqa: F401  (registration)
+    commands_tools,  # noqa: F401  (registration)
 )
 from node.cli._app import app, console_err, exit_code_for
 
