@@ -39,15 +39,16 @@ def specs_dir() -> Path:
     if _is_specs(checkout):
         return checkout
     try:
-        root = importlib.resources.files(SPECS_PACKAGE)
+        # A data-only package is a namespace package: its files() is a MultiplexedPath, which
+        # as_file cannot turn into a folder before Python 3.12, so locate a marker file in it.
+        marker = importlib.resources.files(SPECS_PACKAGE).joinpath("protocol.md")
     except ModuleNotFoundError:
-        root = None
-    if root is not None:
-        # Installed wheels are unpacked, so this is normally the folder itself; a zipped
-        # install is extracted once and kept for the life of the process.
+        marker = None
+    if marker is not None and marker.is_file():
+        # Installed wheels are unpacked, so this is the file itself, kept for the process.
         stack = contextlib.ExitStack()
         atexit.register(stack.close)
-        path = Path(stack.enter_context(importlib.resources.as_file(root)))
+        path = Path(stack.enter_context(importlib.resources.as_file(marker))).parent
         if _is_specs(path):
             return path
     raise InputFileError(
