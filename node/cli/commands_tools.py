@@ -145,9 +145,18 @@ def validate(
     its loader refuses, stops with that loader's error and exit code (2 for a spec or
     usage problem, 3 for bad data such as an invalid policy or a dataset digest mismatch).
     """
+    from protocol.errors import TripwireError
+
     for path in files:
         kind, _ = classify(path)
-        for line in _VALIDATORS[kind](path):
+        try:
+            lines = _VALIDATORS[kind](path)
+        except TripwireError as e:
+            if str(path) in e.message:
+                raise
+            # e.g. a suite's task file is missing: say which suite named it. Same class and code.
+            raise type(e)(f"{path} ({kind}): {e.message}", code=e.code) from e
+        for line in lines:
             console.print(line, highlight=False, soft_wrap=True)
 
 
