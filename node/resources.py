@@ -42,7 +42,9 @@ def specs_dir() -> Path:
         # A data-only package is a namespace package: its files() is a MultiplexedPath, which
         # as_file cannot turn into a folder before Python 3.12, so locate a marker file in it.
         marker = importlib.resources.files(SPECS_PACKAGE).joinpath("protocol.md")
-    except ModuleNotFoundError:
+    except (ModuleNotFoundError, NotADirectoryError):
+        # Not installed; or an editable install's namespace placeholder (Python 3.11), whose
+        # checkout was already looked at above.
         marker = None
     if marker is not None and marker.is_file():
         # Installed wheels are unpacked, so this is the file itself, kept for the process.
