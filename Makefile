@@ -7,11 +7,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv test test-fast lint demo bench vectors schemas clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	# constraints.txt pins the CPU torch build for dev/CI; GPU users install their own torch.
-	$(BIN)/pip install -q -c constraints.txt -e ".[test,lmeval]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,evals,lmeval,inspect,postgres]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -38,12 +38,12 @@ from rich.live import Live
 from rich.table import Table
 
 from node.process import ServeProcess, free_ports
+from node.resources import spec_path
 from protocol.entries import HALT_PREFIX, halt_step
 from protocol.errors import ConfigurationError, TripwireError
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
-DEMO_SUITE = SPECS / "suites" / "tripwire-demo.yaml"
-DEMO_POLICY = SPECS / "policies" / "tripwire-demo.yaml"
+DEMO_SUITE = spec_path("suites", "tripwire-demo.yaml")
+DEMO_POLICY = spec_path("policies", "tripwire-demo.yaml")
 MARKER = ".tripwire-demo"
 
 #: transformers builds and loads models under process-global init contexts (the meta

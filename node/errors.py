@@ -87,10 +87,16 @@ __all__ = [
 ]
 
 
+class MissingExtraError(ConfigurationError):
+    """A command needs an optional part of the install (an extra such as ``evals``) that is missing."""
+
+    code = "missing-extra"
+
+
 class EntryNotFoundError(PeerDataError):
     """A request names an entry (or log position) this node does not hold."""
 
     code = "not-found"
 
 
-__all__ += ["EntryNotFoundError"]
+__all__ += ["EntryNotFoundError", "MissingExtraError"]

@@ -18,6 +18,7 @@ from typing import Any
 from node.config import PeerConfig
 from node.errors import InputFileError
 from node.home import NodeHome, read_key_file, write_key_file
+from node.resources import spec_path
 from protocol.canonical import digest_of, format_time, parse_json_strict, utcnow
 from protocol.entries import SuiteRef
 from protocol.envelope import Envelope
@@ -25,9 +26,8 @@ from protocol.errors import TripwireError
 from protocol.keys import PublicKey, SigningKey
 from protocol.roster import Roster, RosterPin, draft_roster, pins_from_heads, roster_envelope
 
-REPO_SPECS = Path(__file__).resolve().parents[1] / "specs"
-DEMO_POLICY = REPO_SPECS / "policies" / "demo.yaml"
-CORE_SUITE = REPO_SPECS / "suites" / "tripwire-core.yaml"
+DEMO_POLICY = spec_path("policies", "demo.yaml")
+CORE_SUITE = spec_path("suites", "tripwire-core.yaml")
 
 
 # --- document digests (one place, so the real loaders plug in here) ----------------------

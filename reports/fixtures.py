@@ -14,9 +14,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from node.resources import spec_path
 from protocol.canonical import format_time
 from protocol.entries import (
     AlertBody,
@@ -35,7 +35,7 @@ from protocol.policy import Policy
 from protocol.roster import RosterChain, draft_roster, roster_envelope, verify_entry
 from reports.bundle import Audience, EvidenceBundle, LogProver, build_bundle, select_entries
 
-DEMO_POLICY = Path(__file__).resolve().parent.parent / "specs" / "policies" / "demo.yaml"
+DEMO_POLICY = spec_path("policies", "demo.yaml")
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
 #: Peer-supplied strings that must stay data: markup, attribute breakouts, bidi overrides, length.

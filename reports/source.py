@@ -12,13 +12,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from node.resources import spec_path
 from protocol.errors import ConfigurationError, PeerDataError
 from protocol.keys import SigningKey
 from protocol.merkle import verify_checkpoint
 from protocol.policy import Policy
 from reports.bundle import Audience, EvidenceBundle, LogProver, build_bundle, select_entries
 
-SPEC_POLICIES = Path(__file__).resolve().parent.parent / "specs" / "policies"
+SPEC_POLICIES = spec_path("policies")
 
 
 def _read_policy(path: Path) -> Policy:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.markup import escape
-from typer._click import exceptions as _tclick
 
 # Command modules register themselves on import.
 from node.cli import (
@@ -21,6 +19,7 @@ from node.cli import (
     commands_pause,  # noqa: F401  (registration)
     commands_report,  # noqa: F401  (registration)
     commands_serve,  # noqa: F401  (registration)
+    commands_tools,  # noqa: F401  (registration)
 )
 from node.cli._app import app, console_err, exit_code_for
 
@@ -44,9 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         console_err.print("aborted")
         return 130
-    except (click.ClickException, _tclick.ClickException) as e:
-        # Usage errors: typer bundles its own copy of click, so both families are caught.
-        e.show()
+    except typer.TyperException as e:
+        # Usage errors (typer's own click lineage; its public base class): show prints the
+        # usage line and the hint; the exit code is click's (2 for usage).
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            console_err.print(f"error: {escape(e.format_message())}", highlight=False)
         return e.exit_code
     return rc if isinstance(rc, int) else 0
 

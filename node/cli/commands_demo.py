@@ -21,6 +21,9 @@ def demo_command(
     ] = 420.0,
 ) -> None:
     """Create three labs, train, evaluate, breach, pause, report and verify — all for real, on CPU."""
+    from node.cli.commands_tools import require_extra
+
+    require_extra("`tripwire demo`")
     from node.demo import print_summary, run_demo
 
     result = run_demo(workdir, quiet=quiet, deadline_s=deadline, console=console)

@@ -33,6 +33,9 @@ def eval_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Evaluate a checkpoint on a suite or task; write --out; with --sign, publish a signed eval_result."""
+    from node.cli.commands_tools import require_extra
+
+    require_extra("`tripwire eval`")
     from node.evals.errors import EvalSpecError
     from node.evals.runner import run_suite
     from node.evals.signing import open_home, preflight_sign, publish_result

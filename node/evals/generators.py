@@ -20,9 +20,20 @@ from collections.abc import Callable
 from typing import Any
 
 from node.evals.errors import EvalSpecError
-from node.evals.tinymodels import arithmetic_problem, arithmetic_stream
 
 Doc = dict[str, Any]
+
+
+def arithmetic_problem(rng: random.Random, digits: int = 2) -> tuple[str, str]:
+    """One ``aa+bb=`` prompt and its ``ccc`` answer (zero-padded, fixed width)."""
+    hi = 10**digits - 1
+    a, b = rng.randint(0, hi), rng.randint(0, hi)
+    return f"{a:0{digits}d}+{b:0{digits}d}=", f"{a + b:0{digits + 1}d}"
+
+
+def arithmetic_stream(rng: random.Random, n_problems: int, digits: int = 2) -> str:
+    """Solved problems packed back to back: ``12+34=046;56+78=134;...``."""
+    return "".join(q + a + ";" for q, a in (arithmetic_problem(rng, digits) for _ in range(n_problems)))
 
 
 def _distinct_choices(rng: random.Random, correct: int, candidates: list[int], k: int, lo: int, hi: int) -> list[int]:

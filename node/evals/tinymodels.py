@@ -17,6 +17,9 @@ from typing import Any
 
 import torch
 
+# The arithmetic format lives with the data generators (torch-free); re-exported here.
+from node.evals.generators import arithmetic_stream
+
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
 #: Every character the generators emit; order fixes the token ids, so never reorder it.
 CHARSET = string.digits + string.ascii_letters + string.punctuation + " \n"
@@ -84,18 +87,6 @@ def save_model(model, tokenizer, out_dir: str | Path, *, step: int | None = None
             state["num_input_tokens_seen"] = tokens_seen
         (out / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
     return out
-
-
-def arithmetic_problem(rng: random.Random, digits: int = 2) -> tuple[str, str]:
-    """One ``aa+bb=`` prompt and its ``ccc`` answer (zero-padded, fixed width)."""
-    hi = 10**digits - 1
-    a, b = rng.randint(0, hi), rng.randint(0, hi)
-    return f"{a:0{digits}d}+{b:0{digits}d}=", f"{a + b:0{digits + 1}d}"
-
-
-def arithmetic_stream(rng: random.Random, n_problems: int, digits: int = 2) -> str:
-    """Solved problems packed back to back: ``12+34=046;56+78=134;...``."""
-    return "".join(q + a + ";" for q, a in (arithmetic_problem(rng, digits) for _ in range(n_problems)))
 
 
 def answer_columns(digits: int, problems_per_row: int) -> list[bool]:
