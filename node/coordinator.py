@@ -146,7 +146,7 @@ class ProposalState:
     pause_proposal: str | None = None
     """For resume proposals: the pause proposal it would end."""
     discretionary: bool = False
-    """A pause a lab asked for on its own judgement (spec §6.9): no trigger to check, no
+    """A pause a lab asked for on its own judgement (spec §6.11): no trigger to check, no
     automatic votes; certified once labs' own votes reach the quorum."""
     status: str = "open"
     """The pause state machine's status for it (``expired`` included)."""
@@ -352,7 +352,7 @@ def analyze(
             if check.status == "breach" and policy is not None:
                 expected = breach_scope(policy.rule(body.trigger.rule), results[body.trigger.result].statement.body.model.training_flop)  # type: ignore[union-attr]
                 if body.scope != expected:
-                    # §6.8: the policy, not the proposer, scopes a breach pause.
+                    # §6.10: the policy, not the proposer, scopes a breach pause.
                     check = TriggerCheck(
                         "not-breach",
                         f"the proposal covers {describe_scope(body.scope)}; the policy's rule {body.trigger.rule!r} "

@@ -241,7 +241,7 @@ class TrainingGate:
         """The last authenticated answer of the node."""
         self.run: Run | None = run
         """The run this gate guards (model, domains, planned and current compute): the gate
-        stops only for pauses whose scope covers it (spec §6.8). None: every pause stops it."""
+        stops only for pauses whose scope covers it (spec §6.10). None: every pause stops it."""
 
     def set_compute(self, current_flop: str) -> None:
         """Record the training compute the run has reached (so compute-scoped pauses stop it

@@ -249,7 +249,7 @@ class Trigger(Model):
 
 
 #: An optional field added after v1: omitted from the signed bytes when absent, so entries
-#: built before it existed keep their bytes, ids and vectors (spec §6.8).
+#: built before it existed keep their bytes, ids and vectors (spec §6.10).
 _OMIT_NONE = Field(default=None, exclude_if=lambda v: v is None)
 
 
@@ -280,7 +280,7 @@ def resume_proposal_id(pause_proposal: str, safety_case: list[DocRef], scope: Sc
 
 
 class DiscretionaryTrigger(Model):
-    """A pause a lab asks for on its own judgement, citing evidence no rule measures (spec §6.9)."""
+    """A pause a lab asks for on its own judgement, citing evidence no rule measures (spec §6.11)."""
 
     kind: Literal["discretionary"]
     lab: LabId
@@ -302,7 +302,7 @@ class PauseProposalBody(Model):
     level: VerdictNumberStr
     rationale: LongText = ""
     scope: Scope | None = _OMIT_NONE
-    """Which runs the pause covers (absent: every run, spec §6.8)."""
+    """Which runs the pause covers (absent: every run, spec §6.10)."""
 
     @model_validator(mode="after")
     def _id(self) -> PauseProposalBody:
@@ -322,7 +322,7 @@ class ResumeProposalBody(Model):
     safety_case: Annotated[list[DocRef], Field(min_length=1, max_length=64)]
     rationale: LongText = ""
     scope: Scope | None = _OMIT_NONE
-    """Present: the pause stays in force for this narrower scope instead of ending (§6.8)."""
+    """Present: the pause stays in force for this narrower scope instead of ending (§6.10)."""
 
     @model_validator(mode="after")
     def _id(self) -> ResumeProposalBody:

@@ -23,9 +23,9 @@ Rules (normative text in spec §6.4–6.7):
   resume is judged under a roster at least as new as the pause's.
 - Certificates are facts that never expire: replaying a pause certificate after its
   resume changes nothing; a new pause needs a new trigger (a new proposal id).
-- A pause covers the runs its scope names (§6.8): :meth:`PauseState.active_for` is what a
+- A pause covers the runs its scope names (§6.10): :meth:`PauseState.active_for` is what a
   gate asks. A resume may narrow the scope instead of ending the pause.
-- A discretionary proposal (§6.9) counts only when signed by the lab it names; under a
+- A discretionary proposal (§6.11) counts only when signed by the lab it names; under a
   roster with ``vote_deadline_s``, votes issued after the deadline do not count (in tallies
   or certificates) and an uncertified proposal past it is ``expired``.
 """
@@ -210,7 +210,7 @@ class PauseState:
         return [p for p in self.proposals.values() if p.status == "open"]
 
     def to_json(self) -> dict[str, Any]:
-        """The ``pause`` section of ``GET /v1/status`` (spec §6.6, §6.8)."""
+        """The ``pause`` section of ``GET /v1/status`` (spec §6.6, §6.10)."""
         certs = []
         for pid, c in sorted(self.active.items()):
             out = c.to_json()
@@ -350,7 +350,7 @@ def pause_state(
         pbody = p.statement.body
         if isinstance(pbody, PauseProposalBody) and isinstance(pbody.trigger, DiscretionaryTrigger):
             if pbody.trigger.lab != p.lab:
-                # §6.9: a lab asks for a pause on its own judgement only; one lab cannot
+                # §6.11: a lab asks for a pause on its own judgement only; one lab cannot
                 # open (and start the voting clock of) a discretionary pause for another.
                 flags.append(
                     Flag(
@@ -594,7 +594,7 @@ def pause_state(
 
 
 def voting_deadline(proposal: VerifiedEntry, chain: RosterChain) -> datetime | None:
-    """When voting on ``proposal`` closes (spec §6.9): for a discretionary pause under a
+    """When voting on ``proposal`` closes (spec §6.11): for a discretionary pause under a
     roster with ``vote_deadline_s``, that many seconds after the proposer's entry was
     issued (its feed position fixes that time: feeds refuse future-dated and out-of-order
     ``issued_at``); None otherwise."""

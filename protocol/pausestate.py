@@ -52,7 +52,7 @@ class PauseRef(Model):
     certificate: Hex64
     """Entry id of the ``pause_certificate`` entry that certified it (spec §6.5)."""
     scope: Scope | None = Field(default=None, exclude_if=lambda v: v is None)
-    """The runs the pause covers now (spec §6.8; absent: every run). A gate stops only when
+    """The runs the pause covers now (spec §6.10; absent: every run). A gate stops only when
     it covers the gate's run."""
 
 

@@ -240,7 +240,7 @@ class Actions(_Frozen):
 
 
 class PauseScopeRule(_Frozen):
-    """Which runs a pause proposed for this rule's breach covers (spec §6.8)."""
+    """Which runs a pause proposed for this rule's breach covers (spec §6.10)."""
 
     kind: Literal["all", "compute_above", "domain", "beyond_breach"]
     """``all``: every run; ``compute_above``: runs once they reach ``flop``; ``domain``: runs

@@ -69,7 +69,7 @@ def proposal_action(proposal: VerifiedEntry) -> tuple[str, str]:
 def quorum_weight(proposal: VerifiedEntry, roster: Roster) -> int:
     """The supporting weight ``proposal`` needs under ``roster``: the resume quorum for a
     resume, the discretionary quorum (when the roster sets one) for a pause a lab asked for
-    on its own judgement (spec §6.9), else the pause quorum."""
+    on its own judgement (spec §6.11), else the pause quorum."""
     body = proposal.statement.body
     if isinstance(body, ResumeProposalBody):
         return roster.quorum.resume.weight

@@ -116,13 +116,13 @@ class QuorumRules(Model):
     roster: Annotated[int, Field(ge=1)]
     """Number of distinct labs that must sign a roster change (old and new)."""
     discretionary: QuorumRule | None = Field(default=None, exclude_if=lambda v: v is None)
-    """Quorum for pauses a lab asks for on its own judgement (spec §6.9); absent: the
+    """Quorum for pauses a lab asks for on its own judgement (spec §6.11); absent: the
     ``pause`` quorum. Omitted from the signed bytes when absent (older rosters keep theirs)."""
     vote_deadline_s: Annotated[int, Field(ge=60, le=90 * 86400)] | None = Field(
         default=None, exclude_if=lambda v: v is None
     )
     """Seconds after a discretionary proposal opens during which votes count; an unmet
-    proposal then closes as ``expired`` (spec §6.9). Absent: no deadline."""
+    proposal then closes as ``expired`` (spec §6.11). Absent: no deadline."""
 
 
 class RosterPin(Model):
@@ -706,7 +706,7 @@ def draft_roster(
 ) -> Roster:
     """Build a roster statement from plain values (``labs``: id, name, keys, endpoint, weight).
 
-    ``discretionary_weight`` and ``vote_deadline_s`` (spec §6.9) are written only when given.
+    ``discretionary_weight`` and ``vote_deadline_s`` (spec §6.11) are written only when given.
 
     ``pins`` (updates only, spec §7.7) are written sorted by lab; none means no ``pins``
     member at all.

@@ -1,4 +1,4 @@
-"""Pause scopes: which training runs a pause covers (spec §6.8).
+"""Pause scopes: which training runs a pause covers (spec §6.10).
 
 A moratorium is on *further capabilities*, not on every run of every lab: each pause
 proposal may carry a scope, signed with it and bound into its id, and a training gate stops
