@@ -25,6 +25,7 @@ from protocol.envelope import Envelope  # noqa: E402
 from protocol.feed import EquivocationProof  # noqa: E402
 from protocol.merkle import Checkpoint  # noqa: E402
 from protocol.pausestate import PauseStateStatement  # noqa: E402
+from protocol.policy import policy_json_schema  # noqa: E402
 from protocol.roster import Roster  # noqa: E402
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -56,6 +57,8 @@ def schema_files() -> dict[str, bytes]:
         }
         schema["description"] = description
         files[f"{name}.schema.json"] = (json.dumps(schema, indent=2, sort_keys=True) + "\n").encode()
+    # The policy file's schema (spec §8) is written by protocol.policy itself.
+    files["policy.schema.json"] = (json.dumps(policy_json_schema(), indent=2, sort_keys=True) + "\n").encode()
     return files
 
 

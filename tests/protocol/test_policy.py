@@ -102,8 +102,7 @@ def test_demo_policy_watches_the_demo_task() -> None:
 
 
 def test_schema_file_is_current() -> None:
-    # Regenerate with: python -c "import json; from protocol.policy import policy_json_schema as s;
-    # print(json.dumps(s(), indent=2, sort_keys=True))" > specs/schemas/policy.schema.json
+    # Regenerate with: make schemas
     expected = json.dumps(policy_json_schema(), indent=2, sort_keys=True) + "\n"
     assert SCHEMA_FILE.read_text(encoding="utf-8") == expected
 

@@ -11,7 +11,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "specs" / "schemas"
 
 def test_schemas_are_current(schemas_gen: ModuleType) -> None:
     files = schemas_gen.schema_files()
-    expected = {"statement", "envelope", "roster", "equivocation-proof", "certificate", "checkpoint", "pause-state"}
+    expected = {"statement", "envelope", "roster", "equivocation-proof", "certificate", "checkpoint", "pause-state", "policy"}
     expected |= {f"body-{k}" for k in ("eval-result", "alert", "pause-proposal", "vote",
                                         "pause-certificate", "resume-proposal", "roster-update", "note")}
     assert {n.removesuffix(".schema.json") for n in files} == expected
