@@ -627,7 +627,7 @@ def run_demo(
     suite: str | os.PathLike[str] = DEMO_SUITE,
     policy: str | os.PathLike[str] = DEMO_POLICY,
     quiet: bool = False,
-    deadline_s: float = 420.0,
+    deadline_s: float = 1200.0,
     console: Console | None = None,
 ) -> DemoResult:
     """Run the whole demo; return what happened (the CLI prints it, tests assert on it)."""

@@ -18,7 +18,7 @@ def demo_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the final summary.")] = False,
     deadline: Annotated[
         float, typer.Option("--deadline", help="Stop training after this many seconds if no pause came.")
-    ] = 420.0,
+    ] = 1200.0,
 ) -> None:
     """Create three labs, train, evaluate, breach, pause, report and verify — all for real, on CPU."""
     from node.cli.commands_tools import require_extra

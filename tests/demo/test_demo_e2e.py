@@ -27,9 +27,12 @@ def _first(lines: list[str], text: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_demo_warns_forecasts_breaches_on_accuracy_pauses_halts_and_verifies(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
-    r = run_demo(tmp_path / "net", deadline_s=400, console=console)
+    # The story ends at the pause, reached at a fixed training step (the seeds fix it); the
+    # deadline is only a safety net against a hang, far past what the slowest machine needs.
+    r = run_demo(tmp_path / "net", deadline_s=2000, console=console)
     log = "\n".join(r.events)
     assert [s.error for s in r.states] == [None, None, None], log
     assert r.paused, log
