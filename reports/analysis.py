@@ -16,24 +16,28 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import orjson
 
+from protocol.canonical import format_time, parse_time
 from protocol.entries import (
     EvalResultBody,
     NoteBody,
+    PauseProposalBody,
     VerifiedEntry,
     halt_step,
 )
 from protocol.errors import PeerDataError, TripwireError
 from protocol.forecast import TrendFit, evaluate_with_trend
-from protocol.pause import PauseState, pause_state
+from protocol.pause import PauseState, ProposalStatus, pause_state
 from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
 from protocol.quorum import QuorumResult, tally
 from protocol.roster import RosterChain
+from protocol.scope import Scope, describe
 
 Status = Literal["normal", "alert", "paused"]
 
@@ -130,6 +134,31 @@ class ProposalState:
     """Tally of the bundle's votes under the roster version the proposal was verified with."""
     certificate: VerifiedEntry | None = None
     certificate_result: QuorumResult | None = None
+    status: ProposalStatus = "open"
+    """The pause state machine's status as of the bundle's time (``expired``: a discretionary
+    proposal whose voting deadline passed uncertified)."""
+    scope: Scope | None = None
+    """The runs the pause covers (None: every run); for a resume, the scope it leaves."""
+    deadline: datetime | None = None
+    """For a discretionary proposal under a roster with a voting deadline: when voting closes."""
+    late_votes: frozenset[str] = frozenset()
+    """Entry ids of votes issued after the deadline (shown, never counted)."""
+
+    @property
+    def deadline_text(self) -> str | None:
+        """The deadline as RFC 3339 UTC text (what the report's time filters take)."""
+        return format_time(self.deadline) if self.deadline is not None else None
+
+    @property
+    def discretionary(self) -> bool:
+        """A pause a lab asked for on its own judgement, citing evidence (spec §6.11)."""
+        body = self.entry.statement.body
+        return isinstance(body, PauseProposalBody) and body.discretionary
+
+    @property
+    def scope_text(self) -> str:
+        """The scope in plain words (``all training runs``, ...)."""
+        return describe(self.scope)
 
 
 @dataclass(frozen=True)
@@ -190,7 +219,8 @@ class Analysis:
 
     @property
     def open_proposals(self) -> list[ProposalState]:
-        return [p for p in self.proposals if p.certificate is None]
+        """Proposals still being voted on (not certified, not expired)."""
+        return [p for p in self.proposals if p.certificate is None and p.status != "expired"]
 
     @cached_property
     def notable(self) -> frozenset[str]:
@@ -230,8 +260,13 @@ def _statement_json(e: VerifiedEntry) -> dict[str, Any]:
     return out
 
 
-def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]) -> Analysis:
-    """Compute everything the report shows from verified entries (bundle order)."""
+def analyse(
+    chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry], *, now: datetime | None = None
+) -> Analysis:
+    """Compute everything the report shows from verified entries (bundle order).
+
+    ``now`` is the time the state is taken at (the bundle's ``generated_at``, so a verifier
+    recomputes the same state): it decides which discretionary proposals have expired."""
     a = Analysis(chain=chain, policy=policy, entries=tuple(entries))
     for e in entries:
         a.by_id[e.entry_id] = e
@@ -271,7 +306,7 @@ def analyse(chain: RosterChain, policy: Policy, entries: Sequence[VerifiedEntry]
         for rule_id, fit in fits.items():
             a.fits[(latest.id, rule_id)] = fit
 
-    a.pause = pause_state(entries, chain)
+    a.pause = pause_state(entries, chain, now=now)
     a.proposals = _proposal_views(a.pause, chain, a.by_id)
     for e in entries:
         if is_halt_record(e):
@@ -295,6 +330,8 @@ def _proposal_views(state: PauseState, chain: RosterChain, by_id: Mapping[str, V
     ):
         mine = tuple(sorted(p.votes, key=lambda e: (e.statement.issued_at, e.lab, e.seq)))
         roster = chain.get(min(p.entry.roster_version, chain.current.version)).roster
+        # Votes after a discretionary proposal's deadline count nowhere (spec §6.11).
+        in_time = [v for v in mine if p.deadline is None or parse_time(v.statement.issued_at) <= p.deadline]
         cert = p.certificates[-1] if p.certificates else None
         out.append(
             ProposalState(
@@ -302,9 +339,13 @@ def _proposal_views(state: PauseState, chain: RosterChain, by_id: Mapping[str, V
                 p.action,
                 pid,
                 mine,
-                tally(p.entry, mine, roster),
+                tally(p.entry, in_time, roster),
                 None if cert is None else by_id.get(cert.entry_id),
                 None if cert is None else cert.result,
+                p.status,
+                p.scope,
+                p.deadline,
+                frozenset(v.entry_id for v in mine) - {v.entry_id for v in in_time},
             )
         )
     return out

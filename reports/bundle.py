@@ -352,13 +352,20 @@ def select_entries(
 
 def _references(e: VerifiedEntry, proposals: Mapping[str, str]) -> list[str]:
     """Entry ids that ``e`` refers to (results behind alerts and proposals, proposals behind votes)."""
-    from protocol.entries import AlertBody, PauseProposalBody, ResumeProposalBody, VoteBody
+    from protocol.entries import (
+        AlertBody,
+        DiscretionaryTrigger,
+        PauseProposalBody,
+        ResumeProposalBody,
+        VoteBody,
+    )
 
     body = e.statement.body
     if isinstance(body, AlertBody):
         return [body.result]
     if isinstance(body, PauseProposalBody):
-        return [body.trigger.result]
+        # A discretionary pause cites documents by digest, not entries.
+        return [] if isinstance(body.trigger, DiscretionaryTrigger) else [body.trigger.result]
     if isinstance(body, VoteBody | PauseCertificateBody):
         return [proposals[body.proposal_id]] if body.proposal_id in proposals else []
     if isinstance(body, ResumeProposalBody):
@@ -422,7 +429,7 @@ def build_bundle(
                 f"proof for {e.entry_id[:16]}… is for log size {size}, checkpoint has {cp.size}"
             )
         inclusion.append(InclusionProof(entry=e.entry_id, index=index, path=list(path)))
-    a = analyse(roster_chain, policy, ordered)
+    a = analyse(roster_chain, policy, ordered, now=parse_time(when))
     return EvidenceBundle(
         format=FORMAT,
         generated_at=when,
@@ -804,7 +811,7 @@ def verify_bundle(bundle: EvidenceBundle, trusted_genesis: TrustedRoster | None 
     # report names every discrepancy at once.
     analysis: Analysis | None = None
     try:
-        analysis = analyse(chain, policy, verified)
+        analysis = analyse(chain, policy, verified, now=parse_time(bundle.generated_at))
         n, reasons = check_claims(bundle.claims, analysis, limit=10_000)
         claims_ok = add("claims", reasons, f"{n} claims equal the signed data and recomputed verdicts")
     except PeerDataError as e:

@@ -128,6 +128,10 @@ def _field_values(a: Analysis) -> Iterator[tuple[str, dict[str, Any]]]:
             pointer("quorum", "resume", "weight"): doc["quorum"]["resume"]["weight"],
             pointer("quorum", "roster"): doc["quorum"]["roster"],
         }
+        if doc["quorum"].get("discretionary") is not None:
+            vals[pointer("quorum", "discretionary", "weight")] = doc["quorum"]["discretionary"]["weight"]
+        if doc["quorum"].get("vote_deadline_s") is not None:
+            vals[pointer("quorum", "vote_deadline_s")] = doc["quorum"]["vote_deadline_s"]
         for j, lab in enumerate(doc["labs"]):
             vals[pointer("labs", j, "weight")] = lab["weight"]
         del i

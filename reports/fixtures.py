@@ -14,12 +14,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from node.resources import spec_path
 from protocol.canonical import format_time
 from protocol.entries import (
     AlertBody,
+    DiscretionaryTrigger,
+    DocRef,
     PauseCertificateBody,
     PauseProposalBody,
     Trigger,
@@ -33,9 +35,17 @@ from protocol.keys import SigningKey
 from protocol.merkle import Checkpoint, sign_checkpoint
 from protocol.policy import Policy
 from protocol.roster import RosterChain, draft_roster, roster_envelope, verify_entry
+from protocol.scope import Scope
 from reports.bundle import Audience, EvidenceBundle, LogProver, build_bundle, select_entries
 
 DEMO_POLICY = spec_path("policies", "demo.yaml")
+#: The voting deadline of the discretionary story's roster (seconds).
+DISCRETIONARY_DEADLINE_S = 3600
+#: The documents the discretionary story's proposer cites (name, contents).
+DISCRETIONARY_EVIDENCE = (
+    ("probe-anomaly-report.pdf", b"activation probe anomaly on checkpoint 7"),
+    ("red-team-transcripts.jsonl", b'{"transcript": 1}\n'),
+)
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
 #: Peer-supplied strings that must stay data: markup, attribute breakouts, bidi overrides, length.
@@ -153,6 +163,51 @@ def _result_body(
     }
 
 
+def _discretionary_pause(net: SyntheticNetwork, ids: Sequence[str], outcome: str) -> None:
+    proposer = ids[1]
+    opened = net.clock + timedelta(minutes=7)
+    trigger = DiscretionaryTrigger(
+        kind="discretionary",
+        lab=proposer,
+        evidence=[DocRef(name=n, sha256=hashlib.sha256(b).hexdigest()) for n, b in DISCRETIONARY_EVIDENCE],
+        opened_at=format_time(opened),
+    )
+    scope = Scope(kind="compute_above", flop="1E+20")
+    pid = pause_proposal_id(trigger, scope)
+    proposal = net.publish(
+        proposer,
+        "pause_proposal",
+        PauseProposalBody(
+            proposal_id=pid,
+            trigger=trigger,
+            observed="0",
+            level="0",
+            rationale="Our activation probes flag deceptive planning no eval measures; we ask to pause larger runs.",
+            scope=scope,
+        ),
+    )
+    voters = list(ids) if outcome == "certified" else [ids[0]]
+    votes = [
+        net.publish(lab, "vote", VoteBody(proposal_id=pid, action="pause", decision="pause"), minutes=5)
+        for lab in voters
+    ]
+    if outcome == "certified":
+        net.publish(
+            proposer,
+            "pause_certificate",
+            PauseCertificateBody(
+                proposal_id=pid,
+                action="pause",
+                roster_version=1,
+                proposal=proposal.envelope,
+                votes=[v.envelope for v in votes],
+            ),
+        )
+    else:
+        late = DISCRETIONARY_DEADLINE_S / 60 + 10
+        net.publish(ids[-1], "vote", VoteBody(proposal_id=pid, action="pause", decision="pause"), minutes=late)
+
+
 def synthetic_network(
     labs: int = 3,
     results_per_lab: int = 8,
@@ -163,10 +218,16 @@ def synthetic_network(
     seed: int = 0,
     lab_names: Sequence[str] | None = None,
     reach: float = 1.0,
+    discretionary: Literal["certified", "expired"] | None = None,
 ) -> SyntheticNetwork:
     """Build a signed history; see the module docstring for the story.
 
     ``reach`` scales how far along the compute range (10^18 to 10^21 FLOP) training gets.
+    ``discretionary`` adds, after the results, a pause the second lab asks for on its own
+    judgement (spec §6.11), scoped to runs past 10^20 FLOP, under a roster whose
+    discretionary quorum is every lab and whose voting deadline is an hour: ``certified``,
+    every lab votes for it in time and it is certified; ``expired``, one lab votes in time,
+    another after the deadline, and the report is taken after the deadline.
     """
     if labs < 2:
         raise ValueError("the story needs at least two labs")
@@ -192,6 +253,8 @@ def synthetic_network(
         policy_digest=policy.digest,
         issued_at=format_time(T0 - timedelta(days=1)),
         expires=format_time(T0 + timedelta(days=365)),
+        discretionary_weight=labs if discretionary else None,
+        vote_deadline_s=DISCRETIONARY_DEADLINE_S if discretionary else None,
     )
     chain = RosterChain.from_envelopes([roster_envelope(roster, keys.values())])
     net = SyntheticNetwork(chain=chain, keys=keys, policy=policy)
@@ -292,6 +355,8 @@ def synthetic_network(
                 },
                 minutes=1,
             )
+    if discretionary:
+        _discretionary_pause(net, ids, discretionary)
     if equivocation:
         lab = ids[1]
         w = net.writers[lab]

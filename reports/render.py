@@ -33,16 +33,19 @@ from markupsafe import Markup, escape
 from protocol.canonical import parse_time
 from protocol.entries import (
     AlertBody,
+    DiscretionaryTrigger,
     NoteBody,
     PauseCertificateBody,
     PauseProposalBody,
     ResumeProposalBody,
     RosterUpdateBody,
+    Trigger,
     VerifiedEntry,
     VoteBody,
     halt_step,
 )
 from protocol.policy import Rule, RuleVerdict
+from protocol.scope import describe
 from reports.analysis import (
     FLOP_PTR,
     STEP_PTR,
@@ -520,10 +523,13 @@ def _story(a: Analysis) -> Story:
     # The proposal that matters most: an uncertified-but-open one only if nothing is certified.
     pause = [p for p in a.proposals if p.action == "pause"]
     certified = [p for p in pause if p.certificate is not None]
-    chosen = (certified or pause or [None])[-1]
+    live = [p for p in pause if p.status != "expired"]
+    chosen = (certified or live or [None])[-1]
     if chosen is not None:
         body = chosen.entry.statement.body
         assert isinstance(body, PauseProposalBody)
+        if isinstance(body.trigger, DiscretionaryTrigger):  # no result, no rule: the lab's evidence
+            return Story(status, chosen, None, None, None)
         res = a.results_by_id.get(body.trigger.result)
         rule = next((r for r in a.policy.rules if r.id == body.trigger.rule), None)
         v = a.point.get((body.trigger.result, body.trigger.rule)) if res else None
@@ -632,9 +638,15 @@ def _event_text(
             _measured(nums, a, body.result, rule),
         )
     if isinstance(body, PauseProposalBody):
+        covers = Markup(" It would cover {}.").format(describe(body.scope)) if body.scope is not None else Markup("")
+        if isinstance(body.trigger, DiscretionaryTrigger):
+            return Markup(
+                "Pause asked for on {}'s own judgement, citing {} document(s) by digest that no policy rule "
+                "measures; it needs the roster's quorum of votes like any pause.{}"
+            ).format(peer(names.get(body.trigger.lab, body.trigger.lab)), len(body.trigger.evidence), covers)
         rule = rules.get(body.trigger.rule)
         return Markup(
-            "Pause proposed after {}'s result on rule <code>{}</code>: {} reached the {} of {}{}."
+            "Pause proposed after {}'s result on rule <code>{}</code>: {} reached the {} of {}{}.{}"
         ).format(
             peer(names.get(body.trigger.lab, body.trigger.lab)),
             body.trigger.rule,
@@ -642,6 +654,7 @@ def _event_text(
             _level_name(rule, body.level),
             nums.field(e.entry_id, pointer("body", "level"), "value"),
             _measured(nums, a, body.trigger.result, rule),
+            covers,
         )
     if isinstance(body, VoteBody):
         return Markup("Voted <strong>{}</strong> on the {} proposal.").format(body.decision, body.action)
@@ -650,6 +663,10 @@ def _event_text(
             body.action, len(body.votes), nums.field(e.entry_id, pointer("body", "roster_version"))
         )
     if isinstance(body, ResumeProposalBody):
+        if body.scope is not None:
+            return Markup(
+                "Resume proposed, citing a safety case of {} document(s): the pause would stay in force for {} only."
+            ).format(len(body.safety_case), describe(body.scope))
         return Markup("Resume proposed, citing a safety case of {} document(s).").format(
             len(body.safety_case)
         )
@@ -681,7 +698,7 @@ def causal_order(a: Analysis) -> list[VerifiedEntry]:
         d: list[str] = []
         if isinstance(body, AlertBody):
             d.append(body.result)
-        elif isinstance(body, PauseProposalBody):
+        elif isinstance(body, PauseProposalBody) and isinstance(body.trigger, Trigger):
             d.append(body.trigger.result)
         elif isinstance(body, VoteBody):
             p = by_proposal.get(body.proposal_id)
