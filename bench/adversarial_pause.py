@@ -50,7 +50,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "pause"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.append(str(ROOT / "bench"))  # time_to_pause, after the packages (bench/protocol.py)
 
 from pausekit import NodeProcess, free_ports, result_body  # noqa: E402

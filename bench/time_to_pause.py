@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "pause"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from pausekit import NodeProcess, free_ports, result_body  # noqa: E402
 

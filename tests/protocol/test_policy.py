@@ -439,8 +439,9 @@ def test_result_summary_from_body() -> None:
 
 
 def test_result_summary_from_a_real_eval_result_body() -> None:
-    entries = pytest.importorskip("protocol.entries")
-    typed = entries.EvalResultBody.model_validate(body())
+    from protocol.entries import EvalResultBody
+
+    typed = EvalResultBody.model_validate(body())
     assert ResultSummary.from_body(typed.model_dump(mode="json"), lab="lab-b").suite == "tripwire-core"
 
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import socket
-import sys
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-
 from http_nodes import ThreadedNode
 
 from node.api import reports_route

@@ -17,7 +17,7 @@ runs it on a simulated clock with the real protocol and coordinator logic. Invar
 - **agreement**: once healed and quiet, all honest nodes hold the same active pauses.
 
 A failure prints ``seed=…`` and a one-line replay command
-(``python tests/sim/simulator.py SEED STRATEGY PIVOTAL``); seeds that once failed go in
+(``python tests/support/simulator.py SEED STRATEGY PIVOTAL``); seeds that once failed go in
 :data:`REGRESSION`.
 """
 

@@ -5,11 +5,12 @@ No HTTP fakes: every request goes through a real socket on 127.0.0.1 to real uvi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from waiting import wait_until as wait_until  # re-exported: the kit's one way to wait
 
 from node.client import PeerClient
 from node.process import ServeProcess, ServeThread
@@ -57,15 +58,6 @@ def note_at(home: Any, seq: int, prev: str | None, text: str, key: SigningKey | 
     st = build_statement(network=home.store.network_id(), lab=home.lab, seq=seq, prev=prev,
                          issued_at=now_str(), kind="note", body={"text": text})
     return sign_statement(st, key or home.key)[0]
-
-
-def wait_until(pred: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def heads_of(homes: Sequence[Any]) -> list[dict[str, int]]:

@@ -8,10 +8,11 @@ entries whose metric values the test chooses.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from waiting import wait_until as wait_until  # re-exported: the kit's one way to wait
 
 from node.client import PeerClient
 from node.home import NodeHome
@@ -112,16 +113,6 @@ def result_body(
         "started_at": "2025-01-01T00:00:00Z",
         "finished_at": "2025-01-01T00:01:00Z",
     }
-
-
-def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def paused_locally(home: NodeHome) -> bool:

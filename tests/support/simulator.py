@@ -15,7 +15,7 @@ coalition (one or two labs whose weight is below the pause quorum) follows one s
 (:data:`STRATEGIES`). The simulator records everything anyone signed (the ground truth) so
 that the invariants can be checked against it: see :class:`Outcome`.
 
-Replay one run with ``python tests/sim/simulator.py SEED [STRATEGY [PIVOTAL]]``.
+Replay one run with ``python tests/support/simulator.py SEED [STRATEGY [PIVOTAL]]``.
 """
 
 from __future__ import annotations
@@ -836,7 +836,7 @@ class Outcome:
                 lines.append(f"  {name}: {v}")
         lines.append(f"  active={self.active} refused={dict(self.refused)}")
         sc = self.scenario
-        lines.append(f"  replay: python tests/sim/simulator.py {sc.seed} {sc.strategy} {int(sc.pivotal)}")
+        lines.append(f"  replay: python tests/support/simulator.py {sc.seed} {sc.strategy} {int(sc.pivotal)}")
         return "\n".join(lines)
 
 

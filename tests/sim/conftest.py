@@ -1,8 +1,0 @@
-"""Simulation tests: make ``simulator`` importable (it also runs as a script to replay a seed)."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
