@@ -56,11 +56,10 @@ def test_eager_push_delivers_new_entries_well_within_one_interval(sqlite_network
     alpha, beta, gamma = sqlite_network
     with ThreadedNode(alpha, sync=True), ThreadedNode(beta, sync=True), ThreadedNode(gamma, sync=True):
         time.sleep(0.5)  # first pull round: peers learn each other's heads
-        t0 = time.monotonic()
         eid = alpha.publish("note", {"text": "urgent"})
-        wait_until(lambda: beta.store.get(eid) is not None and gamma.store.get(eid) is not None, 5.0,
+        # Well inside the 30 s pull interval, however loaded the machine: only a push delivers.
+        wait_until(lambda: beta.store.get(eid) is not None and gamma.store.get(eid) is not None, 20.0,
                    interval=0.02, what="the pushed entry")
-        assert time.monotonic() - t0 < 5.0
 
 
 # --- hostile peers: a tiny real HTTP server serving crafted responses -------------------------------
@@ -220,11 +219,12 @@ def test_slow_peer_cannot_stall_sync_with_others(sqlite_network) -> None:
     alpha, beta, _ = sqlite_network
     for i in range(3):
         beta.publish("note", {"text": f"b{i}"})
-    with ThreadedNode(beta) as b, Hostile({}, {}, delay=20.0) as slow:
+    # gamma answers after two minutes; alpha's per-peer timeout (1 s) must cut it loose.
+    with ThreadedNode(beta) as b, Hostile({}, {}, delay=120.0) as slow:
         t0 = time.monotonic()
         summary = _sync_once(alpha, [Peer("beta", b.url), Peer("gamma", slow.url)], timeout_s=1.0)
         elapsed = time.monotonic() - t0
     assert summary["beta"]["ok"] and not summary["gamma"]["ok"]
     assert "peer-unavailable" in summary["gamma"]["error"]
     assert alpha.store.heads()["beta"].seq == 3
-    assert elapsed < 10
+    assert elapsed < 60  # far below the slow peer's delay: sync did not wait for it
