@@ -769,12 +769,13 @@ def describe(
                 "expired" if st.status == "expired" else "open"
             ),
             "certificates": st.certificates,
-            "weight": t.weight if t else 0,
-            "threshold": t.threshold if t else None,
-            "supporting": sorted(t.signed) if t else [],
-            "objecting": sorted(t.objected) if t else [],
-            "abstaining": sorted(t.abstained) if t else [],
-            "missing": sorted(t.missing) if t else [],
+            # ``t`` is falsy until it reaches the quorum: test for None, not truth.
+            "weight": t.weight if t is not None else 0,
+            "threshold": t.threshold if t is not None else None,
+            "supporting": sorted(t.signed) if t is not None else [],
+            "objecting": sorted(t.objected) if t is not None else [],
+            "abstaining": sorted(t.abstained) if t is not None else [],
+            "missing": sorted(t.missing) if t is not None else [],
             "my_vote": mine[0].statement.body.decision if mine else None,  # type: ignore[union-attr]
         }
         if st.action == "pause":

@@ -242,13 +242,27 @@ class TrainingGate:
         self.run: Run | None = run
         """The run this gate guards (model, domains, planned and current compute): the gate
         stops only for pauses whose scope covers it (spec §6.10). None: every pause stops it."""
+        self._record_run()
+
+    def _record_run(self) -> None:
+        """Tell the home which run this gate guards (``tripwire status`` lists its coverage)."""
+        if self.home is None or self.run is None:
+            return
+        from node.runs import record_run
+
+        try:
+            record_run(self.home.path, self.run)
+        except OSError as e:  # status loses a line; the gate's decisions do not depend on it
+            log.warning("could not record the run in %s: %s", self.home.path, e)
 
     def set_compute(self, current_flop: str) -> None:
         """Record the training compute the run has reached (so compute-scoped pauses stop it
         when it reaches their level). A gate without a described run describes one now."""
         base = self.run or Run()
-        self.run = base.model_copy(update={"current_flop": current_flop})
-        Run.model_validate(self.run.model_dump())  # refuse malformed compute text
+        run = base.model_copy(update={"current_flop": current_flop})
+        Run.model_validate(run.model_dump())  # refuse malformed compute text
+        self.run = run
+        self._record_run()
 
     # --- public --------------------------------------------------------------------------
 

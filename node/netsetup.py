@@ -150,6 +150,8 @@ def create_network(
     expires: datetime | None = None,
     passphrase: str | None = None,
     host: str = "127.0.0.1",
+    discretionary_weight: int | None = None,
+    vote_deadline_s: int | None = None,
 ) -> list[NodeHome]:
     """Init one home per lab under ``workdir/<lab>``, sign and install the genesis roster.
 
@@ -213,6 +215,8 @@ def create_network(
             suites=suites,
             issued_at=format_time(start),
             expires=format_time(expires or (start + timedelta(days=365)).astimezone(UTC)),
+            discretionary_weight=discretionary_weight,
+            vote_deadline_s=vote_deadline_s,
         )
         genesis = sign_by_all(roster, [h.key for h in homes])
         for i, h in enumerate(homes):

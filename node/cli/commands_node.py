@@ -511,3 +511,22 @@ def status_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
         )
     console.print(f"held       {s['held']} out-of-order entries;  node log size {s['log_size']}")
     console.print(f"pause      {s['pause']['state']}", highlight=False)
+    pause = s["pause"]
+    for p in pause.get("in_force", []):
+        console.print(f"  in force {p['proposal_id'][:16]}…  covers {p['covers']}", highlight=False, soft_wrap=True)
+    for p in pause.get("open_proposals", []):
+        kind = "discretionary pause" if p.get("discretionary") else f"{p['action']}"
+        until = f", voting closes {p['deadline']}" if p.get("deadline") else ""
+        covers = f", would cover {p['covers']}" if p.get("covers") else ""
+        console.print(f"  open     {p['proposal_id'][:16]}…  {kind}{covers}{until}", highlight=False, soft_wrap=True)
+    for r in pause.get("runs", []):
+        if r["stopped_by"]:
+            verdict = "[bold red]STOPPED[/] by " + ", ".join(pid[:16] + "…" for pid in r["stopped_by"])
+        elif r["will_be_stopped_by"]:
+            verdict = "[yellow]will stop[/] before its planned compute, by " + ", ".join(
+                pid[:16] + "…" for pid in r["will_be_stopped_by"]
+            )
+        else:
+            verdict = "not covered by any pause in force"
+        compute = f" at {r['current_flop']} FLOP" if r["current_flop"] else ""
+        console.print(f"  run      {r['model']}{compute} ({r['source']}): {verdict}", highlight=False, soft_wrap=True)
