@@ -511,3 +511,6 @@ def status_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
         )
     console.print(f"held       {s['held']} out-of-order entries;  node log size {s['log_size']}")
     console.print(f"pause      {s['pause']['state']}", highlight=False)
+    for p in (s.get("plans") or {}).get("plans") or []:
+        stop = f", stop point {p['stop_flop']} FLOP" if p.get("stop_flop") else ""
+        console.print(f"plan       {p['plan'][:16]}… {p['model']} to {p['planned_flop']} FLOP: {p['status']}{stop}", highlight=False)

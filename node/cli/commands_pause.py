@@ -66,26 +66,27 @@ def vote_cmd(
     rationale: RationaleOpt,
     pause: Annotated[bool, typer.Option("--pause", help="Support a pause proposal.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Support a resume proposal.")] = False,
+    accept: Annotated[bool, typer.Option("--accept", help="Support (accept) a safety case for a training plan.")] = False,
     object_: Annotated[bool, typer.Option("--object", help="Object to the proposal.")] = False,
     abstain: Annotated[bool, typer.Option("--abstain", help="Abstain (counted as a vote, not as support).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Vote on a pause or resume proposal. Votes are final: a lab's first vote is the one counted.
+    """Vote on a pause or resume proposal, or a safety case (--accept). Votes are final: a lab's first vote is the one counted.
 
     A pause vote is refused unless this node recomputes the trigger as a breach under the
     adopted policy (an honest node does not support a pause the shared rules do not call for).
     """
     from node.coordinator import local_analysis
 
-    chosen = [n for n, on in (("pause", pause), ("resume", resume), ("object", object_), ("abstain", abstain)) if on]
+    chosen = [n for n, on in (("pause", pause), ("resume", resume), ("accept", accept), ("object", object_), ("abstain", abstain)) if on]
     if len(chosen) != 1:
-        raise ConfigurationError("choose exactly one of --pause, --resume, --object, --abstain")
+        raise ConfigurationError("choose exactly one of --pause, --resume, --accept, --object, --abstain")
     decision = chosen[0]
     with NodeHome.open(home) as h:
         a, _ = local_analysis(h)
         st = _find(a, proposal)
         pid = st.proposal_id
-        if decision in ("pause", "resume") and decision != st.action:
+        if decision in ("pause", "resume", "accept") and decision != st.action:
             raise ConfigurationError(f"proposal {pid[:16]}… is a {st.action} proposal: vote --{st.action}, --object or --abstain")
         mine = a.votes_by_lab.get((pid, h.lab))
         if mine:
