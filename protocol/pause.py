@@ -28,6 +28,9 @@ Rules (normative text in spec §6.4–6.7):
 - A discretionary proposal (§6.11) counts only when signed by the lab it names; under a
   roster with ``vote_deadline_s``, votes issued after the deadline do not count (in tallies
   or certificates) and an uncertified proposal past it is ``expired``.
+- A ``safety_case`` (§6.12) is a proposal too, with action ``accept`` and the roster's
+  safety-case quorum: certified, it has status ``certified`` and pauses or ends nothing
+  (:mod:`protocol.plans` reads it).
 """
 
 from __future__ import annotations
