@@ -183,3 +183,29 @@ def test_plan_cli_refuses_bad_plans_and_changes_nothing(homes, tmp_path: Path) -
         assert main(["safety-case", "--plan", "ab" * 8, "--doc", str(doc), "--rationale", "x", "--home", home]) != 0
     assert "no training plan" in err.getvalue()
     assert alpha.store.log_size() == before
+
+
+def test_gate_checks_its_plan_against_the_compute_at_every_step_between_polls(homes) -> None:
+    """No node is served: the gate reads the plan from its home's store once, then the
+    compute passed at each step decides (the node being unreachable is within grace)."""
+    alpha = homes[0]
+    for model, flop, acc, logp in LADDER:
+        alpha.publish("eval_result", result_body(acc, model=model, flop=flop, logp=logp, stderr="0.01"))
+    rc, out = cli("plan", "--model", "big", "--compute", "1E21", "--ladder", "lad-s", "--ladder", "lad-m",
+                  "--ladder", "lad-l", "--home", str(alpha.path), "--json")
+    assert rc == 0 and out["status"] == "needs-safety-case", out
+    now = [0.0]
+    g = TrainingGate(alpha, poll_interval_s=3600, grace_s=3600, stop_on_local_breach=False,
+                     clock=lambda: now[0], run=Run(model="big"))
+    try:
+        g.set_compute("1E16")
+        assert g.check(1).proceed
+        now[0] = 1.0  # well inside the poll interval: no new look at the store or the node
+        g.set_compute(out["overdue_after"])
+        assert g.check(2).proceed  # at the threshold, not past it
+        g.set_compute(f"{Decimal(out['overdue_after']) * 2:.6E}")
+        d = g.check(3)
+    finally:
+        g.close()
+    assert d.stop and d.source == "cached" and d.details["plan_stop"] == "overdue-evaluation", d.reason
+    assert out["overdue_after"] in d.reason and "no signed evaluation of the model yet" in d.reason

@@ -332,3 +332,19 @@ def test_a_safety_case_must_carry_its_id() -> None:
 def test_a_vote_on_a_safety_case_cannot_decide_pause() -> None:
     with pytest.raises(SchemaError, match="cannot decide 'pause'"):
         parse_body("vote", {"proposal_id": "0" * 64, "action": "accept", "decision": "pause"})
+
+
+def test_signed_pause_state_lists_plans_additively() -> None:
+    from protocol.canonical import canonical_bytes
+    from protocol.pausestate import pause_state_statement
+
+    base = {"network": "0" * 64, "node": "alpha", "issued_at": format_time(T0), "nonce": "ab" * 16,
+            "paused": False, "roster_version": 1}
+    old = pause_state_statement(**base)  # type: ignore[arg-type]
+    assert b"plans" not in canonical_bytes(old.model_dump(mode="json"))
+    net = Net(chain())
+    plan = net.put("alpha", "training_plan", plan_body("1E23"))
+    ref = net.plans(policy())[plan.entry_id].ref()
+    new = pause_state_statement(**base, plans=[ref.model_dump(mode="json")])  # type: ignore[arg-type]
+    assert new.plans == [ref]
+    assert b'"plans"' in canonical_bytes(new.model_dump(mode="json"))
