@@ -231,7 +231,8 @@ def _text(d: Decimal) -> str:
     with decimal.localcontext(_CTX) as ctx:
         ctx.prec = 12
         d = (+d).normalize()
-    t = format(d, "f") if -20 < d.adjusted() < 20 else format(d, "E")
+    # Compute reads like the forecast's (``9.57635E+19``); small multiples stay plain ("4").
+    t = format(d, "f") if -6 < d.adjusted() < 6 else format(d, "E")
     if "." in t and "E" not in t:
         t = t.rstrip("0").rstrip(".")
     return t

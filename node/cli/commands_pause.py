@@ -182,6 +182,8 @@ def proposals_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
             t, c = p["trigger"], p["trigger_check"] or {}
             console.print(f"       trigger {t['lab']} result {t['result'][:16]}… rule {t['rule']}", highlight=False)
             console.print(f"       this node: {c.get('status')}: {c.get('reason')}", highlight=False)
+        elif p["action"] == "accept":
+            console.print(f"       safety case for training plan {p['plan']}", highlight=False)
         else:
             console.print(f"       ends pause {p['pause_proposal']}", highlight=False)
     for f in snap["flags"]:

@@ -57,7 +57,6 @@ def gate(home: Any, compute: str, *, local: bool) -> TrainingGate:
     return g
 
 
-@pytest.mark.slow
 def test_plan_stops_its_gate_at_the_stop_point_until_its_safety_case_is_accepted(homes, tmp_path: Path) -> None:
     nodes = [Node(h).start() for h in homes]
     alpha, beta, _gamma = homes
@@ -135,6 +134,11 @@ def test_plan_stops_its_gate_at_the_stop_point_until_its_safety_case_is_accepted
         # gamma never voted; a vote after acceptance is still a vote, and changes nothing.
         rc, _ = cli("vote", pid[:12], "--object", "--rationale", "late", "--home", home[2], "--json")
         assert rc == 0
+        # A safety case cannot be voted on as a pause; the human listing names its plan.
+        rc, _ = cli("vote", pid[:12], "--pause", "--rationale", "x", "--home", home[2])
+        assert rc != 0
+        rc, listing = cli("proposals", "--home", home[0])
+        assert rc == 0 and f"safety case for training plan {plan}" in " ".join(listing.split())
     finally:
         for n in nodes:
             n.stop()
