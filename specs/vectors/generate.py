@@ -510,6 +510,23 @@ def negative_vectors(w: World) -> list[tuple[str, dict[str, Any]]]:
     entry("training_flop_out_of_domain", "training compute of 1E41 FLOP (domain: 1 to 1E40)",
           "NumericDomainError", "numeric-domain", "body.model.training_flop: 1E41 is out of range",
           with_metric(flop="1E41"))
+    plan_body = {"model": "alpha-frontier-70b", "planned_flop": "1E24", "cadence": "4", "ladder": ["alpha-frontier-7b"]}
+
+    def plan_stmt(**changes: Any) -> Envelope:
+        st = stmt("alpha-1", seq=1, kind="training_plan", body={**plan_body, **changes})
+        return w.sign_statement_dict(st, "alpha-1")
+
+    entry("training_plan_compute_not_positive", "a training plan of 0 FLOP (training compute: 1 to 1E40)",
+          "NumericDomainError", "numeric-domain", "body.planned_flop: 0 is out of range", plan_stmt(planned_flop="0"))
+    entry("training_plan_cadence_one", "a training plan whose evaluation cadence is 1 (must grow compute)",
+          "SchemaError", "schema", "cadence 1 must be greater than 1", plan_stmt(cadence="1"))
+    entry("training_plan_empty_ladder", "a training plan extrapolating from no model", "SchemaError", "schema",
+          "body.ladder", plan_stmt(ladder=[]))
+    bad_case = {"proposal_id": "0" * 64, "plan": "1" * 64,
+                "documents": [{"name": "case.pdf", "sha256": hashlib.sha256(b"case").hexdigest()}]}
+    entry("safety_case_id_mismatch", "a safety case whose proposal_id is not the digest of its plan and documents",
+          "SchemaError", "schema", "proposal_id is not the digest of the plan and documents",
+          w.sign_statement_dict(stmt("alpha-1", seq=1, kind="safety_case", body=bad_case), "alpha-1"))
     # No serializer writes a lone surrogate, so these payloads are assembled byte by byte;
     # the non-ASCII character takes verifiers off any ASCII-only fast path.
     noted = canonical_bytes(stmt("alpha-4", issued_at=at(days=2), body={"text": "café", "refs": []}))
