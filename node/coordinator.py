@@ -64,6 +64,7 @@ from protocol.entries import (
 from protocol.errors import ConfigurationError, TripwireError
 from protocol.forecast import evaluate_with_trend
 from protocol.pause import PAUSE_KINDS, CertCache, PauseState, certificate_votes, pause_state
+from protocol.plans import PlanCache, PlanState, plan_states
 from protocol.policy import Policy, PolicyEvaluation, ResultSummary, RuleVerdict
 from protocol.quorum import QuorumResult
 from protocol.roster import RosterChain
@@ -81,7 +82,10 @@ _B = TypeVar("_B")
 
 VoteRule = Literal["manual", "pause-on-breach", "object-unless-breach"]
 #: Entry kinds the coordinator reads.
-KINDS = ("eval_result", "alert", "pause_proposal", "resume_proposal", "vote", "pause_certificate")
+KINDS = (
+    "eval_result", "alert", "pause_proposal", "resume_proposal", "vote", "pause_certificate",
+    "training_plan", "safety_case",
+)
 #: Most verdicts / flags listed in the status document.
 MAX_LISTED = 100
 
@@ -135,7 +139,7 @@ class TriggerCheck:
 @dataclass
 class ProposalState:
     proposal_id: str
-    action: Literal["pause", "resume"]
+    action: Literal["pause", "resume", "accept"]
     entries: list[VerifiedEntry]
     """Every held proposal entry with this id (several labs may propose the same trigger)."""
     tally: QuorumResult | None
@@ -175,6 +179,8 @@ class Analysis:
     """(result entry_id, rule id) pairs some lab already alerted on."""
     pause: PauseState
     """The pause state machine's output (:func:`protocol.pause.pause_state`)."""
+    plans: dict[str, PlanState] = field(default_factory=dict)
+    """training_plan entry_id -> its state under the adopted policy (spec §6.12)."""
 
 
 class EvaluationCache:
@@ -185,6 +191,7 @@ class EvaluationCache:
         self.summaries: dict[str, ResultSummary | None] = {}
         self.evaluations: dict[str, PolicyEvaluation | None] = {}
         self.errors: dict[str, str] = {}
+        self.plans: PlanCache = {}
 
     def reset_for(self, digest: str | None) -> None:
         if digest != self.digest:
@@ -394,6 +401,13 @@ def analyze(
         dict(votes_by_lab),
         alerts,
         ps,
+        plan_states(
+            entries.get("training_plan", ()),
+            {rid: s for rid in results if (s := cache.summaries.get(rid)) is not None},
+            policy,
+            ps,
+            cache=cache.plans,
+        ),
     )
 
 
@@ -785,6 +799,8 @@ def describe(
             item["trigger_check"] = st.check.to_json() if st.check else None
             item["discretionary"] = st.discretionary
             item["rationale"] = body.rationale
+        elif st.action == "accept":
+            item["plan"] = st.entries[0].statement.body.plan  # type: ignore[union-attr]
         else:
             item["pause_proposal"] = st.pause_proposal
         body = st.entries[0].statement.body
@@ -826,6 +842,7 @@ def describe(
         "roster_expired": roster.expired(now),
         "pause": pause_state_json(a),
         "proposals": proposals,
+        "plans": [p.to_json() for p in sorted(a.plans.values(), key=lambda p: (p.lab, p.seq))][-MAX_LISTED:],
         "verdicts": verdicts[-MAX_LISTED:],
         "results_judged": len(a.evaluations),
         "flags": a.flags[:MAX_LISTED],

@@ -26,7 +26,13 @@ answer, so calling it every step is cheap):
    this lab's own results under a rule that calls for a pause, unless that trigger's
    pause was already resumed. This catches a breach before the network has voted, and
    a pause while the node's API is down. A store that cannot be read stops too;
-3. fail closed (``fail_closed``, default on): when the node has not given an authenticated
+3. the run's training plan (spec §6.12), when the gate knows its run (``run=`` with a
+   model name or plan id, and :meth:`TrainingGate.set_compute`): from the local store or
+   the node's signed pause state, the gate stops the run at its plan's stop point unless a
+   safety case for the plan was accepted, when its compute grew past the evaluation cadence
+   without a fresh signed result ("overdue evaluation"), and past the plan's compute. The
+   plan is checked against the current compute at every call, also between polls;
+4. fail closed (``fail_closed``, default on): when the node has not given an authenticated
    answer for longer than ``grace_s`` (connection refused, timeouts, TLS failures),
    training stops too. A gate that cannot see the network cannot promise the network has
    not paused.
@@ -64,6 +70,7 @@ from protocol.errors import (
     TripwireError,
 )
 from protocol.pausestate import DEFAULT_MAX_SKEW_S, VerifiedPauseState, verify_pause_state
+from protocol.plans import PlanRef, RunStop, plan_for, run_stop
 from protocol.roster import RosterChain
 from protocol.scope import Run
 from protocol.scope import describe as describe_scope
@@ -237,6 +244,8 @@ class TrainingGate:
         self._stopped: GateDecision | None = None
         self._client: Any = None
         self._fetched: RosterChain | None = None
+        self._plan_ref: PlanRef | None = None
+        """The run's plan state as last seen (local store or the node's signed state)."""
         self.last_pause_state: VerifiedPauseState | None = None
         """The last authenticated answer of the node."""
         self.run: Run | None = run
@@ -273,14 +282,22 @@ class TrainingGate:
             return GateDecision(False, step, self._stopped.reason, "cached", self._stopped.paused, self._stopped.details)
         now = self.clock()
         if self._last is not None and self._last_look is not None and now - self._last_look < self.config.poll_interval_s:
-            return GateDecision(True, step, self._last.reason, "cached")
-        self._last_look = now
-        try:
-            decision = self._look(step, now)
-        except Exception as e:
-            # The gate's promise is to stop, never to crash the training loop it guards.
-            log.exception("gate check failed")
-            decision = GateDecision(False, step, f"the gate could not decide ({_describe(e)}); fail-closed", "unauthenticated")
+            # The run's compute moves every step: its plan's stop point and cadence are
+            # checked against it at every call, not only at polls.
+            stop = run_stop(self._plan_ref, self.run) if self._plan_ref is not None and self.run is not None else None
+            if stop is None:
+                return GateDecision(True, step, self._last.reason, "cached")
+            decision = _plan_decision(step, stop, "cached", "the plan state last seen")
+        else:
+            self._last_look = now
+            try:
+                decision = self._look(step, now)
+            except Exception as e:
+                # The gate's promise is to stop, never to crash the training loop it guards.
+                log.exception("gate check failed")
+                decision = GateDecision(
+                    False, step, f"the gate could not decide ({_describe(e)}); fail-closed", "unauthenticated"
+                )
         self._last = decision
         if not decision.proceed:
             self._stopped = decision
@@ -292,9 +309,12 @@ class TrainingGate:
         """Sign the halt into the lab's own feed (a home gate holds the lab's key), so the
         network's reports can say where each lab's training stopped. A gate that cannot
         write still stops: the record is evidence, never a condition of stopping."""
-        if self.home is None or not decision.paused or not self.config.record_halts:
+        plan = decision.details.get("plan")
+        if self.home is None or not (decision.paused or plan) or not self.config.record_halts:
             return
         refs = sorted(_certificate_ids(decision.details.get("certificates")))[:64]
+        if isinstance(plan, str) and len(plan) == 64:
+            refs = [plan]
         text = halt_text(decision.step, decision.reason)
         try:
             self.home.publish("note", {"text": text, "refs": refs})
@@ -369,6 +389,11 @@ class TrainingGate:
         self.last_pause_state = verified
         st = verified.statement
         covering = verified.covering(self.run)
+        if self.run is not None and (self.run.model or self.run.plan):
+            self._plan_ref = plan_for(st.plans, lab=st.node, model=self.run.model, plan_id=self.run.plan)
+        plan_stop = verified.plan_stop(self.run)
+        if plan_stop is not None and not covering:
+            return _plan_decision(step, plan_stop, "node", f"signed by node {st.node} at {st.issued_at}")
         if st.paused and not covering:
             return GateDecision(
                 True,
@@ -485,6 +510,22 @@ class TrainingGate:
                 pids,
                 {"certificates": {pid: c.entry_id for pid, c in sorted(active.items())}},
             )
+        if self.run is not None and (self.run.model or self.run.plan):
+            refs = [p.ref() for p in a.plans.values()]
+            ref = plan_for(refs, lab=self.home.lab, model=self.run.model, plan_id=self.run.plan)
+            self._plan_ref = ref
+            if ref is not None:
+                stop = run_stop(ref, self.run)
+                if stop is not None:
+                    return _plan_decision(step, stop, "local", "the local store")
+            elif self.run.plan is not None:
+                return _plan_decision(
+                    step,
+                    RunStop("plan-unknown", f"the local store holds no training plan {self.run.plan[:16]}… of this "
+                            "lab; fail-closed", self.run.plan),
+                    "local",
+                    "the local store",
+                )
         if not self.config.stop_on_local_breach:
             return None
         lab = self.home.lab
@@ -509,6 +550,12 @@ class TrainingGate:
                     {"result": rid, "rule": rv.rule_id},
                 )
         return None
+
+
+def _plan_decision(step: int, stop: RunStop, source: Source, where: str) -> GateDecision:
+    """A stop for the run's training plan (spec §6.12): its stop point without an accepted
+    safety case, an overdue evaluation, or compute past the plan."""
+    return GateDecision(False, step, f"{stop.reason} ({where})", source, (), {"plan": stop.plan, "plan_stop": stop.kind})
 
 
 class _Unauthenticated(Exception):

@@ -149,6 +149,7 @@ from protocol.pausestate import (
     sign_pause_state,
     verify_pause_state,
 )
+from protocol.plans import PlanRef, PlanState, plan_for, plan_states, run_stop
 from protocol.quorum import (
     CertificateContext,
     CertificateParts,
@@ -241,6 +242,8 @@ __all__ = [
     "PauseStateStatement",
     "PeerDataError",
     "PinMismatchError",
+    "PlanRef",
+    "PlanState",
     "PolicyError",
     "PrevMismatchError",
     "Proposal",
@@ -312,10 +315,13 @@ __all__ = [
     "pause_state",
     "pins_from_heads",
     "plan_appends",
+    "plan_for",
+    "plan_states",
     "resume_proposal_id",
     "root_from_hashes",
     "roster_digest",
     "roster_envelope",
+    "run_stop",
     "sha256_hex",
     "sign_checkpoint",
     "sign_pause_state",

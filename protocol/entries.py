@@ -59,6 +59,8 @@ Kind = Literal[
     "resume_proposal",
     "roster_update",
     "note",
+    "training_plan",
+    "safety_case",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
@@ -144,6 +146,9 @@ MetricStderrStr = Annotated[str, _DEC, AfterValidator(METRIC_STDERR.check), METR
 TrainingFlopStr = Annotated[str, _DEC, AfterValidator(TRAINING_FLOP.check), TRAINING_FLOP]
 ForecastFlopStr = Annotated[str, _DEC, AfterValidator(FORECAST_FLOP.check), FORECAST_FLOP]
 VerdictNumberStr = Annotated[str, _DEC, AfterValidator(VERDICT_NUMBER.check), VERDICT_NUMBER]
+#: A training plan's evaluation cadence: evaluate each time compute grows by this factor.
+CADENCE_MULTIPLE = NumericDomain("an evaluation cadence (compute multiple)", "1", "1000000", 12, 12)
+CadenceStr = Annotated[str, _DEC, AfterValidator(CADENCE_MULTIPLE.check), CADENCE_MULTIPLE]
 
 
 class Model(BaseModel):
@@ -333,27 +338,85 @@ class ResumeProposalBody(Model):
 
 class VoteBody(Model):
     proposal_id: Hex64
-    action: Literal["pause", "resume"]
-    """Which kind of proposal this vote is on."""
-    decision: Literal["pause", "resume", "object", "abstain"]
+    action: Literal["pause", "resume", "accept"]
+    """Which kind of proposal this vote is on (``accept``: a safety case, spec §6.12)."""
+    decision: Literal["pause", "resume", "accept", "object", "abstain"]
     rationale: LongText = ""
 
     @model_validator(mode="after")
     def _decision(self) -> VoteBody:
-        if self.decision in ("pause", "resume") and self.decision != self.action:
+        if self.decision in ("pause", "resume", "accept") and self.decision != self.action:
             raise ValueError(f"a vote on a {self.action} proposal cannot decide {self.decision!r}")
         return self
 
 
 class PauseCertificateBody(Model):
     proposal_id: Hex64
-    action: Literal["pause", "resume"]
+    action: Literal["pause", "resume", "accept"]
     roster_version: Annotated[int, Field(ge=1)]
     """Roster version whose weights and quorum the votes were counted under."""
     proposal: Envelope
-    """The signed pause_proposal (or resume_proposal) entry."""
+    """The signed pause_proposal (or resume_proposal, or safety_case) entry."""
     votes: Annotated[list[Envelope], Field(min_length=1, max_length=512)]
     """The signed vote entries that make the quorum."""
+
+
+# --- training plans and safety cases (spec §6.12) -------------------------------------------
+
+
+class TrainingPlanBody(Model):
+    """A run a lab declares before training it: what, how far, how often evaluated, and the
+    ladder of smaller models whose results forecast it (spec §6.12)."""
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """The model the run trains, as its eval results will name it (``model.name``)."""
+    planned_flop: TrainingFlopStr
+    """Training compute the run is planned to reach, FLOP (decimal string)."""
+    cadence: CadenceStr
+    """Evaluation cadence: a signed eval_result each time compute grows by this factor
+    (greater than 1). The policy's own cadence applies too: the stricter one counts."""
+    ladder: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=256)]], Field(min_length=1, max_length=64)]
+    """The lab's smaller models (same recipe) the forecast extrapolates from, by name."""
+    results: Annotated[list[Hex64], Field(max_length=256)] = []
+    """Optional: the eval_result entries of the ladder the plan rests on; when given, the
+    forecast reads only these (still only the lab's own results of ladder models)."""
+    domains: Annotated[list[Name], Field(max_length=16)] = []
+    """Capability domains the model is declared in (domain-scoped pauses cover it)."""
+    rationale: LongText = ""
+
+    @model_validator(mode="after")
+    def _sane(self) -> TrainingPlanBody:
+        if Decimal(self.cadence) <= 1:
+            raise ValueError(f"cadence {self.cadence} must be greater than 1 (a compute multiple)")
+        for name, items in (("ladder", self.ladder), ("results", self.results), ("domains", self.domains)):
+            if len(set(items)) != len(items):
+                raise ValueError(f"{name} lists an item twice")
+        return self
+
+
+def safety_case_id(plan: str, documents: list[DocRef]) -> str:
+    """Deterministic id of a safety case: the plan it is for and the documents it cites
+    (spec §6.12); votes and certificates name it as their ``proposal_id``."""
+    docs = sorted((d.model_dump(mode="json") for d in documents), key=lambda d: d["sha256"])
+    return digest_of({"action": "accept", "plan": plan, "documents": docs})
+
+
+class SafetyCaseBody(Model):
+    """A lab's positive case that its planned run is safe past its stop point; accepted by
+    votes with the roster's safety-case quorum (spec §6.12)."""
+
+    proposal_id: Hex64
+    plan: Hex64
+    """entry_id of the training_plan this case is for (signed by the same lab)."""
+    documents: Annotated[list[DocRef], Field(min_length=1, max_length=64)]
+    """The case's documents, by SHA-256 (as resume proposals cite theirs)."""
+    rationale: LongText = ""
+
+    @model_validator(mode="after")
+    def _id(self) -> SafetyCaseBody:
+        if self.proposal_id != safety_case_id(self.plan, list(self.documents)):
+            raise ValueError("proposal_id is not the digest of the plan and documents")
+        return self
 
 
 class RosterUpdateBody(Model):
@@ -392,6 +455,8 @@ BODY_MODELS: dict[str, type[Model]] = {
     "resume_proposal": ResumeProposalBody,
     "roster_update": RosterUpdateBody,
     "note": NoteBody,
+    "training_plan": TrainingPlanBody,
+    "safety_case": SafetyCaseBody,
 }
 
 Body = (
@@ -403,6 +468,8 @@ Body = (
     | ResumeProposalBody
     | RosterUpdateBody
     | NoteBody
+    | TrainingPlanBody
+    | SafetyCaseBody
 )
 
 

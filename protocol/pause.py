@@ -28,6 +28,9 @@ Rules (normative text in spec §6.4–6.7):
 - A discretionary proposal (§6.11) counts only when signed by the lab it names; under a
   roster with ``vote_deadline_s``, votes issued after the deadline do not count (in tallies
   or certificates) and an uncertified proposal past it is ``expired``.
+- A ``safety_case`` (§6.12) is a proposal too, with action ``accept`` and the roster's
+  safety-case quorum: certified, it has status ``certified`` and pauses or ends nothing
+  (:mod:`protocol.plans` reads it).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from protocol.entries import (
     PauseCertificateBody,
     PauseProposalBody,
     ResumeProposalBody,
+    SafetyCaseBody,
     VerifiedEntry,
     VoteBody,
 )
@@ -59,12 +63,12 @@ from protocol.quorum import (
 from protocol.roster import RosterChain
 from protocol.scope import Run, Scope, covers, describe
 
-#: Entry kinds the pause state reads.
-PAUSE_KINDS = ("pause_proposal", "resume_proposal", "vote", "pause_certificate")
+#: Entry kinds the pause state reads (a ``safety_case`` is a proposal to accept, §6.12).
+PAUSE_KINDS = ("pause_proposal", "resume_proposal", "vote", "pause_certificate", "safety_case")
 
 ProposalStatus = Literal["open", "paused", "resumed", "certified", "expired"]
 """``open``: no valid certificate; ``paused``: a pause in force; ``resumed``: a pause ended
-by a resume certificate; ``certified``: a resume proposal with a valid certificate;
+by a resume certificate; ``certified``: a resume proposal or safety case with a valid certificate;
 ``expired``: a discretionary proposal whose voting deadline passed without a certificate."""
 
 FlagKind = Literal[
@@ -116,7 +120,7 @@ class Certificate:
     lab: str
     """Who published it."""
     proposal_id: str
-    action: Literal["pause", "resume"]
+    action: Literal["pause", "resume", "accept"]
     roster_version: int
     result: QuorumResult
     scope: Scope | None = None
@@ -139,7 +143,7 @@ class Proposal:
     """One proposal (several labs may publish the same deterministic id, spec §6.3)."""
 
     proposal_id: str
-    action: Literal["pause", "resume"]
+    action: Literal["pause", "resume", "accept"]
     entries: tuple[VerifiedEntry, ...]
     """Every held proposal entry with this id, in (lab, seq) order; ``entries[0]`` represents it."""
     votes: tuple[VerifiedEntry, ...]
@@ -283,11 +287,18 @@ def certifiable_tally(
     A lab whose first vote cannot count under ``version`` (expired, superseded, rotated-out
     key) has no counted vote: its later votes are not promoted in its place.
     """
-    action = "pause" if isinstance(proposal.statement.body, PauseProposalBody) else "resume"
+    action = _action_of(proposal)
     pid = proposal.statement.body.proposal_id  # type: ignore[union-attr]
     first = counted_votes(pid, action, votes)
     usable = [v for v in first.values() if vote_problem(v, chain, version) is None]
     return tally(proposal, usable, chain.get(version).roster)
+
+
+def _action_of(proposal: VerifiedEntry) -> Literal["pause", "resume", "accept"]:
+    body = proposal.statement.body
+    if isinstance(body, PauseProposalBody):
+        return "pause"
+    return "accept" if isinstance(body, SafetyCaseBody) else "resume"
 
 
 def certificate_votes(result: QuorumResult) -> list[VerifiedEntry]:
@@ -322,7 +333,7 @@ def pause_state(
     votes_in: list[VerifiedEntry] = []
     certs_in: list[VerifiedEntry] = []
     for e in entries:
-        if e.kind in ("pause_proposal", "resume_proposal"):
+        if e.kind in ("pause_proposal", "resume_proposal", "safety_case"):
             proposals_in.append(e)
         elif e.kind == "vote":
             votes_in.append(e)
@@ -555,7 +566,7 @@ def pause_state(
     proposals: dict[str, Proposal] = {}
     for pid, ps in by_pid.items():
         body = ps[0].statement.body
-        action: Literal["pause", "resume"] = "pause" if isinstance(body, PauseProposalBody) else "resume"
+        action = _action_of(ps[0])
         dl = deadline_of(ps[0])
         on_it = tuple(v for v in votes_by_pid.get(pid, ()) if v.statement.body.action == action)  # type: ignore[union-attr]
         for v in on_it:

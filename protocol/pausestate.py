@@ -32,6 +32,7 @@ from protocol.errors import (
     WrongNetworkError,
 )
 from protocol.keys import SigningKey
+from protocol.plans import PlanRef, RunStop, plan_for, run_stop
 from protocol.roster import RosterChain
 from protocol.scope import Run, Scope, covers
 
@@ -77,6 +78,10 @@ class PauseStateStatement(Model):
     """The active pauses the node holds (spec §6.6); empty when not paused."""
     roster_version: Annotated[int, Field(ge=1, le=2**53 - 1)]
     """The node's current roster version."""
+    plans: Annotated[list[PlanRef], Field(max_length=256)] = Field(default=[], exclude_if=lambda v: not v)
+    """The node lab's training plans and their states (spec §6.12): a gate stops its run at
+    its plan's stop point, when overdue for an evaluation, or past its planned compute.
+    Omitted when empty (statements of nodes without plans keep their bytes)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> PauseStateStatement:
@@ -106,6 +111,18 @@ class VerifiedPauseState:
         """The active pauses whose scope covers ``run`` (all of them for an undescribed run)."""
         return tuple(c for c in self.statement.certificates if covers(c.scope, run))
 
+    def plan_stop(self, run: Run | None) -> RunStop | None:
+        """Why the node's plan state stops ``run`` (None: it does not, or the run has no plan)."""
+        if run is None or not (run.model or run.plan):
+            return None
+        ref = plan_for(self.statement.plans, lab=self.statement.node, model=run.model, plan_id=run.plan)
+        if ref is None:
+            if run.plan is not None:
+                return RunStop("plan-unknown", f"the node lists no training plan {run.plan[:16]}… of this lab; "
+                               "fail-closed", run.plan)
+            return None
+        return run_stop(ref, run)
+
 
 def parse_pause_state(obj: Any) -> PauseStateStatement:
     """Validate a parsed JSON value as a pause-state statement, raising :class:`SchemaError`."""
@@ -126,6 +143,7 @@ def pause_state_statement(
     paused: bool,
     certificates: Iterable[Mapping[str, Any]] = (),
     roster_version: int,
+    plans: Iterable[Mapping[str, Any]] = (),
 ) -> PauseStateStatement:
     """Build a statement from plain values (``certificates``: ``{proposal_id, certificate}``)."""
     return parse_pause_state(
@@ -139,6 +157,7 @@ def pause_state_statement(
             "paused": paused,
             "certificates": [dict(c) for c in certificates],
             "roster_version": roster_version,
+            "plans": [dict(p) for p in plans],
         }
     )
 

@@ -15,6 +15,7 @@ from protocol.entries import (
     PauseCertificateBody,
     PauseProposalBody,
     ResumeProposalBody,
+    SafetyCaseBody,
     VerifiedEntry,
     VoteBody,
 )
@@ -63,16 +64,22 @@ def proposal_action(proposal: VerifiedEntry) -> tuple[str, str]:
         return "pause", body.proposal_id
     if isinstance(body, ResumeProposalBody):
         return "resume", body.proposal_id
+    if isinstance(body, SafetyCaseBody):
+        return "accept", body.proposal_id
     raise QuorumError(f"entry {proposal.entry_id[:16]}… is a {proposal.kind}, not a proposal")
 
 
 def quorum_weight(proposal: VerifiedEntry, roster: Roster) -> int:
     """The supporting weight ``proposal`` needs under ``roster``: the resume quorum for a
     resume, the discretionary quorum (when the roster sets one) for a pause a lab asked for
-    on its own judgement (spec §6.11), else the pause quorum."""
+    on its own judgement (spec §6.11), the safety-case quorum (when set) for a safety case
+    (§6.12), else the pause quorum."""
     body = proposal.statement.body
     if isinstance(body, ResumeProposalBody):
         return roster.quorum.resume.weight
+    if isinstance(body, SafetyCaseBody):
+        rule = roster.quorum.safety_case or roster.quorum.pause
+        return rule.weight
     if isinstance(body, PauseProposalBody) and body.discretionary and roster.quorum.discretionary is not None:
         return roster.quorum.discretionary.weight
     return roster.quorum.pause.weight

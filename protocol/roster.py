@@ -123,6 +123,9 @@ class QuorumRules(Model):
     )
     """Seconds after a discretionary proposal opens during which votes count; an unmet
     proposal then closes as ``expired`` (spec §6.11). Absent: no deadline."""
+    safety_case: QuorumRule | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Quorum that accepts a safety case for a training plan (spec §6.12); absent: the
+    ``pause`` quorum. Omitted from the signed bytes when absent."""
 
 
 class RosterPin(Model):
@@ -204,7 +207,7 @@ class Roster(Model):
         if len(set(keyids)) != len(keyids):
             raise ValueError("a key may belong to only one member")
         total = sum(m.weight for m in self.labs)
-        for name in ("pause", "resume", "discretionary"):
+        for name in ("pause", "resume", "discretionary", "safety_case"):
             rule: QuorumRule | None = getattr(self.quorum, name)
             if rule is None:
                 continue
@@ -703,10 +706,12 @@ def draft_roster(
     pins: Sequence[RosterPin] = (),
     discretionary_weight: int | None = None,
     vote_deadline_s: int | None = None,
+    safety_case_weight: int | None = None,
 ) -> Roster:
     """Build a roster statement from plain values (``labs``: id, name, keys, endpoint, weight).
 
-    ``discretionary_weight`` and ``vote_deadline_s`` (spec §6.11) are written only when given.
+    ``discretionary_weight`` and ``vote_deadline_s`` (spec §6.11) and ``safety_case_weight``
+    (§6.12) are written only when given.
 
     ``pins`` (updates only, spec §7.7) are written sorted by lab; none means no ``pins``
     member at all.
@@ -723,6 +728,8 @@ def draft_roster(
         quorum["discretionary"] = {"weight": discretionary_weight}
     if vote_deadline_s is not None:
         quorum["vote_deadline_s"] = vote_deadline_s
+    if safety_case_weight is not None:
+        quorum["safety_case"] = {"weight": safety_case_weight}
     return parse_roster(
         {
             "protocol": PROTOCOL,

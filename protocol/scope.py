@@ -76,6 +76,9 @@ class Run(_Model):
     """Training compute the run is planned to reach (None: not declared)."""
     current_flop: _Flop | None = None
     """Training compute reached so far (None: unknown)."""
+    plan: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """Entry id of the run's training plan (spec §6.12); None: the lab's latest plan for
+    ``model``, if any."""
 
 
 def covers(scope: Scope | None, run: Run | None) -> bool:

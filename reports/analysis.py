@@ -126,7 +126,7 @@ class ProposalState:
     """A pause or resume proposal, the votes on it in the bundle, and its certificate."""
 
     entry: VerifiedEntry
-    action: Literal["pause", "resume"]
+    action: Literal["pause", "resume", "accept"]
     proposal_id: str
     votes: tuple[VerifiedEntry, ...]
     """Every vote on this proposal in the bundle, in (issued_at, lab, seq) order."""

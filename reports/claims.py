@@ -67,7 +67,7 @@ class TallyClaim(_Model):
 
     entry: Hex64
     """entry_id of the proposal (pause_proposal or resume_proposal)."""
-    action: Literal["pause", "resume"]
+    action: Literal["pause", "resume", "accept"]
     weight: Annotated[int, Field(ge=0)]
     threshold: Annotated[int, Field(ge=0)]
     supporting: list[LabId]

@@ -70,6 +70,8 @@ KIND_TEXT = {
     "resume_proposal": "Resume proposed",
     "roster_update": "Roster changed",
     "note": "Note",
+    "training_plan": "Training plan",
+    "safety_case": "Safety case proposed",
 }
 
 

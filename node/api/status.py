@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from node.pausetrack import EntryIndex, PauseTracker
 from protocol.canonical import utcnow
-from protocol.entries import PauseProposalBody, ResumeProposalBody
+from protocol.entries import PauseProposalBody, ResumeProposalBody, SafetyCaseBody
 from protocol.pause import PauseState
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ def _open_proposals(state: PauseState) -> list[dict[str, Any]]:
             if body.pause_proposal in state.resumed:
                 continue
             item["pause_proposal"] = body.pause_proposal
+        elif isinstance(body, SafetyCaseBody):
+            item["plan"] = body.plan
         out.append(item)
     return out
 

@@ -17,6 +17,7 @@ from node.cli import (
     commands_eval,  # noqa: F401  (registration)
     commands_node,  # noqa: F401  (registration)
     commands_pause,  # noqa: F401  (registration)
+    commands_plan,  # noqa: F401  (registration)
     commands_report,  # noqa: F401  (registration)
     commands_serve,  # noqa: F401  (registration)
     commands_tools,  # noqa: F401  (registration)

@@ -530,3 +530,6 @@ def status_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
             verdict = "not covered by any pause in force"
         compute = f" at {r['current_flop']} FLOP" if r["current_flop"] else ""
         console.print(f"  run      {r['model']}{compute} ({r['source']}): {verdict}", highlight=False, soft_wrap=True)
+    for p in (s.get("plans") or {}).get("plans") or []:
+        stop = f", stop point {p['stop_flop']} FLOP" if p.get("stop_flop") else ""
+        console.print(f"plan       {p['plan'][:16]}… {p['model']} to {p['planned_flop']} FLOP: {p['status']}{stop}", highlight=False)

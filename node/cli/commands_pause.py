@@ -114,26 +114,27 @@ def vote_cmd(
     rationale: RationaleOpt,
     pause: Annotated[bool, typer.Option("--pause", help="Support a pause proposal.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Support a resume proposal.")] = False,
+    accept: Annotated[bool, typer.Option("--accept", help="Support (accept) a safety case for a training plan.")] = False,
     object_: Annotated[bool, typer.Option("--object", help="Object to the proposal.")] = False,
     abstain: Annotated[bool, typer.Option("--abstain", help="Abstain (counted as a vote, not as support).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Vote on a pause or resume proposal. Votes are final: a lab's first vote is the one counted.
+    """Vote on a pause or resume proposal, or a safety case (--accept). Votes are final: a lab's first vote is the one counted.
 
     A pause vote is refused unless this node recomputes the trigger as a breach under the
     adopted policy (an honest node does not support a pause the shared rules do not call for).
     """
     from node.coordinator import local_analysis
 
-    chosen = [n for n, on in (("pause", pause), ("resume", resume), ("object", object_), ("abstain", abstain)) if on]
+    chosen = [n for n, on in (("pause", pause), ("resume", resume), ("accept", accept), ("object", object_), ("abstain", abstain)) if on]
     if len(chosen) != 1:
-        raise ConfigurationError("choose exactly one of --pause, --resume, --object, --abstain")
+        raise ConfigurationError("choose exactly one of --pause, --resume, --accept, --object, --abstain")
     decision = chosen[0]
     with NodeHome.open(home) as h:
         a, _ = local_analysis(h)
         st = _find(a, proposal)
         pid = st.proposal_id
-        if decision in ("pause", "resume") and decision != st.action:
+        if decision in ("pause", "resume", "accept") and decision != st.action:
             raise ConfigurationError(f"proposal {pid[:16]}… is a {st.action} proposal: vote --{st.action}, --object or --abstain")
         deadline = a.pause.proposals[pid].deadline if pid in a.pause.proposals else None
         if st.status == "expired" or (deadline is not None and utcnow() > deadline):
@@ -346,6 +347,8 @@ def proposals_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
             t, c = p["trigger"], p["trigger_check"] or {}
             console.print(f"       trigger {t['lab']} result {t['result'][:16]}… rule {t['rule']}", highlight=False)
             console.print(f"       this node: {c.get('status')}: {c.get('reason')}", highlight=False)
+        elif p["action"] == "accept":
+            console.print(f"       safety case for training plan {p['plan']}", highlight=False)
         else:
             console.print(f"       ends pause {p['pause_proposal']}", highlight=False)
         if p.get("covers"):

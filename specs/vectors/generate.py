@@ -510,6 +510,23 @@ def negative_vectors(w: World) -> list[tuple[str, dict[str, Any]]]:
     entry("training_flop_out_of_domain", "training compute of 1E41 FLOP (domain: 1 to 1E40)",
           "NumericDomainError", "numeric-domain", "body.model.training_flop: 1E41 is out of range",
           with_metric(flop="1E41"))
+    plan_body = {"model": "alpha-frontier-70b", "planned_flop": "1E24", "cadence": "4", "ladder": ["alpha-frontier-7b"]}
+
+    def plan_stmt(**changes: Any) -> Envelope:
+        st = stmt("alpha-1", seq=1, kind="training_plan", body={**plan_body, **changes})
+        return w.sign_statement_dict(st, "alpha-1")
+
+    entry("training_plan_compute_not_positive", "a training plan of 0 FLOP (training compute: 1 to 1E40)",
+          "NumericDomainError", "numeric-domain", "body.planned_flop: 0 is out of range", plan_stmt(planned_flop="0"))
+    entry("training_plan_cadence_one", "a training plan whose evaluation cadence is 1 (must grow compute)",
+          "SchemaError", "schema", "cadence 1 must be greater than 1", plan_stmt(cadence="1"))
+    entry("training_plan_empty_ladder", "a training plan extrapolating from no model", "SchemaError", "schema",
+          "body.ladder", plan_stmt(ladder=[]))
+    bad_case = {"proposal_id": "0" * 64, "plan": "1" * 64,
+                "documents": [{"name": "case.pdf", "sha256": hashlib.sha256(b"case").hexdigest()}]}
+    entry("safety_case_id_mismatch", "a safety case whose proposal_id is not the digest of its plan and documents",
+          "SchemaError", "schema", "proposal_id is not the digest of the plan and documents",
+          w.sign_statement_dict(stmt("alpha-1", seq=1, kind="safety_case", body=bad_case), "alpha-1"))
     # No serializer writes a lone surrogate, so these payloads are assembled byte by byte;
     # the non-ASCII character takes verifiers off any ASCII-only fast path.
     noted = canonical_bytes(stmt("alpha-4", issued_at=at(days=2), body={"text": "café", "refs": []}))
@@ -838,6 +855,72 @@ def pause_vectors(w: World) -> dict[str, Any]:
     }
 
 
+PLAN_POLICY: dict[str, Any] = {
+    "id": "plans-vector", "version": 1, "title": "Plans vector policy", "description": "one forecast rule",
+    "rules": [{
+        "id": "bio-uplift", "domain": "bio",
+        "indicator": {"suite": SUITE.id, "task": "bio-uplift-mcq", "metric": "accuracy", "direction": "higher_is_riskier"},
+        "alert_level": "0.5", "breach_level": "0.7", "uncertainty": {"method": "upper_bound", "z": "1"},
+        "cadence": {"compute_multiple": "2", "max_days": 30},
+        "forecast": {"horizon": "4", "z": "1"},
+        "actions": {"warn": ["alert"], "breach": ["alert", "pause_proposal"]},
+    }],
+}
+
+
+def plan_vectors(w: World) -> dict[str, Any]:
+    """A training plan, its safety case, votes and accept certificate (spec §6.12)."""
+    from protocol.entries import DocRef, SafetyCaseBody, TrainingPlanBody, safety_case_id
+    from protocol.pause import pause_state
+    from protocol.plans import plan_states
+    from protocol.policy import Policy, ResultSummary
+    from protocol.quorum import quorum_weight
+
+    def add(lab: str, signer: str, seq: int, prev: str, days: float, kind: str, body: Any) -> tuple[Envelope, str]:
+        st = build_statement(network=w.network, lab=lab, seq=seq, prev=prev, issued_at=at(days=days), kind=kind, body=body)
+        return sign_statement(st, key(signer))
+
+    plan = TrainingPlanBody(model="alpha-frontier-70b", planned_flop="1E24", cadence="4",
+                            ladder=["alpha-frontier-7b"], domains=["bio"], rationale="the next size of the recipe")
+    p_env, p_id = add("alpha", "alpha-2", 5, w.eid("alpha-4"), 32, "training_plan", plan)
+    docs = [DocRef(name="case.pdf", sha256=hashlib.sha256(b"the safety case").hexdigest())]
+    cid = safety_case_id(p_id, docs)
+    c_env, c_id = add("alpha", "alpha-2", 6, p_id, 32.1, "safety_case",
+                      SafetyCaseBody(proposal_id=cid, plan=p_id, documents=docs, rationale="held-out red-team results"))
+    va_env, _ = add("alpha", "alpha-2", 7, c_id, 32.2, "vote", VoteBody(proposal_id=cid, action="accept", decision="accept"))
+    vb_env, vb_id = add("beta", "beta-1", 3, w.eid("beta-2"), 32.3, "vote", VoteBody(proposal_id=cid, action="accept", decision="accept"))
+    cert = PauseCertificateBody(proposal_id=cid, action="accept", roster_version=2, proposal=c_env, votes=[va_env, vb_env])
+    k_env, k_id = add("beta", "beta-1", 4, vb_id, 32.4, "pause_certificate", cert)
+    envs = [p_env, c_env, va_env, vb_env, k_env]
+    held = [verify_entry(e, w.chain2) for e in envs]
+    policy = Policy.from_obj(PLAN_POLICY)
+    r1 = verify_entry(w.env("alpha-1"), w.chain2)
+    results = {r1.entry_id: ResultSummary.from_body(r1.statement.body.model_dump(mode="json"), lab="alpha")}
+    before = plan_states(held[:1], results, policy, pause_state(held[:1], w.chain2))[p_id]
+    ps = pause_state(held, w.chain2)
+    after = plan_states(held[:1], results, policy, ps)[p_id]
+    return {
+        "description": "Training plan and safety case (spec §6.12). Verify the entries against the "
+        "roster chain; with the policy and alpha-1's result, the plan alone is needs-safety-case (one "
+        "ladder compute value: no trend, stop at what the ladder measured); with the safety case, "
+        "its two accept votes and beta's accept certificate (roster v2's pause quorum, as it sets no "
+        "safety-case quorum) it is accepted.",
+        "roster_chain": w.chain_json(v2=True),
+        "policy": PLAN_POLICY,
+        "results": [env_json(w.env("alpha-1"))],
+        "entries": [{"envelope": env_json(e), "entry_id": entry_id(e.payload_bytes())} for e in envs],
+        "expected": {
+            "safety_case_id": cid,
+            "quorum_weight": quorum_weight(held[1], w.chain2.current.roster),
+            "case_status": ps.proposals[cid].status,
+            "certificate": k_id,
+            "paused": ps.paused,
+            "plan_alone": before.to_json(),
+            "plan_with_case": after.to_json(),
+        },
+    }
+
+
 def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
 
@@ -861,6 +944,7 @@ def vectors() -> dict[str, bytes]:
         out[f"negative/{name}.json"] = dumps(obj)
     out["roster_pins.json"] = dumps(roster_pin_vectors(w))
     out["pause.json"] = dumps(pause_vectors(w))
+    out["plans.json"] = dumps(plan_vectors(w))
     for name, obj in pin_negative_vectors(w):
         out[f"negative/{name}.json"] = dumps(obj)
     return out

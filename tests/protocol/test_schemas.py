@@ -13,7 +13,8 @@ def test_schemas_are_current(schemas_gen: ModuleType) -> None:
     files = schemas_gen.schema_files()
     expected = {"statement", "envelope", "roster", "equivocation-proof", "certificate", "checkpoint", "pause-state", "policy"}
     expected |= {f"body-{k}" for k in ("eval-result", "alert", "pause-proposal", "vote",
-                                        "pause-certificate", "resume-proposal", "roster-update", "note")}
+                                        "pause-certificate", "resume-proposal", "roster-update", "note",
+                                        "training-plan", "safety-case")}
     assert {n.removesuffix(".schema.json") for n in files} == expected
     for name, data in files.items():
         assert (SCHEMAS / name).read_bytes() == data, f"{name} is stale: run python specs/schemas/generate.py"

@@ -191,3 +191,25 @@ def test_merkle_vectors() -> None:
         for con in case["consistency"]:
             verify_consistency(con["old_size"], n, [bytes.fromhex(p) for p in con["proof"]],
                                bytes.fromhex(con["old_root"]), root)
+
+
+def test_plan_vector() -> None:
+    """plans.json (spec §6.12): a plan's state follows from the signed entries and the policy alone."""
+    from protocol.pause import pause_state
+    from protocol.plans import plan_states
+    from protocol.policy import Policy, ResultSummary
+
+    data = load("plans.json")
+    chain = chain_of(data["roster_chain"])
+    held = [verify_entry(Envelope.parse(e["envelope"]), chain) for e in data["entries"]]
+    assert [e.entry_id for e in held] == [e["entry_id"] for e in data["entries"]]
+    r = verify_entry(Envelope.parse(data["results"][0]), chain)
+    results = {r.entry_id: ResultSummary.from_body(r.statement.body.model_dump(mode="json"), lab=r.lab)}
+    policy = Policy.from_obj(data["policy"])
+    exp = data["expected"]
+    ps = pause_state(held, chain)
+    assert ps.proposals[exp["safety_case_id"]].status == exp["case_status"] and ps.paused is exp["paused"]
+    plan = held[0]
+    alone = plan_states([plan], results, policy, pause_state([plan], chain))[plan.entry_id]
+    assert alone.to_json() == exp["plan_alone"]
+    assert plan_states([plan], results, policy, ps)[plan.entry_id].to_json() == exp["plan_with_case"]

@@ -38,6 +38,20 @@ def get_status(_: MemberDep, ctx: Ctx) -> Response:
     return json_response(build_status(ctx))
 
 
+def _own_plans(status: dict[str, Any], lab: str) -> list[dict[str, Any]]:
+    """The node lab's plan states from the coordinator's latest pass (spec §6.12), as the
+    signed pause state lists them for this lab's gates."""
+    from protocol.plans import PlanRef
+
+    plans = (status.get("coordination") or {}).get("plans") or []
+    refs = []
+    for p in plans:
+        if p.get("lab") != lab:
+            continue
+        refs.append(PlanRef.model_validate({k: p[k] for k in PlanRef.model_fields if p.get(k) is not None}))
+    return [r.model_dump(mode="json") for r in refs[-256:]]
+
+
 @router.get(
     "/v1/status/pause",
     summary="Pause state signed by this node's lab key, bound to the caller's nonce (for training gates)",
@@ -60,5 +74,6 @@ def get_pause_state(nonce: Nonce, _: MemberDep, ctx: Ctx) -> Response:
             for c in pause.get("certificates", [])
         ] if status["paused"] is True else [],
         roster_version=status["roster"]["version"],
+        plans=_own_plans(status, ctx.home.lab),
     )
     return json_response(sign_pause_state(statement, ctx.home.key).to_dict())
