@@ -34,6 +34,7 @@ from protocol.entries import (
 from protocol.errors import PeerDataError, TripwireError
 from protocol.forecast import TrendFit, evaluate_with_trend
 from protocol.pause import PauseState, ProposalStatus, pause_state
+from protocol.plans import PlanState, plan_states
 from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
 from protocol.quorum import QuorumResult, tally
 from protocol.roster import RosterChain
@@ -194,6 +195,8 @@ class Analysis:
     """The pause state machine's output over the bundle (:func:`protocol.pause.pause_state`)."""
     problems: list[Problem] = field(default_factory=list)
     """Entries that could not be evaluated, with the reason: shown flagged, never fatal."""
+    plans: dict[str, PlanState] = field(default_factory=dict)
+    """training_plan entry id -> its state under the bundled policy and votes (spec §6.12)."""
     halts: dict[str, VerifiedEntry] = field(default_factory=dict)
     """lab -> its latest halt record: a ``note`` its training gate signed when it stopped
     training, whose text begins with ``protocol.entries.HALT_PREFIX`` (docs/pause.md)."""
@@ -308,6 +311,12 @@ def analyse(
 
     a.pause = pause_state(entries, chain, now=now)
     a.proposals = _proposal_views(a.pause, chain, a.by_id)
+    plans = [e for e in entries if e.kind == "training_plan"]
+    if plans:
+        try:
+            a.plans = plan_states(plans, {r.id: r.summary for r in a.results}, policy, a.pause)
+        except (PeerDataError, ArithmeticError) as ex:
+            a.problems.append(Problem(None, plans[0].lab, f"training plans: {_why(ex)}"))
     for e in entries:
         if is_halt_record(e):
             held = a.halts.get(e.lab)

@@ -78,10 +78,26 @@ class TallyClaim(_Model):
     """entry_id of the pause_certificate that certifies it, if the bundle has one."""
 
 
+class PlanClaim(_Model):
+    """The state of one training plan (spec §6.12), as the report states it."""
+
+    entry: Hex64
+    """entry_id of the training_plan."""
+    status: Literal["clear", "needs-safety-case", "accepted", "unknown"]
+    stop_flop: DecStr | None
+    """The compute at which the forecast makes a breach plausible (the run's stop point)."""
+    stop_rule: str | None
+    accepted_by: Hex64 | None
+    """entry_id of the certificate that accepted a safety case for it."""
+    overdue_after: DecStr | None
+    """The compute past which the run is overdue for a signed evaluation."""
+
+
 class Claims(_Model):
     fields: list[FieldClaims] = []
     verdicts: list[VerdictClaim] = []
     tallies: list[TallyClaim] = []
+    plans: list[PlanClaim] = []
 
 
 # --- derivation --------------------------------------------------------------------------
@@ -165,6 +181,9 @@ def _field_values(a: Analysis) -> Iterator[tuple[str, dict[str, Any]]]:
                         vals[pointer("body", "forecast", name)] = v
         elif e.kind == "pause_certificate":
             vals[pointer("body", "roster_version")] = st["body"]["roster_version"]
+        elif e.kind == "training_plan":
+            for name in ("planned_flop", "cadence"):
+                vals[pointer("body", name)] = st["body"][name]
         elif is_halt_record(e):
             vals[TEXT_PTR] = st["body"]["text"]  # the step it names is shown from the signed text
         yield e.entry_id, vals
@@ -176,7 +195,19 @@ def derive_claims(a: Analysis) -> Claims:
     verdicts = [_verdict_claim(eid, rule, False, v) for (eid, rule), v in a.point.items()]
     verdicts += [_verdict_claim(eid, rule, True, v) for (eid, rule), v in a.trend.items()]
     tallies = [_tally_claim(p) for p in a.proposals]
-    return Claims(fields=fields, verdicts=verdicts, tallies=tallies)
+    plans = [_plan_claim(eid, ps) for eid, ps in sorted(a.plans.items())]
+    return Claims(fields=fields, verdicts=verdicts, tallies=tallies, plans=plans)
+
+
+def _plan_claim(entry: str, ps: Any) -> PlanClaim:
+    return PlanClaim(
+        entry=entry,
+        status=ps.status,
+        stop_flop=ps.stop_flop,
+        stop_rule=ps.stop_rule,
+        accepted_by=ps.accepted_by,
+        overdue_after=ps.overdue_after,
+    )
 
 
 # --- checking ----------------------------------------------------------------------------
@@ -244,6 +275,24 @@ def check_claims(claims: Claims, a: Analysis, limit: int = 20) -> tuple[int, lis
             ]
             fail(f"tally of proposal {tc.entry[:16]}…: " + "; ".join(diffs))
 
+    for pc in claims.plans:
+        checked += 1
+        ps = a.plans.get(pc.entry)
+        if ps is None:
+            fail(f"plan claim cites training plan {pc.entry[:16]}…, which the bundle does not hold")
+            continue
+        mine_p = _plan_claim(pc.entry, ps)
+        if mine_p != pc:
+            diffs = [
+                f"{k} claimed {getattr(pc, k)!r}, recomputed {getattr(mine_p, k)!r}"
+                for k in PlanClaim.model_fields
+                if getattr(pc, k) != getattr(mine_p, k)
+            ]
+            fail(f"state of training plan {pc.entry[:16]}…: " + "; ".join(diffs))
+    unclaimed = set(a.plans) - {pc.entry for pc in claims.plans}
+    for eid in sorted(unclaimed):
+        fail(f"training plan {eid[:16]}… has no state claim")
+
     # The report must state a tally for every proposal it holds: leaving one out would
     # hide a vote from the record.
     claimed = {tc.entry for tc in claims.tallies}
@@ -263,3 +312,4 @@ class ClaimIndex:
                 self.fields[(fc.entry, ptr)] = v
         self.verdicts = {(v.entry, v.rule, v.trend): v for v in claims.verdicts}
         self.tallies = {t.entry: t for t in claims.tallies}
+        self.plans = {p.entry: p for p in claims.plans}

@@ -308,6 +308,17 @@ class Numbers:
             entry, fmt_flop(v), f"forecast {which} = {v} FLOP, recomputed from the lineage of {entry}"
         )
 
+    def plan(self, entry: str, what: str) -> Markup:
+        """A training plan's recomputed compute figure (``stop_flop`` or ``overdue_after``)."""
+        c = self.claims.plans.get(entry)
+        if c is None:
+            raise RenderError(f"no state claim for training plan {entry[:16]}…")
+        v = getattr(c, what)
+        if v is None:
+            return Markup('<span class="muted">none</span>')
+        self._show(entry, f"plan {what} (FLOP)", v)
+        return self._link(entry, fmt_flop(v), f"{what} = {v} FLOP, recomputed from plan {entry} and the signed results")
+
     def tally(self, entry: str, what: str) -> Markup:
         c = self.claims.tallies.get(entry)
         if c is None:
