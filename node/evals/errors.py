@@ -51,3 +51,14 @@ class DatasetDigestError(EvalDataError):
     """A data file's SHA-256 differs from the digest the task or suite pins."""
 
     code = "eval-data-digest"
+
+
+class NativeUnsupportedError(EvalSpecError):
+    """A task uses an lm-evaluation-harness feature the native runner does not reproduce exactly.
+
+    ``tripwire eval --engine auto`` hands such a task to lm-eval's own evaluator;
+    ``--engine native`` refuses it with this error (the message names the feature), so the
+    node never signs a number that differs from lm-eval's for a task lm-eval can run.
+    """
+
+    code = "eval-native-unsupported"
