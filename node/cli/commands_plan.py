@@ -2,50 +2,23 @@
 that it is safe past its stop point (spec §6.12). Votes on a safety case are cast with
 `tripwire vote ID --accept`.
 
-Thin: read the home, check with :mod:`node.coordinator` (the same analysis every node
-applies), publish with ``NodeHome.publish``, print.
+Thin: parse, call :mod:`node.pause.actions` (the checks every node applies, and the
+publishing), print.
 """
 
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from node.cli._app import app, console
-from node.cli.commands_pause import HomeOpt, JsonOpt, ProposalNotFoundError, _doc_ref
+from node.cli.commands_pause import HomeOpt, JsonOpt
 from node.home import NodeHome
-from protocol.canonical import DECIMAL_RE
-from protocol.entries import SafetyCaseBody, TrainingPlanBody, halt_step, parse_body, safety_case_id
-from protocol.errors import ConfigurationError
-from protocol.plans import PlanState
-
-
-class PlanRefusedError(ConfigurationError):
-    """A training plan this node will not publish (bad compute or cadence, a ladder without
-    signed results, results that are not the ladder's)."""
-
-    code = "plan-refused"
-
-
-class PlanNotFoundError(ProposalNotFoundError):
-    """The named training plan is not held by this node, or the prefix is ambiguous."""
-
-    code = "plan-not-found"
-
-
-def _positive(what: str, text: str, *, above: str = "0") -> str:
-    text = text.strip()
-    try:
-        ok = bool(DECIMAL_RE.match(text)) and Decimal(text) > Decimal(above)
-    except InvalidOperation:
-        ok = False
-    if not ok:
-        raise PlanRefusedError(f"{what} {text!r} is not a decimal number greater than {above} (e.g. 1E22)")
-    return text
+from node.pause import actions
+from protocol.entries import halt_step
 
 
 def _plan_lines(p: dict[str, Any]) -> list[str]:
@@ -57,13 +30,6 @@ def _plan_lines(p: dict[str, Any]) -> list[str]:
         lines.append(f"     safety case {c['proposal_id']}  {c['status']}")
     lines.append(f"     {p['reason']}")
     return lines
-
-
-def _state_of(h: NodeHome, plan_id: str) -> PlanState | None:
-    from node.coordinator import local_analysis
-
-    a, _ = local_analysis(h)
-    return a.plans.get(plan_id)
 
 
 @app.command("plan")
@@ -86,42 +52,15 @@ def plan_cmd(
 ) -> None:
     """Publish a training plan before the run; every node forecasts it from the ladder's
     signed results and says whether it needs a safety case, and where the run stops."""
-    from node.coordinator import local_analysis
-
-    compute = _positive("planned compute", compute)
-    cadence = _positive("cadence", cadence, above="1")
-    if not ladder:
-        raise PlanRefusedError("name at least one --ladder model whose signed results forecast the run")
-    pinned = [r.strip().lower() for r in (result or [])]
     with NodeHome.open(home) as h:
-        a, _ = local_analysis(h)
-        mine = {rid: e for rid, e in a.results.items() if e.lab == h.lab}
-        names = {e.statement.body.model.name for e in mine.values()}  # type: ignore[union-attr]
-        missing = [m for m in ladder if m not in names]
-        if missing:
-            raise PlanRefusedError(
-                f"the ladder names model(s) with no signed eval_result of {h.lab} in this store: {', '.join(missing)} "
-                "(publish their results first; a forecast needs measurements)"
-            )
-        for rid in pinned:
-            e = mine.get(rid)
-            if e is None:
-                raise PlanRefusedError(f"--result {rid[:16]}… is not a signed eval_result of {h.lab} held here")
-            if e.statement.body.model.name not in ladder:  # type: ignore[union-attr]
-                raise PlanRefusedError(f"--result {rid[:16]}… is a result of {e.statement.body.model.name!r}, not of a ladder model")  # type: ignore[union-attr]
-        body = parse_body(
-            "training_plan",
-            {"model": model, "planned_flop": compute, "cadence": cadence, "ladder": list(ladder),
-             "results": pinned, "domains": list(domain or []), "rationale": rationale},
-        )
-        assert isinstance(body, TrainingPlanBody)
-        eid = h.publish("training_plan", body)
-        st = _state_of(h, eid)
-    out = st.to_json() if st is not None else {"plan": eid}
+        out = actions.publish_plan(
+            h, model=model, compute=compute, ladder=ladder, cadence=cadence, results=result or (),
+            domains=domain or (), rationale=rationale,
+        ).facts
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
-    for line in _plan_lines(out) if st is not None else [f"plan {eid}"]:
+    for line in _plan_lines(out) if "status" in out else [f"plan {out['plan']}"]:
         console.print(line, highlight=False)
 
 
@@ -135,37 +74,15 @@ def safety_case_cmd(
 ) -> None:
     """Propose accepting a safety case for this lab's training plan; labs vote on it with
     `tripwire vote ID --accept` and the roster's safety-case quorum accepts it."""
-    from node.coordinator import local_analysis
-
-    if not doc:
-        raise ConfigurationError("cite at least one --doc document")
-    docs = [_doc_ref(p) for p in doc]
-    prefix = plan.strip().lower()
-    if len(prefix) < 8:
-        raise PlanNotFoundError(f"plan id {prefix!r} is too short: give at least 8 hex digits")
     with NodeHome.open(home) as h:
-        a, _ = local_analysis(h)
-        hits = [s for pid, s in a.plans.items() if pid.startswith(prefix)]
-        if not hits:
-            raise PlanNotFoundError(f"no training plan {prefix}… is held by this node (see `tripwire status`)")
-        if len(hits) > 1:
-            raise PlanNotFoundError(f"plan prefix {prefix!r} is ambiguous: {', '.join(s.plan_id for s in hits)}")
-        st = hits[0]
-        if st.lab != h.lab:
-            raise ConfigurationError(f"plan {st.plan_id[:16]}… is {st.lab}'s: a lab makes the case for its own plans only")
-        pid = safety_case_id(st.plan_id, docs)
-        if pid in a.proposals:
-            raise ConfigurationError(f"safety case {pid} with these documents is already held")
-        body = SafetyCaseBody(proposal_id=pid, plan=st.plan_id, documents=docs, rationale=rationale)
-        eid = h.publish("safety_case", body)
-    out = {"safety_case": pid, "entry": eid, "plan": st.plan_id, "plan_status": st.status,
-           "documents": [d.model_dump(mode="json") for d in docs]}
+        out = actions.propose_safety_case(h, plan=plan, docs=doc, rationale=rationale).facts
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
-    console.print(f"proposed safety case {pid}\n  for plan {st.plan_id} ({st.status})", highlight=False)
-    for d in docs:
-        console.print(f"  cites {d.sha256}  {d.name}", highlight=False)
+    pid = out["safety_case"]
+    console.print(f"proposed safety case {pid}\n  for plan {out['plan']} ({out['plan_status']})", highlight=False)
+    for d in out["documents"]:
+        console.print(f"  cites {d['sha256']}  {d['name']}", highlight=False)
     console.print(f"  labs vote with: tripwire vote {pid[:16]} --accept --rationale TEXT --home DIR", highlight=False)
 
 
