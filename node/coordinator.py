@@ -597,8 +597,17 @@ class Coordinator:
         self.published: list[tuple[str, str]] = []
         """(kind, entry_id) of every entry this coordinator published (diagnostics, tests)."""
         self.passes = 0
+        self.pending = 0
+        self._judged_size = -1
         self.failures = 0
         self.last_error: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether this coordinator has judged everything its store holds and has nothing
+        left to do (no action waiting for its delay): it publishes nothing more until a new
+        entry arrives. Tests wait for this instead of sleeping past the delays."""
+        return self.passes > 0 and not self.pending and self._judged_size == self.home.store.log_size()
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -721,9 +730,11 @@ class Coordinator:
         published: list[tuple[str, str]] = []
         later = [x.due for x in actions if x.due > now_mono]
         self._next_due = min(later) if later else None
+        attempted = 0
         for act in actions:
             if act.due > now_mono:
                 continue
+            attempted += 1
             try:
                 eid = self.home.publish(act.kind, act.body)
             except TripwireError as e:
@@ -739,9 +750,16 @@ class Coordinator:
         self.published += published
         self.analysis = a
         self.passes += 1
+        # Planned actions not taken in this pass (not yet due, or after an entry that needs
+        # a fresh look): zero means this node will publish nothing more until new entries
+        # arrive, which tests wait for instead of sleeping past the delays.
+        self.pending = len(actions) - attempted
+        self._judged_size = size if not published else -1
         self.snapshot = describe(a, chain, policy, self._policy_error, self.config, self.home.lab, now)
         self.snapshot["coordinator"] = {
             "passes": self.passes,
+            "pending": self.pending,
+            "judged_log_size": self._judged_size,
             "failures": self.failures,
             "last_error": self.last_error,
             "running": self._thread is not None,

@@ -540,7 +540,8 @@ class Milestone:
     """One beat of the story, read back from a node's store after the run."""
 
     what: str
-    """"early warning", "trend warning", "breach", "certificate" or "halt"."""
+    """"early warning", "trend warning", "breach", "certificate", "halt" (a gate obeying the
+    pause) or "plan halt" (a gate stopping a run at its training plan's stop point)."""
     lab: str
     rule: str | None = None
     step: int | None = None
@@ -589,6 +590,11 @@ def read_story(store: Any) -> list[Milestone]:
             certified.insert(0, Milestone("certificate", e.statement.lab, log_index=i))
         elif e.kind == "note" and b.text.startswith(HALT_PREFIX):
             step = halt_step(b.text)
+            cited = [store.get(r) for r in b.refs]
+            if any(c is not None and c.kind == "training_plan" for c in cited):
+                # A gate stopping a run at its plan's stop point (the fourth act), not the pause.
+                out.append(Milestone("plan halt", e.statement.lab, step=step, log_index=i))
+                continue
             certified.append(Milestone("halt", e.statement.lab, step=step, log_index=i))
     breach = next((i for i, m in enumerate(out) if m.what == "breach"), len(out))
     return out[: breach + 1] + certified + out[breach + 1 :]
@@ -609,6 +615,190 @@ class DemoResult:
     """Each lab's evaluated checkpoints: (step, training FLOP), in step order."""
     previous: Path | None = None
     """Where a previous demo network in the same folder was moved."""
+    plan_act: PlanAct | None = None
+    """The fourth act (resume, a training plan, its gate's stop); None when skipped."""
+
+
+@dataclass
+class PlanAct:
+    """The fourth act: the pause is lifted after an investigation, then a lab declares its
+    next, larger run; every node forecasts it from the lab's signed results, and the run's
+    gate stops at the forecast stop point (no safety case was accepted for it)."""
+
+    lab: str = ""
+    resume_proposal: str | None = None
+    resumed: bool = False
+    plan: str | None = None
+    model: str = ""
+    planned_flop: str = ""
+    status: str = ""
+    stop_flop: str | None = None
+    stop_rule: str | None = None
+    nodes_agree: bool = False
+    halted_step: int | None = None
+    halted_flop: str | None = None
+    halt_kind: str | None = None
+    halt_reason: str = ""
+    note: str = ""
+    """Why the act ended early (empty when it ran to the gate's stop)."""
+
+
+#: The investigation the labs cite when they resume (a real network's would be the report
+#: of whoever investigated; the document stays with the lab, only its SHA-256 is signed).
+INVESTIGATION = """# Investigation of the arithmetic breach
+
+The breaching model answers two-digit additions. The capability is the one the policy
+names, and it is harmless in itself: the network agreed on it as a stand-in. The labs
+resume training; the next run of the same recipe must still clear the planning rule.
+"""
+
+
+def _wait_for(what: str, cond: Callable[[], bool], deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.25)
+    return cond()
+
+
+def _plan_act(
+    root: Path,
+    home_dirs: Sequence[Path],
+    events: EventLog,
+    tok_dir: Path,
+    *,
+    lab: str,
+    ladder_model: str,
+    seed: int,
+    deadline: float,
+) -> PlanAct:
+    """Resume, plan the next run, train it under its gate until the gate stops it."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from node.coordinator import local_analysis
+    from node.evals.tinymodels import build_tiny_gpt2, train_tiny_arithmetic
+    from node.gate import TrainingGate
+    from node.home import NodeHome
+    from node.pause import actions
+    from protocol.entries import EvalResultBody
+    from protocol.scope import Run
+
+    act = PlanAct(lab=lab)
+    homes = {d.name: d for d in home_dirs}
+    lab_dir = homes[lab]
+
+    def analysis(d: Path) -> Any:
+        with NodeHome.open(d) as h:
+            return local_analysis(h)[0]
+
+    paused = sorted(analysis(lab_dir).paused)
+    if not paused:
+        act.note = "the network was not paused: nothing to resume"
+        return act
+    # 1. The investigation closes; the labs vote to resume.
+    doc = root / "investigation.md"
+    doc.write_text(INVESTIGATION)
+    with NodeHome.open(lab_dir) as h:
+        rp = actions.propose_resume(
+            h, pause=paused[0], rationale="the investigation found the capability is the agreed stand-in",
+            safety_case=[doc],
+        ).facts["resume_proposal"]
+    act.resume_proposal = rp
+    events.add(lab, f"proposed to resume ({rp[:12]}…), citing investigation.md by its SHA-256")
+    for d in home_dirs:
+        def holds(d: Path = d) -> bool:
+            return rp in analysis(d).proposals
+
+        if not _wait_for("the resume proposal", holds, deadline):
+            act.note = f"{d.name} never received the resume proposal"
+            return act
+        with NodeHome.open(d) as h:
+            actions.vote(h, rp, "resume", "the investigation's findings are convincing")
+        events.add(d.name, f"voted resume on {rp[:12]}…")
+    act.resumed = _wait_for("the resume", lambda: all(not analysis(d).paused for d in home_dirs), deadline)
+    if not act.resumed:
+        act.note = "the resume was not certified in time"
+        return act
+    events.add("network", "resume certificate verified by every node: training may go on")
+
+    # 2. The lab plans its next run: four times the compute its model reached, one recipe.
+    with NodeHome.open(lab_dir) as h:
+        a = local_analysis(h)[0]
+        bodies = [e.statement.body for e in a.results.values() if e.lab == lab]
+        flops = [
+            Decimal(b.model.training_flop)
+            for b in bodies
+            if isinstance(b, EvalResultBody) and b.model.name == ladder_model
+        ]
+        planned = f"{max(flops) * 4:.3E}"
+        facts = actions.publish_plan(
+            h, model=f"{lab}-next", compute=planned, ladder=[ladder_model], cadence="4",
+            rationale="the next model of the same recipe",
+        ).facts
+    act.plan, act.model, act.planned_flop = facts["plan"], f"{lab}-next", planned
+    act.status, act.stop_flop, act.stop_rule = facts.get("status", ""), facts.get("stop_flop"), facts.get("stop_rule")
+    events.add(
+        lab,
+        f"published a training plan for {act.model} to {planned} FLOP: {act.status}"
+        + (f", stop point {act.stop_flop} FLOP (rule {act.stop_rule})" if act.stop_flop else ""),
+    )
+
+    def agreed() -> bool:
+        for d in home_dirs:
+            st = analysis(d).plans.get(act.plan)
+            if st is None or st.to_json().get("stop_flop") != act.stop_flop:
+                return False
+        return True
+
+    act.nodes_agree = _wait_for("every node's plan state", agreed, deadline)
+    if act.nodes_agree:
+        events.add("network", f"every node computes the same plan state: {act.status}")
+    if act.stop_flop is None:
+        act.note = f"the plan is {act.status}: no stop point to show"
+        return act
+
+    # 3. The run itself: a wider model, trained under its gate until the gate says stop.
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    model = build_tiny_gpt2(2, 96, 4, tok, seed)
+    params = sum(p.numel() for p in model.parameters())
+    row_tokens = len(tok.encode("12+34=046;" * 10))
+    stop = Decimal(act.stop_flop)
+    # Batch sized so the run reaches its stop point in about 40 steps.
+    batch = max(8, min(1024, math.ceil(float(stop) / (6 * params * row_tokens * 40))))
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    home = NodeHome.open(lab_dir)
+    gate = TrainingGate(home, run=Run(model=act.model, planned_flop=planned))
+
+    def on_step(step: int, m: Any) -> bool:
+        flop = f"{6 * params * step * batch * row_tokens:.6E}"
+        gate.set_compute(flop)
+        decision = gate.check(step)
+        if not decision.proceed:
+            act.halted_step, act.halted_flop, act.halt_reason = step, flop, decision.reason
+            act.halt_kind = str(decision.details.get("plan_stop") or "pause")
+            return False
+        return time.monotonic() < deadline and step < 400
+
+    try:
+        train_tiny_arithmetic(None, steps=400, batch_size=batch, lr=3e-3, seed=seed, model=model,
+                              tokenizer=tok, on_step=on_step, answer_loss_only=True)
+    finally:
+        gate.close()
+        home.close()
+    if act.halted_step is None:
+        act.note = "the run ended before its gate stopped it"
+    else:
+        events.add(lab, f"{act.model}: training HALTED at step {act.halted_step} ({act.halted_flop} FLOP) "
+                        f"by its gate: {act.halt_reason}")
+    return act
+
+
+def _breaches(home_dir: Path) -> list[Milestone]:
+    from node.home import NodeHome
+
+    with NodeHome.open(home_dir) as h:
+        return [m for m in read_story(h.store) if m.what == "breach"]
 
 
 def _halts_arrived(home_dir: Path, states: Sequence[LabState]) -> bool:
@@ -629,6 +819,7 @@ def run_demo(
     quiet: bool = False,
     deadline_s: float = 1200.0,
     console: Console | None = None,
+    plan_act_enabled: bool = True,
 ) -> DemoResult:
     """Run the whole demo; return what happened (the CLI prints it, tests assert on it)."""
     import torch
@@ -682,6 +873,7 @@ def run_demo(
     trainers: list[Trainer] = []
     report_dir: Path | None = None
     verify_exit: int | None = None
+    plan_act: PlanAct | None = None
     # Torch threads: the labs share the machine's cores; one intra-op thread each keeps
     # them from fighting over the same cores.
     torch.set_num_threads(1)
@@ -760,6 +952,26 @@ def run_demo(
             if rc != 0:
                 raise DemoError(f"`tripwire roster export` failed with exit code {rc}")
             verify_exit = cli_main(["verify", str(report_dir), "--roster", str(genesis), "--require-pin"])
+        if plan_act_enabled:
+            if out:
+                console.rule("[bold]4. After the investigation: the next run needs a safety case")
+                console.print(
+                    "The labs resume, citing the investigation by its digest. Then the breaching lab plans a\n"
+                    "larger model of the same recipe. Every node forecasts it from the lab's signed results; where\n"
+                    "a breach becomes plausible the plan has a stop point, and the run's gate stops there unless\n"
+                    "the labs accept a safety case for it.",
+                    highlight=False,
+                )
+            breached = next((m.lab for m in _breaches(home_dirs[0])), None)
+            if breached is not None:
+                st = next(s for s in states if s.plan.lab == breached)
+                plan_act = _plan_act(
+                    root, home_dirs, events, tok_dir, lab=breached,
+                    ladder_model=f"{breached}-gpt2-{st.plan.n_layer}x{st.plan.n_embd}",
+                    seed=st.plan.seed + 1, deadline=time.monotonic() + 240,
+                )
+                if plan_act.note:
+                    events.add("demo", f"fourth act: {plan_act.note}")
     except KeyboardInterrupt:
         events.add("demo", "interrupted: stopping training and nodes")
         stop_all.set()
@@ -796,6 +1008,7 @@ def run_demo(
         story=story,
         checkpoints=checkpoints,
         previous=previous,
+        plan_act=plan_act,
     )
 
 
@@ -860,7 +1073,7 @@ def print_summary(r: DemoResult, console: Console) -> None:
             f"  {'breach':<14} rule {breach.rule} at step {breach.step}: {breach.lab}'s result crossed the agreed threshold",
             highlight=False,
         )
-    halts = {m.lab: m.step for m in r.story if m.what == "halt"}
+    halts = {m.lab: m.step for m in r.story if m.what == "halt" and m.step is not None}
     console.print("\nWhere each lab's training stopped (from the signed halt records):", highlight=False)
     for s in r.states:
         if s.plan.lab in halts:
@@ -869,6 +1082,18 @@ def print_summary(r: DemoResult, console: Console) -> None:
             where = f"{s.state} at step {s.step} (no halt record)"
         err = f"  [magenta]{s.error}[/]" if s.error else ""
         console.print(f"  {s.plan.lab:<9} {where}, {s.evals} signed results{err}", highlight=False)
+    p = r.plan_act
+    if p is not None and p.plan:
+        console.print("\nThe next run (fourth act):", highlight=False)
+        console.print(f"  resumed        {'yes' if p.resumed else 'no'}: the labs' resume certificate, citing the investigation",
+                      highlight=False)
+        console.print(f"  plan           {p.lab} plans {p.model} to {p.planned_flop} FLOP: {p.status}"
+                      + (f", stop point {p.stop_flop} FLOP (rule {p.stop_rule})" if p.stop_flop else ""), highlight=False)
+        if p.halted_step is not None:
+            console.print(f"  gate           stopped the run at step {p.halted_step} ({p.halted_flop} FLOP): "
+                          "no safety case was accepted for the plan", highlight=False)
+    elif p is not None and p.note:
+        console.print(f"\nThe fourth act did not finish: {p.note}", highlight=False)
     tw = tripwire_command()
     if r.report_dir is not None:
         console.print(f"\nReport:   {_shown(r.report_dir / 'report.html')}", highlight=False)

@@ -54,9 +54,13 @@ def test_demo_warns_forecasts_breaches_on_accuracy_pauses_halts_and_verifies(tmp
         assert proposal.statement.body.trigger.rule == ACCURACY_RULE
         assert Decimal(proposal.statement.body.level) == Decimal("0.50")
         assert Decimal(proposal.statement.body.observed) >= Decimal("0.50")
+        plans = {e.entry_id: e for e in h.store.entries(kind="training_plan")}
         notes = [e for e in h.store.entries(kind="note") if e.statement.body.text.startswith("training halted at step ")]
-        halts = {e.statement.lab: e.statement.body.text for e in notes}
-        certificates = [e.entry_id for e in h.store.entries(kind="pause_certificate")]
+        # The pause's halt records (the fourth act's plan stop cites the plan instead).
+        halts = {e.statement.lab: e.statement.body.text for e in notes if not set(e.statement.body.refs) & set(plans)}
+        plan_halts = [e for e in notes if set(e.statement.body.refs) & set(plans)]
+        certificates = [e.entry_id for e in h.store.entries(kind="pause_certificate") if e.statement.body.action == "pause"]
+        resumes = [e for e in h.store.entries(kind="pause_certificate") if e.statement.body.action == "resume"]
 
     # every lab's training loop halted at a gate check, and signed where
     for s, plan in zip(r.states, DEFAULT_PLAN, strict=True):
@@ -87,10 +91,29 @@ def test_demo_warns_forecasts_breaches_on_accuracy_pauses_halts_and_verifies(tmp
     bundle = load_bundle(r.report_dir / "evidence.json")
     cited = {decode_entry(env).statement.kind for env in bundle.entries}
     assert {"eval_result", "pause_proposal", "vote", "pause_certificate"} <= cited
+
+    # the fourth act: the labs resume, aurora plans a larger run of the same recipe, every
+    # node says it needs a safety case with the same stop point, and its gate stops the run
+    # at the first step at or past that point (a signed halt record citing the plan)
+    act = r.plan_act
+    assert act is not None and not act.note, (act, log)
+    assert act.resumed and len(resumes) == 1 and act.resume_proposal is not None
+    assert act.status == "needs-safety-case" and act.stop_flop is not None and act.nodes_agree
+    assert act.plan in plans and plans[act.plan].statement.lab == "aurora"
+    assert act.halt_kind == "stop-point" and act.halted_flop is not None and act.halted_step is not None
+    assert Decimal(act.halted_flop) >= Decimal(act.stop_flop)
+    # it stopped at the first step past the stop point, not later
+    per_step = Decimal(act.halted_flop) / act.halted_step
+    assert Decimal(act.halted_flop) - per_step < Decimal(act.stop_flop) * Decimal("1.000001")
+    assert [e.statement.lab for e in plan_halts] == ["aurora"]
+    assert f"training halted at step {act.halted_step}" in plan_halts[0].statement.body.text
+    assert "plan halt" in [m.what for m in r.story]
+
     print_summary(r, console)
     text = console.export_text()
     assert "The network is PAUSED" in text
     assert "early warning  rule answer-logprob at step" in text and "halted at step" in text
+    assert "needs-safety-case, stop point" in text and f"stopped the run at step {act.halted_step}" in text
 
 
 def test_a_previous_demo_network_is_moved_aside_not_deleted(tmp_path: Path) -> None:

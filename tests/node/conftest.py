@@ -3,8 +3,9 @@
 ``db_url`` (and ``make_db_url`` for several databases in one test) is parametrized over
 SQLite and PostgreSQL, so every test that takes it runs on both. PostgreSQL tests use the
 server at ``$TRIPWIRE_TEST_PG_URL`` (default the local trust-auth server, database
-``test``), each database in a fresh schema that is dropped afterwards. They skip when the
-server is unreachable, unless ``$TRIPWIRE_REQUIRE_PG`` is set (as in CI): then they fail.
+``test``), each database in a fresh schema that is dropped afterwards. They skip only when
+no server listens there (and ``$TRIPWIRE_REQUIRE_PG`` is unset); a server that answers but
+refuses them fails them.
 """
 
 from __future__ import annotations
@@ -45,12 +46,31 @@ def pg_unavailable_reason() -> str | None:
     return _pg_state["reason"]
 
 
+def _server_listens() -> bool:
+    """Whether anything accepts TCP connections at the PostgreSQL URL's host and port."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_base_url())
+    try:
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
 def require_pg() -> None:
+    """PostgreSQL is required wherever a server answers: a server that listens but refuses
+    the tests (auth, missing database) fails them instead of skipping them quietly. Only a
+    machine with no server at all skips, unless ``$TRIPWIRE_REQUIRE_PG`` says it must have one."""
     reason = pg_unavailable_reason()
     if reason is None:
         return
     if os.environ.get("TRIPWIRE_REQUIRE_PG"):
         pytest.fail(f"{reason} (TRIPWIRE_REQUIRE_PG is set)")
+    if _server_listens():
+        pytest.fail(f"{reason} (a server listens there, so the PostgreSQL tests must run)")
     pytest.skip(reason)
 
 

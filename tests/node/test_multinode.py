@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from node.client import PeerClient
 from node.config import PeerConfig
 from node.home import NodeHome
 from node.netsetup import create_network, observer_key
-from node.process import free_ports
+from node.process import ServeThread, free_ports
 from protocol.errors import TransportError
 
 pytestmark = pytest.mark.slow
@@ -74,7 +76,31 @@ def test_four_nodes_converge_including_entries_published_by_another_process(tmp_
     assert all("Traceback" not in n.output() for n in nodes)
 
 
+class PageGate:
+    """Makes a real node serve feed pages only up to a chosen entry until released: a peer
+    that syncs from it stops mid-sync at a point the test picks, however fast the machine."""
+
+    def __init__(self, upto: int) -> None:
+        self.upto = upto
+        self.open = threading.Event()
+        self.held = 0
+
+    def install(self, app: Any) -> None:
+        gate = self
+
+        @app.middleware("http")
+        async def hold_pages(request: Any, call_next: Any) -> Any:
+            if request.url.path.startswith("/v1/feeds/") and int(request.query_params.get("after", "0")) >= gate.upto:
+                gate.held += 1
+                while not gate.open.is_set():
+                    await asyncio.sleep(0.02)
+            return await call_next(request)
+
+
 def test_node_killed_mid_sync_loses_nothing_and_converges_after_restart(tmp_path, procs) -> None:
+    """d syncs 900 entries in pages of 50 from three real nodes that serve only the first 100
+    entries of every feed until released: d is SIGKILLed while it waits for the next page
+    (mid-sync by construction), keeps a consistent prefix, and converges after a restart."""
     labs = ["a", "b", "c", "d"]
     ports = free_ports(len(labs))
     homes = create_network(tmp_path / "net", labs, ports=ports, observers=["regulator"])
@@ -82,30 +108,41 @@ def test_node_killed_mid_sync_loses_nothing_and_converges_after_restart(tmp_path
 
     for h in homes[:3]:
         h.store.ingest(notes(h, 300))
-    for h in homes:
-        h.close()
+    homes[3].close()
     root = tmp_path / "net"
     obs = observer_key(root, "regulator")
-    others = [_start(procs, root, lab, port) for lab, port in zip(labs[:3], ports[:3], strict=True)]
-    d = _start(procs, root, "d", ports[3])
-    # Kill d as soon as it holds anything: usually mid-sync. A fast sync may already have
-    # finished by then; the properties below hold either way, so the test never waits for
-    # a window that a quick machine can skip.
-    wait_until(lambda: sum(_heads(d.url, obs).values()) > 0, 120, 0.01, "d syncing")
-    d.kill()
-    with NodeHome.open(root / "d") as dh:
-        before = {lab: h.seq for lab, h in dh.store.heads().items()}
-        size = dh.store.log_size()
-        # What survived the kill is a consistent prefix of each feed, and the log matches it.
-        assert size == sum(before.values())
-        for lab, seq in before.items():
-            assert [e for e in dh.store.feed(lab, 0, 1000)][-1:] and len(dh.store.feed(lab, 0, 1000)) == seq
-    d.start()
-    want = {"a": 300, "b": 300, "c": 300}
-    wait_until(lambda: _converged([d, *others], obs, want), 90, 0.3, "convergence after restart")
-    with NodeHome.open(root / "d") as dh:
-        assert dh.store.log_size() == 900
-        assert all(dh.store.heads()[lab].seq >= seq for lab, seq in before.items())
+    gate = PageGate(upto=100)
+    sources = [ServeThread(h, port=port) for h, port in zip(homes[:3], ports[:3], strict=True)]
+    for s in sources:
+        gate.install(s.app)
+        s.start()
+    try:
+        d = NodeProcess(root / "d", ports[3], env={**ENV, "TRIPWIRE_SYNC__BATCH": "50"})
+        procs.append(d)
+        d.start()
+        # d holds the first 100 entries of every feed and is waiting for the next page.
+        wait_until(lambda: _heads(d.url, obs) == {"a": 100, "b": 100, "c": 100} and gate.held > 0, 120, 0.05,
+                   "d holding the first pages and asking for the next")
+        d.kill()
+        with NodeHome.open(root / "d") as dh:
+            before = {lab: h.seq for lab, h in dh.store.heads().items()}
+            # What survived the kill is a consistent prefix of each feed, and the log matches it.
+            assert before == {"a": 100, "b": 100, "c": 100}
+            assert dh.store.log_size() == 300
+            for lab, seq in before.items():
+                assert len(dh.store.feed(lab, 0, 1000)) == seq
+        gate.open.set()
+        d.start()
+        want = {"a": 300, "b": 300, "c": 300}
+        wait_until(lambda: _heads(d.url, obs) == want, 90, 0.3, "convergence after restart")
+        with NodeHome.open(root / "d") as dh:
+            assert dh.store.log_size() == 900
+    finally:
+        gate.open.set()
+        for s in sources:
+            s.stop()
+        for h in homes[:3]:
+            h.close()
 
 
 def test_partition_heals(tmp_path, procs) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pausekit import Node, NodeProcess, count, make_network, paused_locally, result_body, wait_until
+from pausekit import Node, NodeProcess, count, make_network, paused_locally, result_body, settled, wait_until
 
 from node.home import NodeHome
 from protocol.quorum import verify_certificate
@@ -79,7 +79,7 @@ def test_no_pause_without_quorum_then_pause_when_partition_heals(five) -> None:
     try:
         five[0].publish("eval_result", result_body("0.70"))
         wait_until(lambda: count(five[1], "vote") == 2, 10, what="alpha's and beta's votes")
-        time.sleep(1.5)
+        wait_until(lambda: settled(up), 30, what="alpha's and beta's coordinators settled")
         assert count(five[0], "pause_certificate") == count(five[1], "pause_certificate") == 0
         assert not paused_locally(five[0]) and not paused_locally(five[1])
         later.append(Node(five[2]).start())
@@ -125,7 +125,11 @@ def test_node_killed_mid_vote_restarts_and_votes_once(tmp_path: Path) -> None:
             assert all(after[lab] >= seq for lab, seq in before.items()), "nothing lost on restart"
             for h in opened:
                 wait_until(lambda h=h: count(h, "vote", "beta") == 1, 10, what="beta's vote everywhere")
-            time.sleep(1.0)
+            def beta_settled() -> bool:
+                coord = procs[1].status(opened[1]).get("coordination", {}).get("coordinator", {})
+                return coord.get("pending") == 0 and coord.get("judged_log_size") == opened[1].store.log_size()
+
+            wait_until(beta_settled, 30, what="beta's coordinator settled after its restart")
             assert [count(h, "vote", "beta") for h in opened] == [1, 1, 1]
             assert len({pid for h in opened for pid in _cert_ids(h)}) == 1
         finally:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pausekit import Node, count, make_network, paused_locally, result_body, wait_until
+from pausekit import Node, count, make_network, paused_locally, result_body, settled, wait_until
 
 from protocol.quorum import verify_certificate
 
@@ -54,7 +54,8 @@ def test_breach_becomes_certified_pause_on_every_node(net) -> None:
         assert p["state"] == "paused" and p["trigger_check"]["status"] == "breach"
         assert not [f for f in coord["flags"] if f["kind"] != "double-vote"]
     # An alert accompanies the breach (the rule's breach actions), published once by its lab.
-    time.sleep(3.5)  # past every propose delay: nobody duplicates what the origin did
+    # Once every coordinator has nothing left to do, nobody duplicated what the origin did.
+    wait_until(lambda: settled(nodes), 30, what="every coordinator settled")
     for h in homes:
         assert [a.lab for a in h.store.entries(kind="alert")] == ["alpha"]
         for lab in LABS:
@@ -63,10 +64,10 @@ def test_breach_becomes_certified_pause_on_every_node(net) -> None:
 
 
 def test_warn_gives_alert_and_no_proposal(net) -> None:
-    homes, _ = net
+    homes, nodes = net
     rid = homes[1].publish("eval_result", result_body("0.40", stderr="0.01"))  # bound 0.41: warn
     wait_until(lambda: all(count(h, "alert") == 1 for h in homes), 10, what="the alert everywhere")
-    time.sleep(3.2)  # past every propose delay
+    wait_until(lambda: settled(nodes), 30, what="every coordinator settled")
     for h in homes:
         (a,) = h.store.entries(kind="alert")
         assert a.lab == "beta" and a.statement.body.result == rid and a.statement.body.verdict == "warn"

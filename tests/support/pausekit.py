@@ -72,11 +72,24 @@ class Node(ServeThread):
             return c.status()
 
 
+def settled(nodes: Sequence[Node]) -> bool:
+    """Every node's coordinator has judged all it holds and has nothing left to do: no action
+    waiting for its delay, and its last pass saw the store as it is now. A node in this state
+    publishes nothing more until a new entry arrives, so "nobody else published X" can be
+    asserted once it holds, without sleeping past the delays."""
+    return all(n.coordinator is not None and n.coordinator.settled for n in nodes)
+
+
 class NodeProcess(ServeProcess):
     """``tripwire serve --home DIR`` as a child process (killable with SIGKILL)."""
 
     def __init__(self, home_dir: Path, port: int) -> None:
         super().__init__(home_dir, port, env={"PYTHONPATH": str(ROOT)})
+
+    def status(self, home: NodeHome) -> dict[str, Any]:
+        """``GET /v1/status``, signed with ``home``'s key (a member of the network)."""
+        with PeerClient(self.url, home.key, home.lab) as c:
+            return c.status()
 
 
 def result_body(
