@@ -51,7 +51,7 @@ from http_message_signatures import (
 )
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 
-from protocol.errors import TripwireError
+from protocol.errors import PeerDataError
 from protocol.keys import SigningKey
 from protocol.roster import Roster
 
@@ -75,11 +75,14 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 # --- errors ---------------------------------------------------------------------------------
 
 
-class AuthError(TripwireError):
-    """A request could not be authenticated or is not allowed (HTTP 401/403)."""
+class AuthError(PeerDataError):
+    """A request could not be authenticated or is not allowed (HTTP 401/403): the caller's
+    request is at fault, in the bad-data family."""
 
     code = "unauthenticated"
     status = 401
+    http_status = 401
+    remediation = "sign the request (RFC 9421) with a current roster member's or observer's key, for this node's address"
 
 
 class UnsignedRequestError(AuthError):
@@ -130,6 +133,8 @@ class ForbiddenError(AuthError):
 
     code = "forbidden"
     status = 403
+    http_status = 403
+    remediation = "this request needs another role (a member's key, not an observer's): see the roster"
 
 
 # --- results ---------------------------------------------------------------------------------

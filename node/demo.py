@@ -40,7 +40,7 @@ from rich.table import Table
 from node.process import ServeProcess, free_ports
 from node.resources import spec_path
 from protocol.entries import HALT_PREFIX, halt_step
-from protocol.errors import ConfigurationError, TripwireError
+from protocol.errors import ConfigurationError, InternalError
 
 DEMO_SUITE = spec_path("suites", "tripwire-demo.yaml")
 DEMO_POLICY = spec_path("policies", "tripwire-demo.yaml")
@@ -89,8 +89,8 @@ ACCURACY = ("arithmetic_gen", "exact_match")
 VOTE_RULES = ("pause-on-breach", "pause-on-breach", "object-unless-breach")
 
 
-class DemoError(TripwireError):
-    """The demo could not run (ports, processes, a node that never came up)."""
+class DemoError(InternalError):
+    """The demo could not run to its end (a step of it failed: a bug to report)."""
 
     code = "demo"
 

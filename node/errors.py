@@ -53,6 +53,8 @@ class NoRosterError(ConfigurationError):
     """The node has no roster installed yet (run ``tripwire roster install``)."""
 
     code = "no-roster"
+    http_status = 503
+    remediation = "install the network's genesis roster: tripwire roster install FILE --home DIR"
 
 
 class NetworkMismatchError(ConfigurationError):

@@ -5,6 +5,10 @@
 - :class:`ConfigurationError`: local configuration or usage is wrong (missing key file,
   bad passphrase, inconsistent roster draft).
 - :class:`TransportError`: talking to a peer failed (used by ``node``).
+- :class:`InternalError`: Tripwire itself went wrong (a bug).
+
+Each family fixes the exit code (3 bad data, 2 configuration/usage, 4 transport, 1 other)
+and the HTTP status (422, 500, 502, 500) of its errors, which a class may refine.
 
 Every error carries a stable machine ``code`` (used in RFC 9457 problem JSON and in
 negative test vectors) and a human message; :meth:`TripwireError.diagnostics` renders
@@ -15,19 +19,59 @@ from __future__ import annotations
 
 
 class TripwireError(Exception):
-    """Base class of every error Tripwire raises on purpose."""
+    """Base class of every error Tripwire raises on purpose.
+
+    Each class fixes a stable machine ``code``, the process ``exit_code`` and the HTTP
+    ``http_status`` of its family, and a ``remediation`` (what the person reading the error
+    can do about it); an instance may name a more precise remediation. The cause chain
+    (``raise ... from e``) is kept and shown by :meth:`diagnostics` with ``verbose``.
+    """
 
     code: str = "tripwire-error"
+    exit_code: int = 1
+    """Process exit status of a CLI command that fails with this error."""
+    http_status: int = 500
+    """HTTP status of a node response that fails with this error."""
+    remediation: str = ""
+    """What to do about it, in one sentence (empty: nothing general to say)."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, remediation: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if remediation is not None:
+            self.remediation = remediation
 
-    def diagnostics(self) -> str:
-        """A human-readable explanation including the machine code."""
-        return f"{self.message} [{self.code}]"
+    def causes(self) -> list[BaseException]:
+        """The chain of causes (``__cause__``, else ``__context__``), nearest first."""
+        out: list[BaseException] = []
+        e: BaseException | None = self.__cause__ or (None if self.__suppress_context__ else self.__context__)
+        while e is not None and len(out) < 16 and e not in out:
+            out.append(e)
+            e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+        return out
+
+    def diagnostics(self, *, verbose: bool = False) -> str:
+        """A human-readable explanation: the message with its machine code, then what to do,
+        then (``verbose``) the cause chain."""
+        lines = [f"{self.message} [{self.code}]"]
+        if self.remediation:
+            lines.append(f"  what to do: {self.remediation}")
+        if verbose:
+            for c in self.causes():
+                text = c.diagnostics() if isinstance(c, TripwireError) else f"{type(c).__name__}: {c}"
+                lines.append(f"  caused by: {text.splitlines()[0]}")
+        return "\n".join(lines)
+
+
+class InternalError(TripwireError):
+    """Tripwire itself went wrong (a bug): nothing the caller sent or configured is at fault."""
+
+    code = "internal"
+    exit_code = 1
+    http_status = 500
+    remediation = "this is a bug in Tripwire: report it with the message above (run with --verbose for its causes)"
 
 
 # --- someone else's data is wrong -------------------------------------------------------
@@ -37,6 +81,9 @@ class PeerDataError(TripwireError):
     """Data received from a peer, a file or a user is invalid."""
 
     code = "invalid-data"
+    exit_code = 3
+    http_status = 422
+    remediation = "the data was refused and nothing was changed; get a correct copy from whoever produced it"
 
 
 class CanonicalFormError(PeerDataError):
@@ -121,6 +168,8 @@ class EquivocationError(FeedError):
     """Two validly signed entries of one lab share a seq with different ids."""
 
     code = "equivocation"
+    http_status = 409
+    remediation = "nothing to do locally: the proof is kept and shown to every member; the lab's feed is frozen at the fork"
 
     def __init__(self, message: str, proof: object | None = None) -> None:
         super().__init__(message)
@@ -131,6 +180,7 @@ class ForkedFeedError(FeedError):
     """The lab's feed is frozen past a proven fork; nothing more is accepted from it."""
 
     code = "feed-forked"
+    http_status = 409
 
 
 class HoldFullError(FeedError):
@@ -254,6 +304,9 @@ class ConfigurationError(TripwireError):
     """Local configuration, key material or command usage is wrong."""
 
     code = "configuration"
+    exit_code = 2
+    http_status = 500
+    remediation = "fix the file, setting or option named above and run the command again"
 
 
 class KeyFileError(ConfigurationError):
@@ -269,3 +322,6 @@ class TransportError(TripwireError):
     """A network exchange with a peer failed (timeouts, refused connections, 5xx)."""
 
     code = "transport"
+    exit_code = 4
+    http_status = 502
+    remediation = "check that the peer is up and reachable at the URL named above; sync retries on its own"

@@ -8,7 +8,7 @@ PDF is local configuration (:class:`BrowserMissingError`).
 
 from __future__ import annotations
 
-from protocol.errors import ConfigurationError, PeerDataError, TripwireError
+from protocol.errors import ConfigurationError, InternalError, PeerDataError
 
 
 class EvidenceError(PeerDataError):
@@ -17,8 +17,9 @@ class EvidenceError(PeerDataError):
     code = "bad-evidence"
 
 
-class RenderError(TripwireError):
-    """A report could not be rendered from the verified bundle."""
+class RenderError(InternalError):
+    """A report could not be rendered from the verified bundle: the renderer asked for a
+    number the bundle does not claim (a bug; the claim guard refuses to print it)."""
 
     code = "render"
 
@@ -27,3 +28,4 @@ class BrowserMissingError(ConfigurationError):
     """Headless Chromium, needed to print the PDF, is not installed."""
 
     code = "browser-missing"
+    remediation = "install Chromium (Debian: apt-get install chromium, or scripts/ensure-chromium.sh) or pass --no-pdf"

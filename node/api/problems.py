@@ -19,13 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from node.auth import AuthError
-from node.errors import NoRosterError
 from protocol.errors import (
-    ConfigurationError,
-    EquivocationError,
-    ForkedFeedError,
-    PeerDataError,
-    TransportError,
     TripwireError,
 )
 
@@ -78,20 +72,11 @@ _TITLES = {
 
 
 def status_for(err: TripwireError) -> int:
-    """HTTP status for a Tripwire error, by whose fault it is."""
+    """HTTP status for a Tripwire error: its class's ``http_status`` (by whose fault it is;
+    an unauthenticated request is 401 or 403, a missing roster 503)."""
     if isinstance(err, AuthError):
         return err.status
-    if isinstance(err, EquivocationError | ForkedFeedError):
-        return 409
-    if isinstance(err, PeerDataError):
-        return 422
-    if isinstance(err, NoRosterError):
-        return 503
-    if isinstance(err, TransportError):
-        return 502
-    if isinstance(err, ConfigurationError):
-        return 500
-    return 500
+    return err.http_status
 
 
 def problem_response(

@@ -30,15 +30,19 @@ __all__ = ["app", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code (used by the console script)."""
+    from node.cli.commands_tools import VERBOSE
     from protocol.errors import TripwireError
 
+    VERBOSE["on"] = False
     try:
         # With standalone_mode=False, click returns the code of a `typer.Exit` instead of
         # raising it; commands themselves return None.
         rc = app(args=argv, standalone_mode=False)
     except TripwireError as e:
         # Escaped: messages name settings and codes in brackets ("[config]"), not markup.
-        console_err.print(f"[bold red]error:[/] {escape(e.diagnostics())}", highlight=False)
+        from node.cli.commands_tools import VERBOSE
+
+        console_err.print(f"[bold red]error:[/] {escape(e.diagnostics(verbose=VERBOSE['on']))}", highlight=False)
         return exit_code_for(e)
     except typer.Exit as e:
         return int(e.exit_code or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from protocol.errors import ConfigurationError, PeerDataError, TransportError, TripwireError
+from protocol.errors import TripwireError
 
 app = typer.Typer(
     name="tripwire",
@@ -20,11 +20,6 @@ console_err = Console(stderr=True, soft_wrap=True)
 
 
 def exit_code_for(err: TripwireError) -> int:
-    """Exit codes by whose fault: 2 local configuration/usage, 3 bad data, 4 transport, 1 other."""
-    if isinstance(err, ConfigurationError):
-        return 2
-    if isinstance(err, PeerDataError):
-        return 3
-    if isinstance(err, TransportError):
-        return 4
-    return 1
+    """Exit codes by whose fault (each family's ``exit_code``): 2 local configuration/usage,
+    3 bad data, 4 transport, 1 other."""
+    return err.exit_code

@@ -45,6 +45,10 @@ def require_extra(what: str, modules: tuple[str, ...] = ("torch", "transformers"
         )
 
 
+#: Set by the root callback; read by :func:`node.cli.main` when it reports an error.
+VERBOSE: dict[str, bool] = {"on": False}
+
+
 def _version_callback(value: bool) -> None:
     if value:
         console.print(f"tripwire {distribution_version()}", highlight=False)
@@ -58,8 +62,12 @@ def _root(
         typer.Option("--version", help="Print the installed version and exit.", is_eager=True,
                      callback=_version_callback),
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="On an error, show its chain of causes as well.")
+    ] = False,
 ) -> None:
     """Tripwire: shared dangerous-capability tripwires with a verifiable coordinated pause."""
+    VERBOSE["on"] = verbose
 
 
 class _TolerantLoader(yaml.SafeLoader):
