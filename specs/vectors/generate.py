@@ -782,6 +782,11 @@ def pin_negative_vectors(w: World) -> list[tuple[str, dict[str, Any]]]:
 # --- output ---------------------------------------------------------------------------------
 
 
+def _scope_json(scope: Any) -> Any:
+    """A scope as signed (None: every run)."""
+    return None if scope is None else scope.model_dump(mode="json", exclude_none=True)
+
+
 def pause_vectors(w: World) -> dict[str, Any]:
     """Pause-state cases (spec §6.6): entries held, heads, and the state every party derives."""
     from protocol.pause import pause_state
@@ -812,6 +817,33 @@ def pause_vectors(w: World) -> dict[str, Any]:
                       issued=at(days=32))
     wrong_version = cert("gamma-2", "gamma-1", "gamma", 2, w.eid("gamma-1"),
                          [w.env("alpha-3"), w.env("beta-1")], roster_version=9)
+    # A discretionary pause (spec §6.11), scoped to runs past 1E24 FLOP: beta asks on its own
+    # judgement citing one document by digest; the three labs vote; gamma certifies.
+    from protocol.entries import DiscretionaryTrigger, DocRef, pause_proposal_id
+    from protocol.scope import Scope
+
+    doc = DocRef(name="probe-anomaly.md", sha256=hashlib.sha256(b"an activation-probe anomaly").hexdigest())
+    trig = DiscretionaryTrigger(kind="discretionary", lab="beta", evidence=[doc], opened_at=at(days=32))
+    scope = Scope(kind="compute_above", flop="1E24")
+    dpid = pause_proposal_id(trig, scope)
+
+    def feed_entry(signer: str, lab: str, seq: int, prev: str | None, minutes: float, kind: str,
+                   body: Any) -> Envelope:
+        st = build_statement(network=w.network, lab=lab, seq=seq, prev=prev, issued_at=at(days=32, minutes=minutes),
+                             kind=kind, body=body)
+        return sign_statement(st, key(signer))[0]
+
+    d_prop = feed_entry("beta-1", "beta", 3, w.eid("beta-2"), 0, "pause_proposal", PauseProposalBody(
+        proposal_id=dpid, trigger=trig, observed="0", level="0", rationale="a probe anomaly no rule measures",
+        scope=scope))
+    d_prop_id = entry_id(d_prop.payload_bytes())
+    vote = {"proposal_id": dpid, "action": "pause", "decision": "pause", "rationale": "the evidence convinces us"}
+    d_beta = feed_entry("beta-1", "beta", 4, d_prop_id, 1, "vote", vote)
+    d_gamma = feed_entry("gamma-1", "gamma", 2, w.eid("gamma-1"), 2, "vote", vote)
+    d_alpha = feed_entry("alpha-2", "alpha", 5, w.eid("alpha-4"), 2, "vote", vote)
+    d_cert = feed_entry("gamma-1", "gamma", 3, entry_id(d_gamma.payload_bytes()), 3, "pause_certificate",
+                        PauseCertificateBody(proposal_id=dpid, action="pause", roster_version=2, proposal=d_prop,
+                                             votes=[d_alpha, d_beta, d_gamma]))
     base = ["alpha-1", "alpha-2", "alpha-3"]
     cases = [
         ("certified", "beta's certificate carries alpha's and beta's pause votes: paused",
@@ -824,6 +856,12 @@ def pause_vectors(w: World) -> dict[str, Any]:
          "the certificate carries a gamma vote at seq 1, where gamma's feed holds its objection: "
          "a vote never published does not count (spec §6.5 step 7b)",
          [*[w.env(n) for n in [*base, "alpha-4", "gamma-1"]], alpha_cert]),
+        ("discretionary_scoped",
+         "beta asks for a pause on its own judgement, citing a document by SHA-256, scoped to runs past "
+         "1E24 FLOP; the labs' own votes reach the quorum and gamma's certificate pauses that scope, beside "
+         "the breach pause beta's earlier certificate holds (spec §6.10, §6.11)",
+         [*[w.env(n) for n in [*base, "alpha-4", "beta-1", "beta-2", "gamma-1"]], d_prop, d_alpha, d_beta,
+          d_gamma, d_cert]),
         ("invalid_certificate_flagged",
          "a certificate naming a roster version nobody holds is flagged and ignored; the valid one counts",
          [*[w.env(n) for n in [*base, "beta-1", "gamma-1", "beta-2"]], wrong_version]),
@@ -844,6 +882,7 @@ def pause_vectors(w: World) -> dict[str, Any]:
                 "paused": state.paused,
                 "active": sorted(state.active),
                 "resumed": sorted(state.resumed),
+                "scopes": {pid: _scope_json(state.scope_of(pid)) for pid in sorted(state.active)},
                 "flags": [{"kind": f.kind, "lab": f.lab, "code": f.code} for f in state.flags],
             },
         })

@@ -31,6 +31,8 @@ def _state(case: dict[str, Any], order: list[int] | None = None) -> dict[str, An
         "paused": st.paused,
         "active": sorted(st.active),
         "resumed": sorted(st.resumed),
+        "scopes": {pid: None if (sc := st.scope_of(pid)) is None else sc.model_dump(mode="json", exclude_none=True)
+                   for pid in sorted(st.active)},
         "flags": [{"kind": f.kind, "lab": f.lab, "code": f.code} for f in st.flags],
     }
 
