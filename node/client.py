@@ -235,7 +235,7 @@ def _envelopes_body(envelopes: Sequence[Envelope] | Sequence[str]) -> bytes:
     verifying it (a push of its own feed), sent without a parse and re-serialization."""
     if envelopes and all(isinstance(e, str) for e in envelopes):
         return b"[" + ",".join(envelopes).encode("utf-8") + b"]"  # type: ignore[arg-type]
-    return _ENVELOPES.dump_json(list(envelopes))
+    return _ENVELOPES.dump_json([e for e in envelopes if isinstance(e, Envelope)])
 
 
 def _headers(content: bytes | None) -> dict[str, str] | None:

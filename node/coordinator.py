@@ -516,8 +516,8 @@ def plan_actions(
             if decision is not None:
                 assert st.check is not None
                 rationale = f"automatic vote (rule {config.auto}): {st.check.reason}"
-                body = VoteBody(proposal_id=pid, action="pause", decision=decision, rationale=rationale[:8192])
-                out.append(Action("vote", body, f"vote:{pid}", now_mono))
+                vote = VoteBody(proposal_id=pid, action="pause", decision=decision, rationale=rationale[:8192])
+                out.append(Action("vote", vote, f"vote:{pid}", now_mono))
         if st.certified or st.tally is None or not st.tally:
             continue
         if st.action == "pause" and pid in a.resumed:
@@ -867,8 +867,21 @@ def describe(
     }
 
 
-def local_analysis(home: NodeHome) -> tuple[Analysis, dict[str, Any]]:
-    """Analyze a home's store directly (CLI, gates, status without a running coordinator)."""
+@dataclass
+class AnalysisCaches:
+    """What repeated :func:`local_analysis` calls on one store can reuse: the entries read so
+    far (read incrementally), the policy evaluations and forecast fits per result, and the
+    certificate checks. A training gate checks at every step; without these, each check
+    would refit every result's forecast."""
+
+    index: EntryIndex = field(default_factory=lambda: EntryIndex(KINDS))
+    evaluations: EvaluationCache = field(default_factory=lambda: EvaluationCache())
+    certificates: CertCache = field(default_factory=dict)
+
+
+def local_analysis(home: NodeHome, caches: AnalysisCaches | None = None) -> tuple[Analysis, dict[str, Any]]:
+    """Analyze a home's store directly (CLI, gates, status without a running coordinator).
+    Give ``caches`` (one per store) when calling repeatedly: the result is the same."""
     from node.policyfile import load_policy
 
     chain = home.store.roster_chain()
@@ -879,11 +892,14 @@ def local_analysis(home: NodeHome) -> tuple[Analysis, dict[str, Any]]:
         policy, error = None, e.message
     store = home.store
     now = utcnow()
+    entries = caches.index.update(store) if caches is not None else load_entries(store)
     a = analyze(
-        load_entries(store),
+        entries,
         chain,
         policy,
         policy_error=error,
+        cache=caches.evaluations if caches is not None else None,
+        cert_cache=caches.certificates if caches is not None else None,
         now=now,
         **feeds_held(store),
     )

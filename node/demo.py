@@ -39,7 +39,7 @@ from rich.table import Table
 
 from node.process import ServeProcess, free_ports
 from node.resources import spec_path
-from protocol.entries import HALT_PREFIX, halt_step
+from protocol.entries import HALT_PREFIX, EvalResultBody, halt_step
 from protocol.errors import ConfigurationError, InternalError
 
 DEMO_SUITE = spec_path("suites", "tripwire-demo.yaml")
@@ -115,8 +115,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # transformers' untyped helper
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers' untyped helper
     # The gate's own stop message is reported as a demo event instead.
     logging.getLogger("node.gate").setLevel(logging.ERROR)
 
@@ -186,7 +186,8 @@ def _steps_at(flop: str | None, body: Any) -> int | None:
     m = body.model
     if flop is None or not m.training_flop or not m.checkpoint_step:
         return None
-    return math.ceil(float(flop) / float(m.training_flop) * m.checkpoint_step)
+    steps: int = math.ceil(float(flop) / float(m.training_flop) * m.checkpoint_step)
+    return steps
 
 
 class Narrator:
@@ -322,6 +323,7 @@ class Watcher(threading.Thread):
         self.narrator = Narrator(events, vote_rules)
         self.read = self.told = 0
         self.paused_at: dict[str, float] = {}
+        self.caches: dict[str, Any] = {}
 
     @property
     def breach_published_at(self) -> float | None:
@@ -341,7 +343,7 @@ class Watcher(threading.Thread):
                 h.close()
 
     def _poll(self, homes: Sequence[Any]) -> None:
-        from node.coordinator import local_analysis
+        from node.coordinator import AnalysisCaches, local_analysis
 
         view = homes[0]
         heads = sum(h.seq for h in view.store.heads().values())
@@ -355,7 +357,7 @@ class Watcher(threading.Thread):
                 continue
             # The node's own analysis: a certificate counts only if its votes verify and
             # reach the quorum under the roster, and no resume ended it.
-            analysis, _ = local_analysis(h)
+            analysis, _ = local_analysis(h, self.caches.setdefault(h.lab, AnalysisCaches()))
             if analysis.paused:
                 self.paused_at[h.lab] = time.monotonic()
                 self.events.add(h.lab, "node holds a verified pause certificate: status PAUSED")
@@ -676,21 +678,22 @@ def _plan_act(
     import torch
     from transformers import AutoTokenizer
 
-    from node.coordinator import local_analysis
+    from node.coordinator import AnalysisCaches, local_analysis
     from node.evals.tinymodels import build_tiny_gpt2, train_tiny_arithmetic
     from node.gate import TrainingGate
     from node.home import NodeHome
     from node.pause import actions
-    from protocol.entries import EvalResultBody
     from protocol.scope import Run
 
     act = PlanAct(lab=lab)
     homes = {d.name: d for d in home_dirs}
     lab_dir = homes[lab]
 
+    caches: dict[Path, AnalysisCaches] = {}
+
     def analysis(d: Path) -> Any:
         with NodeHome.open(d) as h:
-            return local_analysis(h)[0]
+            return local_analysis(h, caches.setdefault(d, AnalysisCaches()))[0]
 
     paused = sorted(analysis(lab_dir).paused)
     if not paused:
@@ -806,7 +809,10 @@ def _halts_arrived(home_dir: Path, states: Sequence[LabState]) -> bool:
     from node.home import NodeHome
 
     with NodeHome.open(home_dir) as h:
-        recorded = {e.statement.lab for e in h.store.entries(kind="note") if e.statement.body.text.startswith(HALT_PREFIX)}
+        recorded = {
+            e.statement.lab for e in h.store.entries(kind="note")
+            if getattr(e.statement.body, "text", "").startswith(HALT_PREFIX)
+        }
     return all(s.plan.lab in recorded for s in states if s.state == "halted")
 
 
@@ -989,7 +995,9 @@ def run_demo(
         story = read_story(h.store)
         checkpoints: dict[str, list[tuple[int, float]]] = {}
         for e in h.store.entries(kind="eval_result"):
-            m = e.statement.body.model
+            body = e.statement.body
+            assert isinstance(body, EvalResultBody)
+            m = body.model
             checkpoints.setdefault(e.statement.lab, []).append((m.checkpoint_step, float(m.training_flop)))
     for steps in checkpoints.values():
         steps.sort()

@@ -245,6 +245,8 @@ class TrainingGate:
         self._client: Any = None
         self._fetched: RosterChain | None = None
         self._plan_ref: PlanRef | None = None
+        self._caches: Any = None
+        """The local analysis' caches (node.coordinator.AnalysisCaches), made on first use."""
         """The run's plan state as last seen (local store or the node's signed state)."""
         self.last_pause_state: VerifiedPauseState | None = None
         """The last authenticated answer of the node."""
@@ -488,11 +490,13 @@ class TrainingGate:
         return chain
 
     def _check_local(self, step: int) -> GateDecision | None:
-        from node.coordinator import local_analysis
+        from node.coordinator import AnalysisCaches, local_analysis
 
         assert self.home is not None
+        if self._caches is None:
+            self._caches = AnalysisCaches()
         try:
-            a, _ = local_analysis(self.home)
+            a, _ = local_analysis(self.home, self._caches)
         except Exception as e:
             # A store the gate cannot read cannot vouch for training.
             return GateDecision(
@@ -611,7 +615,7 @@ def load_roster_file(path: Path, *, network: str | None = None) -> RosterChain:
 def _make_callback_class() -> type:
     from transformers import TrainerCallback
 
-    class TripwireGateCallback(TrainerCallback):  # type: ignore[misc]
+    class TripwireGateCallback(TrainerCallback):
         """HF ``Trainer`` callback: on a pause, save a checkpoint and stop training.
 
         ``TripwireGateCallback(home_or_url, **gate_options)`` or

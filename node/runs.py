@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from protocol.canonical import format_time
+from protocol.entries import EvalResultBody
 from protocol.scope import Run, covers, describe, will_cover
 
 if TYPE_CHECKING:
@@ -78,7 +79,10 @@ def known_runs(home: NodeHome) -> tuple[list[KnownRun], list[str]]:
     for e in home.store.entries(kind="eval_result"):
         if e.statement.lab != home.lab:
             continue
-        m = e.statement.body.model  # type: ignore[union-attr]
+        body = e.statement.body
+        if not isinstance(body, EvalResultBody):
+            continue
+        m = body.model
         held = runs.get(m.name)
         if held is None or Decimal(m.training_flop) > Decimal(held.run.current_flop or "0"):
             runs[m.name] = KnownRun(Run(model=m.name[:256], current_flop=m.training_flop), "results")

@@ -575,8 +575,8 @@ class Syncer:
                     self.metrics.sync_entries.labels(peer.lab, "push", status).inc(n)
             advanced = st.own_known
             for r in results:
-                status = r.get("status")
-                if status in ("accepted", "duplicate") and isinstance(r.get("seq"), int):
+                outcome = r.get("status")
+                if outcome in ("accepted", "duplicate") and isinstance(r.get("seq"), int):
                     if r["seq"] == advanced + 1:
                         advanced = r["seq"]
                 else:

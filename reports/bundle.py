@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -49,7 +49,7 @@ from reports.analysis import Analysis, analyse
 from reports.claims import ClaimIndex, Claims, check_claims, derive_claims
 from reports.errors import EvidenceError
 
-FORMAT = "tripwire-evidence/1"
+FORMAT: Final = "tripwire-evidence/1"
 #: Largest bundle file accepted by :func:`load_bundle` (a 10-lab x 1,000-result bundle is ~30 MB).
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 
@@ -75,7 +75,7 @@ class InclusionProof(_Model):
     """Audit path, leaf to root, lowercase hex."""
 
 
-HEADS_FORMAT = "tripwire-evidence-heads/1"
+HEADS_FORMAT: Final = "tripwire-evidence-heads/1"
 #: DSSE payloadType of the node's signed statement of the feeds a bundle holds (spec §3.1).
 HEADS_PAYLOAD_TYPE = "application/vnd.tripwire.evidence-heads.v1+json"
 
@@ -329,8 +329,9 @@ def select_entries(
     # Follow references from cited entries to earlier entries until nothing changes.
     proposals: dict[str, str] = {}
     for e in entries:
-        pid = getattr(e.statement.body, "proposal_id", None)
-        if e.kind in ("pause_proposal", "resume_proposal") and isinstance(pid, str):
+        pid_any = getattr(e.statement.body, "proposal_id", None)
+        if e.kind in ("pause_proposal", "resume_proposal") and isinstance(pid_any, str):
+            pid = pid_any
             proposals.setdefault(pid, e.entry_id)
     changed = True
     while changed:
@@ -719,16 +720,16 @@ def verify_bundle(bundle: EvidenceBundle, trusted_genesis: TrustedRoster | None 
     # 5. Feed chains: per lab, consecutive seq and prev = id of the previous entry.
     reasons = []
     last: dict[str, VerifiedEntry] = {}
-    for e in verified:
-        prev = last.get(e.lab)
+    for v in verified:
+        prev = last.get(v.lab)
         if prev is not None:
-            if e.seq != prev.seq + 1:
+            if v.seq != prev.seq + 1:
                 reasons.append(
-                    f"lab {e.lab!r}: seq {e.seq} follows seq {prev.seq} (feed reordered or entries missing)"
+                    f"lab {v.lab!r}: seq {v.seq} follows seq {prev.seq} (feed reordered or entries missing)"
                 )
-            elif e.statement.prev != prev.entry_id:
-                reasons.append(f"lab {e.lab!r} seq {e.seq}: prev is not the id of seq {prev.seq}")
-        last[e.lab] = e
+            elif v.statement.prev != prev.entry_id:
+                reasons.append(f"lab {v.lab!r} seq {v.seq}: prev is not the id of seq {prev.seq}")
+        last[v.lab] = v
     chain_ok = add("feed chains", reasons, f"{len(last)} feed(s) contiguous and hash-linked")
 
     # 6. Checkpoint signed by the producing node.
@@ -784,13 +785,13 @@ def verify_bundle(bundle: EvidenceBundle, trusted_genesis: TrustedRoster | None 
     # flagged, counts for nothing (the pause state machine ignores it) and blocks nothing.
     certs: dict[str, QuorumResult] = {}
     flagged: list[str] = []
-    for e in verified:
-        body = e.statement.body
+    for v in verified:
+        body = v.statement.body
         if isinstance(body, PauseCertificateBody):
             try:
-                certs[e.entry_id] = verify_certificate(body, chain)
+                certs[v.entry_id] = verify_certificate(body, chain)
             except PeerDataError as ex:
-                flagged.append(f"certificate {e.entry_id[:16]}… of lab {e.lab!r}: {_reason(ex)}")
+                flagged.append(f"certificate {v.entry_id[:16]}… of lab {v.lab!r}: {_reason(ex)}")
     summary = f"{len(certs)} certificate(s) reach quorum"
     if flagged:
         summary += f"; {len(flagged)} invalid, flagged and not counted ({flagged[0]})"

@@ -277,8 +277,8 @@ def build_chart(
     label_y = {hi_kind: hi_y - 5, lo_kind: lo_y - 5}
     if lo_y - hi_y < LEVEL_LABEL_GAP:
         label_y[lo_kind] = max(lo_y + 15, label_y[hi_kind] + LEVEL_LABEL_GAP)
-    for k in label_y:
-        label_y[k] = min(max(label_y[k], py0 + 13), py1 - 4)
+    for kind in label_y:
+        label_y[kind] = min(max(label_y[kind], py0 + 13), py1 - 4)
     if abs(label_y[hi_kind] - label_y[lo_kind]) < LEVEL_LABEL_GAP:
         label_y[lo_kind] = label_y[hi_kind] + LEVEL_LABEL_GAP
     chart.levels = [(kind, y, value, name, label_y[kind]) for kind, y, value, name in levels]

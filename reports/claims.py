@@ -138,7 +138,7 @@ def _field_values(a: Analysis) -> Iterator[tuple[str, dict[str, Any]]]:
     """(document id, {pointer: value}) for every number the report can display."""
     for i, vr in enumerate(a.chain.versions):
         doc = vr.roster.model_dump(mode="json")
-        vals = {
+        vals: dict[str, Any] = {
             pointer("version"): doc["version"],
             pointer("quorum", "pause", "weight"): doc["quorum"]["pause"]["weight"],
             pointer("quorum", "resume", "weight"): doc["quorum"]["resume"]["weight"],
@@ -155,7 +155,7 @@ def _field_values(a: Analysis) -> Iterator[tuple[str, dict[str, Any]]]:
     rule_reads = [(r.indicator.task, r.indicator.metric, r.indicator.suite) for r in a.policy.rules]
     for e in a.entries:
         st = a.statements[e.entry_id]
-        vals: dict[str, Any] = {pointer("seq"): e.seq}
+        vals = {pointer("seq"): e.seq}
         if e.kind == "eval_result":
             res = a.results_by_id[e.entry_id]
             vals[FLOP_PTR] = res.flop

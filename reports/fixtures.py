@@ -22,6 +22,7 @@ from protocol.entries import (
     AlertBody,
     DiscretionaryTrigger,
     DocRef,
+    EvalResultBody,
     PauseCertificateBody,
     PauseProposalBody,
     Trigger,
@@ -284,7 +285,9 @@ def synthetic_network(
         watcher, breacher = ids[0], ids[-1]
         res = results[breacher]
         rule = policy.rule("arithmetic-acc")
-        acc = res.statement.body.tasks[0].metrics["acc"]  # type: ignore[union-attr]
+        res_body = res.statement.body
+        assert isinstance(res_body, EvalResultBody)
+        acc_metric = res_body.tasks[0].metrics["acc"]
         net.publish(
             watcher,
             "alert",
@@ -294,7 +297,7 @@ def synthetic_network(
                 rule=rule.id,
                 policy_digest=policy.digest,
                 verdict="breach",
-                observed=acc.value,
+                observed=acc_metric.value,
                 level=rule.breach_level,
                 message=f"{breacher} reached the breach level of {rule.id}",
             ),
@@ -307,14 +310,14 @@ def synthetic_network(
             PauseProposalBody(
                 proposal_id=pid,
                 trigger=trigger,
-                observed=acc.value,
+                observed=acc_metric.value,
                 level=rule.breach_level,
                 rationale="Upper confidence bound of exact-match accuracy reached the breach level.",
             ),
         )
         votes = []
         for i, lab in enumerate(ids):
-            decision = "object" if i == 1 else "pause"
+            decision: Literal["object", "pause"] = "object" if i == 1 else "pause"
             rationale = (
                 HOSTILE_RATIONALE
                 if (hostile and i == 1)

@@ -537,7 +537,7 @@ def _story(a: Analysis) -> Story:
     pause = [p for p in a.proposals if p.action == "pause"]
     certified = [p for p in pause if p.certificate is not None]
     live = [p for p in pause if p.status != "expired"]
-    chosen = (certified or live or [None])[-1]
+    chosen = (certified or live)[-1] if certified or live else None
     if chosen is not None:
         body = chosen.entry.statement.body
         assert isinstance(body, PauseProposalBody)

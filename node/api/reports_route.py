@@ -36,7 +36,7 @@ def _home(request: Request) -> Any:
     return home
 
 
-def _render(home: Any, audience: str, fmt: str) -> bytes:
+def _render(home: Any, audience: Literal["public", "regulator"], fmt: str) -> bytes:
     from reports.bundle import verify_bundle
     from reports.render import render_html
     from reports.source import bundle_from_store, find_policy

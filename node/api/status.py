@@ -44,7 +44,7 @@ def pause_tracker(ctx: NodeContext) -> PauseTracker:
             tracker = ctx.extra.get("pause_tracker")
             if tracker is None:
                 tracker = ctx.extra["pause_tracker"] = PauseTracker(ctx.store)
-    return tracker  # type: ignore[no-any-return]
+    return tracker
 
 
 def _open_proposals(state: PauseState) -> list[dict[str, Any]]:

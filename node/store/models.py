@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -181,11 +182,20 @@ class LogStateRow(Base):
 
 
 metadata = Base.metadata
-rosters = RosterRow.__table__
-entries = EntryRow.__table__
-feeds = FeedRow.__table__
-held = HeldRow.__table__
-equivocations = EquivocationRow.__table__
-log_state = LogStateRow.__table__
-peer_misbehaviour = PeerMisbehaviourRow.__table__
-request_nonces = RequestNonceRow.__table__
+
+
+def _table(row: type[Base]) -> Table:
+    """A mapped class's Core table (``__table__`` is typed as a plain FromClause)."""
+    t = row.__table__
+    assert isinstance(t, Table)
+    return t
+
+
+rosters = _table(RosterRow)
+entries = _table(EntryRow)
+feeds = _table(FeedRow)
+held = _table(HeldRow)
+equivocations = _table(EquivocationRow)
+log_state = _table(LogStateRow)
+peer_misbehaviour = _table(PeerMisbehaviourRow)
+request_nonces = _table(RequestNonceRow)

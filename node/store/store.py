@@ -19,6 +19,7 @@ Invariants (each write is one database transaction):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -565,9 +566,7 @@ class Store:
                     outcomes[i] = _rejected(checked, d)
             if verified:
                 try:
-                    result = self._write(
-                        lambda conn, size, v=verified, c=chain: self._append(conn, size, v, c, now, source)
-                    )
+                    result = self._write(functools.partial(self._append_batch, verified, chain, now, source))
                 except _ChainChanged:
                     continue
                 self._after_commit(result)
@@ -609,6 +608,19 @@ class Store:
         step = -(-len(decoded) // workers)
         parts = [decoded[k : k + step] for k in range(0, len(decoded), step)]
         return [r for part in pool.map(run, parts) for r in part]
+
+    def _append_batch(
+        self,
+        verified: Sequence[VerifiedEntry],
+        chain: RosterChain,
+        now: datetime,
+        source: str | None,
+        conn: Connection,
+        size: int,
+        proofs: Sequence[EquivocationProof] = (),
+    ) -> _WriteResult:
+        """:meth:`_append` with the batch first (for ``functools.partial`` and ``_write``)."""
+        return self._append(conn, size, verified, chain, now, source, proofs)
 
     def _append(
         self,
@@ -880,9 +892,7 @@ class Store:
                 break
             try:
                 result = self._write(
-                    lambda conn, size, c=chain, ps=[p for _, p in valid]: self._append(
-                        conn, size, [], c, when, None, proofs=ps
-                    )
+                    functools.partial(self._append_batch, [], chain, when, None, proofs=[p for _, p in valid])
                 )
             except _ChainChanged:
                 continue

@@ -27,6 +27,6 @@ def get_certificate(cert_id: IdPath, _: MemberDep, ctx: Ctx) -> Response:
     # The first accepted certificate for a proposal is the one served: later ones for the
     # same proposal carry the same decision and add nothing.
     for e in ctx.store.entries(kind="pause_certificate"):
-        if e.entry_id == cert_id or e.statement.body.proposal_id == cert_id:
+        if e.entry_id == cert_id or getattr(e.statement.body, "proposal_id", None) == cert_id:
             return json_response(entry_json(e))
     raise ProblemError(404, "certificate-not-found", f"no certificate for proposal or entry {cert_id}")
