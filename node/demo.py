@@ -763,7 +763,9 @@ def _plan_act(
 
     # 3. The run itself: a wider model, trained under its gate until the gate says stop.
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    model = build_tiny_gpt2(2, 96, 4, tok, seed)
+    # Wide enough that the CPU runs near its best FLOP rate (the run needs about as much
+    # compute as the breaching model's whole training to reach the stop point).
+    model = build_tiny_gpt2(2, 256, 4, tok, seed)
     params = sum(p.numel() for p in model.parameters())
     row_tokens = len(tok.encode("12+34=046;" * 10))
     stop = Decimal(act.stop_flop)
