@@ -2,7 +2,7 @@
 
 The repository keeps the normative specification data (policies, suites, eval tasks, JSON
 Schemas, openapi.json, test vectors) in ``specs/``; installs get the same files as the data
-package ``tripwire_specs``, read through ``importlib.resources`` (node/resources.py).
+package ``tripwire_specs``, read through ``importlib.resources`` (node/home/resources.py).
 Which files it ships, and everything else, is configured in pyproject.toml. See docs/adr/0009-specs-as-package-data.md.
 """
 

@@ -56,8 +56,8 @@ sys.path.append(str(ROOT / "bench"))  # time_to_pause, after the packages (bench
 from pausekit import NodeProcess, free_ports, result_body  # noqa: E402
 from time_to_pause import _publish, _wait_all  # noqa: E402
 
-from node.client import PeerClient  # noqa: E402
 from node.home import NodeHome  # noqa: E402
+from node.net.client import PeerClient  # noqa: E402
 from protocol.canonical import format_time, utcnow  # noqa: E402
 from protocol.entries import NoteBody, PauseCertificateBody, Trigger, VoteBody, pause_proposal_id  # noqa: E402
 from protocol.envelope import Envelope  # noqa: E402
@@ -196,7 +196,7 @@ class Run:
     """The network, the probes and the adversary of one benchmark run."""
 
     def __init__(self, work: Path, labs: list[str], args: argparse.Namespace) -> None:
-        from node.netsetup import create_network
+        from node.home.netsetup import create_network
 
         self.args, self.work, self.labs, self.honest_labs = args, work, labs, labs[1:]
         homes = create_network(work / "net", labs, ports=free_ports(len(labs)))

@@ -33,9 +33,9 @@ from pathlib import Path
 import httpx
 from _nodes import Serve, bare_verify_rate, signed_notes
 
-from node.client import PeerClient
-from node.netsetup import create_network, observer_key
-from node.process import free_ports
+from node.home.netsetup import create_network, observer_key
+from node.net.client import PeerClient
+from node.net.process import free_ports
 from protocol.envelope import Envelope
 
 

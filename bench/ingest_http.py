@@ -19,9 +19,9 @@ from pathlib import Path
 
 from _nodes import PG_DEFAULT, Serve, bare_verify_rate, pg_schemas, signed_notes
 
-from node.client import PeerClient
-from node.netsetup import create_network
-from node.process import free_ports
+from node.home.netsetup import create_network
+from node.net.client import PeerClient
+from node.net.process import free_ports
 
 
 def run_once(make_url: Callable[[], str] | None, n: int, batch: int) -> tuple[float, list, object]:

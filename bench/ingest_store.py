@@ -21,7 +21,7 @@ from pathlib import Path
 # _nodes puts the repository root first, so bench/protocol.py cannot shadow the package.
 from _nodes import PG_DEFAULT, pg_schemas
 
-from node.netsetup import create_network
+from node.home.netsetup import create_network
 from node.store import Store
 from protocol.envelope import Envelope, pae
 from protocol.feed import FeedWriter

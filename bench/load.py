@@ -22,9 +22,9 @@ from pathlib import Path
 
 from _nodes import Serve, bare_verify_rate, signed_notes
 
-from node.client import AsyncPeerClient
-from node.netsetup import create_network, observer_key
-from node.process import free_ports
+from node.home.netsetup import create_network, observer_key
+from node.net.client import AsyncPeerClient
+from node.net.process import free_ports
 
 
 async def client(c: AsyncPeerClient, is_lab: bool, batch: list, deadline: float, lat: list, errors: list) -> None:

@@ -45,9 +45,9 @@ from typing import Any
 import httpx
 from _nodes import Serve
 
-from node.client import AsyncPeerClient, PeerClient, PeerHTTPError
-from node.netsetup import create_network, observer_key
-from node.process import free_ports
+from node.home.netsetup import create_network, observer_key
+from node.net.client import AsyncPeerClient, PeerClient, PeerHTTPError
+from node.net.process import free_ports
 from protocol.canonical import format_time, utcnow
 from protocol.entries import (
     NoteBody,

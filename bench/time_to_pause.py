@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from pausekit import NodeProcess, free_ports, result_body  # noqa: E402
 
-from node.client import PeerClient  # noqa: E402
 from node.home import NodeHome  # noqa: E402
+from node.net.client import PeerClient  # noqa: E402
 from protocol.canonical import format_time, utcnow  # noqa: E402
 from protocol.entries import NoteBody, Trigger, pause_proposal_id  # noqa: E402
 from protocol.feed import FeedWriter, Head  # noqa: E402
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     ap.add_argument("--trace", action="store_true", help="print when each node accepted each entry of a trial")
     args = ap.parse_args()
-    from node.netsetup import create_network
+    from node.home.netsetup import create_network
 
     labs = LABS[: args.nodes]
     work = Path(tempfile.mkdtemp(prefix="tripwire-ttp-"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from node.resources import spec_path
+from node.home.resources import spec_path
 from protocol.canonical import format_time
 from protocol.entries import (
     AlertBody,

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from node.resources import spec_path
+from node.home.resources import spec_path
 from protocol.errors import ConfigurationError, PeerDataError
 from protocol.keys import SigningKey
 from protocol.merkle import verify_checkpoint

@@ -25,8 +25,8 @@ from node.api.routes import (
     roster,
     status,
 )
-from node.auth import NodeOrigins, RateLimiter, RequestVerifier
-from node.pausetrack import PauseTracker
+from node.net.auth import NodeOrigins, RateLimiter, RequestVerifier
+from node.pause.tracker import PauseTracker
 from node.store.nonces import NonceTable
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _bare_app(lifespan: Any = None) -> FastAPI:
 
 
 def create_app(home: NodeHome, *, syncer: Any | None = None) -> FastAPI:
-    """Build the API for ``home``. With ``syncer`` (a :class:`node.sync.Syncer`), sync runs
+    """Build the API for ``home``. With ``syncer`` (a :class:`node.net.sync.Syncer`), sync runs
     for the lifetime of the app (started and stopped by the ASGI lifespan)."""
     cfg = home.config.server
     metrics = NodeMetrics()

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from node.api.metrics import NodeMetrics
 from node.api.problems import ProblemError
-from node.auth import AuthError, Caller, ForbiddenError, RateLimiter, RequestVerifier
+from node.net.auth import AuthError, Caller, ForbiddenError, RateLimiter, RequestVerifier
 
 if TYPE_CHECKING:
     from node.home import NodeHome
@@ -35,7 +35,7 @@ class NodeContext:
     metrics: NodeMetrics
     max_body_bytes: int
     syncer: Any | None = None
-    """The running :class:`node.sync.Syncer`, when the app is served with sync."""
+    """The running :class:`node.net.sync.Syncer`, when the app is served with sync."""
     byte_limiter: RateLimiter | None = None
     """Bytes of bodies each member may push per minute (``[server] ingest_bytes_per_minute``)."""
     extra: dict[str, Any] = field(default_factory=dict)

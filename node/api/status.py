@@ -1,7 +1,7 @@
 """Assembly of ``GET /v1/status``: one function, extended by the components that own each part.
 
 :func:`build_status` returns what the store knows: roster state, heads, log size, the pause
-state (:func:`protocol.pause.pause_state`, kept current by :class:`node.pausetrack.PauseTracker`), open proposals, recent alerts, equivocations, recorded peer
+state (:func:`protocol.pause.pause_state`, kept current by :class:`node.pause.tracker.PauseTracker`), open proposals, recent alerts, equivocations, recorded peer
 misbehaviour and (when the node runs sync) per-peer sync state. Components added later (the pause coordinator) add
 their sections by registering a contributor with :func:`register_status_section`, so the
 route never changes.
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from node.pausetrack import EntryIndex, PauseTracker
+from node.pause.tracker import EntryIndex, PauseTracker
 from protocol.canonical import utcnow
 from protocol.entries import PauseProposalBody, ResumeProposalBody, SafetyCaseBody
 from protocol.pause import PauseState
@@ -37,7 +37,7 @@ def register_status_section(fn: StatusSection) -> StatusSection:
 
 
 def pause_tracker(ctx: NodeContext) -> PauseTracker:
-    """The node's :class:`~node.pausetrack.PauseTracker` (one per app, made on first use)."""
+    """The node's :class:`~node.pause.tracker.PauseTracker` (one per app, made on first use)."""
     tracker = ctx.extra.get("pause_tracker")
     if tracker is None:
         with _LOCK:

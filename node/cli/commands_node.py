@@ -16,10 +16,10 @@ from typing import Annotated, Any
 import typer
 
 from node.cli._app import app, console
-from node.config import PeerConfig
 from node.errors import InputFileError, RosterMismatchError
 from node.home import NodeHome
-from node.netsetup import policy_digest_of, read_identity, store_pins, suite_ref_of
+from node.home.config import PeerConfig
+from node.home.netsetup import policy_digest_of, read_identity, store_pins, suite_ref_of
 from protocol.canonical import format_time, parse_json_strict, utcnow
 from protocol.envelope import ROSTER_PAYLOAD_TYPE, Envelope
 from protocol.errors import ConfigurationError, KeyFileError, TripwireError

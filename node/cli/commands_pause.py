@@ -125,7 +125,7 @@ def propose_resume_cmd(
 @app.command("proposals")
 def proposals_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
     """List pause and resume proposals with tallies, this node's check and the pause state."""
-    from node.coordinator import local_analysis
+    from node.pause.coordinator import local_analysis
 
     with NodeHome.open(home) as h:
         _, snap = local_analysis(h)
@@ -176,7 +176,7 @@ def policy_install_cmd(
     ] = False,
 ) -> None:
     """Install the threshold policy this node applies; it must be the one the roster pins."""
-    from node.policyfile import install_policy
+    from node.home.policyfile import install_policy
 
     with NodeHome.open(home) as h:
         expected = None if force or not h.store.has_roster() else h.store.roster_chain().current.roster.policy_digest
@@ -185,14 +185,14 @@ def policy_install_cmd(
 
 
 def _status_section(h: NodeHome) -> dict[str, Any]:
-    from node.coordinator import local_analysis
+    from node.pause.coordinator import local_analysis
     from protocol.errors import TripwireError
 
     try:
         a, snap = local_analysis(h)
     except TripwireError as e:
         return {"state": "unknown", "note": e.message}
-    from node.runs import coverage, known_runs, scopes_in_force
+    from node.pause.runs import coverage, known_runs, scopes_in_force
 
     pause = snap["pause"]
     runs, problems = known_runs(h)

@@ -25,9 +25,9 @@ def serve_command(
     sync: Annotated[bool, typer.Option("--sync/--no-sync", help="Sync with peers while serving.")] = True,
 ) -> None:
     """Serve the node's HTTP API (/v1) and sync with peers until interrupted."""
-    from node.auth import NodeOrigins
+    from node.api.server import serve
     from node.home import NodeHome
-    from node.server import serve
+    from node.net.auth import NodeOrigins
 
     node = NodeHome.open(home)
     try:
@@ -57,7 +57,7 @@ def sync_command(
 ) -> None:
     """Pull missing entries from every peer and push this lab's new entries (one round)."""
     from node.home import NodeHome
-    from node.sync import Syncer
+    from node.net.sync import Syncer
     from protocol.errors import ConfigurationError
 
     if not once:
@@ -109,8 +109,8 @@ def tls_selfsign(
 
     from cryptography import x509
 
-    from node.config import load_config
-    from node.tls import write_selfsigned
+    from node.home.config import load_config
+    from node.net.tls import write_selfsigned
 
     # The [tls] files may not exist yet (this command makes them): do not check them.
     cfg = load_config(home, check_tls=False)
@@ -137,7 +137,7 @@ def tls_selfsign(
 
 
 def _cert_info(c: Any, now: datetime) -> dict[str, Any]:
-    from node.tls import describe, fingerprint, host_names
+    from node.net.tls import describe, fingerprint, host_names
 
     return {
         "certificate": describe(c),
@@ -155,8 +155,8 @@ def tls_show(
 ) -> None:
     """Check the [tls] files (as `serve` does) and show this node's certificate and the
     certificates trusted for peers."""
-    from node.config import load_config
-    from node.tls import load_tls
+    from node.home.config import load_config
+    from node.net.tls import load_tls
     from protocol.errors import ConfigurationError
 
     cfg = load_config(home)

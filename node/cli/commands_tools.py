@@ -16,7 +16,7 @@ import yaml
 
 from node.cli._app import app, console
 from node.errors import InputFileError, MissingExtraError
-from node.resources import packaged_suites, specs_dir
+from node.home.resources import packaged_suites, specs_dir
 
 __all__ = ["classify", "distribution_version", "require_extra"]
 

@@ -22,8 +22,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from node.auth import ReplayedRequestError
 from node.errors import StoreError
+from node.net.auth import ReplayedRequestError
 from node.store import models as m
 
 _COLS = m.request_nonces.c
@@ -34,7 +34,7 @@ MAX_NONCES = 1_000_000
 
 
 class NonceTable:
-    """:class:`node.auth.NonceLedger` on the ``request_nonces`` table of a store's engine."""
+    """:class:`node.net.auth.NonceLedger` on the ``request_nonces`` table of a store's engine."""
 
     def __init__(
         self,

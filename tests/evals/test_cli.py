@@ -130,8 +130,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(make_args, code, message,
 
 
 def test_sign_publishes_a_verified_eval_result_into_the_labs_feed(tiny_model_dir, tmp_path, capsys):
-    from node import netsetup
-    from node.home import NodeHome
+    from node.home import NodeHome, netsetup
 
     homes = netsetup.create_network(tmp_path / "net", ["alpha", "beta"], ports=[18931, 18932])
     home_dir = homes[0].path

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from node.process import free_ports
+from node.net.process import free_ports
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LABS = ["alpha", "beta", "gamma"]
@@ -136,9 +136,9 @@ def db_url(make_db_url: Callable[[], str]) -> str:
 @pytest.fixture
 def network(tmp_path: Path, make_db_url: Callable[[], str]) -> Iterator[list]:
     """Three open homes (alpha, beta, gamma) on one network, genesis installed, one observer
-    ``regulator`` (key via ``node.netsetup.observer_key(tmp_path / 'net', 'regulator')``);
+    ``regulator`` (key via ``node.home.netsetup.observer_key(tmp_path / 'net', 'regulator')``);
     endpoints on free ports of 127.0.0.1; runs on both database backends."""
-    from node.netsetup import create_network
+    from node.home.netsetup import create_network
 
     homes = create_network(
         tmp_path / "net",
@@ -155,7 +155,7 @@ def network(tmp_path: Path, make_db_url: Callable[[], str]) -> Iterator[list]:
 @pytest.fixture
 def sqlite_network(tmp_path: Path) -> Iterator[list]:
     """Like ``network`` but SQLite only (for tests that need several processes on one home)."""
-    from node.netsetup import create_network
+    from node.home.netsetup import create_network
 
     homes = create_network(tmp_path / "net", LABS, ports=free_ports(len(LABS)), observers=["regulator"])
     yield homes

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from http_nodes import ThreadedNode, note_at, notes
 
-from node.auth import sign_request
-from node.netsetup import observer_key
+from node.home.netsetup import observer_key
+from node.net.auth import sign_request
 from protocol.canonical import entry_id
 from protocol.keys import SigningKey
 from protocol.merkle import leaf_hash, log_leaf, verify_checkpoint, verify_consistency, verify_inclusion

@@ -1,4 +1,4 @@
-"""RFC 9421 request signing and verification against roster keys (node.auth)."""
+"""RFC 9421 request signing and verification against roster keys (node.net.auth)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from node.auth import (
+from node.net.auth import (
     BadRequestSignatureError,
     MisdirectedRequestError,
     NodeOrigins,

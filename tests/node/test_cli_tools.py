@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from node.cli import main
-from node.netsetup import create_network, suite_ref_of
-from node.resources import packaged_suites, spec_path, specs_dir
+from node.home.netsetup import create_network, suite_ref_of
+from node.home.resources import packaged_suites, spec_path, specs_dir
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 

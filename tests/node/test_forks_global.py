@@ -13,10 +13,10 @@ import pytest
 from http_nodes import ThreadedNode, notes, wait_until
 from sqlalchemy import func, select
 
-from node.netsetup import observer_key
+from node.home.netsetup import observer_key
+from node.net.sync import Peer, Syncer
 from node.store import Store
 from node.store import models as m
-from node.sync import Peer, Syncer
 from protocol.entries import decode_entry
 from protocol.envelope import Envelope
 from protocol.feed import EquivocationProof, Head

@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from node.config import load_config, write_config
 from node.errors import ConfigFileError, HomeExistsError, HomeNotFoundError
 from node.home import NodeHome
+from node.home.config import load_config, write_config
 from node.store.store import _cpu_count
 from protocol.errors import ConfigurationError, KeyFileError
 

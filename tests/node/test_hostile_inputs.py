@@ -16,7 +16,7 @@ import httpx
 import pytest
 from http_nodes import ThreadedNode, now_str
 
-from node.auth import sign_request
+from node.net.auth import sign_request
 from protocol.canonical import canonical_bytes, entry_id
 from protocol.entries import build_statement
 from protocol.envelope import ENTRY_PAYLOAD_TYPE, Envelope, sign_payload

@@ -13,10 +13,10 @@ import pytest
 from http_nodes import NodeProcess
 
 from node.cli import main
-from node.client import PeerClient
 from node.home import NodeHome
-from node.netsetup import DEMO_POLICY, create_network
-from node.process import free_ports
+from node.home.netsetup import DEMO_POLICY, create_network
+from node.net.client import PeerClient
+from node.net.process import free_ports
 from protocol.canonical import format_time
 from protocol.entries import NoteBody
 from protocol.feed import FeedWriter, Head

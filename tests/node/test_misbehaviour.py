@@ -17,7 +17,7 @@ from http_nodes import ThreadedNode
 
 from node.cli import main
 from node.errors import StoreError
-from node.netsetup import observer_key
+from node.home.netsetup import observer_key
 from node.store import MisbehaviourRecord, Store
 from protocol.errors import ConfigurationError
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from http_nodes import NodeProcess, wait_until
 
-from node.client import PeerClient
-from node.config import PeerConfig
 from node.home import NodeHome
-from node.netsetup import create_network, observer_key
-from node.process import ServeThread, free_ports
+from node.home.config import PeerConfig
+from node.home.netsetup import create_network, observer_key
+from node.net.client import PeerClient
+from node.net.process import ServeThread, free_ports
 from protocol.errors import TransportError
 
 pytestmark = pytest.mark.slow

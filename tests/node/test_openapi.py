@@ -12,7 +12,7 @@ from http_nodes import ThreadedNode
 from hypothesis import HealthCheck, settings
 
 from node.api.app import openapi_document, openapi_json
-from node.auth import sign_request
+from node.net.auth import sign_request
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "openapi.json"
 
@@ -47,8 +47,8 @@ class _Sign(requests.auth.AuthBase):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from node.netsetup import create_network
-    from node.process import free_ports
+    from node.home.netsetup import create_network
+    from node.net.process import free_ports
 
     homes = create_network(tmp_path_factory.mktemp("fuzz"), ["alpha", "beta"], ports=free_ports(2))
     alpha, beta = homes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from node.server import _tune_gc
+from node.api.server import _tune_gc
 
 
 def test_tune_gc_freezes_startup_objects_and_collects_young_objects_less_often() -> None:

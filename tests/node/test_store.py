@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from node.errors import EntryNotFoundError, NetworkMismatchError, NoRosterError
 from node.home import NodeHome
-from node.netsetup import sign_by_all
+from node.home.netsetup import sign_by_all
 from node.store import Store
 from node.store import models as m
 from protocol.canonical import format_time, parse_time, utcnow

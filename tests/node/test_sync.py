@@ -13,8 +13,8 @@ import pytest
 from http_nodes import ThreadedNode, heads_of, notes, wait_until
 
 from node.home import NodeHome
-from node.netsetup import observer_key
-from node.sync import Peer, Syncer
+from node.home.netsetup import observer_key
+from node.net.sync import Peer, Syncer
 from protocol.canonical import entry_id
 from protocol.entries import ENTRY_PAYLOAD_TYPE
 from protocol.envelope import Envelope, sign_payload

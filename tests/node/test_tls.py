@@ -26,14 +26,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from http_nodes import ROOT, ThreadedNode, notes, wait_until
 
 from node.cli import main
-from node.client import PeerClient, PeerTLSError, PeerUnavailableError
-from node.config import PeerConfig, TLSConfig, load_config
 from node.errors import ConfigFileError, TLSConfigError
 from node.home import NodeHome
-from node.netsetup import create_network
-from node.process import ServeProcess, free_ports
-from node.sync import Syncer
-from node.tls import client_context_for, load_tls
+from node.home.config import PeerConfig, TLSConfig, load_config
+from node.home.netsetup import create_network
+from node.net.client import PeerClient, PeerTLSError, PeerUnavailableError
+from node.net.process import ServeProcess, free_ports
+from node.net.sync import Syncer
+from node.net.tls import client_context_for, load_tls
 
 NOW = datetime.now(UTC)
 
@@ -484,7 +484,7 @@ def test_tls_key_readable_by_others_is_refused(pair: Pair, mode: int) -> None:
 
 def test_training_gate_polls_its_node_over_mutual_tls(pair: Pair) -> None:
     # The gate on a home with [tls] presents the node's certificate and trusts only [tls] ca.
-    from node.gate import TrainingGate
+    from node.pause.gate import TrainingGate
 
     with ThreadedNode(pair.b, sync=False):
         gate = TrainingGate(pair.b, grace_s=0, check_local=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pausekit import Mesh, Node, free_ports, make_network, result_body
 
-from node.gate import TrainingGate
+from node.pause.gate import TrainingGate
 from protocol.errors import ConfigurationError
 
 LABS = ["alpha", "beta", "gamma"]
@@ -138,7 +138,7 @@ def test_hf_trainer_callback_saves_and_stops(homes, tmp_path: Path) -> None:
     from transformers import Trainer, TrainingArguments
 
     from node.evals.tinymodels import arithmetic_stream, build_char_tokenizer, build_tiny_gpt2
-    from node.gate import TripwireGateCallback
+    from node.pause.gate import TripwireGateCallback
 
     mesh = Mesh(homes)
     tok = build_char_tokenizer()

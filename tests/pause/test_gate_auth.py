@@ -21,9 +21,9 @@ import httpx
 import pytest
 from pausekit import Mesh, Node, make_network, result_body
 
-from node.client import PeerClient
-from node.gate import TrainingGate
 from node.home import NodeHome
+from node.net.client import PeerClient
+from node.pause.gate import TrainingGate
 from protocol.canonical import format_time, utcnow
 from protocol.errors import ConfigurationError
 from protocol.pausestate import pause_state_statement, sign_pause_state, verify_pause_state

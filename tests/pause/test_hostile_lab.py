@@ -14,7 +14,7 @@ import pytest
 from pausekit import Mesh, Node, count, make_network, result_body, wait_until
 
 from node.api.status import pause_tracker
-from node.coordinator import Coordinator, VotesConfig, local_analysis
+from node.pause.coordinator import Coordinator, VotesConfig, local_analysis
 from protocol.entries import PauseCertificateBody, Trigger, VoteBody, decode_entry, pause_proposal_id
 from protocol.errors import PeerDataError
 from protocol.feed import FeedWriter
@@ -263,8 +263,8 @@ def test_poisoned_result_over_http_then_breach_stops_url_gate(tmp_path: Path) ->
     past its own node's checks) to every node; each refuses it with its code and nothing
     stops: alpha's later real breach pauses every node, /v1/status says so, and alpha's
     authenticated URL gate stops training."""
-    from node.client import PeerClient
-    from node.gate import TrainingGate
+    from node.net.client import PeerClient
+    from node.pause.gate import TrainingGate
     from protocol.canonical import format_time, utcnow
     from protocol.feed import FeedWriter
 
@@ -314,7 +314,7 @@ def test_home_gate_signs_a_halt_record_when_it_stops(homes) -> None:
     """A gate with the lab's home stops for the certified pause and signs "training halted at
     step N" into the lab's feed (once), citing the certificate, so reports can say where each
     lab's training stopped."""
-    from node.gate import TrainingGate
+    from node.pause.gate import TrainingGate
     from protocol.entries import HALT_PREFIX
 
     mesh = Mesh(homes)
@@ -357,7 +357,7 @@ def test_certificate_padded_with_votes_is_refused_at_ingest(homes) -> None:
 def test_gate_stopped_by_its_nodes_signed_state_cites_the_certificate(homes) -> None:
     """A home gate that learns of the pause from its node's signed pause state (not its own
     store) records the halt too, citing the certificate the node named."""
-    from node.gate import TrainingGate
+    from node.pause.gate import TrainingGate
     from protocol.entries import HALT_PREFIX
 
     mesh = Mesh(homes)

@@ -11,9 +11,9 @@ import pytest
 from pausekit import Mesh, count, make_network, result_body
 
 from node.cli import main
-from node.coordinator import Coordinator, VotesConfig, local_analysis
-from node.netsetup import observer_key
-from node.policyfile import PolicyMismatchError, load_policy
+from node.home.netsetup import observer_key
+from node.home.policyfile import PolicyMismatchError, load_policy
+from node.pause.coordinator import Coordinator, VotesConfig, local_analysis
 from protocol.canonical import format_time, utcnow
 from protocol.entries import PauseCertificateBody, PauseProposalBody, Trigger, VoteBody, pause_proposal_id
 from protocol.feed import FeedWriter
@@ -87,7 +87,7 @@ def test_reordered_and_duplicated_deliveries_reach_the_same_state(homes, tmp_pat
     twin = NodeHome.init(tmp_path / "twin", "gamma", key=homes[2].key)
     try:
         twin.store.install_genesis(homes[0].store.roster_chain().versions[0].envelope)
-        from node.policyfile import install_policy, policy_path
+        from node.home.policyfile import install_policy, policy_path
 
         install_policy(twin.path, policy_path(homes[0].path))
         rng = random.Random(7)
@@ -224,7 +224,7 @@ def test_resume_certificate_arriving_before_pause_certificate(homes, tmp_path: P
     certs = homes[0].store.entries(kind="pause_certificate")
     resume = next(c for c in certs if c.statement.body.action == "resume")
     pause = next(c for c in certs if c.statement.body.action == "pause")
-    from node.coordinator import analyze
+    from node.pause.coordinator import analyze
 
     chain = homes[0].store.roster_chain()
     policy = load_policy(homes[0].path, chain.current.roster.policy_digest)

@@ -14,7 +14,7 @@ import pytest
 from pausekit import Node, make_network, result_body, wait_until
 
 from node.cli import main
-from node.gate import TrainingGate
+from node.pause.gate import TrainingGate
 from protocol.scope import Run
 
 LABS = ["alpha", "beta", "gamma"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.netsetup import create_network, policy_digest_of
+from node.home.netsetup import create_network, policy_digest_of
 from reports.bundle import EvidenceBundle, VerificationReport, verify_bundle
 from reports.fixtures import DEMO_POLICY, T0, SyntheticNetwork, _result_body, synthetic_network
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from waiting import wait_until as wait_until  # re-exported: the kit's one way to wait
 
-from node.client import PeerClient
-from node.process import ServeProcess, ServeThread
+from node.net.client import PeerClient
+from node.net.process import ServeProcess, ServeThread
 from protocol.canonical import format_time
 from protocol.entries import NoteBody, build_statement, sign_statement
 from protocol.envelope import Envelope

@@ -14,10 +14,10 @@ from typing import Any
 
 from waiting import wait_until as wait_until  # re-exported: the kit's one way to wait
 
-from node.client import PeerClient
 from node.home import NodeHome
-from node.netsetup import create_network
-from node.process import ServeProcess, ServeThread, free_ports
+from node.home.netsetup import create_network
+from node.net.client import PeerClient
+from node.net.process import ServeProcess, ServeThread, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE_DIGEST = hashlib.sha256(b"tripwire-core test suite").hexdigest()
@@ -130,7 +130,7 @@ def result_body(
 
 def paused_locally(home: NodeHome) -> bool:
     """Whether the home's store holds a valid pause certificate not ended by a resume."""
-    from node.coordinator import local_analysis
+    from node.pause.coordinator import local_analysis
 
     a, _ = local_analysis(home)
     return bool(a.paused)
@@ -151,7 +151,7 @@ class Mesh:
     """
 
     def __init__(self, homes: Sequence[NodeHome], rules: Sequence[str] | str = "pause-on-breach") -> None:
-        from node.coordinator import Coordinator, VotesConfig
+        from node.pause.coordinator import Coordinator, VotesConfig
 
         self.homes = list(homes)
         rules = [rules] * len(self.homes) if isinstance(rules, str) else list(rules)

@@ -35,7 +35,7 @@ def _is_specs(d: Path) -> bool:
 @functools.cache
 def specs_dir() -> Path:
     """The specs folder as a real directory (suites name their task files by relative path)."""
-    checkout = Path(__file__).resolve().parent.parent / "specs"
+    checkout = Path(__file__).resolve().parents[2] / "specs"
     if _is_specs(checkout):
         return checkout
     try:

@@ -3,7 +3,7 @@
 :class:`PeerClient` (blocking, for the CLI, gates and tests) and :class:`AsyncPeerClient`
 (asyncio, for sync) expose the same methods. Towards an ``https://`` peer they use the
 ``ssl.SSLContext`` given as ``tls`` (the node's certificate and its trusted CAs, see
-:mod:`node.tls`), and the request signatures stay required: TLS is a layer under them. Responses are size-capped and parsed
+:mod:`node.net.tls`), and the request signatures stay required: TLS is a layer under them. Responses are size-capped and parsed
 defensively: a peer is untrusted, so a malformed answer raises :class:`PeerResponseError`
 (a :class:`~protocol.errors.PeerDataError`) and a failed exchange raises
 :class:`PeerUnavailableError` or :class:`PeerHTTPError` (both
@@ -25,7 +25,7 @@ import httpx
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from node.auth import sign_request
+from node.net.auth import sign_request
 from protocol.envelope import Envelope
 from protocol.errors import PeerDataError, TransportError
 from protocol.feed import EquivocationProof, Head
@@ -104,7 +104,7 @@ class PeerResponseError(PeerDataError):
 
 
 class SignatureAuth(httpx.Auth):
-    """httpx auth flow adding RFC 9421 signature headers (see :mod:`node.auth`)."""
+    """httpx auth flow adding RFC 9421 signature headers (see :mod:`node.net.auth`)."""
 
     requires_request_body = True
 
@@ -385,7 +385,7 @@ class PeerClient(_Base):
 
 
 class AsyncPeerClient(_Base):
-    """asyncio client for one peer's API (used by :mod:`node.sync`)."""
+    """asyncio client for one peer's API (used by :mod:`node.net.sync`)."""
 
     def __init__(
         self,

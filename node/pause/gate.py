@@ -13,7 +13,7 @@ What the gate looks at, every ``poll_interval_s`` (between polls it repeats its 
 answer, so calling it every step is cheap):
 
 1. the node's signed pause state (spec §6.9): ``GET /v1/status/pause?nonce=<fresh random
-   hex>`` (a signed request, :mod:`node.client`) answers a DSSE envelope signed by the
+   hex>`` (a signed request, :mod:`node.net.client`) answers a DSSE envelope signed by the
    node's lab key and bound to the nonce. The gate verifies it
    (:func:`protocol.pausestate.verify_pause_state`) against the roster it trusts (the
    home's store, a roster file, or the chain the node serves checked against a pinned
@@ -191,7 +191,7 @@ class TrainingGate:
         **overrides: Any,
     ) -> None:
         from node.home import NodeHome
-        from node.tls import client_context_for
+        from node.net.tls import client_context_for
 
         self._owns_home = False
         self.home: NodeHome | None = None
@@ -246,7 +246,7 @@ class TrainingGate:
         self._fetched: RosterChain | None = None
         self._plan_ref: PlanRef | None = None
         self._caches: Any = None
-        """The local analysis' caches (node.coordinator.AnalysisCaches), made on first use."""
+        """The local analysis' caches (node.pause.coordinator.AnalysisCaches), made on first use."""
         """The run's plan state as last seen (local store or the node's signed state)."""
         self.last_pause_state: VerifiedPauseState | None = None
         """The last authenticated answer of the node."""
@@ -259,7 +259,7 @@ class TrainingGate:
         """Tell the home which run this gate guards (``tripwire status`` lists its coverage)."""
         if self.home is None or self.run is None:
             return
-        from node.runs import record_run
+        from node.pause.runs import record_run
 
         try:
             record_run(self.home.path, self.run)
@@ -420,7 +420,7 @@ class TrainingGate:
         return GateDecision(True, step, f"not paused (signed by node {st.node} at {st.issued_at})", "node")
 
     def _request(self, path: str, params: dict[str, Any] | None = None) -> tuple[int, Any, bytes]:
-        from node.client import PeerClient
+        from node.net.client import PeerClient
 
         if self._client is None:
             assert self.url is not None and self.key is not None and self.member is not None
@@ -490,7 +490,7 @@ class TrainingGate:
         return chain
 
     def _check_local(self, step: int) -> GateDecision | None:
-        from node.coordinator import AnalysisCaches, local_analysis
+        from node.pause.coordinator import AnalysisCaches, local_analysis
 
         assert self.home is not None
         if self._caches is None:

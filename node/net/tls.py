@@ -35,8 +35,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from node.errors import TLSConfigError
 
 if TYPE_CHECKING:
-    from node.config import TLSConfig
     from node.home import NodeHome
+    from node.home.config import TLSConfig
 
 log = logging.getLogger(__name__)
 

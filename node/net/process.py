@@ -131,7 +131,7 @@ class ServeThread:
         sync: bool = True,
         coordinate: bool = True,
     ) -> None:
-        from node.server import build_server
+        from node.api.server import build_server
 
         self.home = home
         self.port = port or home.config.server.port

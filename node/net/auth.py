@@ -56,7 +56,7 @@ from protocol.keys import SigningKey
 from protocol.roster import Roster
 
 if TYPE_CHECKING:
-    from node.config import NodeConfig
+    from node.home.config import NodeConfig
 
 SIGNATURE_LABEL = "tw"
 SIGNATURE_TAG = "tripwire/1"

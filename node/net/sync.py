@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from node.client import AsyncPeerClient, PeerHTTPError
 from node.errors import StoreError
-from node.tls import client_context_for
+from node.net.client import AsyncPeerClient, PeerHTTPError
+from node.net.tls import client_context_for
 from protocol.canonical import entry_id
 from protocol.entries import DecodedEntry, VerifiedEntry, decode_entry
 from protocol.envelope import Envelope

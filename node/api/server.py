@@ -25,12 +25,12 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from node.api import create_app
-from node.auth import NodeOrigins
-from node.sync import Syncer
+from node.net.auth import NodeOrigins
+from node.net.sync import Syncer
 
 if TYPE_CHECKING:
-    from node.config import ServerConfig
     from node.home import NodeHome
+    from node.home.config import ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def build_server(
     with the app)."""
     tls: dict[str, Any] = {}
     if home.config.tls is not None:
-        from node.tls import load_tls
+        from node.net.tls import load_tls
 
         tls = load_tls(home.config.tls, home.path).uvicorn_options()
     syncer = Syncer(home) if sync else None
@@ -199,7 +199,7 @@ def build_server(
     # (a --host/--port override) is one of them.
     app.state.node.verifier.origins = NodeOrigins.for_config(home.config, host, port)
     if coordinate:
-        from node.coordinator import attach
+        from node.pause.coordinator import attach
 
         attach(app, home)
     config = uvicorn.Config(

@@ -37,8 +37,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from node.process import ServeProcess, free_ports
-from node.resources import spec_path
+from node.home.resources import spec_path
+from node.net.process import ServeProcess, free_ports
 from protocol.entries import HALT_PREFIX, EvalResultBody, halt_step
 from protocol.errors import ConfigurationError, InternalError
 
@@ -118,7 +118,7 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # transformers' untyped helper
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers' untyped helper
     # The gate's own stop message is reported as a demo event instead.
-    logging.getLogger("node.gate").setLevel(logging.ERROR)
+    logging.getLogger("node.pause.gate").setLevel(logging.ERROR)
 
 
 def _prepare_workdir(workdir: Path) -> Path | None:
@@ -343,7 +343,7 @@ class Watcher(threading.Thread):
                 h.close()
 
     def _poll(self, homes: Sequence[Any]) -> None:
-        from node.coordinator import AnalysisCaches, local_analysis
+        from node.pause.coordinator import AnalysisCaches, local_analysis
 
         view = homes[0]
         heads = sum(h.seq for h in view.store.heads().values())
@@ -427,8 +427,8 @@ class Trainer(threading.Thread):
 
         from node.evals.runner import run_suite
         from node.evals.tinymodels import build_tiny_gpt2, save_model, train_tiny_arithmetic
-        from node.gate import TrainingGate
         from node.home import NodeHome
+        from node.pause.gate import TrainingGate
 
         plan = self.state.plan
         tok = AutoTokenizer.from_pretrained(self.tokenizer_dir)
@@ -678,11 +678,11 @@ def _plan_act(
     import torch
     from transformers import AutoTokenizer
 
-    from node.coordinator import AnalysisCaches, local_analysis
     from node.evals.tinymodels import build_tiny_gpt2, train_tiny_arithmetic
-    from node.gate import TrainingGate
     from node.home import NodeHome
     from node.pause import actions
+    from node.pause.coordinator import AnalysisCaches, local_analysis
+    from node.pause.gate import TrainingGate
     from protocol.scope import Run
 
     act = PlanAct(lab=lab)
@@ -835,7 +835,7 @@ def run_demo(
     from node.cli import main as cli_main
     from node.cli._app import console as cli_console
     from node.evals.tinymodels import build_char_tokenizer
-    from node.netsetup import create_network, suite_ref_of
+    from node.home.netsetup import create_network, suite_ref_of
 
     console = console or Console()
     out = None if quiet else console

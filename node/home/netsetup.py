@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from node.config import PeerConfig
 from node.errors import InputFileError
 from node.home import NodeHome, read_key_file, write_key_file
-from node.resources import spec_path
+from node.home.config import PeerConfig
+from node.home.resources import spec_path
 from protocol.canonical import digest_of, format_time, parse_json_strict, utcnow
 from protocol.entries import SuiteRef
 from protocol.envelope import Envelope
@@ -158,7 +158,7 @@ def create_network(
     Quorums default to a strict weight majority; ``seed`` makes keys deterministic. Homes are
     returned open (close them when done). The threshold policy file (``policy``, or the demo
     policy when neither it nor ``policy_digest`` is given) is pinned in the roster and
-    installed in every home (see :mod:`node.policyfile`).
+    installed in every home (see :mod:`node.home.policyfile`).
     """
     if len(ports) != len(labs):
         raise ValueError("one port per lab is required")
@@ -222,7 +222,7 @@ def create_network(
         for i, h in enumerate(homes):
             h.store.install_genesis(genesis)
             if policy_file is not None:
-                from node.policyfile import install_policy
+                from node.home.policyfile import install_policy
 
                 install_policy(h.path, policy_file, expected_digest=roster.policy_digest)
             peers = [PeerConfig(lab=o.lab, url=o.endpoint()) for j, o in enumerate(homes) if j != i]

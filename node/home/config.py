@@ -197,7 +197,7 @@ def load_config(home: str | os.PathLike[str], *, check_tls: bool = True) -> Node
     except ValidationError as e:
         raise ConfigFileError(f"{path}: {_explain(e)}") from e
     if check_tls and cfg.tls is not None:
-        from node.tls import load_tls
+        from node.net.tls import load_tls
 
         load_tls(cfg.tls, home)
     return cfg

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from node.pausetrack import EntryIndex, feeds_held, record_conflicts
+from node.pause.tracker import EntryIndex, feeds_held, record_conflicts
 from protocol.canonical import format_time, utcnow
 from protocol.entries import (
     AlertBody,
@@ -657,7 +657,7 @@ class Coordinator:
         digest = chain.current.roster.policy_digest
         if self._policy_digest == digest and (self._policy is not None or self._policy_error is not None):
             return self._policy
-        from node.policyfile import load_policy
+        from node.home.policyfile import load_policy
 
         self._policy_digest = digest
         try:
@@ -882,7 +882,7 @@ class AnalysisCaches:
 def local_analysis(home: NodeHome, caches: AnalysisCaches | None = None) -> tuple[Analysis, dict[str, Any]]:
     """Analyze a home's store directly (CLI, gates, status without a running coordinator).
     Give ``caches`` (one per store) when calling repeatedly: the result is the same."""
-    from node.policyfile import load_policy
+    from node.home.policyfile import load_policy
 
     chain = home.store.roster_chain()
     error = None

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from node.config import CONFIG_FILE, NodeConfig, PeerConfig, ServerConfig, load_config, write_config
 from node.errors import ConfigFileError, HomeExistsError
+from node.home.config import CONFIG_FILE, NodeConfig, PeerConfig, ServerConfig, load_config, write_config
 from node.store import Store
 from protocol.entries import Model
 from protocol.errors import ConfigurationError, KeyFileError

@@ -1,0 +1,1 @@
+"""The network room: peer authentication, HTTP clients, TLS, feed sync and node processes."""
