@@ -16,7 +16,7 @@ _MODEL = typer.Option("--model", help="Local Hugging Face causal LM directory (c
 def eval_command(
     model: Annotated[Path, _MODEL],
     out: Annotated[Path, typer.Option("--out", help="Write the result JSON here (only when everything succeeded).")],
-    task: Annotated[Path | None, typer.Option("--task", help="One task file (Tripwire or lm-evaluation-harness YAML).")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="One task: a Tripwire or lm-eval task YAML, or an lm-eval task or group name.")] = None,
     suite: Annotated[Path | None, typer.Option("--suite", help="A suite file (specs/suites/*.yaml).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")] = "auto",
@@ -31,41 +31,84 @@ def eval_command(
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Resume from / record finished items here.")] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Score each choice separately (no shared-prefix cache).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    engine: Annotated[str, typer.Option("--engine", help="auto (native where it reproduces lm-eval exactly, else lm-eval), native or lm-eval.")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="lm-eval engine backend: hf, or vllm on GPUs.")] = "hf",
+    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", help="lm-eval engine: override the task's few-shot count.")] = None,
 ) -> None:
     """Evaluate a checkpoint on a suite or task; write --out; with --sign, publish a signed eval_result."""
     from node.cli.commands_tools import require_extra
 
     require_extra("`tripwire eval`")
-    from node.evals.errors import EvalSpecError
-    from node.evals.runner import run_suite
+    from node.evals.errors import EvalSpecError, NativeUnsupportedError
+    from node.evals.runner import load_suite_or_task, metric_table, run_suite, write_atomic, write_result
     from node.evals.signing import open_home, preflight_sign, publish_result
 
     if (task is None) == (suite is None):
-        raise EvalSpecError("give exactly one of --task FILE or --suite FILE")
+        raise EvalSpecError("give exactly one of --task FILE|NAME or --suite FILE")
+    if engine not in ("auto", "native", "lm-eval"):
+        raise EvalSpecError(f"--engine must be auto, native or lm-eval, got {engine!r}")
+    if suite is not None and engine == "lm-eval":
+        raise EvalSpecError("--engine lm-eval runs one --task (a name, YAML or group), not a --suite")
     from node.evals.distributed import is_main
 
+    # Which engine runs it is decided before the model is loaded or any item scored.
+    target: Path | str = suite if suite is not None else str(task)
+    native_spec = None
+    use_lmeval = engine == "lm-eval"
+    reason = ""
+    if not use_lmeval:
+        if suite is None and not Path(str(task)).exists():
+            if engine == "native":
+                raise EvalSpecError(f"--task {task}: no such file (lm-eval task names need --engine lm-eval or auto)")
+            use_lmeval, reason = True, f"{task} is an lm-eval task name"
+        else:
+            try:
+                native_spec = load_suite_or_task(target)
+            except NativeUnsupportedError as e:
+                if engine == "native" or suite is not None:
+                    raise
+                use_lmeval, reason = True, e.message
     node_home = None
     if sign:
         preflight_sign(model, home, training_flop)
         if is_main():  # under torchrun only rank 0 publishes
             node_home = open_home(home)
-    run = run_suite(
-        model, suite or task, device=device, dtype=dtype,  # type: ignore[arg-type]
-        batch_size=batch_size, limit=limit, training_flop=training_flop, checkpoint_step=checkpoint_step,
-        model_name=name, shared_prefix=not plain, cache_dir=cache_dir, progress=progress,
-    )
-    if run is None:  # a non-zero torchrun rank: rank 0 reports
-        return
+            try:
+                node_home.check_can_publish()
+            except BaseException:
+                node_home.close()
+                raise
     try:
-        entry_id = publish_result(node_home, run) if node_home is not None else None
+        if use_lmeval:
+            from node.evals.lmeval import run_lmeval
+
+            if reason:
+                console.print(f"engine lm-eval: {reason}", highlight=False, soft_wrap=True)
+            run = run_lmeval(model, str(task), device=device, dtype=dtype, batch_size=batch_size, limit=limit,
+                             training_flop=training_flop, checkpoint_step=checkpoint_step, model_name=name,
+                             backend=backend, num_fewshot=num_fewshot)
+        else:
+            run = run_suite(
+                model, native_spec, device=device, dtype=dtype,  # type: ignore[arg-type]
+                batch_size=batch_size, limit=limit, training_flop=training_flop, checkpoint_step=checkpoint_step,
+                model_name=name, shared_prefix=not plain, cache_dir=cache_dir, progress=progress,
+            )
+        if run is None:  # a non-zero torchrun rank: rank 0 reports
+            return
+        # The result is written before signing, so a signing failure never loses the run.
+        if samples is not None:
+            write_atomic(samples, b"".join(line + b"\n" for line in run.sample_lines()))
+        write_result(run, out)
+        try:
+            entry_id = publish_result(node_home, run) if node_home is not None else None
+        except Exception:
+            console.print(f"wrote {out} (not signed: see the error below)", highlight=False, soft_wrap=True)
+            raise
+        if entry_id is not None:
+            write_result(run, out, entry_id=entry_id)
     finally:
         if node_home is not None and hasattr(node_home, "close"):
             node_home.close()
-    from node.evals.runner import metric_table, write_atomic, write_result
-
-    if samples is not None:
-        write_atomic(samples, b"".join(line + b"\n" for line in run.sample_lines()))
-    write_result(run, out, entry_id=entry_id)
 
     from rich.table import Table
 
@@ -75,12 +118,12 @@ def eval_command(
     for row in metric_table(run):
         table.add_row(*map(str, row))
     console.print(table)
-    say = {"highlight": False, "soft_wrap": True}
-    console.print(f"model commitment {run.commitment}", **say)
-    console.print(f"suite digest     {run.suite.digest}", **say)
-    console.print(f"wrote {out}" + (f" and {samples}" if samples else ""), **say)
+    console.print(f"model commitment {run.commitment}", highlight=False, soft_wrap=True)
+    console.print(f"suite digest     {run.suite.digest}", highlight=False, soft_wrap=True)
+    console.print(f"engine           {run.runtime.get('engine', 'native')}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}" + (f" and {samples}" if samples else ""), highlight=False, soft_wrap=True)
     if entry_id:
-        console.print(f"signed eval_result {entry_id}", **say)
+        console.print(f"signed eval_result {entry_id}", highlight=False, soft_wrap=True)
 
 
 @app.command("eval-digest")

@@ -53,11 +53,29 @@ def _sha(obj: dict[str, Any]) -> str:
 # --- results ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ExternalTask:
+    """The identity of a task another engine ran (lm-eval): what a result names and commits."""
+
+    name: str
+    digest: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class ExternalSuite:
+    """The identity of a suite another engine ran: id, version and the digest of its configs."""
+
+    id: str
+    version: str
+    digest: str
+
+
 @dataclass
 class TaskRun:
     """One task's outcome: metrics (float, for people), records (committed), timing."""
 
-    spec: TaskSpec
+    spec: TaskSpec | ExternalTask
     n: int
     metrics: dict[str, tuple[float, float]]
     records: list[dict[str, Any]]
@@ -72,7 +90,7 @@ class TaskRun:
 class EvalRun:
     """A finished suite run: what ``--out`` writes and what ``--sign`` signs."""
 
-    suite: SuiteSpec
+    suite: SuiteSpec | ExternalSuite
     model_name: str
     commitment: str
     weight_files: dict[str, str]
@@ -481,6 +499,7 @@ def run_suite(
         return None
     bs, auto = _batch(model, batch_size)
     facts = runtime_facts(model, "auto" if auto else str(bs))
+    facts["engine"] = "native"
     facts["scoring"] = "shared-prefix" if shared_prefix else "plain"
     _, size, _ = distributed.world()
     if size > 1:
@@ -520,4 +539,4 @@ def metric_table(run: EvalRun) -> list[tuple[str, str, str, str, int]]:
     return [(t.spec.name, k, *map(_dec, v), t.n) for t in run.tasks for k, v in t.metrics.items()]
 
 
-__all__: Sequence[str] = ["EvalRun", "TaskRun", "load_suite_or_task", "run_suite", "run_task", "write_result"]
+__all__: Sequence[str] = ["EvalRun", "ExternalSuite", "ExternalTask", "TaskRun", "load_suite_or_task", "run_suite", "run_task", "write_result"]

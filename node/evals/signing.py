@@ -18,6 +18,14 @@ from protocol.errors import TripwireError
 def preflight_sign(model_dir: Path, home: Path | None, training_flop: str | None) -> None:
     if home is None:
         raise SigningUnavailableError("--sign needs --home DIR (the node home holding the lab key and feed)")
+    if training_flop is not None:
+        from protocol.entries import TRAINING_FLOP
+        from protocol.errors import SchemaError
+
+        try:
+            TRAINING_FLOP.check(str(training_flop).strip())
+        except (SchemaError, ValueError) as e:
+            raise SigningUnavailableError(f"--training-flop {training_flop!r} cannot be signed: {e}") from e
     if training_flop is None:
         state = trainer_state(Path(model_dir))
         if not state.get("num_input_tokens_seen") and not state.get("total_flos"):
@@ -28,12 +36,10 @@ def preflight_sign(model_dir: Path, home: Path | None, training_flop: str | None
 
 
 def open_home(home: Path | None) -> Any:
-    try:
-        from node.home import NodeHome
-    except ImportError as e:
-        raise SigningUnavailableError(
-            f"signing is unavailable: the node home module cannot be imported ({e}); the result was not signed"
-        ) from e
+    if home is None:
+        raise SigningUnavailableError("--sign needs --home DIR (the node home holding the lab key and feed)")
+    from node.home import NodeHome
+
     try:
         return NodeHome.open(home)
     except TripwireError:
@@ -43,19 +49,15 @@ def open_home(home: Path | None) -> Any:
 
 
 def publish_result(home: Any, run: Any) -> str:
-    """Validate the body against the protocol model when available, then sign and append it."""
+    """Validate the body against the protocol model, then sign and append it."""
+    from pydantic import ValidationError
+
+    from protocol.entries import EvalResultBody
+    from protocol.errors import SchemaError
+
     body = run.to_body()
     try:
-        from protocol.entries import EvalResultBody
-    except ImportError:
-        EvalResultBody = None
-    if EvalResultBody is not None:
-        from pydantic import ValidationError
-
-        from protocol.errors import SchemaError
-
-        try:
-            EvalResultBody.model_validate(body)
-        except ValidationError as e:
-            raise SchemaError(f"eval_result body does not match the protocol schema: {e}") from e
+        EvalResultBody.model_validate(body)
+    except ValidationError as e:
+        raise SchemaError(f"eval_result body does not match the protocol schema: {e}") from e
     return str(home.publish("eval_result", body))

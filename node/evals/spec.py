@@ -29,7 +29,13 @@ import yaml
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from node.evals.errors import DatasetDigestError, EvalDataError, EvalSpecError, UnknownMetricError
+from node.evals.errors import (
+    DatasetDigestError,
+    EvalDataError,
+    EvalSpecError,
+    NativeUnsupportedError,
+    UnknownMetricError,
+)
 from node.evals.generators import generate
 from protocol.canonical import canonical_bytes, digest_of, sha256_hex
 from protocol.errors import TripwireError
@@ -97,9 +103,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise EvalSpecError(f"{path}: cannot read: {e}") from e
     try:
         doc = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        if "!function" in text:
+            raise NativeUnsupportedError(
+                f"{path}: lm-eval `!function` hooks run the task's own Python: the native runner does not "
+                "reproduce them (use --engine lm-eval or auto)"
+            ) from e
+        raise EvalSpecError(f"{path}: malformed YAML: {e}") from e
     except yaml.YAMLError as e:
-        hint = " (!function and other Python tags are not supported)" if "!function" in text else ""
-        raise EvalSpecError(f"{path}: malformed YAML{hint}: {e}") from e
+        raise EvalSpecError(f"{path}: malformed YAML: {e}") from e
     if not isinstance(doc, dict):
         raise EvalSpecError(f"{path}: expected a YAML mapping at the top level, got {type(doc).__name__}")
     return doc

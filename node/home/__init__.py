@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from node.errors import ConfigFileError, HomeExistsError
+from node.errors import ConfigFileError, HomeExistsError, NoRosterError
 from node.home.config import CONFIG_FILE, NodeConfig, PeerConfig, ServerConfig, load_config, write_config
 from node.store import Store
 from protocol.entries import Model
@@ -260,6 +260,21 @@ class NodeHome:
         self.config = cfg
 
     # --- own feed ---------------------------------------------------------------------
+
+    def check_can_publish(self) -> None:
+        """Refuse now, before any work, what :meth:`publish` would refuse later: no roster
+        installed, this lab absent from the current roster, or this home's key not one of
+        the lab's roster keys."""
+        if not self.store.has_roster():
+            raise NoRosterError(f"no roster is installed in {self.path}: this node cannot publish yet")
+        roster = self.store.roster_chain().current.roster
+        lab = next((m for m in roster.labs if m.id == self.lab), None)
+        if lab is None:
+            raise ConfigurationError(f"lab {self.lab!r} is not a member of the installed roster: it cannot publish")
+        if self.key.keyid not in {k.keyid for k in lab.keys}:
+            raise ConfigurationError(
+                f"this home's key {self.key.keyid[:16]}... is not a roster key of lab {self.lab!r}: it cannot publish"
+            )
 
     def publish(self, kind: str, body: dict[str, Any] | Model, now: datetime | None = None) -> str:
         """Sign the next entry of this lab's feed and store it; returns its entry_id.

@@ -151,9 +151,9 @@ def test_sign_publishes_a_verified_eval_result_into_the_labs_feed(tiny_model_dir
         assert body["tasks"][0]["items_root"] == doc["tasks"]["arithmetic_mc"]["items_root"]
 
 
-def test_sign_failure_after_scoring_writes_nothing(tiny_model_dir, tmp_path, capsys):
-    """A home that cannot publish (no roster yet): the error names it, no --out is left."""
-    pytest.importorskip("node.home")
+def test_sign_without_a_roster_is_refused_before_scoring(tiny_model_dir, tmp_path, capsys):
+    """A home that cannot publish (no roster yet): refused before the model is scored, the
+    error names it, no --out is left."""
     from node.home import NodeHome
 
     NodeHome.init(tmp_path / "home", "alpha").close()
