@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,8 +40,7 @@ def eval_command(
 
     require_extra("`tripwire eval`")
     from node.evals.errors import EvalSpecError, NativeUnsupportedError
-    from node.evals.runner import load_suite_or_task, metric_table, run_suite, write_atomic, write_result
-    from node.evals.signing import open_home, preflight_sign, publish_result
+    from node.evals.runner import load_suite_or_task, run_suite
 
     if (task is None) == (suite is None):
         raise EvalSpecError("give exactly one of --task FILE|NAME or --suite FILE")
@@ -68,16 +67,7 @@ def eval_command(
                 if engine == "native" or suite is not None:
                     raise
                 use_lmeval, reason = True, e.message
-    node_home = None
-    if sign:
-        preflight_sign(model, home, training_flop)
-        if is_main():  # under torchrun only rank 0 publishes
-            node_home = open_home(home)
-            try:
-                node_home.check_can_publish()
-            except BaseException:
-                node_home.close()
-                raise
+    node_home = open_signing_home(sign, home, model, training_flop) if is_main() else None
     try:
         if use_lmeval:
             from node.evals.lmeval import run_lmeval
@@ -95,32 +85,56 @@ def eval_command(
             )
         if run is None:  # a non-zero torchrun rank: rank 0 reports
             return
-        # The result is written before signing, so a signing failure never loses the run.
-        if samples is not None:
-            write_atomic(samples, b"".join(line + b"\n" for line in run.sample_lines()))
-        write_result(run, out)
-        try:
-            entry_id = publish_result(node_home, run) if node_home is not None else None
-        except Exception:
-            console.print(f"wrote {out} (not signed: see the error below)", highlight=False, soft_wrap=True)
-            raise
-        if entry_id is not None:
-            write_result(run, out, entry_id=entry_id)
+        write_and_publish(run, out, samples, node_home)
     finally:
-        if node_home is not None and hasattr(node_home, "close"):
+        if node_home is not None:
             node_home.close()
 
+
+def open_signing_home(sign: bool, home: Path | None, model: Path | None, training_flop: str | None) -> Any:
+    """The node home to publish into, checked before any work (roster, membership, key,
+    compute); ``None`` without ``--sign``."""
+    from node.evals.signing import open_home, preflight_sign
+
+    if not sign:
+        return None
+    preflight_sign(model, home, training_flop)
+    node_home = open_home(home)
+    try:
+        node_home.check_can_publish()
+    except BaseException:
+        node_home.close()
+        raise
+    return node_home
+
+
+def write_and_publish(run: Any, out: Path, samples: Path | None, node_home: Any) -> None:
+    """Write ``--out`` (and ``--samples``) first, so a signing failure never loses the run;
+    then sign into ``node_home`` if given, and print the table."""
     from rich.table import Table
 
+    from node.evals.runner import metric_table, write_atomic, write_result
+    from node.evals.signing import publish_result
+
+    if samples is not None:
+        write_atomic(samples, b"".join(line + b"\n" for line in run.sample_lines()))
+    write_result(run, out)
+    try:
+        entry_id = publish_result(node_home, run) if node_home is not None else None
+    except Exception:
+        console.print(f"wrote {out} (not signed: see the error below)", highlight=False, soft_wrap=True)
+        raise
+    if entry_id is not None:
+        write_result(run, out, entry_id=entry_id)
     table = Table(title=f"{run.suite.id} {run.suite.version} on {run.model_name} (step {run.checkpoint_step})")
     for col in ("task", "metric", "value", "stderr", "n"):
         table.add_column(col, justify="right" if col in ("value", "stderr", "n") else "left")
     for row in metric_table(run):
         table.add_row(*map(str, row))
     console.print(table)
-    console.print(f"model commitment {run.commitment}", highlight=False, soft_wrap=True)
-    console.print(f"suite digest     {run.suite.digest}", highlight=False, soft_wrap=True)
-    console.print(f"engine           {run.runtime.get('engine', 'native')}", highlight=False, soft_wrap=True)
+    for label, value in (("model commitment", run.commitment), ("suite digest", run.suite.digest),
+                         ("engine", run.runtime.get("engine", "native"))):
+        console.print(f"{label:<16} {value}", highlight=False, soft_wrap=True)
     console.print(f"wrote {out}" + (f" and {samples}" if samples else ""), highlight=False, soft_wrap=True)
     if entry_id:
         console.print(f"signed eval_result {entry_id}", highlight=False, soft_wrap=True)

@@ -147,6 +147,64 @@ def _parameters(lm: Any) -> int | None:
         return None
 
 
+def _leaves(group: str, subtasks: dict[str, list[str]], tasks: dict[str, Any], seen: frozenset[str] = frozenset()) -> list[str]:
+    """The tasks under ``group``, through nested groups (mmlu → mmlu_stem → subjects)."""
+    out: list[str] = []
+    for t in subtasks.get(group, []):
+        if t in tasks:
+            out.append(t)
+        elif t in subtasks and t not in seen:
+            out.extend(_leaves(t, subtasks, tasks, seen | {group}))
+    return out
+
+
+def lmeval_tasks(out: dict[str, Any], samples: dict[str, list[dict[str, Any]]], seconds: float = 0.0) -> list[Any]:
+    """lm-eval's output (``simple_evaluate``'s dict or a ``results_*.json``) as TaskRuns:
+    lm-eval's metrics and stderrs, its effective sample counts, ``items_root`` over the
+    sample records of each task, and one entry per group with its aggregate."""
+    from node.evals.runner import ExternalTask, TaskRun
+    from protocol.merkle import merkle_root
+
+    name = ", ".join(sorted(out.get("results", {}))) or "?"
+    if not out or "results" not in out:
+        raise EvalRuntimeError(f"lm-eval returned no results for {name!r} (a non-zero rank?)")
+    configs = out.get("configs", {})
+    n_samples = out.get("n-samples", {})
+    tasks: list[TaskRun] = []
+    records_of: dict[str, list[dict[str, Any]]] = {}
+    for tname in sorted(out["results"]):
+        if tname not in configs:
+            continue  # a group: below
+        metrics = _metrics(out["results"][tname], tname)
+        recs = _records(tname, samples.get(tname, []), list(metrics))
+        records_of[tname] = recs
+        n = int(n_samples.get(tname, {}).get("effective", len(recs) or 1))
+        root = merkle_root([canonical_bytes(r) for r in recs]).hex() if recs else hashlib.sha256(b"").hexdigest()
+        kind = str(configs[tname].get("output_type", "lm-eval"))
+        tasks.append(TaskRun(spec=ExternalTask(tname, _digest(configs[tname]), kind), n=n, metrics=metrics,
+                             records=recs, items_root=root, seconds=seconds))
+    for gname, res in sorted((out.get("groups") or {}).items()):
+        subs = sorted(set(_leaves(gname, out.get("group_subtasks", {}), records_of)))
+        metrics = _metrics(res, gname)
+        recs = [r for t in sorted(subs) for r in records_of[t]]
+        root = merkle_root([canonical_bytes(r) for r in recs]).hex() if recs else hashlib.sha256(b"").hexdigest()
+        n = sum(t.n for t in tasks if t.spec.name in subs) or 1
+        tasks.append(TaskRun(spec=ExternalTask(gname, _digest({t: configs[t] for t in sorted(subs)}), "group"),
+                             n=n, metrics=metrics, records=[], items_root=root, seconds=seconds))
+    if not tasks:
+        raise EvalRuntimeError(f"lm-eval ran no task for {name!r}: nothing was signed")
+    if len(tasks) > 256:
+        raise EvalSpecError(f"{name!r} has {len(tasks)} tasks and groups; a signed result holds at most 256")
+    return tasks
+
+
+def lmeval_suite(name: str, version: str, configs: dict[str, Any]) -> Any:
+    from node.evals.runner import ExternalSuite
+
+    return ExternalSuite(f"lm-eval/{name}"[:128], f"lm-eval {version}"[:64],
+                         _digest({t: configs[t] for t in sorted(configs)}))
+
+
 def run_lmeval(
     model_dir: str | Path,
     task: str | Path,
@@ -171,8 +229,7 @@ def run_lmeval(
         ) from e
     import torch
 
-    from node.evals.runner import EvalRun, ExternalSuite, ExternalTask, TaskRun, normalize_flop
-    from protocol.merkle import merkle_root
+    from node.evals.runner import EvalRun, normalize_flop
 
     if backend not in BACKENDS:
         raise EvalSpecError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -211,36 +268,7 @@ def run_lmeval(
     except (KeyError, ValueError, FileNotFoundError, TypeError) as e:
         raise EvalSpecError(f"lm-eval could not run task {name!r}: {type(e).__name__}: {e}") from e
     seconds = time.perf_counter() - t0
-    if not out or "results" not in out:
-        raise EvalRuntimeError(f"lm-eval returned no results for {name!r} (a non-zero rank?)")
-    configs = out.get("configs", {})
-    samples = out.get("samples", {})
-    n_samples = out.get("n-samples", {})
-    tasks: list[TaskRun] = []
-    records_of: dict[str, list[dict[str, Any]]] = {}
-    for tname in sorted(out["results"]):
-        if tname not in configs:
-            continue  # a group: below
-        metrics = _metrics(out["results"][tname], tname)
-        recs = _records(tname, samples.get(tname, []), list(metrics))
-        records_of[tname] = recs
-        n = int(n_samples.get(tname, {}).get("effective", len(recs) or 1))
-        root = merkle_root([canonical_bytes(r) for r in recs]).hex() if recs else hashlib.sha256(b"").hexdigest()
-        kind = str(configs[tname].get("output_type", "lm-eval"))
-        tasks.append(TaskRun(spec=ExternalTask(tname, _digest(configs[tname]), kind), n=n, metrics=metrics,
-                             records=recs, items_root=root, seconds=seconds))
-    for gname, res in sorted((out.get("groups") or {}).items()):
-        subs = [t for t in out.get("group_subtasks", {}).get(gname, []) if t in records_of]
-        metrics = _metrics(res, gname)
-        recs = [r for t in sorted(subs) for r in records_of[t]]
-        root = merkle_root([canonical_bytes(r) for r in recs]).hex() if recs else hashlib.sha256(b"").hexdigest()
-        n = sum(t.n for t in tasks if t.spec.name in subs) or 1
-        tasks.append(TaskRun(spec=ExternalTask(gname, _digest({t: configs[t] for t in sorted(subs)}), "group"),
-                             n=n, metrics=metrics, records=[], items_root=root, seconds=seconds))
-    if not tasks:
-        raise EvalRuntimeError(f"lm-eval ran no task for {name!r}: nothing was signed")
-    if len(tasks) > 256:
-        raise EvalSpecError(f"{name!r} has {len(tasks)} tasks and groups; a signed result holds at most 256")
+    tasks = lmeval_tasks(out, out.get("samples", {}), seconds)
     params = _parameters(lm) if backend == "hf" else None
     step = checkpoint_step if checkpoint_step is not None else infer_checkpoint_step(mdir)
     if flop is None and params:
@@ -261,8 +289,7 @@ def run_lmeval(
     }
     if num_fewshot is not None:
         facts["num_fewshot"] = str(num_fewshot)
-    suite = ExternalSuite(f"lm-eval/{name}"[:128], f"lm-eval {lm_eval.__version__}"[:64],
-                          _digest({t: configs[t] for t in sorted(configs)}))
+    suite = lmeval_suite(name, str(lm_eval.__version__), out.get("configs", {}))
     return EvalRun(
         suite=suite, model_name=(model_name or mdir.resolve().name), commitment=commitment, weight_files=weights,
         parameters=params, checkpoint_step=step, training_flop=flop, tasks=tasks, runtime=facts,
@@ -270,4 +297,4 @@ def run_lmeval(
     )
 
 
-__all__ = ["ENGINE", "resolve_task", "run_lmeval"]
+__all__ = ["ENGINE", "lmeval_suite", "lmeval_tasks", "resolve_task", "run_lmeval"]

@@ -15,7 +15,7 @@ from node.evals.model import trainer_state
 from protocol.errors import TripwireError
 
 
-def preflight_sign(model_dir: Path, home: Path | None, training_flop: str | None) -> None:
+def preflight_sign(model_dir: Path | None, home: Path | None, training_flop: str | None) -> None:
     if home is None:
         raise SigningUnavailableError("--sign needs --home DIR (the node home holding the lab key and feed)")
     if training_flop is not None:
@@ -27,6 +27,8 @@ def preflight_sign(model_dir: Path, home: Path | None, training_flop: str | None
         except (SchemaError, ValueError) as e:
             raise SigningUnavailableError(f"--training-flop {training_flop!r} cannot be signed: {e}") from e
     if training_flop is None:
+        if model_dir is None:
+            raise SigningUnavailableError("--sign needs the training compute: pass --training-flop")
         state = trainer_state(Path(model_dir))
         if not state.get("num_input_tokens_seen") and not state.get("total_flos"):
             raise SigningUnavailableError(
