@@ -9,6 +9,7 @@ and bounds every string and list, so that an invalid statement cannot be constru
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -21,6 +22,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -61,6 +63,7 @@ Kind = Literal[
     "note",
     "training_plan",
     "safety_case",
+    "forecast",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
@@ -149,6 +152,9 @@ VerdictNumberStr = Annotated[str, _DEC, AfterValidator(VERDICT_NUMBER.check), VE
 #: A training plan's evaluation cadence: evaluate each time compute grows by this factor.
 CADENCE_MULTIPLE = NumericDomain("an evaluation cadence (compute multiple)", "1", "1000000", 12, 12)
 CadenceStr = Annotated[str, _DEC, AfterValidator(CADENCE_MULTIPLE.check), CADENCE_MULTIPLE]
+#: The stated coverage of a forecast's prediction interval (a policy's ``forecast.level``).
+INTERVAL_LEVEL = NumericDomain("an interval level (coverage)", "0", "1", 12, 12)
+IntervalLevelStr = Annotated[str, _DEC, AfterValidator(INTERVAL_LEVEL.check), INTERVAL_LEVEL]
 
 
 class Model(BaseModel):
@@ -419,6 +425,86 @@ class SafetyCaseBody(Model):
         return self
 
 
+# --- forecasts on record (spec §6.13) -------------------------------------------------------
+
+RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class RulePrediction(Model):
+    """One rule's pre-registered prediction: the indicator's value and its interval."""
+
+    rule: RuleId
+    """The policy rule whose indicator is predicted (its ``id``)."""
+    value: MetricValueStr
+    """Central forecast, in the metric's units."""
+    low: MetricValueStr
+    high: MetricValueStr
+    """Prediction interval (inclusive), ``low <= value <= high``."""
+    level: IntervalLevelStr | None = _OMIT_NONE
+    """The interval's stated coverage (e.g. "0.9"); absent for a bare ``z``-wide interval."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RulePrediction:
+        low, value, high = Decimal(self.low), Decimal(self.value), Decimal(self.high)
+        if low > high:
+            raise ValueError(f"rule {self.rule!r}: interval low {self.low} is above high {self.high}")
+        if not low <= value <= high:
+            raise ValueError(f"rule {self.rule!r}: value {self.value} lies outside its interval [{self.low}, {self.high}]")
+        if self.level is not None and not Decimal(0) < Decimal(self.level) < Decimal(1):
+            raise ValueError(f"rule {self.rule!r}: level {self.level} must lie strictly between 0 and 1")
+        return self
+
+
+class ForecastBody(Model):
+    """A prediction a lab puts on record before a run: what the model will measure at its
+    planned compute, per rule, with an interval; scored when the result arrives (spec §6.13).
+
+    Validated with a context ``{"rules": <rule ids>}`` (:meth:`for_rules`), a rule the
+    policy does not have is refused too; at ingest, where the policy may differ, only the
+    form is checked."""
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """The model the forecast is about, as its eval results will name it (``model.name``)."""
+    planned_flop: TrainingFlopStr
+    """The training compute the forecast is for, FLOP (decimal string)."""
+    policy_digest: Hex64
+    """Digest of the policy whose rules (and forecast) the prediction was made under."""
+    predictions: Annotated[list[RulePrediction], Field(min_length=1, max_length=256)]
+    """One per rule, each rule at most once."""
+    ladder: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=256)]], Field(max_length=64)
+    ] = []
+    """The lab's smaller models whose signed results the prediction extrapolates from."""
+    note: LongText = ""
+
+    @model_validator(mode="after")
+    def _sane(self, info: ValidationInfo) -> ForecastBody:
+        rules = [p.rule for p in self.predictions]
+        dup = sorted({r for r in rules if rules.count(r) > 1})
+        if dup:
+            raise ValueError(f"predictions name rule {dup[0]!r} more than once")
+        if len(set(self.ladder)) != len(self.ladder):
+            raise ValueError("ladder lists a model twice")
+        if self.model in self.ladder:
+            raise ValueError(f"model {self.model!r} is in its own ladder: a forecast extrapolates from other models")
+        known = info.context.get("rules") if isinstance(info.context, dict) else None
+        if known is not None:
+            unknown = sorted(set(rules) - set(known))
+            if unknown:
+                raise ValueError(
+                    f"rule {unknown[0]!r} is not a rule of the policy (its rules: {', '.join(sorted(known)) or 'none'})"
+                )
+        return self
+
+    @classmethod
+    def for_rules(cls, obj: Any, rules: Iterable[str]) -> ForecastBody:
+        """Validate ``obj`` and refuse predictions for rules outside ``rules`` (SchemaError)."""
+        try:
+            return cls.model_validate(obj, context={"rules": frozenset(rules)})
+        except ValidationError as e:
+            raise _schema_error(e, "forecast body") from e
+
+
 class RosterUpdateBody(Model):
     roster: Envelope
     """The new roster, as a roster envelope signed per the roster rules."""
@@ -457,6 +543,7 @@ BODY_MODELS: dict[str, type[Model]] = {
     "note": NoteBody,
     "training_plan": TrainingPlanBody,
     "safety_case": SafetyCaseBody,
+    "forecast": ForecastBody,
 }
 
 Body = (
@@ -470,6 +557,7 @@ Body = (
     | NoteBody
     | TrainingPlanBody
     | SafetyCaseBody
+    | ForecastBody
 )
 
 
@@ -541,6 +629,9 @@ def _schema_error(e: ValidationError, what: str) -> SchemaError | OversizeError:
     first = e.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or what
     msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "string_pattern_mismatch" and first.get("ctx", {}).get("pattern") == DECIMAL_RE.pattern:
+        # A regex says nothing to a person; the field wants the project's decimal text.
+        msg = f"{first['input']!r} is not a decimal string (write numbers as text, e.g. \"0.5\" or \"1E22\")"
     if first["type"] in ("string_too_long", "too_long"):
         return OversizeError(f"{what} field {loc}: {msg}")
     if first["type"] == NUMERIC_DOMAIN_ERROR:

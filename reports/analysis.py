@@ -39,6 +39,7 @@ from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
 from protocol.quorum import QuorumResult, tally
 from protocol.roster import RosterChain
 from protocol.scope import Scope, describe
+from protocol.track import ForecastScore, TrackRecord, score_forecasts, track_records
 
 Status = Literal["normal", "alert", "paused"]
 
@@ -197,6 +198,10 @@ class Analysis:
     """Entries that could not be evaluated, with the reason: shown flagged, never fatal."""
     plans: dict[str, PlanState] = field(default_factory=dict)
     """training_plan entry id -> its state under the bundled policy and votes (spec §6.12)."""
+    forecasts: dict[str, ForecastScore] = field(default_factory=dict)
+    """forecast entry id -> its score against the lab's bundled results (spec §6.13)."""
+    track: dict[str, TrackRecord] = field(default_factory=dict)
+    """lab -> its forecast track record over the bundle's forecasts."""
     halts: dict[str, VerifiedEntry] = field(default_factory=dict)
     """lab -> its latest halt record: a ``note`` its training gate signed when it stopped
     training, whose text begins with ``protocol.entries.HALT_PREFIX`` (docs/pause.md)."""
@@ -317,6 +322,13 @@ def analyse(
             a.plans = plan_states(plans, {r.id: r.summary for r in a.results}, policy, a.pause)
         except (PeerDataError, ArithmeticError) as ex:
             a.problems.append(Problem(None, plans[0].lab, f"training plans: {_why(ex)}"))
+    forecasts = [e for e in entries if e.kind == "forecast"]
+    if forecasts:
+        try:
+            a.forecasts = score_forecasts(forecasts, [(r.entry, r.summary) for r in a.results], policy)
+            a.track = track_records(a.forecasts.values())
+        except (PeerDataError, ArithmeticError) as ex:
+            a.problems.append(Problem(None, forecasts[0].lab, f"forecasts: {_why(ex)}"))
     for e in entries:
         if is_halt_record(e):
             held = a.halts.get(e.lab)

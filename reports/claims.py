@@ -93,11 +93,58 @@ class PlanClaim(_Model):
     """The compute past which the run is overdue for a signed evaluation."""
 
 
+ScoreStatus = Literal["pending", "scored", "late", "unknown"]
+RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class RuleScoreClaim(_Model):
+    """How one rule's prediction fared, as the report states it (spec §6.13)."""
+
+    rule: RuleId
+    status: ScoreStatus
+    observed: DecStr | None
+    """The result's value of the rule's metric (as signed)."""
+    abs_error: DecStr | None
+    """``|observed − predicted|``, to 6 places."""
+    inside: bool | None
+    """Whether the observed value lies inside the predicted interval."""
+
+
+class ForecastClaim(_Model):
+    """The score of one forecast on record (spec §6.13), as the report states it."""
+
+    entry: Hex64
+    """entry_id of the forecast."""
+    status: ScoreStatus
+    result: Hex64 | None
+    """entry_id of the eval_result it is scored against (None: pending)."""
+    rules: Annotated[list[RuleScoreClaim], Field(max_length=256)]
+
+
+class TrackClaim(_Model):
+    """A lab's forecast track record over the bundle's forecasts, as the report states it."""
+
+    lab: LabId
+    forecasts: Annotated[int, Field(ge=0)]
+    count: Annotated[int, Field(ge=0)]
+    scored: Annotated[int, Field(ge=0)]
+    inside: Annotated[int, Field(ge=0)]
+    pending: Annotated[int, Field(ge=0)]
+    late: Annotated[int, Field(ge=0)]
+    unknown: Annotated[int, Field(ge=0)]
+    coverage: DecStr | None
+    """Fraction of scored predictions inside their interval, to 4 places."""
+    mean_abs_error: DecStr | None
+    """Mean absolute error of the scored predictions, to 6 places."""
+
+
 class Claims(_Model):
     fields: list[FieldClaims] = []
     verdicts: list[VerdictClaim] = []
     tallies: list[TallyClaim] = []
     plans: list[PlanClaim] = []
+    forecasts: list[ForecastClaim] = []
+    track: list[TrackClaim] = []
 
 
 # --- derivation --------------------------------------------------------------------------
@@ -184,6 +231,12 @@ def _field_values(a: Analysis) -> Iterator[tuple[str, dict[str, Any]]]:
         elif e.kind == "training_plan":
             for name in ("planned_flop", "cadence"):
                 vals[pointer("body", name)] = st["body"][name]
+        elif e.kind == "forecast":
+            vals[pointer("body", "planned_flop")] = st["body"]["planned_flop"]
+            for j, p in enumerate(st["body"]["predictions"]):
+                for name in ("value", "low", "high", "level"):
+                    if p.get(name) is not None:
+                        vals[pointer("body", "predictions", j, name)] = p[name]
         elif is_halt_record(e):
             vals[TEXT_PTR] = st["body"]["text"]  # the step it names is shown from the signed text
         yield e.entry_id, vals
@@ -196,7 +249,23 @@ def derive_claims(a: Analysis) -> Claims:
     verdicts += [_verdict_claim(eid, rule, True, v) for (eid, rule), v in a.trend.items()]
     tallies = [_tally_claim(p) for p in a.proposals]
     plans = [_plan_claim(eid, ps) for eid, ps in sorted(a.plans.items())]
-    return Claims(fields=fields, verdicts=verdicts, tallies=tallies, plans=plans)
+    forecasts = [_forecast_claim(fs) for _eid, fs in sorted(a.forecasts.items())]
+    track = [_track_claim(tr) for _lab, tr in sorted(a.track.items())]
+    return Claims(fields=fields, verdicts=verdicts, tallies=tallies, plans=plans, forecasts=forecasts, track=track)
+
+
+def _forecast_claim(fs: Any) -> ForecastClaim:
+    return ForecastClaim(
+        entry=fs.forecast,
+        status=fs.status,
+        result=fs.result,
+        rules=[RuleScoreClaim(rule=r.rule, status=r.status, observed=r.observed, abs_error=r.abs_error, inside=r.inside)
+               for r in fs.rules],
+    )
+
+
+def _track_claim(tr: Any) -> TrackClaim:
+    return TrackClaim(**{k: getattr(tr, k) for k in TrackClaim.model_fields})
 
 
 def _plan_claim(entry: str, ps: Any) -> PlanClaim:
@@ -293,6 +362,44 @@ def check_claims(claims: Claims, a: Analysis, limit: int = 20) -> tuple[int, lis
     for eid in sorted(unclaimed):
         fail(f"training plan {eid[:16]}… has no state claim")
 
+    for sc in claims.forecasts:
+        checked += 1
+        fs = a.forecasts.get(sc.entry)
+        if fs is None:
+            fail(f"forecast claim cites forecast {sc.entry[:16]}…, which the bundle does not hold")
+            continue
+        mine_f = _forecast_claim(fs)
+        if mine_f != sc:
+            diffs = [
+                f"{k} claimed {getattr(sc, k)!r}, recomputed {getattr(mine_f, k)!r}"
+                for k in ForecastClaim.model_fields
+                if getattr(sc, k) != getattr(mine_f, k)
+            ]
+            fail(f"score of forecast {sc.entry[:16]}…: " + "; ".join(diffs))
+    for eid in sorted(set(a.forecasts) - {c.entry for c in claims.forecasts}):
+        fail(f"forecast {eid[:16]}… has no score claim")
+    # A track record is recomputed whole: a lab's record left out or padded fails too.
+    claimed_track = {t.lab: t for t in claims.track}
+    if len(claimed_track) != len(claims.track):
+        fail("a lab's forecast track record is claimed twice")
+    for lab in sorted(set(a.track) | set(claimed_track)):
+        checked += 1
+        trc, tr = claimed_track.get(lab), a.track.get(lab)
+        if trc is None:
+            fail(f"lab {lab}'s forecast track record has no claim")
+            continue
+        if tr is None:
+            fail(f"track record claimed for lab {lab}, which has no forecast in the bundle")
+            continue
+        mine_tr = _track_claim(tr)
+        if mine_tr != trc:
+            diffs = [
+                f"{k} claimed {getattr(trc, k)!r}, recomputed {getattr(mine_tr, k)!r}"
+                for k in TrackClaim.model_fields
+                if getattr(trc, k) != getattr(mine_tr, k)
+            ]
+            fail(f"forecast track record of lab {lab}: " + "; ".join(diffs))
+
     # The report must state a tally for every proposal it holds: leaving one out would
     # hide a vote from the record.
     claimed = {tc.entry for tc in claims.tallies}
@@ -313,3 +420,5 @@ class ClaimIndex:
         self.verdicts = {(v.entry, v.rule, v.trend): v for v in claims.verdicts}
         self.tallies = {t.entry: t for t in claims.tallies}
         self.plans = {p.entry: p for p in claims.plans}
+        self.forecasts = {f.entry: f for f in claims.forecasts}
+        self.track = {t.lab: t for t in claims.track}

@@ -72,6 +72,7 @@ KIND_TEXT = {
     "note": "Note",
     "training_plan": "Training plan",
     "safety_case": "Safety case proposed",
+    "forecast": "Forecast on record",
 }
 
 
@@ -318,6 +319,44 @@ class Numbers:
             return Markup('<span class="muted">none</span>')
         self._show(entry, f"plan {what} (FLOP)", v)
         return self._link(entry, fmt_flop(v), f"{what} = {v} FLOP, recomputed from plan {entry} and the signed results")
+
+    def forecast_rule(self, entry: str, rule: str) -> Any:
+        """The score claim of ``rule``'s prediction in forecast ``entry``."""
+        c = self.claims.forecasts.get(entry)
+        if c is None:
+            raise RenderError(f"no score claim for forecast {entry[:16]}…")
+        for r in c.rules:
+            if r.rule == rule:
+                return r
+        raise RenderError(f"no score claim for rule {rule} of forecast {entry[:16]}…")
+
+    def forecast(self, entry: str, rule: str, what: str) -> Markup:
+        """A forecast's recomputed score figure: ``observed`` (linked to the result it is
+        scored against) or ``abs_error``."""
+        r = self.forecast_rule(entry, rule)
+        v = getattr(r, what)
+        if v is None:
+            return Markup('<span class="muted">none</span>')
+        result = self.claims.forecasts[entry].result
+        if what == "observed" and result is not None:
+            self._show(result, f"value of rule {rule}'s metric", v)
+            return self._link(result, fmt_dec(v), f"measured {v} in result {result}, the one forecast {entry} is scored against")
+        self._show(entry, f"{what} of rule {rule}", v)
+        return self._link(entry, fmt_dec(v), f"{what} = {v}, recomputed from forecast {entry} and the signed result")
+
+    def track(self, lab: str, what: str) -> Markup:
+        """A lab's recomputed track-record figure (a count, ``coverage`` or ``mean_abs_error``)."""
+        c = self.claims.track.get(lab)
+        if c is None:
+            raise RenderError(f"no track-record claim for lab {lab}")
+        v = getattr(c, what)
+        if v is None:
+            return Markup('<span class="muted">none yet</span>')
+        text = f"{Decimal(v) * 100:.1f}%" if what == "coverage" else v
+        return Markup(  # noqa: S704 (escaped text and title)
+            f'<span class="num" title="{escape(what)!s} = {escape(v)!s}, recomputed from the signed forecasts and '
+            f'results">{escape(text)!s}</span>'
+        )
 
     def tally(self, entry: str, what: str) -> Markup:
         c = self.claims.tallies.get(entry)

@@ -15,6 +15,7 @@ from rich.markup import escape
 from node.cli import (
     commands_demo,  # noqa: F401  (registration)
     commands_eval,  # noqa: F401  (registration)
+    commands_forecast,  # noqa: F401  (registration)
     commands_import,  # noqa: F401  (registration)
     commands_node,  # noqa: F401  (registration)
     commands_pause,  # noqa: F401  (registration)

@@ -21,6 +21,7 @@ from protocol.entries import (
     DiscretionaryTrigger,
     DocRef,
     EvalResultBody,
+    ForecastBody,
     PauseProposalBody,
     ResumeProposalBody,
     SafetyCaseBody,
@@ -31,7 +32,7 @@ from protocol.entries import (
     resume_proposal_id,
     safety_case_id,
 )
-from protocol.errors import ConfigurationError, PolicyError
+from protocol.errors import ConfigurationError, PolicyError, TripwireError
 from protocol.scope import Scope, describe
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlreadyVotedError",
+    "ForecastRefusedError",
     "PlanNotFoundError",
     "PlanRefusedError",
     "ProposalNotFoundError",
@@ -52,6 +54,7 @@ __all__ = [
     "propose_pause",
     "propose_resume",
     "propose_safety_case",
+    "publish_forecast",
     "publish_plan",
     "vote",
 ]
@@ -96,6 +99,13 @@ class PlanRefusedError(ConfigurationError):
     signed results, results that are not the ladder's)."""
 
     code = "plan-refused"
+
+
+class ForecastRefusedError(ConfigurationError):
+    """A forecast this node will not publish (bad compute, a ladder without signed results,
+    nothing the policy can forecast, a result already measured): the request is at fault."""
+
+    code = "forecast-refused"
 
 
 class PlanNotFoundError(ProposalNotFoundError):
@@ -291,14 +301,14 @@ def propose_resume(
     })
 
 
-def _positive(what: str, text: str, *, above: str = "0") -> str:
+def _positive(what: str, text: str, *, above: str = "0", error: type[ConfigurationError] = PlanRefusedError) -> str:
     text = text.strip()
     try:
         ok = bool(DECIMAL_RE.match(text)) and Decimal(text) > Decimal(above)
     except InvalidOperation:
         ok = False
     if not ok:
-        raise PlanRefusedError(f"{what} {text!r} is not a decimal number greater than {above} (e.g. 1E22)")
+        raise error(f"{what} {text!r} is not a decimal number greater than {above} (e.g. 1E22)")
     return text
 
 
@@ -380,3 +390,100 @@ def propose_safety_case(h: NodeHome, *, plan: str, docs: Sequence[Path], rationa
     eid = h.publish("safety_case", body)
     return Published(eid, {"safety_case": pid, "entry": eid, "plan": st.plan_id, "plan_status": st.status,
                            "documents": [d.model_dump(mode="json") for d in refs]})
+
+
+def publish_forecast(
+    h: NodeHome,
+    *,
+    model: str,
+    compute: str,
+    ladder: Sequence[str] = (),
+    note: str = "",
+    dry_run: bool = False,
+) -> Published:
+    """Put a forecast on record before the run (spec §6.13): the adopted policy's own ladder
+    prediction of every forecast rule for ``model`` at ``compute``, from this lab's signed
+    results of the ladder models. The ladder defaults to the one the lab's training plan for
+    the model names. ``dry_run``: compute and return it, publish nothing (``entry`` is "")."""
+    from node.home.policyfile import load_policy
+    from node.pause.coordinator import local_analysis
+    from protocol.policy import ResultSummary
+    from protocol.track import predict_forecast, within_window
+
+    model = model.strip()
+    if not model:
+        raise ForecastRefusedError("name the --model the forecast is for (as its eval results will name it)")
+    compute = _positive("planned compute", compute, error=ForecastRefusedError)
+    a, _ = local_analysis(h)
+    names = [m.strip() for m in ladder if m.strip()]
+    if not names:
+        plans = sorted((p for p in a.plans.values() if p.lab == h.lab and p.model == model), key=lambda p: p.seq)
+        if not plans:
+            raise ForecastRefusedError(
+                f"name the --ladder models the forecast extrapolates from (no training plan of {h.lab} for "
+                f"{model!r} names a ladder)"
+            )
+        plan = h.store.get(plans[-1].plan_id)
+        if plan is None or not isinstance(plan.statement.body, TrainingPlanBody):
+            raise ForecastRefusedError(f"training plan {plans[-1].plan_id[:16]}… is not held; name the --ladder models")
+        names = list(plan.statement.body.ladder)
+    if model in names:
+        raise ForecastRefusedError(f"--ladder names {model!r} itself: a forecast extrapolates from other, smaller models")
+    if len(set(names)) != len(names):
+        raise ForecastRefusedError("--ladder names a model twice")
+    mine = [e for e in a.results.values() if e.lab == h.lab]
+    held = {_model_name(e) for e in mine}
+    missing = [m for m in names if m not in held]
+    if missing:
+        raise ForecastRefusedError(
+            f"the ladder names model(s) with no signed eval_result of {h.lab} in this store: {', '.join(missing)} "
+            "(publish their results first; a forecast needs measurements)"
+        )
+    chain = h.store.roster_chain()
+    try:
+        policy = load_policy(h.path, chain.current.roster.policy_digest)
+    except ConfigurationError as err:
+        raise ForecastRefusedError(f"no adopted policy to forecast with: {err.message}") from err
+    if not any(r.forecast is not None for r in policy.rules):
+        raise ForecastRefusedError("the adopted policy has no rule with a forecast section: there is nothing to predict")
+    measured = sorted(
+        (e for e in mine if _model_name(e) == model
+         and within_window(e.statement.body.model.training_flop, compute)),  # type: ignore[union-attr]
+        key=lambda e: e.seq,
+    )
+    if measured:
+        raise ForecastRefusedError(
+            f"{h.lab} already published a result of {model!r} within ±10% of {compute} FLOP (entry "
+            f"{measured[0].entry_id[:16]}…): a forecast now would be scored late, not as a prediction"
+        )
+    summaries = []
+    for e in sorted(mine, key=lambda e: e.seq):
+        if _model_name(e) in names:
+            summaries.append(ResultSummary.from_body(e.statement.body.model_dump(mode="json"), lab=e.lab))
+    predicted = predict_forecast(summaries, lab=h.lab, ladder=names, policy=policy, planned_flop=compute)
+    if not predicted.predictions:
+        why = "; ".join(f"rule {rid!r}: {reason}" for rid, reason in predicted.skipped)
+        raise ForecastRefusedError(f"no rule of the adopted policy can be forecast from the ladder ({why})")
+    try:
+        body = ForecastBody.for_rules(
+            {"model": model, "planned_flop": compute, "policy_digest": policy.digest,
+             "predictions": [p.model_dump(mode="json") for p in predicted.predictions],
+             "ladder": names, "note": note},
+            [r.id for r in policy.rules],
+        )
+    except TripwireError as err:
+        raise ForecastRefusedError(err.message) from err
+    facts: dict[str, Any] = {
+        "forecast": None,
+        "dry_run": dry_run,
+        "body": body.model_dump(mode="json"),
+        "skipped": [{"rule": rid, "reason": reason} for rid, reason in predicted.skipped],
+    }
+    if dry_run:
+        return Published("", facts)
+    eid = h.publish("forecast", body)
+    a, _ = local_analysis(h)
+    score = a.forecasts.get(eid)
+    facts["forecast"] = eid
+    facts["score"] = score.to_json() if score is not None else None
+    return Published(eid, facts)

@@ -70,6 +70,7 @@ from protocol.quorum import QuorumResult
 from protocol.roster import RosterChain
 from protocol.scope import breach_scope
 from protocol.scope import describe as describe_scope
+from protocol.track import ForecastScore, score_forecasts, track_records
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -84,7 +85,7 @@ VoteRule = Literal["manual", "pause-on-breach", "object-unless-breach"]
 #: Entry kinds the coordinator reads.
 KINDS = (
     "eval_result", "alert", "pause_proposal", "resume_proposal", "vote", "pause_certificate",
-    "training_plan", "safety_case",
+    "training_plan", "safety_case", "forecast",
 )
 #: Most verdicts / flags listed in the status document.
 MAX_LISTED = 100
@@ -181,6 +182,8 @@ class Analysis:
     """The pause state machine's output (:func:`protocol.pause.pause_state`)."""
     plans: dict[str, PlanState] = field(default_factory=dict)
     """training_plan entry_id -> its state under the adopted policy (spec §6.12)."""
+    forecasts: dict[str, ForecastScore] = field(default_factory=dict)
+    """forecast entry_id -> its score against the lab's results (spec §6.13)."""
 
 
 class EvaluationCache:
@@ -407,6 +410,11 @@ def analyze(
             policy,
             ps,
             cache=cache.plans,
+        ),
+        score_forecasts(
+            entries.get("forecast", ()),
+            [(results[rid], s) for rid in results if (s := cache.summaries.get(rid)) is not None],
+            policy,
         ),
     )
 
@@ -862,8 +870,19 @@ def describe(
         "proposals": proposals,
         "plans": [p.to_json() for p in sorted(a.plans.values(), key=lambda p: (p.lab, p.seq))][-MAX_LISTED:],
         "verdicts": verdicts[-MAX_LISTED:],
+        "forecasts": forecasts_json(a),
         "results_judged": len(a.evaluations),
         "flags": a.flags[:MAX_LISTED],
+    }
+
+
+def forecasts_json(a: Analysis) -> dict[str, Any]:
+    """The ``forecasts`` section of ``GET /v1/status``: each lab's track record and the most
+    recent forecasts with their scores (spec §6.13)."""
+    scores = sorted(a.forecasts.values(), key=lambda s: (s.issued_at, s.lab, s.seq))
+    return {
+        "track": [r.to_json() for r in track_records(scores).values()],
+        "forecasts": [s.to_json() for s in scores][-MAX_LISTED:],
     }
 
 
@@ -915,11 +934,14 @@ def _status_section(ctx: Any, status: dict[str, Any]) -> None:
             _, snap = local_analysis(ctx.home)
         except TripwireError as e:
             status["coordination"] = {"error": e.message}
+            status["forecasts"] = {"error": e.message}
             return
     # Informational: the pause state itself ("paused", "pause") comes from the node's
     # PauseTracker, never from this snapshot, so a coordinator that is behind or failing
     # cannot make /v1/status say anything stale about the pause.
-    status["coordination"] = snap
+    # Forecasts have their own section (spec §6.13); the coordination section stays as it was.
+    status["forecasts"] = snap.get("forecasts")
+    status["coordination"] = {k: v for k, v in snap.items() if k != "forecasts"}
 
 
 def attach(app: FastAPI, home: NodeHome, *, config: VotesConfig | None = None) -> Coordinator:
@@ -968,6 +990,7 @@ __all__ = [
     "attach",
     "check_trigger",
     "evaluate_results",
+    "forecasts_json",
     "local_analysis",
     "pause_state_json",
     "plan_actions",

@@ -960,6 +960,120 @@ def plan_vectors(w: World) -> dict[str, Any]:
     }
 
 
+FORECAST_POLICY: dict[str, Any] = {
+    "id": "forecasts-vector", "version": 1, "title": "Forecasts vector policy",
+    "description": "a rule the results measure and one they do not",
+    "rules": [
+        PLAN_POLICY["rules"][0],
+        {
+            "id": "cyber-ctf", "domain": "cyber",
+            "indicator": {"suite": SUITE.id, "task": "cyber-ctf", "metric": "solve_rate", "direction": "higher_is_riskier"},
+            "alert_level": "0.3", "breach_level": "0.5", "uncertainty": {"method": "point"},
+            "forecast": {"horizon": "4", "level": "0.9"},
+            "actions": {"warn": ["alert"], "breach": ["alert"]},
+        },
+    ],
+}
+
+
+def forecast_vectors(w: World) -> dict[str, Any]:
+    """Forecasts on record and their scores (spec §6.13): scored inside, scored outside,
+    pending and late, a lab's track record, and malformed bodies refused."""
+    from protocol.entries import ForecastBody
+    from protocol.errors import TripwireError
+    from protocol.policy import Policy, ResultSummary
+    from protocol.track import score_forecasts, track_records
+
+    policy = Policy.from_obj(FORECAST_POLICY)
+    feed: list[tuple[Envelope, str]] = []
+
+    def add(kind: str, body: Any) -> str:
+        prev = feed[-1][1] if feed else w.eid("gamma-1")
+        seq = len(feed) + 2
+        st = build_statement(network=w.network, lab="gamma", seq=seq, prev=prev, issued_at=at(days=40, minutes=seq),
+                             kind=kind, body=body)
+        env, eid = sign_statement(st, key("gamma-1"))
+        feed.append((env, eid))
+        return eid
+
+    def result(model: str, flop: str, acc: str) -> str:
+        return add("eval_result", EvalResultBody(
+            suite=SUITE,
+            model=ModelRef(name=model, commitment=hashlib.sha256(model.encode()).hexdigest(), checkpoint_step=1000,
+                           training_flop=flop),
+            tasks=[TaskResult(name="bio-uplift-mcq", digest=digest_of({"task": "bio-uplift-mcq"}), n=400,
+                              metrics={"accuracy": Metric(value=acc, stderr="0.02")}, items_root="0" * 64)],
+            started_at=at(days=40), finished_at=at(days=40, minutes=1),
+        ))
+
+    def forecast(model: str, planned: str, value: str, low: str, high: str, **extra: Any) -> str:
+        preds = [{"rule": "bio-uplift", "value": value, "low": low, "high": high}]
+        preds += extra.pop("more", [])
+        return add("forecast", ForecastBody.for_rules(
+            {"model": model, "planned_flop": planned, "policy_digest": policy.digest, "predictions": preds, **extra},
+            [r.id for r in policy.rules]))
+
+    result("gamma-frontier-13b", "1E22", "0.71")
+    inside = forecast("gamma-frontier-70b", "5E22", "0.78", "0.72", "0.84", ladder=["gamma-frontier-13b"],
+                      more=[{"rule": "cyber-ctf", "value": "0.2", "low": "0.1", "high": "0.3", "level": "0.9"}],
+                      note="pre-registered before the run")
+    outside = forecast("gamma-frontier-34b", "2E22", "0.65", "0.60", "0.70")
+    pending = forecast("gamma-frontier-140b", "1E23", "0.85", "0.78", "0.92")
+    late = forecast("gamma-frontier-13b", "1E22", "0.71", "0.70", "0.72")
+    result("gamma-frontier-70b", "5.2E22", "0.80")
+    result("gamma-frontier-34b", "1.9E22", "0.74")
+    result("gamma-frontier-70b", "5E22", "0.90")  # also in the window, later: the first counts
+    held = [verify_entry(env, w.chain2) for env, _ in feed]
+    results = [(e, ResultSummary.from_body(e.statement.body.model_dump(mode="json"), lab=e.lab))
+               for e in held if e.kind == "eval_result"]
+    scores = score_forecasts([e for e in held if e.kind == "forecast"], results, policy)
+    assert [scores[f].status for f in (inside, outside, pending, late)] == ["scored", "scored", "pending", "late"]
+
+    good = {"model": "m", "planned_flop": "1E22", "policy_digest": policy.digest,
+            "predictions": [{"rule": "bio-uplift", "value": "0.5", "low": "0.4", "high": "0.6"}]}
+
+    def bad(name: str, description: str, change: Any) -> dict[str, Any]:
+        body = json.loads(json.dumps(good))
+        change(body)
+        try:
+            ForecastBody.for_rules(body, [r.id for r in policy.rules])
+        except TripwireError as e:
+            return {"name": name, "description": description, "body": body,
+                    "expected": {"error": type(e).__name__, "code": e.code, "message": e.message}}
+        raise AssertionError(f"forecast negative {name} was accepted")
+
+    negative = [
+        bad("low_above_high", "the interval's low end is above its high end",
+            lambda b: b["predictions"][0].update(low="0.7", value="0.7", high="0.6")),
+        bad("value_outside_interval", "the predicted value lies outside its own interval",
+            lambda b: b["predictions"][0].update(value="0.9")),
+        bad("duplicate_rule", "two predictions for one rule", lambda b: b["predictions"].append(dict(b["predictions"][0]))),
+        bad("unknown_rule", "a prediction for a rule the policy does not have",
+            lambda b: b["predictions"][0].update(rule="no-such-rule")),
+        bad("bad_decimal", "a value that is not decimal text", lambda b: b["predictions"][0].update(value="0.5.1")),
+        bad("float_value", "a JSON number where decimal text is required", lambda b: b["predictions"][0].update(value=0.5)),
+        bad("compute_out_of_domain", "planned compute beyond the training-compute domain",
+            lambda b: b.update(planned_flop="1E41")),
+        bad("no_predictions", "a forecast that predicts nothing", lambda b: b.update(predictions=[])),
+    ]
+    return {
+        "description": "Forecasts on record (spec §6.13). Verify gamma's entries against the roster chain; "
+        "score every forecast against the first eval_result of the same lab and model within ±10% of its "
+        "planned compute, in feed order, under the inline policy: one scored inside its interval (its "
+        "cyber-ctf rule unknown: the result lacks the metric), one scored outside, one pending, one late "
+        "(published after the result it would be scored against). `negative`: bodies refused when checked "
+        "against the policy, each with the expected error.",
+        "roster_chain": w.chain_json(v2=True),
+        "policy": FORECAST_POLICY,
+        "entries": [{"envelope": env_json(env), "entry_id": eid} for env, eid in feed],
+        "expected": {
+            "scores": [scores[f].to_json() for f in sorted(scores)],
+            "track": [t.to_json() for t in track_records(scores.values()).values()],
+        },
+        "negative": negative,
+    }
+
+
 def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
 
@@ -984,6 +1098,7 @@ def vectors() -> dict[str, bytes]:
     out["roster_pins.json"] = dumps(roster_pin_vectors(w))
     out["pause.json"] = dumps(pause_vectors(w))
     out["plans.json"] = dumps(plan_vectors(w))
+    out["forecasts.json"] = dumps(forecast_vectors(w))
     for name, obj in pin_negative_vectors(w):
         out[f"negative/{name}.json"] = dumps(obj)
     return out

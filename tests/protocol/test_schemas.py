@@ -14,7 +14,7 @@ def test_schemas_are_current(schemas_gen: ModuleType) -> None:
     expected = {"statement", "envelope", "roster", "equivocation-proof", "certificate", "checkpoint", "pause-state", "policy"}
     expected |= {f"body-{k}" for k in ("eval-result", "alert", "pause-proposal", "vote",
                                         "pause-certificate", "resume-proposal", "roster-update", "note",
-                                        "training-plan", "safety-case")}
+                                        "training-plan", "safety-case", "forecast")}
     assert {n.removesuffix(".schema.json") for n in files} == expected
     for name, data in files.items():
         assert (SCHEMAS / name).read_bytes() == data, f"{name} is stale: run python specs/schemas/generate.py"

@@ -213,3 +213,27 @@ def test_plan_vector() -> None:
     alone = plan_states([plan], results, policy, pause_state([plan], chain))[plan.entry_id]
     assert alone.to_json() == exp["plan_alone"]
     assert plan_states([plan], results, policy, ps)[plan.entry_id].to_json() == exp["plan_with_case"]
+
+
+def test_forecast_vector() -> None:
+    """forecasts.json (spec §6.13): scores and track record follow from the signed entries and
+    the policy alone; malformed bodies are refused with the stated error."""
+    from protocol.entries import ForecastBody
+    from protocol.policy import Policy, ResultSummary
+    from protocol.track import score_forecasts, track_records
+
+    data = load("forecasts.json")
+    chain = chain_of(data["roster_chain"])
+    held = [verify_entry(Envelope.parse(e["envelope"]), chain) for e in data["entries"]]
+    assert [e.entry_id for e in held] == [e["entry_id"] for e in data["entries"]]
+    policy = Policy.from_obj(data["policy"])
+    results = [(e, ResultSummary.from_body(e.statement.body.model_dump(mode="json"), lab=e.lab))
+               for e in held if e.kind == "eval_result"]
+    scores = score_forecasts([e for e in held if e.kind == "forecast"], results, policy)
+    assert [scores[f].to_json() for f in sorted(scores)] == data["expected"]["scores"]
+    assert {s["status"] for s in data["expected"]["scores"]} == {"scored", "pending", "late"}
+    assert [t.to_json() for t in track_records(scores.values()).values()] == data["expected"]["track"]
+    for case in data["negative"]:
+        with pytest.raises(TripwireError) as e:
+            ForecastBody.for_rules(case["body"], [r.id for r in policy.rules])
+        assert (e.value.code, e.value.message) == (case["expected"]["code"], case["expected"]["message"]), case["name"]
