@@ -38,11 +38,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protocol.forecast import CALIBRATION, TrendPoint, fit_trend, forecast_crossing, t_quantile  # noqa: E402
+from protocol.forecast import (  # noqa: E402
+    CALIBRATION,
+    TrendPoint,
+    crossing_of,
+    fit_for_forecast,
+    fit_trend,
+    t_quantile,
+)
 
 DEFAULT_CSV = ROOT.parent / "shared" / "reference-data" / "pythia" / "pythia_v1_evals.csv"
 #: Chance accuracy of each task (lambada is open-ended; wsc and winogrande are binary).
@@ -62,6 +70,18 @@ FIRST_STEP = 3000
 MULTIPLES = (2, 4, 10, 30)
 TOLERANCE = math.log10(1.5)
 METHODS = ("tripwire", "last_value", "line", "two_point")
+ALERT_METHODS = ("tripwire", "two_point", "line")
+#: Trade-off grid of ``--sweep``: alert horizon (compute multiple) x ``forecast.warn_chance``.
+SWEEP_HORIZONS = (4.0, 8.0)
+SWEEP_CHANCES = ("0.05", "0.1", "0.2", "0.3", "0.5")
+
+
+def chance_of(task: str) -> str:
+    """The task's chance accuracy: the forecast's floor (``--chance`` adds tasks)."""
+    try:
+        return CHANCE[task]
+    except KeyError:
+        raise SystemExit(f"no chance level for task {task!r}: give it with --chance {task}=0.25") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +136,7 @@ def _trend_points(pts: Sequence[Point]) -> list[TrendPoint]:
 
 def predict(task: str, pts: Sequence[Point], xs: Sequence[float], level: str) -> dict[str, list[tuple[float, float, float]]]:
     """(prediction, interval low, interval high) of every method at each log10 FLOP in ``xs``."""
-    fit = fit_trend(_trend_points(pts), direction="higher_is_riskier", chance=CHANCE[task], ceiling=CEILING)
+    fit = fit_trend(_trend_points(pts), direction="higher_is_riskier", chance=chance_of(task), ceiling=CEILING)
     assert fit is not None
     fit = dataclasses.replace(fit, multiplier=CALIBRATION * t_quantile(level, fit.dof))
     last = pts[-1]
@@ -179,46 +199,95 @@ def error_table(series: Series, level: str) -> dict[int, dict[str, object]]:
     return table
 
 
-def alert_table(series: Series, level: str, horizon: float) -> dict[str, dict[str, float]]:
+_FITS: dict[tuple[tuple[str, str, str], int, str], Any] = {}
+
+
+def _baselines(pts: Sequence[Point], x: float) -> dict[str, list[tuple[float, float, float]]]:
+    """The line and two-point baselines of :func:`predict` at one log10 FLOP (no fit)."""
+    n = len(pts)
+    mx = sum(p.x for p in pts) / n
+    my = sum(p.value for p in pts) / n
+    slope = sum((p.x - mx) * (p.value - my) for p in pts) / sum((p.x - mx) ** 2 for p in pts)
+    two = (pts[-1].value - pts[-2].value) / (pts[-1].x - pts[-2].x)
+    nan = math.nan
+    return {"line": [(my + slope * (x - mx), nan, nan)], "two_point": [(pts[-1].value + two * (x - pts[-1].x), nan, nan)]}
+
+
+def _alerts_of(series: Series, level: str, horizon: float, warn_chance: str | None) -> dict[tuple[str, str, str], list[dict[str, set[float]]]]:
+    """For each series and checkpoint i >= 1: the breach levels each method warns of after it.
+
+    Tripwire fits once per checkpoint (:func:`protocol.forecast.fit_for_forecast`) and asks
+    :func:`protocol.forecast.crossing_of` about each level: the two halves of
+    ``forecast_crossing``, which every node runs."""
     hlog = math.log10(horizon)
-    tally = {m: {"crossed": 0, "missed": 0, "never": 0, "false": 0, "leads": []} for m in ("tripwire", "two_point", "line")}
-    for (_, _, task), pts in sorted(series.items()):
-        chance = float(CHANCE[task])
-        levels = [round(chance + 0.05 * j, 2) for j in range(1, 20) if chance + 0.05 * j < 1.0]
-        warn_at: dict[str, list[set[float]]] = {m: [] for m in tally}
+    out: dict[tuple[str, str, str], list[dict[str, set[float]]]] = {}
+    for key, pts in sorted(series.items()):
+        task = key[2]
+        rows: list[dict[str, set[float]]] = []
         for i in range(1, len(pts)):
             head = pts[: i + 1]
-            pts_t = _trend_points(head)
-            hflop = str(Decimal(head[-1].flop) * Decimal(horizon))
-            xh = head[-1].x + hlog
-            pred = predict(task, head, [xh], level)
-            for m in tally:
-                warned: set[float] = set()
-                for lv in levels:
-                    if m == "tripwire":
-                        fc = forecast_crossing(
-                            pts_t, level=str(lv), direction="higher_is_riskier", interval_level=level,
-                            chance=CHANCE[task], ceiling=CEILING, horizon_flop=hflop,
-                        )
-                        hit = fc.warns
-                    else:
-                        hit = pred[m][0][0] >= lv
-                    if hit:
-                        warned.add(lv)
-                warn_at[m].append(warned)
-        for lv in levels:
+            hflop = str(Decimal(head[-1].flop) * Decimal(str(horizon)))
+            ck = (key, i, level)
+            if ck not in _FITS:  # the fit does not depend on the horizon or warn_chance
+                _FITS[ck] = fit_for_forecast(
+                    _trend_points(head), direction="higher_is_riskier", interval_level=level,
+                    chance=chance_of(task), ceiling=CEILING,
+                )  # fmt: skip
+            fit = _FITS[ck]
+            pred = _baselines(head, head[-1].x + hlog)
+            warned: dict[str, set[float]] = {m: set() for m in ALERT_METHODS}
+            for lv in levels_of(task):
+                fc = crossing_of(
+                    fit, n_points=len(head), level=str(lv), horizon_flop=hflop, interval_level=level,
+                    warn_chance=warn_chance,
+                )  # fmt: skip
+                if fc.warns:
+                    warned["tripwire"].add(lv)
+                for m in ("two_point", "line"):
+                    if pred[m][0][0] >= lv:
+                        warned[m].add(lv)
+            rows.append(warned)
+        out[key] = rows
+    return out
+
+
+def levels_of(task: str) -> list[float]:
+    chance = float(chance_of(task))
+    return [round(chance + 0.05 * j, 2) for j in range(1, 20) if chance + 0.05 * j < 1.0]
+
+
+def alert_table(series: Series, level: str, horizon: float, warn_chance: str | None = None) -> dict[str, dict[str, float]]:
+    """Miss rate, false-warning rate and lead of each method's alerts.
+
+    ``median_lead_doublings`` is over all warned crossings; a crossing soon after the first
+    fittable checkpoint cannot have a long lead, so ``median_lead_possible`` is over the
+    crossings at least two doublings past the second checkpoint (where a lead of 2 is
+    possible at all)."""
+    hlog = math.log10(horizon)
+    warn_at = _alerts_of(series, level, horizon, warn_chance)
+    tally: dict[str, dict[str, Any]] = {
+        m: {"crossed": 0, "missed": 0, "never": 0, "false": 0, "leads": [], "possible": []} for m in ALERT_METHODS
+    }
+    for key, pts in sorted(series.items()):
+        for lv in levels_of(key[2]):
             crossed = next((j for j, p in enumerate(pts) if p.value >= lv), None)
             if crossed is not None and crossed < 2:
                 continue  # reached before two checkpoints could be fitted
             for m, t in tally.items():
-                ws = warn_at[m]  # ws[i - 1]: warnings after checkpoint i
+                ws = [row[m] for row in warn_at[key]]  # ws[i - 1]: warnings after checkpoint i
                 if crossed is not None:
                     t["crossed"] += 1
                     first = next((i for i in range(1, crossed) if lv in ws[i - 1]), None)
+                    roomy = math.log2(float(pts[crossed].flop) / float(pts[1].flop)) >= 2.0
                     if first is None:
                         t["missed"] += 1
+                        if roomy:
+                            t["possible"].append(0.0)
                     else:
-                        t["leads"].append(math.log2(float(pts[crossed].flop) / float(pts[first].flop)))
+                        lead = math.log2(float(pts[crossed].flop) / float(pts[first].flop))
+                        t["leads"].append(lead)
+                        if roomy:
+                            t["possible"].append(lead)
                 else:
                     judged = [i for i in range(1, len(pts)) if pts[i].x + hlog <= pts[-1].x]
                     if not judged:
@@ -228,26 +297,45 @@ def alert_table(series: Series, level: str, horizon: float) -> dict[str, dict[st
                         t["false"] += 1
     out: dict[str, dict[str, float]] = {}
     for m, t in tally.items():
-        leads = t["leads"]
-        assert isinstance(leads, list)
         out[m] = {
             "crossings": t["crossed"],
-            "missed": t["missed"] / max(1, t["crossed"]),  # type: ignore[operator]
+            "missed": t["missed"] / max(1, t["crossed"]),
             "never_reached": t["never"],
-            "false_warnings": t["false"] / max(1, t["never"]),  # type: ignore[operator]
-            "median_lead_doublings": statistics.median(leads) if leads else math.nan,
+            "false_warnings": t["false"] / max(1, t["never"]),
+            "median_lead_doublings": statistics.median(t["leads"]) if t["leads"] else math.nan,
+            "crossings_with_room": len(t["possible"]),
+            "median_lead_possible": statistics.median(t["possible"]) if t["possible"] else math.nan,
         }
     return out
 
 
-def run(series: Series, level: str, horizon: float, alerts: bool = True) -> dict[str, object]:
+def run(
+    series: Series, level: str, horizon: float, alerts: bool = True, warn_chance: str | None = None, sweep: bool = False
+) -> dict[str, object]:
     result: dict[str, object] = {
         "within_run": error_table(within_runs(series), level),
         "across_sizes": error_table(across_sizes(series), level),
     }
     if alerts:
-        result["alerts_within_run"] = alert_table(within_runs(series), level, horizon)
+        result["alerts_within_run"] = alert_table(within_runs(series), level, horizon, warn_chance)
+        result["alerts_across_sizes"] = alert_table(across_sizes(series), level, horizon, warn_chance)
+    if sweep:
+        grid: list[dict[str, object]] = []
+        for h in SWEEP_HORIZONS:
+            for wc in SWEEP_CHANCES:
+                for name, s in (("within_run", within_runs(series)), ("across_sizes", across_sizes(series))):
+                    a = alert_table(s, level, h, wc)["tripwire"]
+                    grid.append({"backtest": name, "horizon": h, "warn_chance": wc, **a})
+        result["alert_sweep"] = grid
     return result
+
+
+def _alert_line(name: str, a: dict[str, float]) -> str:
+    return (
+        f"{name:>10}: missed {100 * a['missed']:5.1f}% of {a['crossings']}, false {100 * a['false_warnings']:5.1f}% "
+        f"of {a['never_reached']}, lead {a['median_lead_doublings']:.2f} "
+        f"(where 2 is possible: {a['median_lead_possible']:.2f} over {a['crossings_with_room']})"
+    )
 
 
 def _print(result: dict[str, object], level: str) -> None:
@@ -261,29 +349,43 @@ def _print(result: dict[str, object], level: str) -> None:
                 f"{100 * row[m]['median']:>6.2f}/{100 * row[m]['p90']:>6.2f}/{100 * row[m]['mean']:>6.2f}" for m in METHODS
             )
             print(f"{k:>4} {row['n']:>5} {cells}  {100 * row['coverage']:>6.1f}%")
-    if "alerts_within_run" in result:
-        print("\nalerts within a run: missed / false warnings / median lead (doublings)")
-        alerts = result["alerts_within_run"]
-        assert isinstance(alerts, dict)
-        for m, a in alerts.items():
-            print(
-                f"{m:>10}: missed {100 * a['missed']:5.1f}% of {a['crossings']}, false {100 * a['false_warnings']:5.1f}% "
-                f"of {a['never_reached']}, lead {a['median_lead_doublings']:.2f}"
-            )
+    for name in ("alerts_within_run", "alerts_across_sizes"):
+        if name in result:
+            print(f"\n{name.replace('_', ' ')}: missed / false warnings / median lead (doublings)")
+            alerts = result[name]
+            assert isinstance(alerts, dict)
+            for m, a in alerts.items():
+                print(_alert_line(m, a))
+    if "alert_sweep" in result:
+        print("\nalert trade-off (Tripwire): horizon x warn_chance")
+        sweep = result["alert_sweep"]
+        assert isinstance(sweep, list)
+        for row in sweep:
+            print(f"{row['backtest']:>12} h={row['horizon']:<4g} warn_chance={row['warn_chance']:<5}" + _alert_line("", row))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    ap.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="model,shots,step,flop,task,metric,value,stderr rows")
     ap.add_argument("--level", default="0.9", help="stated coverage of the prediction interval")
     ap.add_argument("--horizon", type=float, default=4.0, help="alert horizon, compute multiple")
+    ap.add_argument("--warn-chance", default=None, help="forecast.warn_chance of the alert rule (default: the interval's edge)")
+    ap.add_argument("--chance", action="append", default=[], metavar="TASK=VALUE", help="chance accuracy of a task not listed")
     ap.add_argument("--runs", default="", help="comma-separated run names (default: all)")
     ap.add_argument("--tasks", default="", help="comma-separated tasks (default: all)")
     ap.add_argument("--no-alerts", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="also tabulate alerts over horizons and warn_chance values")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    for item in args.chance:
+        task, _, value = item.partition("=")
+        if not task or not value:
+            raise SystemExit(f"--chance {item!r}: expected TASK=VALUE")
+        CHANCE[task] = value
     series = load(args.csv, runs=filter(None, args.runs.split(",")), tasks=filter(None, args.tasks.split(",")))
-    result = run(series, args.level, args.horizon, alerts=not args.no_alerts)
+    if not series:
+        raise SystemExit(f"{args.csv}: no rows (check --runs / --tasks)")
+    result = run(series, args.level, args.horizon, alerts=not args.no_alerts, warn_chance=args.warn_chance, sweep=args.sweep)
     _print(result, args.level)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")

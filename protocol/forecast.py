@@ -727,6 +727,15 @@ def fit_trend(
     return dataclasses.replace(logistic, note=f"{logistic.note}, line and latest level", _parts=parts, dof=dof)
 
 
+def warn_multiplier(warn_chance: str, dof: int) -> float:
+    """The calibrated one-sided bound, in prediction standard errors, that a later
+    measurement exceeds with probability ``warn_chance`` (0 at "0.5": the forecast itself)."""
+    p = Decimal(warn_chance)
+    if p == Decimal("0.5"):
+        return 0.0
+    return CALIBRATION * t_quantile(str(1 - 2 * p), dof)
+
+
 def t_quantile(level: str, dof: int) -> float:
     """Two-sided Student t quantile: ``P(|T| <= t) = level`` with ``dof`` degrees of freedom.
 
@@ -795,13 +804,22 @@ class Forecast(_Frozen):
     """Crossings beyond this compute are reported as None."""
     interval_level: DecimalStr | None = None
     """Stated coverage of the prediction interval (None: the interval is ``z`` wide)."""
+    warn_chance: DecimalStr | None = None
+    """Chance of reaching the level that warns (None: the interval's risky edge warns)."""
+    warn_z: DecimalStr | None = None
+    """The one-sided bound, in prediction standard errors, that ``warn_chance`` gives."""
+    crossing_warn_log10_flop: DecimalStr | None = None
+    """Where the chance of having reached the level first is ``warn_chance``."""
+    crossing_warn_flop: DecimalStr | None = None
 
     @property
     def warns(self) -> bool:
-        """True when the earliest plausible crossing is at or before the horizon."""
-        if self.crossing_low_log10_flop is None:
+        """True when the crossing that decides (at ``warn_chance``, else the interval's
+        risky edge) is at or before the horizon."""
+        x = self.crossing_warn_log10_flop if self.warn_chance is not None else self.crossing_low_log10_flop
+        if x is None:
             return False
-        return Decimal(self.crossing_low_log10_flop) <= Decimal(self.horizon_log10_flop)
+        return Decimal(x) <= Decimal(self.horizon_log10_flop)
 
 
 def _round_log(x: float) -> Decimal:
@@ -849,21 +867,73 @@ def forecast_crossing(
     interval_level: str | None = None,
     chance: str | None = None,
     ceiling: str | None = None,
+    warn_chance: str | None = None,
     on_fit: Callable[[TrendFit | None], None] | None = None,
 ) -> Forecast:
     """Fit the trend and find where it, and its prediction interval, reach ``level``.
 
     The interval is ``z`` prediction standard errors wide, or, with ``interval_level``
     (e.g. "0.9"), ``CALIBRATION * t`` with the Student t quantile of that level. Crossings
-    are searched from the latest checkpoint's compute forward, never before it.
+    are searched from the latest checkpoint's compute forward, never before it. With
+    ``warn_chance`` (e.g. "0.2"; needs ``interval_level``), the warning crossing is where
+    the calibrated one-sided bound at ``1 - warn_chance`` reaches the level.
 
     ``on_fit``, when given, receives the fitted curve (None: no trend), so that a caller
     drawing the band uses the very fit behind the verdict instead of fitting again.
     """
+    fit = fit_for_forecast(points, direction=direction, z=z, interval_level=interval_level, chance=chance, ceiling=ceiling)
+    if on_fit is not None:
+        on_fit(fit)
+    return crossing_of(
+        fit,
+        n_points=len(points),
+        level=level,
+        z=z,
+        horizon_flop=horizon_flop,
+        interval_level=interval_level,
+        warn_chance=warn_chance,
+    )
+
+
+def fit_for_forecast(
+    points: Sequence[TrendPoint],
+    *,
+    direction: Direction,
+    z: str | None = None,
+    interval_level: str | None = None,
+    chance: str | None = None,
+    ceiling: str | None = None,
+) -> TrendFit | None:
+    """:func:`fit_trend` with the interval's half-width set: ``z``, or ``CALIBRATION * t``
+    at ``interval_level`` (exactly one of them)."""
+    if (z is None) == (interval_level is None):
+        raise PolicyError("forecast needs exactly one of z or interval_level")
+    for name, text in (("z", z), ("interval_level", interval_level)):
+        if text is not None and (not isinstance(text, str) or not DECIMAL_RE.match(text)):
+            raise PolicyError(f"forecast {name} {text!r} is not a decimal string")
+    fit = fit_trend(points, direction=direction, chance=chance, ceiling=ceiling)
+    if fit is None:
+        return None
+    mult = float(Decimal(z)) if z is not None else CALIBRATION * t_quantile(str(interval_level), fit.dof)
+    return dataclasses.replace(fit, multiplier=mult)
+
+
+def crossing_of(
+    fit: TrendFit | None,
+    *,
+    n_points: int,
+    level: str,
+    horizon_flop: str,
+    z: str | None = None,
+    interval_level: str | None = None,
+    warn_chance: str | None = None,
+) -> Forecast:
+    """Where a fit from :func:`fit_for_forecast` (None: no trend over ``n_points``) and its
+    interval reach ``level``, searched from the latest checkpoint's compute forward."""
     try:
         base = Forecast(
             model="none",
-            n_points=len(points),
+            n_points=n_points,
             note="",
             params={},
             level=level,
@@ -871,6 +941,7 @@ def forecast_crossing(
             horizon_flop=horizon_flop,
             horizon_log10_flop="0",
             interval_level=interval_level,
+            warn_chance=warn_chance,
         )
     except ValidationError as e:
         raise PolicyError(f"forecast inputs: {_explain(e)}") from e
@@ -881,12 +952,8 @@ def forecast_crossing(
         h_log = h.log10().quantize(_LOG_QUANTUM, rounding=decimal.ROUND_HALF_EVEN)
     if (z is None) == (interval_level is None):
         raise PolicyError("forecast needs exactly one of z or interval_level")
-    fit = fit_trend(points, direction=direction, chance=chance, ceiling=ceiling)
-    if fit is not None:
-        mult = float(Decimal(z)) if z is not None else CALIBRATION * t_quantile(str(interval_level), fit.dof)
-        fit = dataclasses.replace(fit, multiplier=mult)
-    if on_fit is not None:
-        on_fit(fit)
+    if warn_chance is not None and (interval_level is None or not Decimal("0.01") <= Decimal(warn_chance) <= Decimal("0.5")):
+        raise PolicyError(f"forecast warn_chance {warn_chance} needs interval_level and must be between 0.01 and 0.5")
     if fit is None:
         return base.model_copy(
             update={
@@ -914,6 +981,10 @@ def forecast_crossing(
         "horizon_log10_flop": str(h_log),
         "search_limit_log10_flop": str(_round_log(hi)),
     }
+    if warn_chance is not None:
+        wz = warn_multiplier(warn_chance, fit.dof)
+        found["_warn"] = _first_crossing(fit, risk_level, wz, lo, hi)
+        update["warn_z"] = _sig(wz)
     for suffix, x in found.items():
         if x is not None:
             xr = _round_log(x)
@@ -958,27 +1029,40 @@ def _forecast_verdict(
         interval_level=rule.forecast.level,
         chance=rule.forecast.chance,
         ceiling=rule.forecast.ceiling,
+        warn_chance=rule.forecast.warn_chance,
         horizon_flop=horizon_flop,
         on_fit=on_fit,
     )
     horizon = f"the {rule.forecast.horizon}x horizon ({horizon_flop} FLOP)"
     if fc.model == "none":
         reason = f"{fc.note}; {horizon}"
+    elif fc.warns and fc.warn_chance is not None:
+        reason = (
+            f"{fc.model} trend over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
+            f"breach level {rule.breach_level} by {fc.crossing_warn_flop} FLOP (central "
+            f"{fc.crossing_flop or 'beyond range'}), within {horizon}"
+        )
     elif fc.warns:
         reason = (
             f"{fc.model} trend over {fc.n_points} checkpoints may reach breach level {rule.breach_level} "
             f"at {fc.crossing_low_flop} FLOP (central {fc.crossing_flop or 'beyond range'}), "
             f"within {horizon}"
         )
-    elif fc.crossing_low_flop is not None:
+    elif fc.warn_chance is not None and fc.crossing_warn_flop is not None:
+        reason = (
+            f"{fc.model} trend over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
+            f"breach level {rule.breach_level} no earlier than {fc.crossing_warn_flop} FLOP, beyond {horizon}"
+        )
+    elif fc.crossing_low_flop is not None and fc.warn_chance is None:
         reason = (
             f"{fc.model} trend over {fc.n_points} checkpoints reaches breach level {rule.breach_level} "
             f"no earlier than {fc.crossing_low_flop} FLOP, beyond {horizon}"
         )
     else:
+        chance = "" if fc.warn_chance is None else f" with a {fc.warn_chance} chance"
         reason = (
             f"{fc.model} trend over {fc.n_points} checkpoints does not reach breach level "
-            f"{rule.breach_level} before {_flop_of(Decimal(fc.search_limit_log10_flop or '0'))} FLOP"
+            f"{rule.breach_level}{chance} before {_flop_of(Decimal(fc.search_limit_log10_flop or '0'))} FLOP"
         )
     return TrendVerdict(
         verdict="warn" if fc.warns else "ok",

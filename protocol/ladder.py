@@ -104,7 +104,8 @@ def stop_point(points: Sequence[TrendPoint], rule: Rule, planned_flop: str) -> s
     the breach level up to the planned compute.
 
     "Plausible" is the rule's own trend test: the risky edge of the prediction interval
-    reaches the breach level. With no trend (fewer than 2 distinct compute values) there is
+    reaches the breach level (with ``forecast.warn_chance``: the chance of having reached it
+    is that high). With no trend (fewer than 2 distinct compute values) there is
     no forecast to lean on and the answer is None; callers decide how to treat that.
     """
     if rule.forecast is None:
@@ -118,12 +119,14 @@ def stop_point(points: Sequence[TrendPoint], rule: Rule, planned_flop: str) -> s
         interval_level=rule.forecast.level,
         chance=rule.forecast.chance,
         ceiling=rule.forecast.ceiling,
+        warn_chance=rule.forecast.warn_chance,
         horizon_flop=planned_flop,
     )
-    if fc.crossing_low_log10_flop is None:
+    crossing = fc.crossing_warn_log10_flop if fc.warn_chance is not None else fc.crossing_low_log10_flop
+    if crossing is None:
         return None
     planned_log = _round_log(_log10(planned))
-    x = Decimal(fc.crossing_low_log10_flop)
+    x = Decimal(crossing)
     if x > planned_log:
         return None
     return _flop_of(x)

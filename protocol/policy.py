@@ -209,6 +209,11 @@ class TrendRule(_Frozen):
     ceiling: DecimalStr | None = None
     """The metric's best possible value (e.g. "1" for accuracy): forecasts never pass it.
     Absent: the curve's ceiling is fitted."""
+    warn_chance: DecimalStr | None = None
+    """Warn when the forecast gives at least this chance (e.g. "0.2") that the breach level
+    is reached within the horizon: the one-sided prediction bound at ``1 - warn_chance``
+    decides instead of the interval's risky edge. Requires ``level``; absent: the risky
+    edge of the interval at ``level`` (or ``z``) decides, as in older policies."""
 
     @model_validator(mode="after")
     def _sane(self) -> TrendRule:
@@ -222,6 +227,11 @@ class TrendRule(_Frozen):
             raise ValueError(f"forecast level {self.level} must be between 0.5 and 0.999")
         if self.chance is not None and self.ceiling is not None and _dec(self.chance) == _dec(self.ceiling):
             raise ValueError(f"forecast chance {self.chance} equals its ceiling")
+        if self.warn_chance is not None:
+            if self.level is None:
+                raise ValueError("forecast warn_chance needs level (a calibrated interval), not z")
+            if not Decimal("0.01") <= _dec(self.warn_chance) <= Decimal("0.5"):
+                raise ValueError(f"forecast warn_chance {self.warn_chance} must be between 0.01 and 0.5")
         return self
 
 

@@ -228,8 +228,10 @@ def test_pinned_forecast_vector() -> None:
         TrendPoint(flop=flop(x), value=y, stderr="0.015", step=i) for i, (x, y) in enumerate(zip(xs, ys))
     ]
     fc = forecast_crossing(points, level="0.8", direction="higher_is_riskier", z="1.96", horizon_flop="4E20")
-    got = fc.model_dump(exclude={"note", "level", "z", "n_points"})
+    new = {"warn_chance", "warn_z", "crossing_warn_flop", "crossing_warn_log10_flop"}
+    got = fc.model_dump(exclude={"note", "level", "z", "n_points"} | new)
     assert got == PINNED, got
+    assert all(getattr(fc, k) is None for k in new)  # no warn_chance: the older rule, unchanged
 
 
 PINNED: dict[str, Any] = {
@@ -431,3 +433,79 @@ def test_t_quantile_matches_known_values() -> None:
     assert abs(t_quantile("0.9", 10) - 1.8125) < 2e-3
     assert abs(t_quantile("0.95", 5) - 2.5706) < 2e-2
     assert abs(t_quantile("0.99", 30) - 2.7500) < 2e-3
+
+
+def _chance_rule(warn_chance: str | None, **forecast: str) -> dict[str, Any]:
+    fc: dict[str, str] = {"horizon": "4", "level": "0.9", "chance": "0.05", "ceiling": "1", **forecast}
+    if warn_chance is not None:
+        fc["warn_chance"] = warn_chance
+    return {
+        "id": "p", "version": 1, "title": "t", "description": "",
+        "rules": [{
+            "id": "r", "domain": "d",
+            "indicator": {"suite": "s", "task": "t", "metric": "acc", "direction": "higher_is_riskier"},
+            "alert_level": "0.3", "breach_level": "0.6",
+            "uncertainty": {"method": "upper_bound", "z": "1"},
+            "forecast": fc,
+            "actions": {"warn": ["alert"], "breach": ["alert", "pause_proposal"]},
+        }],
+    }  # fmt: skip
+
+
+def test_warn_chance_orders_the_warning_between_the_risky_edge_and_the_central_forecast() -> None:
+    points = noisy_sigmoid(4, n=10)
+    kw: dict[str, Any] = dict(
+        level="0.6", direction="higher_is_riskier", interval_level="0.9", chance="0.05", ceiling="1",
+        horizon_flop="1E22",
+    )  # fmt: skip
+    old = forecast_crossing(points, **kw)
+    # At level 0.9 the risky edge is the one-sided 95% bound: warn_chance 0.05 is the same test.
+    same = forecast_crossing(points, warn_chance="0.05", **kw)
+    assert same.crossing_warn_log10_flop == old.crossing_low_log10_flop and same.warns == old.warns
+    # warn_chance 0.5 is the central forecast itself.
+    central = forecast_crossing(points, warn_chance="0.5", **kw)
+    assert central.warn_z == "0" and central.crossing_warn_log10_flop == old.crossing_log10_flop
+    # A higher chance demanded warns no earlier.
+    xs = [
+        Decimal(forecast_crossing(points, warn_chance=p, **kw).crossing_warn_log10_flop or "99")
+        for p in ("0.05", "0.1", "0.2", "0.3", "0.5")
+    ]
+    assert xs == sorted(xs) and xs[0] < xs[-1]
+
+
+def test_warn_chance_decides_the_verdict_and_says_so() -> None:
+    # A series that has flattened well below the breach level: the 95% edge of the interval
+    # still reaches it within 4x, a 20% chance does not.
+    rng = random.Random(11)
+    xs = [18.0 + 0.2 * i for i in range(12)]
+    ys = [min(0.48, 0.05 + 0.08 * i) + rng.gauss(0.0, 0.01) for i in range(12)]
+    points = pts(xs, ys, se=0.01)
+    latest = flop(xs[-1])
+    edge = Policy.from_obj(_chance_rule(None)).rules[0]
+    chance = Policy.from_obj(_chance_rule("0.2")).rules[0]
+    a = forecast_verdict(points, edge, latest)
+    b = forecast_verdict(points, chance, latest)
+    assert (a.verdict, b.verdict) == ("warn", "ok"), (a.reason, b.reason)
+    assert "0.2 chance" in b.reason and "breach level 0.6" in b.reason
+
+
+@pytest.mark.parametrize(
+    ("forecast", "message"),
+    [
+        ({"warn_chance": "0.2", "level": None, "z": "1.96"}, "needs level"),
+        ({"warn_chance": "0.6"}, "between 0.01 and 0.5"),
+        ({"warn_chance": "0"}, "between 0.01 and 0.5"),
+        ({"warn_chance": "0.2x"}, "warn_chance"),
+    ],
+    ids=["with-z", "above-half", "zero", "not-a-decimal"],
+)
+def test_bad_warn_chance_is_refused_by_the_policy(forecast: dict[str, Any], message: str) -> None:
+    obj = _chance_rule(None)
+    fc = obj["rules"][0]["forecast"]
+    for k, v in forecast.items():
+        if v is None:
+            fc.pop(k)
+        else:
+            fc[k] = v
+    with pytest.raises(PolicyError, match=message):
+        Policy.from_obj(obj)

@@ -63,3 +63,14 @@ def test_forecast_beats_last_value_on_held_out_checkpoints(bench, series) -> Non
         assert row["tripwire"]["mean"] <= 0.8 * row["last_value"]["mean"], (k, row)
     covered = sum(table[k]["coverage"] * table[k]["n"] for k in table) / sum(table[k]["n"] for k in table)
     assert 0.8 <= covered <= 1.0
+
+
+def test_alerts_on_held_out_crossings_meet_the_targets_with_warn_chance(bench, series) -> None:  # type: ignore[no-untyped-def]
+    # Warnings are judged against what the held-out later checkpoints did: a crossing
+    # with no earlier warning is missed, a warning for a level never reached is false.
+    edge = bench.alert_table(series, "0.9", 4.0)["tripwire"]
+    chance = bench.alert_table(series, "0.9", 8.0, "0.2")["tripwire"]
+    assert chance["crossings"] == edge["crossings"] > 0
+    assert chance["missed"] <= 0.15
+    assert chance["false_warnings"] <= 0.20 < edge["false_warnings"]
+    assert chance["median_lead_possible"] >= 2.0
