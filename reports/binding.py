@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from reports.bundle import UNPINNED, Check, VerificationReport, VerifiedBundle
+from reports.bundle import UNPINNED, Check, TrustedRoster, VerificationReport, VerifiedBundle
 from reports.errors import RenderError
 
 _SPACE = re.compile(r"\s+")
@@ -103,3 +103,84 @@ def check_pdf(pdf_path: Path, report: VerificationReport, evidence_bytes: bytes)
     if ratio > 0.5:
         msg += " (if your Chromium is another version than the producer's, check report.html instead)"
     return Check("report pdf", "fail", msg, (msg,))
+
+
+# --- what a reader points `tripwire verify` at -------------------------------------------------
+
+ACCEPTED_INPUTS = "pass evidence.json, report.html, report.pdf or the report folder `tripwire report` wrote"
+
+
+def _looks_like(path: Path) -> str:
+    """``pdf``, ``html`` or ``json`` by content (extensions lie), else ``other``."""
+    from reports.errors import EvidenceError
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise EvidenceError(f"cannot read {path}: {e.strerror}") from e
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "html"
+    if text.startswith(b"{"):
+        return "json"
+    return "other"
+
+
+def report_targets(path: Path) -> tuple[Path, Path | None, Path | None, bool]:
+    """(evidence.json, report.html or None, report.pdf or None, pdf given explicitly)."""
+    from reports.errors import EvidenceError
+
+    if path.is_dir():
+        evidence = path / "evidence.json"
+        if not evidence.is_file():
+            raise EvidenceError(f"{path} holds no evidence.json: {ACCEPTED_INPUTS}")
+        html, pdf = path / "report.html", path / "report.pdf"
+        return evidence, html if html.is_file() else None, pdf if pdf.is_file() else None, False
+    if not path.exists():
+        raise EvidenceError(f"cannot read evidence bundle {path}: no such file; {ACCEPTED_INPUTS}")
+    kind = _looks_like(path)
+    if kind == "json":
+        return path, None, None, False
+    if kind in ("html", "pdf"):
+        evidence = path.parent / "evidence.json"
+        if not evidence.is_file():
+            raise EvidenceError(
+                f"{path} is a report; its evidence.json must sit beside it to verify it (not found in {path.parent})"
+            )
+        return evidence, path if kind == "html" else None, path if kind == "pdf" else None, kind == "pdf"
+    raise EvidenceError(f"{path} is not an evidence bundle or a report: {ACCEPTED_INPUTS}")
+
+
+def verify_target(target: Path, trusted: TrustedRoster | None = None) -> VerificationReport:
+    """Every check of ``tripwire verify TARGET``: the bundle (pinned to ``trusted`` when
+    given), then the HTML and PDF beside it re-rendered and compared.
+
+    A PDF found in a report folder is skipped, not failed, without Chromium (the HTML was
+    checked); a PDF named explicitly needs Chromium (:class:`BrowserMissingError`)."""
+    from reports.bundle import load_bundle, verify_bundle
+    from reports.errors import BrowserMissingError, EvidenceError
+    from reports.render import chromium_path
+
+    evidence, html, pdf, pdf_explicit = report_targets(target)
+    if pdf_explicit:
+        chromium_path()  # checking a PDF prints the expected one: fail early without a browser
+    bundle = load_bundle(evidence)
+    try:
+        evidence_bytes = evidence.read_bytes()
+    except OSError as e:
+        raise EvidenceError(f"cannot read evidence bundle {evidence}: {e.strerror}") from e
+    result = verify_bundle(bundle, trusted)
+    checks = list(result.checks)
+    if result.ok and html is not None:
+        checks.append(check_html(html, result, evidence_bytes))
+    if result.ok and pdf is not None:
+        try:
+            checks.append(check_pdf(pdf, result, evidence_bytes))
+        except BrowserMissingError:
+            if pdf_explicit:
+                raise
+            checks.append(Check("report pdf", "skip", "not checked: needs Chromium (the HTML was checked)"))
+    return VerificationReport(tuple(checks))

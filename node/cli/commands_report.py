@@ -7,9 +7,6 @@ verified bundle only (reports.render), print a pass/fail table, and let
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -18,10 +15,9 @@ import typer
 from rich.table import Table
 
 from node.cli._app import app, console, console_err
-from node.errors import InputFileError
 from protocol.canonical import parse_time
 from protocol.errors import ConfigurationError, SchemaError
-from reports.bundle import Check, VerificationReport, load_bundle, load_trusted_genesis, verify_bundle
+from reports.bundle import VerificationReport, load_trusted_genesis
 from reports.errors import EvidenceError
 
 T = TypeVar("T")
@@ -53,49 +49,6 @@ def print_checks(report: VerificationReport, title: str) -> None:
     console.print(table)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse a bad --out before any work (one line, saying what to do)."""
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"--out {out} is a file, not a folder: pass a folder path for the report")
-    if out.exists() and not overwrite:
-        raise InputFileError(
-            f"--out {out} already exists: pass --overwrite to replace it whole, or choose a new folder"
-        )
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise InputFileError(f"--out {out}: folder {parent} does not exist; create it first")
-
-
-def _swap_in(out: Path, write: Callable[[Path], T]) -> T:
-    """Write into a fresh folder beside ``out``, then put it in place of ``out`` whole.
-
-    No file of an older report survives (a stale PDF would disagree with the new evidence),
-    and a failed run leaves the old report as it was.
-    """
-    parent = out.resolve().parent
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
-    except OSError as e:
-        raise InputFileError(f"cannot write into {parent}: {e.strerror}; check its permissions") from e
-    try:
-        result = write(tmp)
-        old: Path | None = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            out.rename(old / "report")
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
-        raise InputFileError(
-            f"cannot write the report to {out}: {e.strerror or e}; check the folder's permissions and free space"
-        ) from e
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return result
-
-
 @app.command("report")
 def report_cmd(
     home: Annotated[Path, typer.Option("--home", help="Node home directory.", show_default=False)],
@@ -121,78 +74,18 @@ def report_cmd(
     ] = False,
 ) -> None:
     """Render the node's report (HTML + PDF) and its evidence bundle."""
-    from node.home import NodeHome
-    from reports.render import chromium_path, write_report
-    from reports.source import bundle_from_store, find_policy
+    from node.home.report import write_home_report
 
     if audience not in ("public", "regulator"):
         raise ConfigurationError(f"--audience must be public or regulator, not {audience!r}")
-    start = _since(since)
-    _check_out(out, overwrite)
-    if pdf:
-        chromium_path()  # fail before any work when the PDF cannot be printed
-    with NodeHome.open(home) as h:
-        chain = h.store.roster_chain()
-        pol = find_policy(chain.current.roster.policy_digest, explicit=policy, search=[h.path])
-        bundle = bundle_from_store(
-            h.store,
-            key=h.key,
-            lab=h.lab,
-            policy=pol,
-            audience="regulator" if audience == "regulator" else "public",
-            since=start,
-        )
-    result = verify_bundle(bundle)
-    vb = result.require()
-    files = _swap_in(out, lambda d: write_report(vb, d, report=result, pdf=pdf))
-    console.print(f"[bold]status:[/] {vb.analysis.status} (as of {bundle.generated_at})")
-    console.print(f"wrote {out / files.html.name}")
-    if files.pdf:
-        console.print(f"wrote {out / files.pdf.name}")
-    console.print(f"wrote {out / files.evidence.name} (sha256 {files.evidence_sha256})")
-
-
-def _looks_like(path: Path) -> str:
-    """``pdf``, ``html`` or ``json`` by content (extensions lie), else ``other``."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(512)
-    except OSError as e:
-        raise EvidenceError(f"cannot read {path}: {e.strerror}") from e
-    if head.startswith(b"%PDF-"):
-        return "pdf"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith((b"<!doctype html", b"<html")):
-        return "html"
-    if text.startswith(b"{"):
-        return "json"
-    return "other"
-
-
-ACCEPTED_INPUTS = "pass evidence.json, report.html, report.pdf or the report folder `tripwire report` wrote"
-
-
-def _targets(path: Path) -> tuple[Path, Path | None, Path | None, bool]:
-    """(evidence.json, report.html or None, report.pdf or None, pdf given explicitly)."""
-    if path.is_dir():
-        evidence = path / "evidence.json"
-        if not evidence.is_file():
-            raise EvidenceError(f"{path} holds no evidence.json: {ACCEPTED_INPUTS}")
-        html, pdf = path / "report.html", path / "report.pdf"
-        return evidence, html if html.is_file() else None, pdf if pdf.is_file() else None, False
-    if not path.exists():
-        raise EvidenceError(f"cannot read evidence bundle {path}: no such file; {ACCEPTED_INPUTS}")
-    kind = _looks_like(path)
-    if kind == "json":
-        return path, None, None, False
-    if kind in ("html", "pdf"):
-        evidence = path.parent / "evidence.json"
-        if not evidence.is_file():
-            raise EvidenceError(
-                f"{path} is a report; its evidence.json must sit beside it to verify it (not found in {path.parent})"
-            )
-        return evidence, path if kind == "html" else None, path if kind == "pdf" else None, kind == "pdf"
-    raise EvidenceError(f"{path} is not an evidence bundle or a report: {ACCEPTED_INPUTS}")
+    written = write_home_report(
+        home, out, audience="regulator" if audience == "regulator" else "public", policy=policy, since=_since(since), pdf=pdf, overwrite=overwrite
+    )
+    console.print(f"[bold]status:[/] {written.status} (as of {written.generated_at})")
+    console.print(f"wrote {written.html}")
+    if written.pdf:
+        console.print(f"wrote {written.pdf}")
+    console.print(f"wrote {written.evidence} (sha256 {written.evidence_sha256})")
 
 
 @app.command("verify")
@@ -213,35 +106,14 @@ def verify_cmd(
     ] = False,
 ) -> None:
     """Check an evidence bundle, and the report rendered from it, offline; exit non-zero if any check fails."""
-    from reports.binding import check_html, check_pdf
-    from reports.errors import BrowserMissingError
-    from reports.render import chromium_path
+    from reports.binding import verify_target
 
     if roster is None and require_pin:
         raise ConfigurationError(
             "--require-pin: no --roster given; pass the genesis roster you hold (`tripwire roster export`)"
         )
-    evidence, html, pdf, pdf_explicit = _targets(target)
-    if pdf_explicit:
-        chromium_path()  # checking a PDF prints the expected one: fail early without a browser
     trusted = load_trusted_genesis(roster) if roster else None
-    bundle = load_bundle(evidence)
-    try:
-        evidence_bytes = evidence.read_bytes()
-    except OSError as e:
-        raise EvidenceError(f"cannot read evidence bundle {evidence}: {e.strerror}") from e
-    result = verify_bundle(bundle, trusted)
-    checks = list(result.checks)
-    if result.ok and html is not None:
-        checks.append(check_html(html, result, evidence_bytes))
-    if result.ok and pdf is not None:
-        try:
-            checks.append(check_pdf(pdf, result, evidence_bytes))
-        except BrowserMissingError:
-            if pdf_explicit:
-                raise
-            checks.append(Check("report pdf", "skip", "not checked: needs Chromium (the HTML was checked)"))
-    full = VerificationReport(tuple(checks))
+    full = verify_target(target, trusted)
     print_checks(full, f"Verification of {target}")
     if trusted is None:
         console_err.print(

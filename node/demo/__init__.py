@@ -19,7 +19,7 @@ The homes it leaves under ``--workdir`` are ordinary node homes: ``tripwire serv
 
 from __future__ import annotations
 
-import contextlib
+import json
 import math
 import os
 import shutil
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -41,6 +41,10 @@ from node.home.resources import spec_path
 from node.net.process import ServeProcess, free_ports
 from protocol.entries import HALT_PREFIX, EvalResultBody, halt_step
 from protocol.errors import ConfigurationError, InternalError
+
+if TYPE_CHECKING:
+    from node.home.report import WrittenReport
+    from reports.bundle import VerificationReport
 
 DEMO_SUITE = spec_path("suites", "tripwire-demo.yaml")
 DEMO_POLICY = spec_path("policies", "tripwire-demo.yaml")
@@ -602,6 +606,35 @@ def read_story(store: Any) -> list[Milestone]:
     return out[: breach + 1] + certified + out[breach + 1 :]
 
 
+def _report_and_verify(home: Path, report_dir: Path, genesis: Path) -> tuple[WrittenReport, VerificationReport]:
+    """The third act through the node and reports APIs: write the regulator's report, export
+    the genesis roster a reader pins to, and verify the report offline against it. Errors
+    are the APIs' own (each with its exit code and remediation)."""
+    from node.home import NodeHome
+    from node.home.report import write_home_report
+    from reports.binding import verify_target
+    from reports.bundle import load_trusted_genesis
+
+    written = write_home_report(home, report_dir, audience="regulator", overwrite=True)
+    # The genesis roster a reader pins to, beside the report (a real reader gets it from
+    # the labs' founding filing, not from the node that wrote the report).
+    with NodeHome.open(home) as h:
+        envelope = h.store.roster_chain().envelopes()[0].to_dict()
+    genesis.write_text(json.dumps(envelope, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return written, verify_target(report_dir, load_trusted_genesis(genesis))
+
+
+def _checks_table(report: VerificationReport) -> Table:
+    table = Table(title="Offline verification (what `tripwire verify` checks)", title_justify="left")
+    table.add_column("Check", style="bold")
+    table.add_column("Result")
+    table.add_column("Detail", overflow="fold")
+    style = {"pass": "[bold green]PASS[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]SKIP[/]"}
+    for c in report.checks:
+        table.add_row(c.name, style[c.status], c.summary)
+    return table
+
+
 @dataclass
 class DemoResult:
     workdir: Path
@@ -832,8 +865,6 @@ def run_demo(
     """Run the whole demo; return what happened (the CLI prints it, tests assert on it)."""
     import torch
 
-    from node.cli import main as cli_main
-    from node.cli._app import console as cli_console
     from node.evals.tinymodels import build_char_tokenizer
     from node.home.netsetup import create_network, suite_ref_of
 
@@ -937,29 +968,16 @@ def run_demo(
         if out:
             console.rule("[bold]3. Report and offline verification")
         report_dir = root / "report"
-        # --quiet: the commands' own tables are captured; their errors still reach stderr.
-        with cli_console.capture() if quiet else contextlib.nullcontext():
-            rc = cli_main(
-                [
-                    "report",
-                    "--home",
-                    str(home_dirs[0]),
-                    "--out",
-                    str(report_dir),
-                    "--audience",
-                    "regulator",
-                    "--overwrite",
-                ]
+        report_written, verification = _report_and_verify(home_dirs[0], report_dir, root / "genesis.json")
+        verify_exit = 0 if verification.ok else 3
+        if out:
+            console.print(
+                f"status {report_written.status}; wrote {_shown(report_written.html)}"
+                + (f", {_shown(report_written.pdf)}" if report_written.pdf else "")
+                + f" and {_shown(report_written.evidence)} (sha256 {report_written.evidence_sha256[:16]}…)",
+                highlight=False,
             )
-            if rc != 0:
-                raise DemoError(f"`tripwire report` failed with exit code {rc}")
-            # The genesis roster a reader pins to, beside the report (a real reader gets it
-            # from the labs' founding filing, not from the node that wrote the report).
-            genesis = root / "genesis.json"
-            rc = cli_main(["roster", "export", "--home", str(home_dirs[0]), "--out", str(genesis)])
-            if rc != 0:
-                raise DemoError(f"`tripwire roster export` failed with exit code {rc}")
-            verify_exit = cli_main(["verify", str(report_dir), "--roster", str(genesis), "--require-pin"])
+            console.print(_checks_table(verification))
         if plan_act_enabled:
             if out:
                 console.rule("[bold]4. After the investigation: the next run needs a safety case")
