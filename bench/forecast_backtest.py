@@ -107,6 +107,8 @@ def load(path: Path, *, runs: Iterable[str] = (), tasks: Iterable[str] = ()) -> 
         for r in csv.DictReader(f):
             if (runs and r["model"] not in runs) or (tasks and r["task"] not in tasks) or int(r["step"]) == 0:
                 continue
+            if r.get("chance"):  # an optional column: the task's chance accuracy
+                CHANCE.setdefault(r["task"], r["chance"])
             out[(r["model"], r["shots"], r["task"])].append(
                 Point(int(r["step"]), r["flop"], float(r["value"]), float(r["stderr"]))
             )
@@ -115,8 +117,10 @@ def load(path: Path, *, runs: Iterable[str] = (), tasks: Iterable[str] = ()) -> 
     return dict(out)
 
 
-def within_runs(series: Series) -> Series:
-    return {k: [p for p in v if p.step >= FIRST_STEP] for k, v in series.items()}
+def within_runs(series: Series, first_step: int | None = None) -> Series:
+    """Each run's checkpoints from ``first_step`` (default FIRST_STEP: Pythia's warm-up)."""
+    first = FIRST_STEP if first_step is None else first_step
+    return {k: [p for p in v if p.step >= first] for k, v in series.items()}
 
 
 def across_sizes(series: Series) -> Series:
@@ -310,20 +314,27 @@ def alert_table(series: Series, level: str, horizon: float, warn_chance: str | N
 
 
 def run(
-    series: Series, level: str, horizon: float, alerts: bool = True, warn_chance: str | None = None, sweep: bool = False
+    series: Series,
+    level: str,
+    horizon: float,
+    alerts: bool = True,
+    warn_chance: str | None = None,
+    sweep: bool = False,
+    first_step: int | None = None,
 ) -> dict[str, object]:
+    runs = within_runs(series, first_step)
     result: dict[str, object] = {
-        "within_run": error_table(within_runs(series), level),
+        "within_run": error_table(runs, level),
         "across_sizes": error_table(across_sizes(series), level),
     }
     if alerts:
-        result["alerts_within_run"] = alert_table(within_runs(series), level, horizon, warn_chance)
+        result["alerts_within_run"] = alert_table(runs, level, horizon, warn_chance)
         result["alerts_across_sizes"] = alert_table(across_sizes(series), level, horizon, warn_chance)
     if sweep:
         grid: list[dict[str, object]] = []
         for h in SWEEP_HORIZONS:
             for wc in SWEEP_CHANCES:
-                for name, s in (("within_run", within_runs(series)), ("across_sizes", across_sizes(series))):
+                for name, s in (("within_run", runs), ("across_sizes", across_sizes(series))):
                     a = alert_table(s, level, h, wc)["tripwire"]
                     grid.append({"backtest": name, "horizon": h, "warn_chance": wc, **a})
         result["alert_sweep"] = grid
@@ -373,6 +384,7 @@ def main() -> None:
     ap.add_argument("--chance", action="append", default=[], metavar="TASK=VALUE", help="chance accuracy of a task not listed")
     ap.add_argument("--runs", default="", help="comma-separated run names (default: all)")
     ap.add_argument("--tasks", default="", help="comma-separated tasks (default: all)")
+    ap.add_argument("--first-step", type=int, default=None, help=f"drop earlier checkpoints (warm-up) within a run (default {FIRST_STEP})")
     ap.add_argument("--no-alerts", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="also tabulate alerts over horizons and warn_chance values")
     ap.add_argument("--json", type=Path)
@@ -385,7 +397,9 @@ def main() -> None:
     series = load(args.csv, runs=filter(None, args.runs.split(",")), tasks=filter(None, args.tasks.split(",")))
     if not series:
         raise SystemExit(f"{args.csv}: no rows (check --runs / --tasks)")
-    result = run(series, args.level, args.horizon, alerts=not args.no_alerts, warn_chance=args.warn_chance, sweep=args.sweep)
+    result = run(series, args.level, args.horizon, alerts=not args.no_alerts, warn_chance=args.warn_chance, sweep=args.sweep,
+        first_step=args.first_step,
+    )
     _print(result, args.level)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
