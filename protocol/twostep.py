@@ -205,12 +205,14 @@ class TwoStepFit:
         return lo, hi
 
     def params(self) -> dict[str, str]:
-        """The map in proxy units (rate per proxy unit, midpoint proxy value), 6 significant digits."""
+        """The map in proxy units (rate per proxy unit, midpoint proxy value) and the proxy
+        trend's parameters (prefixed ``proxy_``), 6 significant digits."""
         return {
             "rate_per_proxy_unit": _sig(self.rate / self.proxy_half),
             "midpoint_proxy": _sig(self.proxy_mid + self.midpoint * self.proxy_half),
             "chance": _sig(self.chance),
             "ceiling": _sig(self.ceiling),
+            **{f"proxy_{k}": v for k, v in self.proxy.params().items()},
         }
 
 

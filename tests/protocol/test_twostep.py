@@ -239,3 +239,18 @@ def test_unknown_proxy_model_is_refused() -> None:
     proxy, target = ladder(PREFIX, 0)
     with pytest.raises(PolicyError, match="unknown proxy model 'spline'"):
         fit_two_step(proxy, target, chance="0.25", proxy_model="spline")  # type: ignore[arg-type]
+
+
+def test_published_parameters_of_a_fixed_ladder() -> None:
+    """The published numbers of one fixed ladder: a change to the fit shows up here."""
+    proxy, target = ladder(PREFIX, 0)
+    fit = fit_two_step(proxy, target, chance="0.25")
+    assert fit is not None
+    assert fit.params() == {
+        "rate_per_proxy_unit": "2.12815",
+        "midpoint_proxy": "-1.21478",
+        "chance": "0.25",
+        "ceiling": "1",
+        "proxy_log10_magnitude_at_1_flop": "5.93795",
+        "proxy_exponent": "-0.349312",
+    }
