@@ -90,7 +90,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def backtest(data: dict[str, Any], min_points: int, multiples: tuple[float, ...]) -> list[dict[str, Any]]:
     from protocol.forecast import CALIBRATION, TrendPoint, fit_trend, t_quantile
-    from protocol.twostep import fit_two_step
+    from protocol.twostep import fit_power_law, fit_two_step
 
     series = {int(k): v for k, v in data["series"].items()}
     steps = sorted(series)
@@ -108,6 +108,8 @@ def backtest(data: dict[str, Any], min_points: int, multiples: tuple[float, ...]
         proxy = [pt(s, "logprob_correct") for s in window]
         direct = fit_trend(acc, direction="higher_is_riskier", chance=CHANCE, ceiling="1")
         two = fit_two_step(proxy, acc, chance=CHANCE)
+        step1 = {"power_law": fit_power_law(proxy),
+                 "trend": fit_trend(proxy, direction="higher_is_riskier", ceiling="0")}
         for mult in multiples:
             target = round(f * mult)
             if target not in series or target == f:
@@ -115,7 +117,12 @@ def backtest(data: dict[str, Any], min_points: int, multiples: tuple[float, ...]
             x = math.log10(float(series[target]["flop"]))
             measured = series[target]["acc"][0]
             row: dict[str, Any] = {"fit_up_to_step": f, "points": len(window), "multiple": mult,
-                                   "measured": measured, "last": series[f]["acc"][0]}
+                                   "measured": measured, "last": series[f]["acc"][0],
+                                   "proxy_measured": series[target]["logprob_correct"][0],
+                                   "proxy_last": series[f]["logprob_correct"][0]}
+            for name, fit in step1.items():
+                if fit is not None:
+                    row[f"proxy_{name}"] = fit.predict(x)[0]
             if direct is not None:
                 z = CALIBRATION * t_quantile(LEVEL, direct.dof)
                 d = dataclasses.replace(direct, multiplier=z)
@@ -144,6 +151,7 @@ def summarize(rows: list[dict[str, Any]], multiples: tuple[float, ...]) -> list[
 
     out = []
     for mult in multiples:
+        step1 = [r for r in rows if r["multiple"] == mult and "proxy_power_law" in r and "proxy_trend" in r]
         every = [r for r in rows if r["multiple"] == mult and "direct" in r]
         both = [r for r in every if "two_step" in r]
         if not every:
@@ -155,12 +163,20 @@ def summarize(rows: list[dict[str, Any]], multiples: tuple[float, ...]) -> list[
             "mae_direct": mae(both, "direct"), "mae_two_step": mae(both, "two_step"), "mae_last": mae(both, "last"),
             "coverage_direct": cover(both, "direct_interval"), "coverage_two_step": cover(both, "two_step_interval"),
             "width_direct": width(both, "direct_interval"), "width_two_step": width(both, "two_step_interval"),
+            "step1_windows": len(step1),
+            "step1_mae_power_law": _mae_of(step1, "proxy_power_law", "proxy_measured"),
+            "step1_mae_trend": _mae_of(step1, "proxy_trend", "proxy_measured"),
+            "step1_mae_last": _mae_of(step1, "proxy_last", "proxy_measured"),
         }
         if both:
             s["ratio_two_step_to_direct"] = s["mae_two_step"] / s["mae_direct"] if s["mae_direct"] else math.inf
             s["ratio_two_step_to_last"] = s["mae_two_step"] / s["mae_last"] if s["mae_last"] else math.inf
         out.append(s)
     return out
+
+
+def _mae_of(rs: list[dict[str, Any]], key: str, truth: str) -> float | None:
+    return sum(abs(r[key] - r[truth]) for r in rs) / len(rs) if rs else None
 
 
 def _f(v: float | None, spec: str) -> str:
@@ -216,6 +232,12 @@ def main() -> None:
             f"{_f(s['coverage_direct'], '.2f'):>12} {_f(s['coverage_two_step'], '.2f'):>6} "
             f"{_f(s['width_direct'], '.3f'):>12} {_f(s['width_two_step'], '.3f'):>6}"
         )
+    print("\nstep 1 alone, logprob_correct (nats):")
+    print(f"{'x':>4} {'windows':>7} {'MAE power law':>13} {'fit_trend':>9} {'last':>6} {'power/trend':>11}")
+    for s in summary:
+        pl, tr = s["step1_mae_power_law"], s["step1_mae_trend"]
+        print(f"{s['multiple']:>4g} {s['step1_windows']:>7} {_f(pl, '.3f'):>13} {_f(tr, '.3f'):>9} "
+              f"{_f(s['step1_mae_last'], '.3f'):>6} {_f(pl / tr if pl is not None and tr else None, '.2f'):>11}")
     if args.json:
         args.json.write_text(json.dumps({**data, "rows": rows, "summary": summary}, indent=2) + "\n")
 

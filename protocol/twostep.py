@@ -107,12 +107,14 @@ class PowerLawFit:
         return {"log10_magnitude_at_1_flop": _sig(self.intercept - b * self.x_mid), "exponent": _sig(b)}
 
 
-def _fit_power_law(pairs: Sequence[tuple[Decimal, TrendPoint, TrendPoint]]) -> PowerLawFit | None:
+def fit_power_law(points: Sequence[TrendPoint]) -> PowerLawFit | None:
+    """Step 1 alone: the power law of a log-probability over compute (points sorted by FLOP
+    here); None with fewer than 2 distinct FLOP values."""
     floor = Decimal(MIN_PROXY_MAGNITUDE)
     xs: list[float] = []
     ys: list[float] = []
     var: list[float] = []
-    for _, p, _t in pairs:
+    for p in sorted(points, key=lambda q: (Decimal(q.flop), q.step)):
         v = Decimal(p.value)
         if v > 0:
             raise PolicyError(f"two-step forecast: proxy {p.value} at step {p.step} is a log-probability above 0")
@@ -121,6 +123,8 @@ def _fit_power_law(pairs: Sequence[tuple[Decimal, TrendPoint, TrendPoint]]) -> P
         ys.append(_log10(mag))
         rel = float(Decimal(p.stderr) / mag) / _LN10
         var.append(rel * rel)
+    if len(xs) < 2:
+        return None
     x_mid, x_half = (xs[0] + xs[-1]) / 2.0, (xs[-1] - xs[0]) / 2.0
     if not x_half > 0.0:
         return None
@@ -348,7 +352,7 @@ def fit_two_step(
         yvar.append(se * se)
     step1: PowerLawFit | TrendFit | None
     if proxy_model == "power_law":
-        step1 = _fit_power_law(pairs)
+        step1 = fit_power_law([p for _, p, _t in pairs])
     elif proxy_model == "trend":
         step1 = fit_trend([p for _, p, _t in pairs], direction="higher_is_riskier", ceiling=PROXY_CEILING)
     else:

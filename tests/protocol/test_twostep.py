@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from protocol.errors import PolicyError
 from protocol.forecast import TrendPoint
-from protocol.twostep import MIN_POINTS, TwoStepFit, fit_two_step
+from protocol.twostep import MIN_POINTS, TwoStepFit, fit_power_law, fit_two_step
 
 # Loss of the correct answer in nats against log10 compute x: a power law,
 # L = A * 10^(-ALPHA * (x - X0)); the proxy is its negation (a log-probability).
@@ -254,3 +254,14 @@ def test_published_parameters_of_a_fixed_ladder() -> None:
         "proxy_log10_magnitude_at_1_flop": "5.93795",
         "proxy_exponent": "-0.349312",
     }
+
+
+def test_power_law_step_alone() -> None:
+    proxy, _ = ladder(PREFIX, 1)
+    fit = fit_power_law(list(reversed(proxy)))
+    assert fit is not None
+    assert abs(float(fit.params()["exponent"]) + ALPHA) < 0.01
+    x = PREFIX[-1] + 1.0
+    p, se = fit.predict(x)
+    assert abs(p - proxy_at(x)) < 3 * se
+    assert fit_power_law(proxy[:1]) is None
