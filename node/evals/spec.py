@@ -732,6 +732,13 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
         refs = []
         for fname in names:
             fpath = _resolve(p.parent, fname)
+            here = Path(fname)
+            if fpath != here and here.is_file() and not fpath.samefile(here):
+                # lm-eval reads a relative data file from the working directory.
+                raise EvalSpecError(
+                    f"{p}: data file {fname} names two different files (next to the task and in the working "
+                    "directory); give an absolute path"
+                )
             if not fpath.is_file():
                 raise EvalDataError(f"{p}: data file {fpath} (split {split}) does not exist")
             actual = file_sha256(fpath)
