@@ -818,7 +818,9 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
         raise EvalSpecError(f"{p}: doc_to_text and doc_to_target are required")
     if kind == "multiple_choice" and raw.get("doc_to_choice") is None:
         raise EvalSpecError(f"{p}: doc_to_choice is required for multiple_choice")
-    for key in ("description", "target_delimiter", "fewshot_delimiter"):
+    if raw.get("description") is not None and not isinstance(raw["description"], str):
+        raise EvalSpecError(f"{p}: description must be a string")
+    for key in ("target_delimiter", "fewshot_delimiter"):
         if key in raw and not isinstance(raw[key], str):
             raise EvalSpecError(f"{p}: {key} must be a string")
     for key in ("target_delimiter", "fewshot_delimiter"):
