@@ -270,7 +270,7 @@ def _score_mc(lm: LoadedModel, spec: TaskSpec, docs: list[dict[str, Any]], ctxs:
         if spec.kind == "multiple_choice":
             conts = [spec.target_delimiter + c for c in spec.choices(docs[i])]
         else:
-            conts = [spec.target_delimiter + str(spec.target(docs[i]))]
+            conts = [spec.continuation(docs[i])]
         reqs.append(encode_pair_list(tok, ctxs[i], conts))
     scorer = Scorer(lm.model, device=lm.input_device, max_length=lm.max_length, pad_id=tok.pad_token_id)
     fn = scorer.score_shared if shared_prefix else scorer.score_plain
@@ -324,7 +324,7 @@ def _records_and_metrics(spec: TaskSpec, docs: list[dict[str, Any]], ctxs: list[
             rec |= {"input_sha256": _sha({"context": ctxs[i], "choices": choices}), "gold": gold, "pred": pred,
                     "logprobs": [_dec(x) for x in lls]}
         elif spec.kind == "loglikelihood":
-            target = str(spec.target(doc))
+            target = spec.continuation(doc)  # exactly the scored text
             ll, greedy, ntok = r["lls"][0], r["greedy"][0], r["ntok"][0]
             vals = {"acc": float(greedy), "logprob": ll, "logprob_per_token": ll / ntok}
             rec |= {"input_sha256": _sha({"context": ctxs[i], "target": target}), "logprob": _dec(ll), "greedy": greedy}

@@ -71,12 +71,22 @@ _TRIPWIRE_KEYS = {
     "target_delimiter", "fewshot_delimiter", "num_fewshot", "fewshot_seed", "fewshot_sampler", "metrics",
     "generation", "probe", "bootstrap", "prompt_prefix",
 }
+# The lm-eval task keys the native loader reproduces; any other key (process_docs, filter_list,
+# generation_kwargs, gen_prefix, use_prompt, ...) hands the task to lm-eval.
 _LMEVAL_KEYS = {
-    "task", "task_alias", "tag", "group", "dataset_path", "dataset_name", "dataset_kwargs", "training_split",
+    "task", "task_alias", "tag", "dataset_path", "dataset_kwargs", "training_split",
     "validation_split", "test_split", "fewshot_split", "doc_to_text", "doc_to_target", "doc_to_choice",
     "description", "target_delimiter", "fewshot_delimiter", "fewshot_config", "num_fewshot", "metric_list",
     "output_type", "metadata", "should_decontaminate", "doc_to_decontamination_query", "repeats",
 }
+_LMEVAL_FEWSHOT_KEYS = {
+    "split", "sampler", "samples", "doc_to_text", "doc_to_choice", "doc_to_target", "fewshot_delimiter",
+    "target_delimiter",
+}
+#: lm-eval metric names the native runner computes, per output type (lm-eval's own meaning).
+_LMEVAL_METRICS = {"multiple_choice": ("acc", "acc_norm"), "loglikelihood": ("acc",)}
+#: How deep ``include:`` chains may go before the loader refuses the file.
+MAX_INCLUDE_DEPTH = 16
 _GEN_KEYS = {"until", "max_gen_toks", "do_sample", "temperature", "top_p", "samples", "k", "seed"}
 
 _jinja = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
@@ -95,6 +105,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """One YAML mapping from a file (no ``include:`` resolution; see :func:`read_task_yaml`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
@@ -115,6 +126,41 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise EvalSpecError(f"{path}: expected a YAML mapping at the top level, got {type(doc).__name__}")
     return doc
+
+
+def read_task_yaml(path: Path) -> dict[str, Any]:
+    """A task file with its ``include:`` chain merged as lm-eval 0.4 merges it.
+
+    Includes resolve relative to the including file; each included file's keys are the
+    base, later includes override earlier ones and the including file's own keys win (a
+    shallow merge, as lm-eval does). A file met twice is an include cycle.
+    """
+    return _read_with_includes(Path(path), set(), 0)
+
+
+def _read_with_includes(path: Path, seen: set[Path], depth: int) -> dict[str, Any]:
+    key = path.expanduser().resolve()
+    if key in seen:
+        raise EvalSpecError(f"{path}: include cycle: the file is met again in its own include chain")
+    if depth > MAX_INCLUDE_DEPTH:
+        raise EvalSpecError(f"{path}: includes nest deeper than {MAX_INCLUDE_DEPTH} files")
+    seen.add(key)
+    raw = read_yaml(path)
+    if "include" not in raw or "kind" in raw:
+        return raw
+    includes = raw.pop("include")
+    merged: dict[str, Any] = {}
+    for inc in includes if isinstance(includes, list) else [includes]:
+        if not isinstance(inc, str) or not inc:
+            raise EvalSpecError(f"{path}: `include:` must name a YAML file (or a list of them), got {inc!r}")
+        inc_path = Path(inc) if Path(inc).is_absolute() else key.parent / inc
+        if not inc_path.is_file():
+            raise EvalSpecError(f"{path}: included file {inc} does not exist (looked for {inc_path})")
+        sub = _read_with_includes(inc_path, seen, depth + 1)
+        sub.pop("task_list", None)
+        merged.update(sub)
+    merged.update(raw)
+    return merged
 
 
 def file_sha256(path: Path) -> str:
@@ -176,6 +222,7 @@ class TaskSpec:
     source: Path
     docs: list[dict[str, Any]]
     fewshot_docs: list[dict[str, Any]] | None
+    #: Whether the evaluated item is left out of its own few-shot examples.
     fewshot_is_eval_split: bool
     doc_to_text: Any
     doc_to_choice: Any
@@ -193,6 +240,14 @@ class TaskSpec:
     data_ref: dict[str, Any] = field(default_factory=dict)
     format: str = "tripwire"
     features: frozenset[str] = frozenset()
+    #: lm-eval's ``fewshot_config`` overrides for the few-shot examples (None: the task's own).
+    fewshot_doc_to_text: Any = None
+    fewshot_doc_to_choice: Any = None
+    fewshot_doc_to_target: Any = None
+    fewshot_target_delimiter: str | None = None
+    fewshot_example_delimiter: str | None = None
+    #: Where few-shot examples come from, as the digest names it (lm-eval format).
+    fewshot_ref: dict[str, Any] | None = None
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -215,6 +270,16 @@ class TaskSpec:
             },
             "metrics": list(self.metrics),
         }
+        if self.format == "lm-eval":
+            # lm-eval semantics the prompt depends on: the description is a template, a
+            # loglikelihood continuation is the target exactly, few-shot overrides and pool.
+            d["prompt"]["semantics"] = "lm-eval-0.4"
+            fs = {
+                "doc_to_text": self.fewshot_doc_to_text, "doc_to_choice": self.fewshot_doc_to_choice,
+                "doc_to_target": self.fewshot_doc_to_target, "target_delimiter": self.fewshot_target_delimiter,
+                "fewshot_delimiter": self.fewshot_example_delimiter,
+            }
+            d["prompt"]["fewshot"] = {k: v for k, v in fs.items() if v is not None} | (self.fewshot_ref or {})
         if self.kind == "generate_until":
             g = self.generation
             d["generation"] = {
@@ -258,8 +323,8 @@ class TaskSpec:
             return ast.literal_eval(s)
         return s
 
-    def target(self, doc: dict[str, Any]) -> Any:
-        spec = self.doc_to_target
+    def target(self, doc: dict[str, Any], spec: Any = None) -> Any:
+        spec = self.doc_to_target if spec is None else spec
         if isinstance(spec, int | list):
             return spec
         if self._is_field(spec):
@@ -274,8 +339,8 @@ class TaskSpec:
                 return s
         return s
 
-    def choices(self, doc: dict[str, Any]) -> list[str]:
-        spec = self.doc_to_choice
+    def choices(self, doc: dict[str, Any], spec: Any = None) -> list[str]:
+        spec = self.doc_to_choice if spec is None else spec
         if isinstance(spec, list):
             out = spec
         elif isinstance(spec, dict):
@@ -302,32 +367,76 @@ class TaskSpec:
         return gold
 
     def _answer_text(self, doc: dict[str, Any]) -> str | None:
-        a = self.target(doc)
+        """A few-shot example's answer, or None when it has none (lm-eval's build_qa_turn)."""
+        a = self.target(doc, self.fewshot_doc_to_target)
         if a is None or a == "":
             return None
+        if self.format == "lm-eval":
+            c_spec = self.fewshot_doc_to_choice if self.fewshot_doc_to_choice is not None else self.doc_to_choice
+            c = self.choices(doc, c_spec) if c_spec else None
+            if c and isinstance(a, int):
+                if not -len(c) <= a < len(c):
+                    raise EvalDataError(f"task {self.name}: few-shot target {a!r} is not a valid choice index")
+                a = c[a]
+            elif isinstance(a, list):
+                a = a[0]
+            if not isinstance(a, str):
+                raise EvalDataError(f"task {self.name}: a few-shot answer must be text, got {type(a).__name__}")
+            return a
         if self.doc_to_choice is not None and isinstance(a, int) and not isinstance(a, bool):
             return self.choices(doc)[a]
         if isinstance(a, list):
             a = a[0]
         return str(a)
 
+    def continuation(self, doc: dict[str, Any]) -> str:
+        """What a loglikelihood item scores after its context.
+
+        lm-eval scores ``doc_to_target`` exactly (a task that wants a leading space puts it
+        in the target); Tripwire's own format puts ``target_delimiter`` before the target.
+        """
+        t = self.target(doc)
+        if self.format == "lm-eval":
+            if not isinstance(t, str):
+                raise EvalDataError(f"task {self.name}: doc_to_target gave {type(t).__name__}, not text")
+            return t
+        return self.target_delimiter + str(t)
+
+    def prefix(self, doc: dict[str, Any]) -> str:
+        """The description before the examples: lm-eval renders it per item (a field name or
+        a Jinja template); Tripwire's ``prompt_prefix`` is literal."""
+        if self.format != "lm-eval" or not self.description:
+            return self.description
+        if self.description in self.features:
+            out = doc[self.description]
+        else:
+            out = self._render(self.description, doc, "description")
+        if out is None or out == "":
+            return ""
+        if not isinstance(out, str):
+            raise EvalDataError(f"task {self.name}: description gave {type(out).__name__}, not text")
+        return out
+
     def contexts(self, limit: int | None = None) -> list[str]:
         """The prompt of every evaluated item, few-shot examples included (seeded, in item order)."""
         docs = self.docs[:limit] if limit else self.docs
         rnd = random.Random(self.fewshot_seed)
         pool = self.fewshot_docs if self.fewshot_docs is not None else self.docs
+        tdelim = self.target_delimiter if self.fewshot_target_delimiter is None else self.fewshot_target_delimiter
+        fdelim = self.fewshot_delimiter if self.fewshot_example_delimiter is None else self.fewshot_example_delimiter
         out = []
         for doc in docs:
-            parts = [self.description] if self.description else []
+            prefix = self.prefix(doc)
+            parts = [prefix] if prefix else []
             if self.num_fewshot > 0:
                 for fs in self._sample(rnd, pool, doc):
-                    q = self.text(fs)
+                    q = self.text(fs, self.fewshot_doc_to_text)
                     a = self._answer_text(fs)
                     if not isinstance(q, str):
                         raise EvalDataError(f"task {self.name}: doc_to_text must give text for few-shot examples")
-                    parts.append(q + (self.target_delimiter if a is not None else ""))
+                    parts.append(q + (tdelim if a is not None else ""))
                     if a is not None:
-                        parts.append(a + self.fewshot_delimiter)
+                        parts.append(a + fdelim)
             q = self.text(doc)
             if not isinstance(q, str):
                 raise EvalDataError(f"task {self.name}: doc_to_text gave {type(q).__name__}, not text")
@@ -337,7 +446,7 @@ class TaskSpec:
 
     def _sample(self, rnd: random.Random, pool: list[dict[str, Any]], doc: dict[str, Any]) -> list[dict[str, Any]]:
         n = self.num_fewshot
-        # lm-eval removes the evaluated doc only when few-shot examples come from the eval split.
+        # lm-eval removes the evaluated doc only when its few-shot split equals test_split.
         eval_doc = doc if self.fewshot_is_eval_split else None
         if self.fewshot_sampler == "first_n":
             cands = [x for x in pool if x != eval_doc] if eval_doc is not None else pool
@@ -431,7 +540,7 @@ def load_task(path: str | Path, *, pins: dict[str, str] | None = None, name: str
     the caller (a suite) requires; a mismatch raises :class:`DatasetDigestError`.
     """
     p = Path(path)
-    raw = read_yaml(p)
+    raw = read_task_yaml(p)
     try:
         if "kind" in raw:
             spec = _load_tripwire(p, raw, pins or {})
@@ -583,21 +692,30 @@ def _probe(raw: Any, p: Path, pins: dict[str, str]) -> ProbeSpec | None:
     return ProbeSpec(path=fpath, sha256=actual, layer=_int(raw["layer"], "probe.layer", p), pool=pool)
 
 
+def _unsupported(p: Path, what: str) -> NativeUnsupportedError:
+    return NativeUnsupportedError(
+        f"{p}: {what}: the native runner does not reproduce it exactly (use --engine lm-eval or auto)"
+    )
+
+
 def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec:
     unknown = set(raw) - _LMEVAL_KEYS
     if unknown:
-        raise EvalSpecError(f"{p}: unsupported lm-eval keys {sorted(unknown)}")
+        raise _unsupported(p, f"lm-eval task keys {sorted(unknown)}")
     kind = raw.get("output_type", "generate_until")
     if kind not in ("multiple_choice", "loglikelihood"):
-        raise EvalSpecError(f"{p}: lm-eval output_type {kind!r} is not supported (multiple_choice, loglikelihood)")
+        raise _unsupported(p, f"lm-eval output_type {kind!r} (native: multiple_choice, loglikelihood)")
     name = _check_name(raw.get("task"), p)
     if raw.get("dataset_path") != "json":
-        raise EvalSpecError(
-            f"{p}: only local data is supported: dataset_path must be `json` with dataset_kwargs.data_files"
-        )
-    if int(raw.get("repeats", 1)) != 1:
-        raise EvalSpecError(f"{p}: repeats other than 1 are not supported")
-    files = (raw.get("dataset_kwargs") or {}).get("data_files")
+        raise _unsupported(p, f"dataset_path {raw.get('dataset_path')!r} (native reads local `json` data only)")
+    if raw.get("repeats", 1) != 1:
+        raise _unsupported(p, "repeats other than 1")
+    kwargs = raw.get("dataset_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise EvalSpecError(f"{p}: dataset_kwargs must be a mapping")
+    if set(kwargs) - {"data_files"}:
+        raise _unsupported(p, f"dataset_kwargs {sorted(set(kwargs) - {'data_files'})}")
+    files = kwargs.get("data_files")
     if files is None:
         raise EvalSpecError(f"{p}: dataset_kwargs.data_files is required")
     if isinstance(files, str | list):
@@ -614,6 +732,13 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
         refs = []
         for fname in names:
             fpath = _resolve(p.parent, fname)
+            here = Path(fname)
+            if fpath != here and here.is_file() and not fpath.samefile(here):
+                # lm-eval reads a relative data file from the working directory.
+                raise EvalSpecError(
+                    f"{p}: data file {fname} names two different files (next to the task and in the working "
+                    "directory); give an absolute path"
+                )
             if not fpath.is_file():
                 raise EvalDataError(f"{p}: data file {fpath} (split {split}) does not exist")
             actual = file_sha256(fpath)
@@ -622,29 +747,56 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
             refs.append({"file": fpath.name, "sha256": actual})
         splits[split] = rows
         split_refs[split] = refs
-    test_split = raw.get("test_split") or raw.get("validation_split")
-    if test_split is None:
+
+    def split_rows(split: str, what: str) -> list[dict[str, Any]]:
+        if split not in splits:
+            raise EvalSpecError(f"{p}: {what} {split!r} is not in data_files ({', '.join(map(str, splits))})")
+        return splits[split]
+
+    # lm-eval evaluates test_split, else validation_split.
+    test_split = raw.get("test_split")
+    eval_split = test_split if test_split is not None else raw.get("validation_split")
+    if eval_split is None:
         raise EvalSpecError(f"{p}: test_split (or validation_split) is required")
-    if test_split not in splits:
-        raise EvalSpecError(f"{p}: split {test_split!r} is not in data_files ({', '.join(splits)})")
-    docs = splits[test_split]
+    docs = split_rows(eval_split, "split")
     if not docs:
-        raise EvalDataError(f"{p}: the {test_split} split is empty; nothing to evaluate")
+        raise EvalDataError(f"{p}: the {eval_split} split is empty; nothing to evaluate")
+
     fs_cfg = raw.get("fewshot_config") or {}
-    fewshot_split = raw.get("fewshot_split") or fs_cfg.get("split")
-    if fewshot_split is None:
-        fewshot_split = raw.get("training_split") or raw.get("validation_split") or test_split
-        fewshot_is_eval = False
+    if not isinstance(fs_cfg, dict):
+        raise EvalSpecError(f"{p}: fewshot_config must be a mapping")
+    if set(fs_cfg) - _LMEVAL_FEWSHOT_KEYS:
+        raise _unsupported(p, f"fewshot_config keys {sorted(set(fs_cfg) - _LMEVAL_FEWSHOT_KEYS)}")
+    # As lm-eval's FewshotConfig: fewshot_config.split overrides the task's fewshot_split; a
+    # split wins over `samples`; with neither, training, else validation, else test docs.
+    fewshot_split = fs_cfg.get("split", raw.get("fewshot_split"))
+    samples = fs_cfg.get("samples")
+    fewshot_ref: dict[str, Any]
+    if fewshot_split is not None:
+        pool = split_rows(fewshot_split, "few-shot split")
+        fewshot_ref = {"pool": "split", "split": fewshot_split}
+    elif samples is not None:
+        if not isinstance(samples, list) or not all(isinstance(x, dict) for x in samples):
+            raise EvalSpecError(f"{p}: fewshot_config.samples must be a list of mappings")
+        pool = samples
+        fewshot_ref = {"pool": "samples", "samples": _jsonable(samples)}
     else:
-        fewshot_is_eval = fewshot_split == test_split
-    if fewshot_split not in splits:
-        raise EvalSpecError(f"{p}: few-shot split {fewshot_split!r} is not in data_files")
+        for key in ("training_split", "validation_split", "test_split"):
+            if raw.get(key) is not None:
+                pool = split_rows(raw[key], key)
+                fewshot_ref = {"pool": "split", "split": raw[key]}
+                break
+    # lm-eval leaves the evaluated item out of its own examples when the few-shot split equals
+    # test_split, compared as configured: both unset counts as equal.
+    exclude_item = fewshot_split == test_split
+    fewshot_ref["exclude_item"] = exclude_item
     sampler = fs_cfg.get("sampler", "default")
     if sampler not in ("default", "first_n"):
-        raise EvalSpecError(f"{p}: fewshot_config.sampler {sampler!r} is not supported (default, first_n)")
+        raise _unsupported(p, f"fewshot_config.sampler {sampler!r} (native: default, first_n)")
+
     metric_list = raw.get("metric_list")
     if metric_list is None:
-        names = ["acc", "acc_norm"] if kind == "multiple_choice" else ["acc"]
+        names = ["acc", "acc_norm"] if kind == "multiple_choice" else ["perplexity", "acc"]
     else:
         if not isinstance(metric_list, list):
             raise EvalSpecError(f"{p}: metric_list must be a list")
@@ -652,39 +804,73 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
         for m in metric_list:
             if not isinstance(m, dict) or "metric" not in m:
                 raise EvalSpecError(f"{p}: each metric_list entry needs `metric:`")
+            extra = set(m) - {"metric", "aggregation", "higher_is_better"}
+            if extra:
+                raise _unsupported(p, f"metric {m['metric']!r} options {sorted(extra)}")
             if m.get("aggregation", "mean") != "mean":
-                raise EvalSpecError(f"{p}: only mean aggregation is supported (metric {m['metric']})")
+                raise _unsupported(p, f"metric {m['metric']!r} aggregation {m['aggregation']!r} (native: mean)")
             names.append(m["metric"])
-    if kind == "loglikelihood":
-        names = ["logprob" if n == "perplexity" else n for n in names]
+    other = [n for n in names if n not in _LMEVAL_METRICS[kind]]
+    if other:
+        raise _unsupported(p, f"lm-eval metrics {other} for {kind} (native: {', '.join(_LMEVAL_METRICS[kind])})")
     doc_to_target = raw.get("doc_to_target")
     if doc_to_target is None or raw.get("doc_to_text") is None:
         raise EvalSpecError(f"{p}: doc_to_text and doc_to_target are required")
     if kind == "multiple_choice" and raw.get("doc_to_choice") is None:
         raise EvalSpecError(f"{p}: doc_to_choice is required for multiple_choice")
+    if raw.get("description") is not None and not isinstance(raw["description"], str):
+        raise EvalSpecError(f"{p}: description must be a string")
+    for key in ("target_delimiter", "fewshot_delimiter"):
+        if key in raw and not isinstance(raw[key], str):
+            raise EvalSpecError(f"{p}: {key} must be a string")
+    for key in ("target_delimiter", "fewshot_delimiter"):
+        if fs_cfg.get(key) is not None and not isinstance(fs_cfg[key], str):
+            raise EvalSpecError(f"{p}: fewshot_config.{key} must be a string")
     spec = TaskSpec(
         name=name,
         kind=kind,
         source=p,
         docs=docs,
-        fewshot_docs=splits[fewshot_split],
-        fewshot_is_eval_split=fewshot_is_eval,
+        fewshot_docs=pool,
+        fewshot_is_eval_split=exclude_item,
         doc_to_text=raw["doc_to_text"],
         doc_to_choice=raw.get("doc_to_choice"),
         doc_to_target=doc_to_target,
-        description=str(raw.get("description", "")),
-        target_delimiter=str(raw.get("target_delimiter", " ")),
-        fewshot_delimiter=str(raw.get("fewshot_delimiter", "\n\n")),
+        description=raw.get("description") or "",
+        target_delimiter=raw.get("target_delimiter", " "),
+        fewshot_delimiter=raw.get("fewshot_delimiter", "\n\n"),
         num_fewshot=_int(raw.get("num_fewshot") or 0, "num_fewshot", p),
         fewshot_seed=1234,
         fewshot_sampler=sampler,
         metrics=_metrics(kind, names, p),
-        data_ref={"splits": split_refs, "test_split": test_split, "fewshot_split": fewshot_split},
+        data_ref={"splits": split_refs, "test_split": eval_split, "fewshot_split": fewshot_ref.get("split")},
         format="lm-eval",
-        features=_features(docs) | _features(splits[fewshot_split]),
+        # lm-eval resolves a bare string as a field when the evaluated split has that column.
+        features=_features(docs),
+        fewshot_doc_to_text=fs_cfg.get("doc_to_text"),
+        fewshot_doc_to_choice=fs_cfg.get("doc_to_choice"),
+        fewshot_doc_to_target=fs_cfg.get("doc_to_target"),
+        fewshot_target_delimiter=fs_cfg.get("target_delimiter"),
+        fewshot_example_delimiter=fs_cfg.get("fewshot_delimiter"),
+        fewshot_ref=fewshot_ref,
     )
+    _check_lmeval_shape(spec, p)
     _check_rows(spec)
     return spec
+
+
+def _check_lmeval_shape(spec: TaskSpec, p: Path) -> None:
+    """lm-eval decides multiple-input and multiple-target tasks from the first item; the
+    native runner reproduces neither."""
+    doc = spec.docs[0]
+    try:
+        text, target = spec.text(doc), spec.target(doc)
+    except KeyError:
+        return  # _check_rows names the missing field
+    if isinstance(text, int) and spec.doc_to_choice is not None:
+        raise _unsupported(p, "a multiple-input task (doc_to_text gives a choice index)")
+    if isinstance(target, list) and spec.kind == "multiple_choice":
+        raise _unsupported(p, "a multiple-target task (doc_to_target gives a list)")
 
 
 def _check_rows(spec: TaskSpec) -> None:
@@ -696,9 +882,12 @@ def _check_rows(spec: TaskSpec) -> None:
             elif spec.kind == "activation_probe":
                 if spec.target(doc) not in (0, 1):
                     raise EvalDataError(f"task {spec.name}: item {n}: label must be 0 or 1")
+            elif spec.kind == "loglikelihood":
+                spec.continuation(doc)
             else:
                 spec.target(doc)
             spec.text(doc)
+            spec.prefix(doc)
         except KeyError as e:
             raise EvalDataError(f"task {spec.name}: item {n} has no field {e}") from e
 

@@ -106,3 +106,66 @@ def test_explicit_step_and_flop_override_the_trainer_state(loaded):
     m = run.to_body()["model"]
     assert m["checkpoint_step"] == 7 and m["training_flop"] == "1.5E18"
     assert run.suite.id == "kv_recall_mc"
+
+
+# --- lm-eval task files: includes and what the native loader hands over -------------------
+
+LMEVAL_BASE = """dataset_path: json
+dataset_kwargs:
+  data_files: {{test: "{data}"}}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Q: {{{{q}}}}"
+doc_to_choice: ["yes", "no"]
+doc_to_target: 0
+"""
+
+
+@pytest.fixture
+def lmeval_dir(tmp_path):
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps({"q": f"item {i}"}) + "\n" for i in range(3)))
+    (tmp_path / "base.yaml").write_text(LMEVAL_BASE.format(data=tmp_path / "test.jsonl"))
+    return tmp_path
+
+
+def test_include_merges_the_base_under_the_including_file(lmeval_dir):
+    from node.evals.spec import load_task
+
+    (lmeval_dir / "sub").mkdir()
+    (lmeval_dir / "sub" / "t.yaml").write_text('include: ../base.yaml\ntask: t_inc\ndoc_to_text: "Say {{q}}"\n')
+    spec = load_task(lmeval_dir / "sub" / "t.yaml")
+    assert spec.name == "t_inc" and spec.contexts()[0] == "Say item 0" and len(spec.docs) == 3
+
+
+@pytest.mark.parametrize(("files", "needle"), [
+    ({"t.yaml": "include: nowhere.yaml\ntask: t\n"}, "included file nowhere.yaml does not exist"),
+    ({"t.yaml": "include: a.yaml\ntask: t\n", "a.yaml": "include: t.yaml\n"}, "include cycle"),
+    ({"t.yaml": "include: t.yaml\ntask: t\n"}, "include cycle"),
+])
+def test_bad_includes_are_a_clear_spec_error_naming_the_file(lmeval_dir, files, needle):
+    from node.evals.errors import EvalSpecError, NativeUnsupportedError
+    from node.evals.spec import load_task
+
+    for name, text in files.items():
+        (lmeval_dir / name).write_text(text)
+    with pytest.raises(EvalSpecError, match=needle) as e:
+        load_task(lmeval_dir / "t.yaml")
+    assert not isinstance(e.value, NativeUnsupportedError)
+    assert ".yaml" in str(e.value) and "not a task file" not in str(e.value)
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    ("process_results: x\n", "process_results"),
+    ("fewshot_config:\n  fewshot_indices: [0]\n", "fewshot_indices"),
+    ("output_type: generate_until\n", "generate_until"),
+    ("metric_list:\n  - metric: acc\n    aggregation: median\n", "median"),
+    ("metric_list:\n  - metric: brier_score\n", "brier_score"),
+    ("dataset_kwargs:\n  data_files: {test: test.jsonl}\n  field: rows\n", "field"),
+])
+def test_lmeval_features_native_does_not_reproduce_are_handed_over(lmeval_dir, extra, needle):
+    from node.evals.errors import NativeUnsupportedError
+    from node.evals.spec import load_task
+
+    (lmeval_dir / "t.yaml").write_text(f"include: base.yaml\ntask: t\n{extra}")
+    with pytest.raises(NativeUnsupportedError, match=needle):
+        load_task(lmeval_dir / "t.yaml")
