@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
-from starlette.responses import Response
 
 from node.api.deps import Ctx, MemberDep
 from node.api.problems import ProblemError, problem_responses
-from node.api.routes._json import json_response
-from protocol.envelope import Envelope
+from node.contracts import FeedPage, HeadDocument
 
 router = APIRouter(tags=["feeds"])
 
@@ -20,29 +17,15 @@ LabPath = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,64}$", description="Lab id 
 MAX_PAGE = 1000
 
 
-class HeadModel(BaseModel):
-    seq: int
-    entry_id: str
-
-
-class FeedPage(BaseModel):
-    lab: str
-    after: int
-    envelopes: list[Envelope]
-    """Envelopes with seq after+1, after+2, ... in seq order (at most ``limit``)."""
-    head: HeadModel | None
-    """The lab's head on this node, so a reader knows when it has caught up."""
-
-
 @router.get(
     "/v1/heads",
     summary="Head (seq, entry_id) of every lab feed this node holds",
-    response_model=dict[str, HeadModel],
+    response_model=dict[str, HeadDocument],
     responses=problem_responses(401, 403, 429),
 )
-def get_heads(_: MemberDep, ctx: Ctx) -> Response:
+def get_heads(_: MemberDep, ctx: Ctx) -> dict[str, HeadDocument]:
     heads = ctx.store.heads()
-    return json_response({lab: {"seq": h.seq, "entry_id": h.entry_id} for lab, h in sorted(heads.items())})
+    return {lab: HeadDocument(seq=h.seq, entry_id=h.entry_id) for lab, h in sorted(heads.items())}
 
 
 @router.get(
@@ -57,17 +40,22 @@ def get_feed(
     ctx: Ctx,
     after: Annotated[int, Query(ge=0, le=2**53 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
-) -> Response:
+) -> FeedPage:
     roster = ctx.store.roster_chain().current.roster
     if roster.lab(lab) is None and lab not in ctx.store.heads():
         raise ProblemError(404, "unknown-lab", f"lab {lab!r} is not in the roster")
     envs = ctx.store.feed_json(lab, after=after, limit=limit)
     head = ctx.store.heads().get(lab)
-    return json_response(
+    # The stored JSON was validated and verified on accept; pydantic-core reads it back in
+    # one pass and the returned model is served as it is (FastAPI does not validate it again).
+    return FeedPage.model_validate_json(_page_json(lab, after, envs, head))
+
+
+def _page_json(lab: str, after: int, envs: list[str], head: Any) -> bytes:
+    return orjson.dumps(
         {
             "lab": lab,
             "after": after,
-            # The stored JSON goes out as it is: it was validated and verified on accept.
             "envelopes": [orjson.Fragment(e) for e in envs],
             "head": None if head is None else {"seq": head.seq, "entry_id": head.entry_id},
         }
