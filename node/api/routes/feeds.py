@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
 
 from node.api.deps import Ctx, MemberDep
 from node.api.problems import ProblemError, problem_responses
+from node.api.routes._json import json_response
 from node.contracts import FeedPage, HeadDocument
 
 router = APIRouter(tags=["feeds"])
@@ -40,19 +42,18 @@ def get_feed(
     ctx: Ctx,
     after: Annotated[int, Query(ge=0, le=2**53 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
-) -> FeedPage:
+) -> Response:
     roster = ctx.store.roster_chain().current.roster
     if roster.lab(lab) is None and lab not in ctx.store.heads():
         raise ProblemError(404, "unknown-lab", f"lab {lab!r} is not in the roster")
     envs = ctx.store.feed_json(lab, after=after, limit=limit)
     head = ctx.store.heads().get(lab)
-    # The stored JSON was validated and verified on accept; pydantic-core reads it back in
-    # one pass and the returned model is served as it is (FastAPI does not validate it again).
-    return FeedPage.model_validate_json(_page_json(lab, after, envs, head))
-
-
-def _page_json(lab: str, after: int, envs: list[str], head: Any) -> bytes:
-    return orjson.dumps(
+    # The one route that writes its contract (FeedPage) itself: the stored JSON of each
+    # envelope was validated and verified on accept and goes out as it is. Reading a page
+    # back into the model and writing it again costs about 30x this (10 ms against 0.3 ms
+    # for 500 envelopes), on the path every peer's sync polls; the OpenAPI test checks the
+    # served page against the FeedPage schema, and clients parse it with the model.
+    return json_response(
         {
             "lab": lab,
             "after": after,
