@@ -125,7 +125,7 @@ class Adversary:
         def post(client: PeerClient) -> None:
             for b in batches:
                 try:
-                    bad = [r for r in client.post_envelopes(b) if r.get("status") not in ("accepted", "duplicate")]
+                    bad = [r for r in client.post_envelopes(b) if r.status not in ("accepted", "duplicate")]
                 except TripwireError as e:
                     self.errors.append(f"{client.base_url}: {e}")
                     return

@@ -83,7 +83,7 @@ def main() -> None:
             def publish(lab: str, url: str) -> None:
                 with PeerClient(url, keys[lab], lab, timeout=120) as c:
                     for i in range(0, args.entries, 500):
-                        bad = [r for r in c.post_envelopes(feeds[lab][i : i + 500]) if r["status"] != "accepted"]
+                        bad = [r for r in c.post_envelopes(feeds[lab][i : i + 500]) if r.status != "accepted"]
                         if bad:
                             raise RuntimeError(f"{lab}: not accepted: {bad[0]}")
 

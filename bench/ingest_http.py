@@ -42,7 +42,7 @@ def run_once(make_url: Callable[[], str] | None, n: int, batch: int) -> tuple[fl
                 t = time.perf_counter()
                 for i in range(0, n, batch):
                     res = c.post_envelopes(envs[i : i + batch])
-                    bad = [r for r in res if r["status"] != "accepted"]
+                    bad = [r for r in res if r.status != "accepted"]
                     if bad:
                         raise RuntimeError(f"not accepted: {bad[0]}")
                 elapsed = time.perf_counter() - t

@@ -44,7 +44,7 @@ async def client(c: AsyncPeerClient, is_lab: bool, batch: list, deadline: float,
                 await c.roster()
             else:
                 res = await c.post_envelopes(batch)
-                if any(r["status"] != "duplicate" for r in res):
+                if any(r.status != "duplicate" for r in res):
                     raise RuntimeError("unexpected push result")
             lat.append(time.perf_counter() - t)
         except Exception as e:

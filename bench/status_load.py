@@ -128,8 +128,8 @@ def flooder(home_dir: str, url: str, opts: dict[str, Any], ready: Any, go: Any, 
         except Exception as e:
             errors.append(f"{type(e).__name__}: {e}"[:200])
             break
-        if any(r.get("status") != "accepted" for r in res):
-            errors.append(f"not accepted: {[r for r in res if r.get('status') != 'accepted'][:1]}")
+        if any(r.status != "accepted" for r in res):
+            errors.append(f"not accepted: {[r for r in res if r.status != 'accepted'][:1]}")
             break
         sent += body_bytes[i]
         entries += len(batches[i])

@@ -51,9 +51,9 @@ def _publish(client: PeerClient, home: NodeHome, kind: str, body: object) -> tup
     env, eid = writer.append(kind, body, format_time(utcnow()))
     t = time.monotonic()
     (r,) = client.post_envelopes([env])
-    if r.get("status") != "accepted":
+    if r.status != "accepted":
         raise RuntimeError(f"publication refused: {r}")
-    return eid, r["seq"], t
+    return eid, r.seq, t
 
 
 def _wait_all(homes: list[NodeHome], pred, timeout: float) -> list[float]:
@@ -137,7 +137,7 @@ def main() -> None:
                 chain = h.store.roster_chain()
                 for cert in h.store.entries(kind="pause_certificate", subject=pid):
                     verify_certificate(cert.statement.body, chain)
-                assert any(x["proposal_id"] == pid for x in c.status()["pause"]["certificates"])
+                assert any(x.proposal_id == pid for x in c.status().pause.certificates)
             if args.trace:
                 _trace(watched, wall0)
             print(f"trial {trial + 1}: note to all {notes[-1]:.3f}s, pause on all {pauses[-1]:.3f}s", flush=True)

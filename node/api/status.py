@@ -1,6 +1,6 @@
 """Assembly of ``GET /v1/status``: one function, extended by the components that own each part.
 
-:func:`build_status` returns what the store knows: roster state, heads, log size, the pause
+:func:`build_status` returns what the store knows, as a :class:`node.contracts.StatusDocument`: roster state, heads, log size, the pause
 state (:func:`protocol.pause.pause_state`, kept current by :class:`node.pause.tracker.PauseTracker`), open proposals, recent alerts, equivocations, recorded peer
 misbehaviour and (when the node runs sync) per-peer sync state. Components added later (the pause coordinator) add
 their sections by registering a contributor with :func:`register_status_section`, so the
@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from node.contracts import MisbehaviourCount, PeerSync, StatusDocument, StatusRoster
 from node.pause.tracker import EntryIndex, PauseTracker
 from protocol.canonical import utcnow
 from protocol.entries import PauseProposalBody, ResumeProposalBody, SafetyCaseBody
@@ -30,7 +31,10 @@ _LOCK = threading.Lock()
 
 
 def register_status_section(fn: StatusSection) -> StatusSection:
-    """Register ``fn(ctx, status)`` to add or refine keys of the status document (in order)."""
+    """Register ``fn(ctx, status)`` to add or refine keys of the status document (in order).
+
+    The sections write into the document's JSON form before it is validated, so a key that
+    :class:`~node.contracts.StatusDocument` does not name fails loudly, never goes out."""
     if fn not in _SECTIONS:
         _SECTIONS.append(fn)
     return fn
@@ -71,8 +75,9 @@ def _coordinator_passes(ctx: NodeContext) -> int:
     return int(getattr(coord, "passes", 0)) if coord is not None else 0
 
 
-def build_status(ctx: NodeContext) -> dict[str, Any]:
-    """The status document served at ``GET /v1/status``.
+def build_status(ctx: NodeContext) -> StatusDocument:
+    """The status document served at ``GET /v1/status`` (and signed, in part, at
+    ``GET /v1/status/pause``): the one place it is assembled.
 
     What depends on stored entries is built once per new pause state (the tracker makes one
     when the node log or roster chain changes) or coordinator pass, and cached; while the
@@ -100,7 +105,8 @@ def build_status(ctx: NodeContext) -> dict[str, Any]:
         base: dict[str, Any] = {
             "node": ctx.home.lab,
             "network": chain.network_id,
-            "roster": {"version": roster.version, "expires": roster.expires},
+            # ``expired`` is judged per request, below.
+            "roster": {"version": roster.version, "expires": roster.expires, "expired": False},
             "paused": state.paused,
             "pause": state.to_json(),
             "open_proposals": _open_proposals(state),
@@ -116,14 +122,24 @@ def build_status(ctx: NodeContext) -> dict[str, Any]:
             section(ctx, base)
         # The pause state is the tracker's, whatever a section wrote.
         base["paused"], base["pause"] = state.paused, state.to_json()
-        cached = (state, passes, base, chain)
+        # Filled in per request; validated here so the cached part is checked once.
+        base.update(time="", peers={}, misbehaviour={})
+        cached = (state, passes, StatusDocument.model_validate(base), chain)
         ctx.extra["status_cache"] = cached
     now = utcnow()
-    status = dict(cached[2])
-    status["roster"] = {**status["roster"], "expired": cached[3].current.roster.expired(now)}
-    status["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    status["peers"] = ctx.syncer.peer_status() if ctx.syncer is not None else {}
-    # From the store (a read; WAL readers never wait for writers), so it also shows peers
-    # this node no longer syncs with, and survives restarts.
-    status["misbehaviour"] = {peer: c.to_dict() for peer, c in store.misbehaviour_counts().items()}
-    return status
+    doc: StatusDocument = cached[2]
+    peers = ctx.syncer.peer_status() if ctx.syncer is not None else {}
+    return doc.model_copy(
+        update={
+            "roster": StatusRoster(
+                version=doc.roster.version, expires=doc.roster.expires, expired=cached[3].current.roster.expired(now)
+            ),
+            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "peers": {peer: PeerSync.model_validate(p) for peer, p in peers.items()},
+            # From the store (a read; WAL readers never wait for writers), so it also shows
+            # peers this node no longer syncs with, and survives restarts.
+            "misbehaviour": {
+                peer: MisbehaviourCount.model_validate(c.to_dict()) for peer, c in store.misbehaviour_counts().items()
+            },
+        }
+    )

@@ -25,6 +25,7 @@ import httpx
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from node import contracts
 from node.net.auth import sign_request
 from protocol.envelope import Envelope
 from protocol.errors import PeerDataError, TransportError
@@ -120,6 +121,9 @@ class SignatureAuth(httpx.Auth):
 
 @dataclass(frozen=True)
 class FeedPage:
+    """A :class:`node.contracts.FeedPage` as received: heads as :class:`~protocol.feed.Head`,
+    with the size of the body."""
+
     lab: str
     after: int
     envelopes: list[Envelope]
@@ -138,52 +142,77 @@ def _json(body: bytes) -> Any:
         raise PeerResponseError(f"peer sent invalid JSON: {str(e)[:200]}") from e
 
 
-def _head(obj: Any) -> Head:
-    if not isinstance(obj, dict):
-        raise PeerResponseError("head must be an object")
-    seq, eid = obj.get("seq"), obj.get("entry_id")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not isinstance(eid, str) or len(eid) != 64:
-        raise PeerResponseError("head must have an integer seq and a 64-hex entry_id")
-    return Head(seq, eid)
+def _contract_error(what: str, e: ValidationError) -> PeerResponseError:
+    first = e.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or what
+    return PeerResponseError(f"{what} does not match the API contract at {loc}: {first['msg']}"[:400])
+
+
+def _head(doc: contracts.HeadDocument) -> Head:
+    return Head(doc.seq, doc.entry_id)
 
 
 def parse_heads(body: bytes) -> dict[str, Head]:
-    data = _json(body)
-    if not isinstance(data, dict):
-        raise PeerResponseError("heads must be an object mapping lab to head")
-    return {str(lab): _head(h) for lab, h in data.items()}
-
-
-def _parse_envelopes(items: list[Any]) -> list[Envelope]:
-    # One validation pass for the whole page; a bad item is then found again one by one,
-    # so its error names it exactly as Envelope.parse does.
     try:
-        return _ENVELOPES.validate_python(items)
-    except ValidationError:
-        return [Envelope.parse(e) for e in items]
+        heads = _HEADS.validate_json(body)
+    except ValidationError as e:
+        _json(body)  # invalid JSON is named as such
+        raise _contract_error("heads", e) from e
+    return {lab: _head(h) for lab, h in heads.items()}
 
 
 def parse_feed(body: bytes) -> FeedPage:
-    data = _json(body)
-    if not isinstance(data, dict) or not isinstance(data.get("envelopes"), list):
-        raise PeerResponseError("feed page must be an object with an envelopes array")
-    head = data.get("head")
+    try:
+        page = contracts.FeedPage.model_validate_json(body)
+    except ValidationError as e:
+        data = _json(body)
+        if isinstance(data, dict) and isinstance(data.get("envelopes"), list):
+            # A bad envelope is named as Envelope.parse names it (its error code counts).
+            for item in data["envelopes"]:
+                Envelope.parse(item)
+        raise _contract_error("feed page", e) from e
     return FeedPage(
-        lab=str(data.get("lab")),
-        after=int(data.get("after") or 0),
-        envelopes=_parse_envelopes(data["envelopes"]),
-        head=None if head is None else _head(head),
+        lab=page.lab,
+        after=page.after,
+        envelopes=page.envelopes,
+        head=None if page.head is None else _head(page.head),
         size=len(body),
     )
 
 
-def parse_results(body: bytes) -> list[dict[str, Any]]:
+def parse_results(body: bytes) -> list[contracts.IngestResult]:
+    """The results of an envelope POST: a batch's, or a single envelope's one result."""
+    try:
+        answer = _INGEST_ANSWER.validate_json(body)
+    except ValidationError as e:
+        _json(body)
+        raise _contract_error("envelope POST answer", e) from e
+    return list(answer.results) if isinstance(answer, contracts.BatchResult) else [answer]
+
+
+def _parse_proof_results(body: bytes) -> list[dict[str, Any]]:
     data = _json(body)
     if isinstance(data, dict) and isinstance(data.get("results"), list):
         return list(data["results"])
     if isinstance(data, dict) and "status" in data:
         return [data]
-    raise PeerResponseError("envelope POST answer must carry results")
+    raise PeerResponseError("equivocation POST answer must carry results")
+
+
+def parse_status(body: bytes) -> contracts.StatusDocument:
+    try:
+        return contracts.StatusDocument.model_validate_json(body)
+    except ValidationError as e:
+        _json(body)
+        raise _contract_error("status document", e) from e
+
+
+def parse_roster(body: bytes) -> contracts.RosterDocument:
+    try:
+        return contracts.RosterDocument.model_validate_json(body)
+    except ValidationError as e:
+        _json(body)
+        raise _contract_error("roster document", e) from e
 
 
 def parse_equivocations(body: bytes) -> list[Any]:
@@ -228,6 +257,10 @@ def _feed_params(after: int, limit: int) -> dict[str, int]:
 
 #: Serializes a batch in one pass of pydantic-core (a sixth of the cost of dicts + json.dumps).
 _ENVELOPES = TypeAdapter(list[Envelope])
+_HEADS = TypeAdapter(dict[str, contracts.HeadDocument])
+_INGEST_ANSWER: TypeAdapter[contracts.BatchResult | contracts.IngestResult] = TypeAdapter(
+    contracts.BatchResult | contracts.IngestResult
+)
 
 
 def _envelopes_body(envelopes: Sequence[Envelope] | Sequence[str]) -> bytes:
@@ -340,16 +373,16 @@ class PeerClient(_Base):
     def feed(self, lab: str, after: int = 0, limit: int = 500) -> FeedPage:
         return parse_feed(self._get(f"/v1/feeds/{quote(lab, safe='')}", _feed_params(after, limit)))
 
-    def post_envelopes(self, envelopes: Sequence[Envelope] | Sequence[str]) -> list[dict[str, Any]]:
+    def post_envelopes(self, envelopes: Sequence[Envelope] | Sequence[str]) -> list[contracts.IngestResult]:
         status, headers, body = self.request("POST", "/v1/envelopes", content=_envelopes_body(envelopes))
         _raise_for(status, headers, body)
         return parse_results(body)
 
-    def roster(self) -> dict[str, Any]:
-        return _json(self._get("/v1/roster"))  # type: ignore[no-any-return]
+    def roster(self) -> contracts.RosterDocument:
+        return parse_roster(self._get("/v1/roster"))
 
-    def status(self) -> dict[str, Any]:
-        return _json(self._get("/v1/status"))  # type: ignore[no-any-return]
+    def status(self) -> contracts.StatusDocument:
+        return parse_status(self._get("/v1/status"))
 
     def entry(self, entry_id: str) -> dict[str, Any]:
         return _json(self._get(f"/v1/entries/{entry_id}"))  # type: ignore[no-any-return]
@@ -364,7 +397,7 @@ class PeerClient(_Base):
         """Offer equivocation proofs; one result per proof (accepted, duplicate or rejected)."""
         status, headers, body = self.request("POST", "/v1/equivocations", content=_proofs_body(proofs))
         _raise_for(status, headers, body)
-        return parse_results(body)
+        return _parse_proof_results(body)
 
     def misbehaviour(self, peer: str | None = None, limit: int = 100) -> dict[str, Any]:
         """The node's misbehaviour records (newest first) and per-peer counts."""
@@ -426,16 +459,16 @@ class AsyncPeerClient(_Base):
     async def feed(self, lab: str, after: int = 0, limit: int = 500) -> FeedPage:
         return parse_feed(await self._get(f"/v1/feeds/{quote(lab, safe='')}", _feed_params(after, limit)))
 
-    async def post_envelopes(self, envelopes: Sequence[Envelope] | Sequence[str]) -> list[dict[str, Any]]:
+    async def post_envelopes(self, envelopes: Sequence[Envelope] | Sequence[str]) -> list[contracts.IngestResult]:
         status, headers, body = await self.request("POST", "/v1/envelopes", content=_envelopes_body(envelopes))
         _raise_for(status, headers, body)
         return parse_results(body)
 
-    async def status(self) -> dict[str, Any]:
-        return _json(await self._get("/v1/status"))  # type: ignore[no-any-return]
+    async def status(self) -> contracts.StatusDocument:
+        return parse_status(await self._get("/v1/status"))
 
-    async def roster(self) -> dict[str, Any]:
-        return _json(await self._get("/v1/roster"))  # type: ignore[no-any-return]
+    async def roster(self) -> contracts.RosterDocument:
+        return parse_roster(await self._get("/v1/roster"))
 
     async def equivocations(self) -> list[Any]:
         """The peer's equivocation proofs, unparsed (see :func:`parse_equivocations`)."""
@@ -445,4 +478,4 @@ class AsyncPeerClient(_Base):
         """Offer equivocation proofs; one result per proof (accepted, duplicate or rejected)."""
         status, headers, body = await self.request("POST", "/v1/equivocations", content=_proofs_body(proofs))
         _raise_for(status, headers, body)
-        return parse_results(body)
+        return _parse_proof_results(body)

@@ -571,18 +571,17 @@ class Syncer:
             results = await client.post_envelopes(envs)
             if self.metrics:
                 self.metrics.sync_bytes.labels(peer.lab, "out").inc(client.bytes_out - before)
-                for status, n in Counter(str(r.get("status")) for r in results).items():
+                for status, n in Counter(r.status for r in results).items():
                     self.metrics.sync_entries.labels(peer.lab, "push", status).inc(n)
             advanced = st.own_known
             for r in results:
-                outcome = r.get("status")
-                if outcome in ("accepted", "duplicate") and isinstance(r.get("seq"), int):
-                    if r["seq"] == advanced + 1:
-                        advanced = r["seq"]
+                if r.status in ("accepted", "duplicate") and r.seq is not None:
+                    if r.seq == advanced + 1:
+                        advanced = r.seq
                 else:
                     break
-            pushed += sum(1 for r in results if r.get("status") == "accepted")
-            st.pushed += sum(1 for r in results if r.get("status") == "accepted")
+            pushed += sum(1 for r in results if r.status == "accepted")
+            st.pushed += sum(1 for r in results if r.status == "accepted")
             if advanced == st.own_known:
                 # The peer did not take the next entry (held: it lacks earlier ones, or it
                 # refused): relearn its head next round instead of looping.

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from node.contracts import RosterDocument
 from protocol.canonical import parse_json_strict, utcnow
 from protocol.entries import PauseProposalBody, Trigger, halt_text, pause_proposal_id
 from protocol.envelope import Envelope
@@ -476,10 +477,11 @@ class TrainingGate:
         code, headers, body = self._request("/v1/roster")
         doc = _answer_json(code, headers, body)
         try:
-            envs = doc.get("envelopes") if isinstance(doc, dict) else None
-            if not isinstance(envs, list):
-                raise PeerDataError("the roster answer has no envelope list", code="schema")
-            chain = RosterChain.from_envelopes([Envelope.parse(e) for e in envs], expected_network=self.config.network)
+            try:
+                roster = RosterDocument.model_validate(doc)
+            except ValidationError as e:
+                raise PeerDataError(f"the roster answer is not a roster document: {e.errors()[0]['msg']}", code="schema") from e
+            chain = RosterChain.from_envelopes(roster.envelopes, expected_network=self.config.network)
         except PeerDataError as e:
             raise _Unauthenticated(f"the node's roster chain does not verify: {e.message}", e.code) from e
         held = self._fetched

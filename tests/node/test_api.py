@@ -78,9 +78,9 @@ def test_members_and_observers_read(node_db) -> None:
         assert heads["alpha"].seq == 1
         page = c.feed("alpha")
         assert [entry_id(e.payload_bytes()) for e in page.envelopes] == [heads["alpha"].entry_id]
-        assert c.roster()["version"] == 1
+        assert c.roster().version == 1
         st = c.status()
-        assert st["node"] == "alpha" and st["paused"] is False and st["heads"]["alpha"]["seq"] == 1
+        assert st.node == "alpha" and st.paused is False and st.heads["alpha"].seq == 1
         assert c.equivocations() == []
 
 

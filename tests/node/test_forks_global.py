@@ -71,15 +71,15 @@ def test_fork_seen_by_one_node_freezes_feed_everywhere(network, tmp_path) -> Non
             assert [p.proof_id for p in home.store.equivocations()] == [proof.proof_id]
             home.store.equivocations()[0].verify(home.store.roster_chain())
             with node.client(regulator, "regulator") as c:
-                assert [e["proof_id"] for e in c.status()["equivocations"]] == [proof.proof_id]
+                assert [e.proof_id for e in c.status().equivocations] == [proof.proof_id]
                 assert [e["proof_id"] for e in c.equivocations()] == [proof.proof_id]
             with node.client(home.key, home.lab) as c:
                 # Nothing at or past the fork is taken, whichever history it extends.
                 for env in (real[1], real[2], other[0], other[1]):
                     [r] = c.post_envelopes([env])
-                    assert r["status"] in ("rejected", "duplicate"), (home.lab, r)
-                    if r["status"] == "rejected":
-                        assert r["code"] in ("feed-forked", "equivocation"), (home.lab, r)
+                    assert r.status in ("rejected", "duplicate"), (home.lab, r)
+                    if r.status == "rejected":
+                        assert r.code in ("feed-forked", "equivocation"), (home.lab, r)
         assert beta.store.heads()["gamma"].seq == gamma.store.heads()["gamma"].seq == 1
         assert alpha.store.heads()["gamma"] == Head(2, _id(real[1]))
         with pytest.raises(Exception, match="frozen"):

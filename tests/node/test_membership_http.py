@@ -91,8 +91,8 @@ def test_removed_lab_backdated_entry_refused_over_http(tmp_path: Path, net: tupl
         node.start()
         with PeerClient(node.url, beta_key, "beta", timeout=10) as c:
             [result] = c.post_envelopes([env])
-            assert (result["status"], result["code"]) == ("rejected", "revoked")
-            assert "lab 'gamma' is not in roster v2 or later" in result["reason"]
+            assert (result.status, result.code) == ("rejected", "revoked")
+            assert "lab 'gamma' is not in roster v2 or later" in (result.reason or "")
             # One envelope alone is answered with its problem document (RFC 9457).
             status, _, body = c.request("POST", "/v1/envelopes", content=json.dumps(env.to_dict()).encode())
             problem = json.loads(body)

@@ -145,7 +145,7 @@ def test_read_endpoint_for_members_and_observers(network, tmp_path) -> None:
         doc = json.loads(raw)
         assert [r["serial"] for r in doc["records"]] == [3] and list(doc["counts"]) == ["gamma"]
         # Without a sync loop /v1/status has no peer sync state, but still the recorded counts.
-        assert c.status()["misbehaviour"]["gamma"]["total"] == 3
+        assert c.status().misbehaviour["gamma"].total == 3
         for params, code in (({"limit": 0}, "invalid-request"), ({"peer": "Not A Lab"}, "invalid-request")):
             status, _, raw = c.request("GET", "/v1/misbehaviour", params=params)
             assert (status, json.loads(raw)["code"]) == (400, code), raw

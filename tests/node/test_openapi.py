@@ -1,4 +1,5 @@
-"""The published OpenAPI document is current, and no generated request gets a 5xx."""
+"""The published OpenAPI document is current, no generated request gets a 5xx, and every
+answer matches the response schema the document declares for it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import requests
 import schemathesis
 from http_nodes import ThreadedNode
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from node.api.app import openapi_document, openapi_json
 from node.net.auth import sign_request
@@ -72,6 +74,8 @@ def test_generated_requests_never_get_a_server_error(case, served) -> None:
     node, beta = served
     response = case.call(base_url=node.url, auth=_Sign(beta.key), timeout=10)
     assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text[:500]}"
+    # The routes' response models are the contract: the body must match its declared schema.
+    case.validate_response(response, checks=[response_schema_conformance, content_type_conformance])
     if response.status_code >= 400:
         ctype = {k.lower(): v for k, v in response.headers.items()}["content-type"]
         ctype = ctype[0] if isinstance(ctype, list) else ctype

@@ -206,10 +206,10 @@ def test_misbehaviour_records_survive_a_restart_and_are_pruned_at_the_bound(netw
     regulator = observer_key(tmp_path / "net", "regulator")
     with ThreadedNode(alpha, sync=True) as node, node.client(regulator, "regulator") as c:
         st = c.status()
-        assert st["peers"]["gamma"]["misbehaviour_total"] == 5
-        assert [r["serial"] for r in st["peers"]["gamma"]["misbehaviour"]] == [5, 4, 3]
-        assert st["peers"]["beta"]["misbehaviour"] == [] and st["peers"]["beta"]["misbehaviour_total"] == 0
-        assert {p: (c["total"], c["kept"]) for p, c in st["misbehaviour"].items()} == {"gamma": (5, 3)}
+        assert st.peers["gamma"].misbehaviour_total == 5
+        assert [r.serial for r in st.peers["gamma"].misbehaviour] == [5, 4, 3]
+        assert st.peers["beta"].misbehaviour == [] and st.peers["beta"].misbehaviour_total == 0
+        assert {p: (c.total, c.kept) for p, c in st.misbehaviour.items()} == {"gamma": (5, 3)}
         doc = c.misbehaviour("gamma", limit=2)
         assert [r["serial"] for r in doc["records"]] == [5, 4] and doc["counts"]["gamma"]["total"] == 5
         assert doc["records"][0]["url"].startswith(h.url + "/v1/feeds/gamma?after=0")

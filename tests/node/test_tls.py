@@ -223,8 +223,8 @@ def test_two_serve_processes_sync_over_mutual_tls_with_pinned_selfsigned_certifi
             a.publish("note", {"text": "after start"})  # another process on a's home: a pushes it
             wait_until(lambda: b.store.heads()["a"].seq == 6, 30, 0.1, "push over mTLS")
             with PeerClient(procs[1].url, a.key, "a", tls=client_context_for(a)) as c:
-                peers = c.status()["peers"]
-            assert peers["a"]["ok"] and peers["a"]["url"] == f"https://127.0.0.1:{ports[0]}"
+                peers = c.status().peers
+            assert peers["a"].ok and peers["a"].url == f"https://127.0.0.1:{ports[0]}"
         finally:
             a.close()
             b.close()

@@ -288,7 +288,7 @@ def test_genuine_paused_answer_stops(homes: list[NodeHome], alpha_node: Node) ->
     # The signed list is the one the node's status reports.
     with PeerClient(alpha_node.url, homes[0].key, "alpha") as c:
         status = c.status()
-    assert [c["proposal_id"] for c in status["pause"]["certificates"]] == list(d.paused)
+    assert [c.proposal_id for c in status.pause.certificates] == list(d.paused)
 
 
 # --- configuration and the home gate ---------------------------------------------------------------

@@ -289,7 +289,7 @@ def test_poisoned_result_over_http_then_breach_stops_url_gate(tmp_path: Path) ->
         for n in nodes:
             with PeerClient(n.url, gamma.key, "gamma") as c:
                 out = c.post_envelopes([poisoned])
-            assert [r["status"] for r in out] == ["rejected"] and out[0]["code"] == "numeric-domain", out
+            assert [r.status for r in out] == ["rejected"] and out[0].code == "numeric-domain", out
         rid = homes[0].publish("eval_result", result_body("0.70"))
         pid = _pid(homes[0], rid)
         wait_until(lambda: all(n.status()["paused"] for n in nodes), 30, what="paused on every node")

@@ -68,8 +68,9 @@ class Node(ServeThread):
         return self.app.state.node.extra.get("coordinator")
 
     def status(self, key: Any = None, member: str | None = None) -> dict[str, Any]:
+        """``GET /v1/status`` as it is on the wire (parsed by the client's contract first)."""
         with PeerClient(self.url, key or self.home.key, member or self.home.lab) as c:
-            return c.status()
+            return c.status().to_json()
 
 
 def settled(nodes: Sequence[Node]) -> bool:
@@ -89,7 +90,7 @@ class NodeProcess(ServeProcess):
     def status(self, home: NodeHome) -> dict[str, Any]:
         """``GET /v1/status``, signed with ``home``'s key (a member of the network)."""
         with PeerClient(self.url, home.key, home.lab) as c:
-            return c.status()
+            return c.status().to_json()
 
 
 def result_body(

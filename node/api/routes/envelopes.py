@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 from starlette.responses import Response
 
 from node.api.deps import Ctx, LabBodyDep
 from node.api.problems import ProblemError, problem_response, problem_responses
-from node.api.routes._json import json_response
+from node.contracts import BatchResult, IngestResult
 from protocol.canonical import _no_duplicates
 from protocol.envelope import Envelope
 from protocol.errors import CanonicalFormError, FloatInSignedDataError, PeerDataError
@@ -20,24 +19,6 @@ router = APIRouter(tags=["envelopes"])
 
 #: Largest batch accepted in one request (the body limit bounds it too).
 MAX_BATCH = 5000
-
-
-class IngestResult(BaseModel):
-    """What happened to one offered envelope."""
-
-    status: Literal["accepted", "duplicate", "held", "rejected"]
-    entry_id: str | None = None
-    lab: str | None = None
-    seq: int | None = None
-    code: str | None = None
-    """Machine code of the rejection (a protocol error code)."""
-    reason: str | None = None
-    """Human explanation of the rejection."""
-
-
-class BatchResult(BaseModel):
-    results: list[IngestResult]
-    """One result per offered envelope, in request order."""
 
 
 _ENVELOPE_SCHEMA = {
@@ -107,15 +88,8 @@ def _status_for_code(code: str | None) -> int:
     return 409 if code in ("equivocation", "feed-forked") else 422
 
 
-def _outcome_dict(o: Any) -> dict[str, Any]:
-    return {
-        "status": o.status,
-        "entry_id": o.entry_id,
-        "lab": o.lab,
-        "seq": o.seq,
-        "code": o.code,
-        "reason": o.reason,
-    }
+def _result(o: Any) -> IngestResult:
+    return IngestResult(status=o.status, entry_id=o.entry_id, lab=o.lab, seq=o.seq, code=o.code, reason=o.reason)
 
 
 @router.post(
@@ -125,7 +99,7 @@ def _outcome_dict(o: Any) -> dict[str, Any]:
     responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429),
     openapi_extra=_OPENAPI_BODY,
 )
-def post_envelopes(req: LabBodyDep, ctx: Ctx) -> Response:
+def post_envelopes(req: LabBodyDep, ctx: Ctx) -> BatchResult | IngestResult | Response:
     """A single envelope is answered with its result (4xx problem when rejected); a batch is
     answered 200 with one result per envelope. Nothing invalid is stored; equivocation
     evidence is the only thing kept from a rejected entry."""
@@ -138,7 +112,7 @@ def post_envelopes(req: LabBodyDep, ctx: Ctx) -> Response:
         raise ProblemError(400, "empty-batch", "the batch is empty")
     if len(items) > MAX_BATCH:
         raise ProblemError(413, "batch-too-large", f"{len(items)} envelopes; at most {MAX_BATCH} per request")
-    results: list[dict[str, Any] | None] = [None] * len(items)
+    results: list[IngestResult | None] = [None] * len(items)
     valid: list[Envelope] = []
     where: list[int] = []
     for i, item in enumerate(items):
@@ -146,22 +120,23 @@ def post_envelopes(req: LabBodyDep, ctx: Ctx) -> Response:
             valid.append(Envelope.parse(item))
             where.append(i)
         except PeerDataError as e:
-            results[i] = {"status": "rejected", "entry_id": None, "lab": None, "seq": None,
-                          "code": e.code, "reason": e.message}
+            results[i] = IngestResult(
+                status="rejected", entry_id=None, lab=None, seq=None, code=e.code, reason=e.message
+            )
     if valid:
         outcomes = ctx.store.ingest(valid, source=req.caller.member)
         for i, o in zip(where, outcomes, strict=True):
-            results[i] = _outcome_dict(o)
+            results[i] = _result(o)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(results)
     counts: dict[str, int] = {}
-    for r in results:
-        assert r is not None
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    for r in done:
+        counts[r.status] = counts.get(r.status, 0) + 1
     for status, n in counts.items():
         ctx.metrics.ingest.labels(status, "http").inc(n)
     if single:
-        r = results[0]
-        assert r is not None
-        if r["status"] == "rejected":
-            return problem_response(_status_for_code(r["code"]), r["code"] or "rejected", r["reason"] or "")
-        return json_response(r)
-    return json_response({"results": results})
+        [r] = done
+        if r.status == "rejected":
+            return problem_response(_status_for_code(r.code), r.code or "rejected", r.reason or "")
+        return r
+    return BatchResult(results=done)

@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from starlette.responses import Response
 
 from node.api.deps import Ctx, MemberDep
 from node.api.problems import problem_responses
-from node.api.routes._json import json_response
 from node.api.status import build_status
+from node.contracts import StatusDocument
 from protocol.canonical import format_time, utcnow
 from protocol.envelope import Envelope
 from protocol.pausestate import NONCE_PATTERN, pause_state_statement, sign_pause_state
@@ -31,19 +30,21 @@ Nonce = Annotated[
 @router.get(
     "/v1/status",
     summary="Node status: pause state, open proposals, alerts, equivocations, peers",
-    response_model=dict[str, Any],
+    response_model=StatusDocument,
+    # Optional members absent from the document stay absent on the wire.
+    response_model_exclude_unset=True,
     responses=problem_responses(401, 403, 429),
 )
-def get_status(_: MemberDep, ctx: Ctx) -> Response:
-    return json_response(build_status(ctx))
+def get_status(_: MemberDep, ctx: Ctx) -> StatusDocument:
+    return build_status(ctx)
 
 
-def _own_plans(status: dict[str, Any], lab: str) -> list[dict[str, Any]]:
+def _own_plans(status: StatusDocument, lab: str) -> list[dict[str, Any]]:
     """The node lab's plan states from the coordinator's latest pass (spec §6.12), as the
     signed pause state lists them for this lab's gates."""
     from protocol.plans import PlanRef
 
-    plans = (status.get("coordination") or {}).get("plans") or []
+    plans = (status.coordination or {}).get("plans") or []
     refs = []
     for p in plans:
         if p.get("lab") != lab:
@@ -58,22 +59,20 @@ def _own_plans(status: dict[str, Any], lab: str) -> list[dict[str, Any]]:
     response_model=Envelope,
     responses=problem_responses(400, 401, 403, 429),
 )
-def get_pause_state(nonce: Nonce, _: MemberDep, ctx: Ctx) -> Response:
+def get_pause_state(nonce: Nonce, _: MemberDep, ctx: Ctx) -> Envelope:
     # The pause rule lives in build_status alone; this route only signs what it decided.
     status = build_status(ctx)
-    pause = status.get("pause") or {}
     statement = pause_state_statement(
-        network=status["network"],
+        network=status.network,
         node=ctx.home.lab,
         issued_at=format_time(utcnow()),
         nonce=nonce,
-        paused=status["paused"] is True,
+        paused=status.paused,
         certificates=[
-            {"proposal_id": c["proposal_id"], "certificate": c["certificate"],
-             **({"scope": c["scope"]} if c.get("scope") else {})}
-            for c in pause.get("certificates", [])
-        ] if status["paused"] is True else [],
-        roster_version=status["roster"]["version"],
+            {"proposal_id": c.proposal_id, "certificate": c.certificate, **({"scope": c.scope} if c.scope else {})}
+            for c in status.pause.certificates
+        ] if status.paused else [],
+        roster_version=status.roster.version,
         plans=_own_plans(status, ctx.home.lab),
     )
-    return json_response(sign_pause_state(statement, ctx.home.key).to_dict())
+    return sign_pause_state(statement, ctx.home.key)

@@ -1,0 +1,323 @@
+"""The documents the node serves, as one pydantic model each (spec §8; ``specs/openapi.json``).
+
+The API's routes return these models (FastAPI ``response_model``), and the clients
+(:mod:`node.net.client`), the training gate and the CLI parse a peer's answer with the same
+models, so the served shape and the parsed shape cannot drift apart. The module is pure
+pydantic: a gate or a client imports it without the web framework or the store.
+
+The models are closed (``extra="forbid"``) and frozen: a node never sends a key its contract
+does not name, and a reader refuses one. The spec leaves these unsigned answers to this
+contract (signed data is closed by §4.2 as well), so a field is added by a new version of the
+contract on both sides, never by one peer alone. Optional members that are absent on the wire
+(an open proposal's ``trigger``, a certificate's ``scope``, the coordinator's sections) are
+``None`` when unset and are left out when the document is written (``exclude_unset``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocol.envelope import Envelope
+
+
+class WireDocument(BaseModel):
+    """Base of every served document: closed, frozen, one docstring per field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The document as it goes on the wire (absent optional members left out)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+# --- feeds and ingest (spec §4.2, §4.5) ----------------------------------------------------------
+
+
+class HeadDocument(WireDocument):
+    """The last accepted entry of a lab's feed."""
+
+    seq: int = Field(ge=0)
+    """Sequence number of the head entry."""
+    entry_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Entry id (lowercase hex SHA-256) of the head entry."""
+
+
+class FeedPage(WireDocument):
+    """A page of one lab's feed (``GET /v1/feeds/{lab}``)."""
+
+    lab: str
+    """The lab whose feed this is."""
+    after: int = Field(ge=0)
+    """The ``after`` of the request: the page starts at seq after+1."""
+    envelopes: list[Envelope]
+    """Envelopes with seq after+1, after+2, ... in seq order (at most ``limit``)."""
+    head: HeadDocument | None
+    """The lab's head on this node, so a reader knows when it has caught up."""
+
+
+class IngestResult(WireDocument):
+    """What happened to one offered envelope (``POST /v1/envelopes``)."""
+
+    status: Literal["accepted", "duplicate", "held", "rejected"]
+    """Accepted into the feed, already held, held until its predecessors arrive, or refused."""
+    entry_id: str | None = None
+    """Entry id of the offered envelope (None when it did not decode)."""
+    lab: str | None = None
+    """Lab whose feed the entry belongs to (None when it did not decode)."""
+    seq: int | None = None
+    """Sequence number of the entry (None when it did not decode)."""
+    code: str | None = None
+    """Machine code of the rejection (a protocol error code)."""
+    reason: str | None = None
+    """Human explanation of the rejection."""
+
+
+class BatchResult(WireDocument):
+    """The answer to a batch offered to ``POST /v1/envelopes``."""
+
+    results: list[IngestResult]
+    """One result per offered envelope, in request order."""
+
+
+class RosterDocument(WireDocument):
+    """The roster chain (``GET /v1/roster``, spec §7)."""
+
+    network: str
+    """Network id (the genesis roster id)."""
+    version: int
+    """Current roster version."""
+    expires: str
+    """When the current roster version expires (RFC 3339, UTC)."""
+    expired: bool
+    """Whether it has expired by the node's clock (no new votes are accepted then)."""
+    envelopes: list[Envelope]
+    """Every accepted roster envelope, version 1 first; verify with the genesis signatures."""
+
+
+# --- the status document (GET /v1/status; spec §6.6, §6.9-6.13) ---------------------------------
+
+
+class StatusRoster(WireDocument):
+    """The node's current roster version."""
+
+    version: int
+    """Current roster version."""
+    expires: str
+    """When it expires (RFC 3339, UTC)."""
+    expired: bool
+    """Whether it has expired by the node's clock at ``time``."""
+
+
+class ActivePause(WireDocument):
+    """A pause in force: its proposal and the certificate that put it in force."""
+
+    proposal_id: str
+    """The pause proposal."""
+    certificate: str
+    """Entry id of its pause certificate."""
+    lab: str
+    """Lab that published the certificate."""
+    roster_version: int
+    """Roster version the certificate was counted under."""
+    scope: dict[str, Any] | None = None
+    """The runs it covers (absent: every run, spec §6.10)."""
+    covers: str
+    """The scope in words."""
+
+
+class ResumedPause(WireDocument):
+    """A pause that a resume certificate ended."""
+
+    proposal_id: str
+    """The pause proposal that was ended."""
+    certificate: str
+    """Entry id of the resume certificate."""
+    lab: str
+    """Lab that published the resume certificate."""
+    roster_version: int
+    """Roster version the resume certificate was counted under."""
+    scope: dict[str, Any] | None = None
+    """The narrower scope the resume left in force (absent: the pause ended)."""
+    resume_proposal: str
+    """The resume proposal whose certificate ended it."""
+
+
+class PauseSection(WireDocument):
+    """The pause state of spec §6.6 (``protocol.pause.PauseState.to_json``)."""
+
+    paused: bool
+    """Whether any pause is in force."""
+    certificates: list[ActivePause]
+    """The pauses in force, by proposal id."""
+    resumed: list[ResumedPause]
+    """Pauses ended by a resume certificate, by proposal id."""
+    expired: list[str]
+    """Proposals whose voting deadline passed uncertified."""
+    roster_version: int
+    """Roster version the state was judged under."""
+
+
+class OpenProposal(WireDocument):
+    """A proposal still collecting votes."""
+
+    proposal_id: str
+    """The proposal id (spec §6.3)."""
+    action: Literal["pause", "resume", "accept"]
+    """What a certificate for it would do."""
+    entry_id: str
+    """Entry id of the proposal entry that represents it."""
+    lab: str
+    """Lab that published that entry."""
+    trigger: dict[str, Any] | None = None
+    """For a pause proposal: its trigger (absent otherwise)."""
+    pause_proposal: str | None = None
+    """For a resume proposal: the pause it would end (absent otherwise)."""
+    plan: str | None = None
+    """For a safety case: the training plan it is for (absent otherwise)."""
+
+
+class Alert(WireDocument):
+    """A recent alert entry."""
+
+    entry_id: str
+    """Entry id of the alert."""
+    lab: str
+    """Lab that published it."""
+    issued_at: str
+    """When it was signed (RFC 3339, UTC)."""
+    body: dict[str, Any]
+    """The alert body as signed (``body-alert.schema.json``)."""
+
+
+class EquivocationRef(WireDocument):
+    """An equivocation proof the node holds (``GET /v1/equivocations`` serves the proof)."""
+
+    proof_id: str
+    """Id of the proof."""
+    lab: str
+    """The lab that signed two entries at one position."""
+    seq: int
+    """The position."""
+
+
+class MisbehaviourCount(WireDocument):
+    """Refused data recorded against one peer."""
+
+    total: int
+    """Refusals ever recorded."""
+    kept: int
+    """Records still kept (the oldest are pruned)."""
+    last_at: str
+    """When the last one was recorded (RFC 3339, UTC)."""
+
+
+class MisbehaviourRecord(WireDocument):
+    """One refusal of a peer's data."""
+
+    peer: str
+    """The peer that sent it."""
+    serial: int
+    """Record number (increasing)."""
+    at: str
+    """When it was refused (RFC 3339, UTC)."""
+    code: str
+    """The protocol error code."""
+    reason: str
+    """Human explanation."""
+    url: str | None
+    """The request that fetched it."""
+    lab: str | None
+    """Lab of the refused entry, when known."""
+    seq: int | None
+    """Seq of the refused entry, when known."""
+    entry_id: str | None
+    """Entry id of the refused entry, when known."""
+
+
+class PeerSync(WireDocument):
+    """Sync state with one peer."""
+
+    url: str
+    """The peer's API base URL."""
+    ok: bool
+    """Whether the last exchange succeeded."""
+    last_ok_s_ago: float | None
+    """Seconds since the last successful exchange (None: never)."""
+    failures: int
+    """Consecutive failed exchanges."""
+    last_error: str | None
+    """The last failure, in words."""
+    retry_in_s: float
+    """Seconds until the next attempt."""
+    fetched: int
+    """Entries fetched from it."""
+    pushed: int
+    """Entries it accepted from this node."""
+    misbehaviour_total: int
+    """Refusals ever recorded against it."""
+    misbehaviour: list[MisbehaviourRecord]
+    """Its newest misbehaviour records."""
+
+
+class StatusDocument(WireDocument):
+    """The node's status (``GET /v1/status``): what its store knows, judged now.
+
+    The ``GET /v1/status/pause`` answer signs the pause state of this document for a gate
+    (spec §6.9).
+    """
+
+    node: str
+    """The answering node's lab."""
+    network: str
+    """Network id."""
+    roster: StatusRoster
+    """The current roster version."""
+    paused: bool
+    """Whether the network is paused (spec §6.6 rule 5); equals ``pause.paused``."""
+    pause: PauseSection
+    """The pause state (spec §6.6)."""
+    open_proposals: list[OpenProposal]
+    """Proposals still collecting votes."""
+    pause_flags: list[dict[str, Any]]
+    """Entries the pause rules flagged and skipped (kind, lab, reason, and what they name)."""
+    alerts: list[Alert]
+    """The most recent alerts, oldest first."""
+    equivocations: list[EquivocationRef]
+    """Equivocation proofs held."""
+    heads: dict[str, HeadDocument]
+    """Head of every lab feed held, by lab."""
+    log_size: int
+    """Entries in the node log (spec §5)."""
+    forecasts: dict[str, Any] | None = None
+    """The forecast track record (spec §6.13), when the coordinator runs; absent otherwise."""
+    coordination: dict[str, Any] | None = None
+    """The coordinator's latest pass (plans, judged results), when it runs; absent otherwise."""
+    time: str
+    """The node's clock when it answered (RFC 3339, UTC, seconds)."""
+    peers: dict[str, PeerSync]
+    """Sync state per peer (empty when the node does not sync)."""
+    misbehaviour: dict[str, MisbehaviourCount]
+    """Refusals recorded per peer, including peers no longer synced with."""
+
+
+__all__ = [
+    "ActivePause",
+    "Alert",
+    "BatchResult",
+    "EquivocationRef",
+    "FeedPage",
+    "HeadDocument",
+    "IngestResult",
+    "MisbehaviourCount",
+    "MisbehaviourRecord",
+    "OpenProposal",
+    "PauseSection",
+    "PeerSync",
+    "ResumedPause",
+    "RosterDocument",
+    "StatusDocument",
+    "StatusRoster",
+    "WireDocument",
+]
