@@ -37,7 +37,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import Field, ValidationError
 
@@ -56,6 +56,9 @@ from protocol.policy import (
     _peer_numbers,
     evaluate,
 )
+
+if TYPE_CHECKING:
+    from protocol.twostep import TwoStepFit
 
 #: Fewest distinct compute values for the logistic (it has four parameters).
 MIN_LOGISTIC_POINTS = 4
@@ -245,6 +248,15 @@ def points_for_rule(results: Iterable[ResultSummary], rule: Rule) -> list[TrendP
         if key not in best or rank > best[key][0]:
             best[key] = (rank, pt)
     return [best[k][1] for k in sorted(best)]
+
+
+def proxy_points_for_rule(results: Iterable[ResultSummary], rule: Rule) -> list[TrendPoint]:
+    """The points of the rule's two-step proxy (``forecast.via``: a metric of the same task),
+    read as :func:`points_for_rule` reads the indicator; empty when the rule has no ``via``."""
+    if rule.forecast is None or rule.forecast.via is None:
+        return []
+    proxy = rule.indicator.model_copy(update={"metric": rule.forecast.via})
+    return points_for_rule(results, rule.model_copy(update={"indicator": proxy}))
 
 
 @dataclass(frozen=True)
@@ -437,6 +449,21 @@ class TrendFit:
     def _edge(self, log10_flop: float, cz: float) -> float:
         f, se = self._risk(log10_flop)
         return self._clamp(f + cz * se)
+
+    @property
+    def last_log10_flop(self) -> float:
+        """Compute of the latest checkpoint fitted (log10 FLOP): forecasts start there."""
+        return self._data.x[-1]
+
+    def risk_level(self, level: float) -> float:
+        """``level`` in the space :meth:`risk_edge` works in (normalized, riskier is higher)."""
+        d = self._data
+        return (d.sign * level - d.y_mean) / d.y_scale
+
+    def risk_edge(self, log10_flop: float, cz: float) -> float:
+        """The forecast moved ``cz`` prediction standard errors towards risk, kept inside the
+        metric's range, in the space of :meth:`risk_level`."""
+        return self._edge(log10_flop, cz)
 
     def predict(self, log10_flop: float) -> tuple[float, float]:
         """(forecast, prediction standard error) at ``log10_flop``, in metric units."""
@@ -784,7 +811,7 @@ def _normal_quantile(p: float) -> float:
 class Forecast(_Frozen):
     """Where a fitted trend reaches a level; numbers rounded as published."""
 
-    model: Literal["logistic", "linear", "none"]
+    model: Literal["logistic", "linear", "two_step", "none"]
     n_points: Annotated[int, Field(ge=0)]
     note: Annotated[str, Field(max_length=200)]
     params: dict[str, str]
@@ -832,12 +859,35 @@ def _flop_of(log10_flop: Decimal) -> str:
         return str(Decimal(10) ** log10_flop)
 
 
-def _first_crossing(fit: TrendFit, level: float, cz: float, lo: float, hi: float) -> float | None:
+class BandFit(Protocol):
+    """What a forecast reads of a fitted curve: :class:`TrendFit` (the indicator against
+    compute) or :class:`protocol.twostep.TwoStepFit` (through a proxy metric)."""
+
+    @property
+    def model(self) -> Literal["logistic", "linear", "two_step"]: ...
+    @property
+    def n_points(self) -> int: ...
+    @property
+    def note(self) -> str: ...
+    @property
+    def dof(self) -> int: ...
+    @property
+    def multiplier(self) -> float: ...
+    @property
+    def last_log10_flop(self) -> float: ...
+    def params(self) -> dict[str, str]: ...
+    def predict(self, log10_flop: float) -> tuple[float, float]: ...
+    def interval(self, log10_flop: float) -> tuple[float, float]: ...
+    def risk_level(self, level: float) -> float: ...
+    def risk_edge(self, log10_flop: float, cz: float) -> float: ...
+
+
+def _first_crossing(fit: BandFit, level: float, cz: float, lo: float, hi: float) -> float | None:
     """Smallest log10 FLOP in [lo, hi] where mean + cz*se (risk space, kept inside the
     metric's range) reaches ``level``."""
 
     def edge(x: float) -> float:
-        return fit._edge(x, cz)
+        return fit.risk_edge(x, cz)
 
     if edge(lo) >= level:
         return lo
@@ -918,8 +968,71 @@ def fit_for_forecast(
     return dataclasses.replace(fit, multiplier=mult)
 
 
+def fit_for_rule(
+    points: Sequence[TrendPoint],
+    rule: Rule,
+    *,
+    proxy_points: Sequence[TrendPoint] = (),
+) -> BandFit | None:
+    """The fit behind a rule's forecast, its interval's half-width set.
+
+    Without ``forecast.via``: :func:`fit_for_forecast` of the indicator against compute.
+    With it, the two-step forecast (:func:`protocol.twostep.fit_two_step`) through the
+    proxy's points (``proxy_points``, e.g. from :func:`proxy_points_for_rule`) on the
+    checkpoints that carry both metrics; where the checkpoints do not identify it (too few
+    of them, accuracy not yet clearly above chance, a proxy out of range), the direct fit,
+    its note saying why.
+    """
+    fc = rule.forecast
+    if fc is None:
+        raise PolicyError(f"rule '{rule.id}' has no forecast section")
+    direct = fit_for_forecast(
+        points, direction=rule.indicator.direction, z=fc.z, interval_level=fc.level, chance=fc.chance, ceiling=fc.ceiling
+    )
+    if fc.via is None:
+        return direct
+    two, why = _two_step_for_rule(points, proxy_points, rule)
+    if two is not None:
+        return two
+    if direct is None:
+        return None
+    return dataclasses.replace(direct, note=f"direct fit, two-step via {fc.via} not used: {why}; {direct.note}"[:200])
+
+
+def _two_step_for_rule(
+    points: Sequence[TrendPoint], proxy_points: Sequence[TrendPoint], rule: Rule
+) -> tuple[TwoStepFit | None, str]:
+    # Imported here: protocol.twostep builds on this module's kernel.
+    from protocol.twostep import MIN_POINTS, fit_two_step
+
+    fc = rule.forecast
+    assert fc is not None and fc.via is not None and fc.chance is not None
+    proxies = {(p.step, Decimal(p.flop)): p for p in proxy_points}
+    pairs = sorted(
+        ((Decimal(t.flop), t.step), t, proxies[(t.step, Decimal(t.flop))])
+        for t in points
+        if (t.step, Decimal(t.flop)) in proxies
+    )
+    if pairs:
+        # The direct fit's warm-up and size rules, so both read the same checkpoints.
+        cut = _log10(pairs[-1][0][0]) - WARMUP_DECADES
+        pairs = [q for q in pairs if _log10(q[0][0]) >= cut][-MAX_POINTS:]
+    if len({q[0][0] for q in pairs}) < MIN_POINTS:
+        return None, f"{len(pairs)} checkpoints carry both metrics (it needs {MIN_POINTS} distinct compute values)"
+    target = [t for _, t, _p in pairs]
+    proxy = [p for _, _t, p in pairs]
+    try:
+        two = fit_two_step(proxy, target, chance=fc.chance, ceiling=fc.ceiling or "1")
+    except PolicyError as e:
+        return None, str(e).removeprefix("two-step forecast: ")
+    if two is None:
+        return None, f"the checkpoints do not identify the map from {fc.via} (accuracy not yet clearly above chance)"
+    mult = float(Decimal(fc.z)) if fc.z is not None else CALIBRATION * t_quantile(str(fc.level), two.dof)
+    return dataclasses.replace(two, multiplier=mult, note=f"two-step via {fc.via}: power law, sigmoid map"), ""
+
+
 def crossing_of(
-    fit: TrendFit | None,
+    fit: BandFit | None,
     *,
     n_points: int,
     level: str,
@@ -961,12 +1074,11 @@ def crossing_of(
                 "horizon_log10_flop": str(h_log),
             }
         )
-    d = fit._data
-    risk_level = (d.sign * float(Decimal(level)) - d.y_mean) / d.y_scale
+    risk_level = fit.risk_level(float(Decimal(level)))
     zf = fit.multiplier
     # Only the future is forecast: a crossing is never dated before the latest checkpoint.
-    lo = d.x[-1]
-    hi = max(d.x[-1], float(h_log)) + SEARCH_DECADES_PAST_HORIZON
+    lo = fit.last_log10_flop
+    hi = max(lo, float(h_log)) + SEARCH_DECADES_PAST_HORIZON
     found = {
         "": _first_crossing(fit, risk_level, 0.0, lo, hi),
         "_low": _first_crossing(fit, risk_level, zf, lo, hi),
@@ -976,7 +1088,7 @@ def crossing_of(
         "model": fit.model,
         "z": _sig(zf),
         "n_points": fit.n_points,
-        "note": fit.note,
+        "note": fit.note[:200],
         "params": fit.params(),
         "horizon_log10_flop": str(h_log),
         "search_limit_log10_flop": str(_round_log(hi)),
@@ -998,21 +1110,24 @@ def forecast_verdict(
     rule: Rule,
     latest_flop: str,
     *,
-    on_fit: Callable[[TrendFit | None], None] | None = None,
+    proxy_points: Sequence[TrendPoint] = (),
+    on_fit: Callable[[BandFit | None], None] | None = None,
 ) -> TrendVerdict:
     """Trend verdict for a rule: ``warn`` when the band's risky edge reaches the breach
     level at or before ``latest_flop * rule.forecast.horizon``, else ``ok``.
 
-    ``on_fit`` is passed to :func:`forecast_crossing`."""
+    ``proxy_points`` feed a two-step forecast (``forecast.via``; see :func:`fit_for_rule`).
+    ``on_fit``, when given, receives the fit behind the verdict (None: no trend)."""
     with _peer_numbers(f"forecast for rule '{rule.id}'"):
-        return _forecast_verdict(points, rule, latest_flop, on_fit)
+        return _forecast_verdict(points, rule, latest_flop, proxy_points, on_fit)
 
 
 def _forecast_verdict(
     points: Sequence[TrendPoint],
     rule: Rule,
     latest_flop: str,
-    on_fit: Callable[[TrendFit | None], None] | None,
+    proxy_points: Sequence[TrendPoint],
+    on_fit: Callable[[BandFit | None], None] | None,
 ) -> TrendVerdict:
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
@@ -1021,49 +1136,52 @@ def _forecast_verdict(
     with decimal.localcontext(_DCTX) as ctx:
         ctx.prec = 12
         horizon_flop = str(+(Decimal(latest_flop) * Decimal(rule.forecast.horizon)))
-    fc = forecast_crossing(
-        points,
+    fit = fit_for_rule(points, rule, proxy_points=proxy_points)
+    if on_fit is not None:
+        on_fit(fit)
+    fc = crossing_of(
+        fit,
+        n_points=len(points),
         level=rule.breach_level,
-        direction=rule.indicator.direction,
         z=rule.forecast.z,
         interval_level=rule.forecast.level,
-        chance=rule.forecast.chance,
-        ceiling=rule.forecast.ceiling,
         warn_chance=rule.forecast.warn_chance,
         horizon_flop=horizon_flop,
-        on_fit=on_fit,
     )
+    what = f"two-step trend (via {rule.forecast.via})" if fc.model == "two_step" else f"{fc.model} trend"
     horizon = f"the {rule.forecast.horizon}x horizon ({horizon_flop} FLOP)"
     if fc.model == "none":
         reason = f"{fc.note}; {horizon}"
     elif fc.warns and fc.warn_chance is not None:
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
+            f"{what} over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
             f"breach level {rule.breach_level} by {fc.crossing_warn_flop} FLOP (central "
             f"{fc.crossing_flop or 'beyond range'}), within {horizon}"
         )
     elif fc.warns:
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints may reach breach level {rule.breach_level} "
+            f"{what} over {fc.n_points} checkpoints may reach breach level {rule.breach_level} "
             f"at {fc.crossing_low_flop} FLOP (central {fc.crossing_flop or 'beyond range'}), "
             f"within {horizon}"
         )
     elif fc.warn_chance is not None and fc.crossing_warn_flop is not None:
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
+            f"{what} over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
             f"breach level {rule.breach_level} no earlier than {fc.crossing_warn_flop} FLOP, beyond {horizon}"
         )
     elif fc.crossing_low_flop is not None and fc.warn_chance is None:
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints reaches breach level {rule.breach_level} "
+            f"{what} over {fc.n_points} checkpoints reaches breach level {rule.breach_level} "
             f"no earlier than {fc.crossing_low_flop} FLOP, beyond {horizon}"
         )
     else:
         chance = "" if fc.warn_chance is None else f" with a {fc.warn_chance} chance"
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints does not reach breach level "
+            f"{what} over {fc.n_points} checkpoints does not reach breach level "
             f"{rule.breach_level}{chance} before {_flop_of(Decimal(fc.search_limit_log10_flop or '0'))} FLOP"
         )
+    if rule.forecast.via is not None and fc.model not in ("two_step", "none"):
+        reason = f"{reason} ({fc.note.split('; ')[0]})"
     return TrendVerdict(
         verdict="warn" if fc.warns else "ok",
         reason=reason[:1000],
@@ -1081,7 +1199,7 @@ def evaluate_with_trend(
     result: ResultSummary,
     history: Iterable[ResultSummary],
     *,
-    fits: dict[str, TrendFit | None] | None = None,
+    fits: dict[str, BandFit | None] | None = None,
 ) -> PolicyEvaluation:
     """Point verdicts plus trend verdicts for every rule that has a forecast section.
 
@@ -1099,5 +1217,6 @@ def evaluate_with_trend(
         sink = None if fits is None else functools.partial(fits.__setitem__, rule.id)
         with _peer_numbers(f"trend of rule '{rule.id}' over {result.lab}'s results"):
             points = points_for_rule(same_lab, rule)
-        trends[rule.id] = forecast_verdict(points, rule, result.training_flop, on_fit=sink)
+            proxies = proxy_points_for_rule(same_lab, rule)
+        trends[rule.id] = forecast_verdict(points, rule, result.training_flop, proxy_points=proxies, on_fit=sink)
     return evaluate(policy, result, trends=trends)

@@ -214,6 +214,12 @@ class TrendRule(_Frozen):
     is reached within the horizon: the one-sided prediction bound at ``1 - warn_chance``
     decides instead of the interval's risky edge. Requires ``level``; absent: the risky
     edge of the interval at ``level`` (or ``z``) decides, as in older policies."""
+    via: MetricName | None = None
+    """A smoother metric of the same task (e.g. ``logprob_correct``) to forecast through: its
+    power law over compute is mapped to the indicator by a sigmoid fitted on the same
+    checkpoints (``protocol.twostep``). Requires ``chance`` and ``ceiling`` and a
+    ``higher_is_riskier`` indicator; where the checkpoints do not identify the map yet,
+    the direct fit decides and its note says why. Absent: the direct fit."""
 
     @model_validator(mode="after")
     def _sane(self) -> TrendRule:
@@ -232,6 +238,8 @@ class TrendRule(_Frozen):
                 raise ValueError("forecast warn_chance needs level (a calibrated interval), not z")
             if not Decimal("0.01") <= _dec(self.warn_chance) <= Decimal("0.5"):
                 raise ValueError(f"forecast warn_chance {self.warn_chance} must be between 0.01 and 0.5")
+        if self.via is not None and (self.chance is None or self.ceiling is None):
+            raise ValueError(f"forecast via {self.via} needs chance and ceiling (the map's floor and top)")
         return self
 
 
@@ -322,6 +330,11 @@ class Rule(_Frozen):
                     f"rule '{self.id}': forecast ceiling {fc.ceiling} must lie on the risky side "
                     f"of chance {fc.chance} for a {self.indicator.direction} indicator"
                 )
+        if fc is not None and fc.via is not None:
+            if self.indicator.direction != "higher_is_riskier":
+                raise ValueError(f"rule '{self.id}': forecast via needs a higher_is_riskier indicator")
+            if fc.via == self.indicator.metric:
+                raise ValueError(f"rule '{self.id}': forecast via {fc.via} is the indicator's own metric")
         return self
 
 
@@ -604,8 +617,9 @@ class TrendVerdict(_Frozen):
 
     verdict: Literal["ok", "warn"]
     reason: Reason
-    model: Literal["logistic", "linear", "none"]
-    """Which curve was fitted; ``none`` when there were too few checkpoints."""
+    model: Literal["logistic", "linear", "two_step", "none"]
+    """Which curve was fitted (``two_step``: through ``forecast.via``); ``none`` when there
+    were too few checkpoints."""
     n_points: Annotated[int, Field(ge=0)]
     horizon_flop: DecimalStr
     """``training_flop * horizon``: a crossing at or below it warns."""
