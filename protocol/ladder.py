@@ -19,7 +19,6 @@ from protocol.errors import PolicyError
 from protocol.forecast import (
     TrendPoint,
     _flop_of,
-    _log10,
     _round_log,
     _sig,
     crossing_of,
@@ -27,6 +26,7 @@ from protocol.forecast import (
     points_for_rule,
     proxy_points_for_rule,
 )
+from protocol.numeric import log10 as _log10
 from protocol.policy import DecimalStr, ResultSummary, Rule, _Frozen
 
 __all__ = ["Prediction", "ladder_points", "ladder_proxy_points", "predict_at", "stop_point"]

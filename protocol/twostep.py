@@ -42,15 +42,15 @@ from protocol.forecast import (
     NOISE_FLOOR,
     TrendFit,
     TrendPoint,
-    _exp,
-    _inverse,
-    _log10,
-    _log10_text,
     _sig,
-    _sigmoid,
-    _solve,
     fit_trend,
 )
+from protocol.numeric import exp as _exp
+from protocol.numeric import inverse as _inverse
+from protocol.numeric import log10 as _log10
+from protocol.numeric import log10_text as _log10_text
+from protocol.numeric import sigmoid as _sigmoid
+from protocol.numeric import solve as _solve
 
 ProxyModel = Literal["power_law", "trend"]
 

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from protocol.errors import PolicyError
-from protocol.forecast import evaluate_with_trend, fit_for_rule, forecast_verdict, points_for_rule, proxy_points_for_rule
+from protocol.forecast import (
+    evaluate_with_trend,
+    fit_for_rule,
+    forecast_verdict,
+    points_for_rule,
+    proxy_points_for_rule,
+)
 from protocol.ladder import ladder_points, ladder_proxy_points, predict_at
 from protocol.policy import Policy, ResultSummary
 
