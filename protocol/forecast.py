@@ -51,19 +51,8 @@ from protocol.numeric import sigmoid as _sigmoid
 from protocol.numeric import sigmoid_all as _sigmoid_all
 from protocol.numeric import solve as _solve
 from protocol.numeric import t_quantile
-from protocol.policy import (
-    DecimalStr,
-    Direction,
-    Policy,
-    PolicyEvaluation,
-    ResultSummary,
-    Rule,
-    TrendVerdict,
-    _explain,
-    _Frozen,
-    _peer_numbers,
-    evaluate,
-)
+from protocol.policy import DecimalStr, Direction, Policy, Rule, _explain, _Frozen, _peer_numbers
+from protocol.verdicts import PolicyEvaluation, ResultSummary, TrendVerdict, evaluate
 
 if TYPE_CHECKING:
     from protocol.twostep import TwoStepFit

@@ -27,7 +27,8 @@ from protocol.forecast import (
     proxy_points_for_rule,
 )
 from protocol.numeric import log10 as _log10
-from protocol.policy import DecimalStr, ResultSummary, Rule, _Frozen
+from protocol.policy import DecimalStr, Rule, _Frozen
+from protocol.verdicts import ResultSummary
 
 __all__ = ["Prediction", "ladder_points", "ladder_proxy_points", "predict_at", "stop_point"]
 

@@ -40,8 +40,9 @@ from protocol.entries import DecStr, Hex64, LabId, Model, SafetyCaseBody, Traini
 from protocol.errors import TripwireError
 from protocol.ladder import ladder_points, ladder_proxy_points, stop_point
 from protocol.pause import PauseState
-from protocol.policy import Policy, ResultSummary
+from protocol.policy import Policy
 from protocol.scope import Run
+from protocol.verdicts import ResultSummary
 
 __all__ = [
     "PlanCache",

@@ -30,7 +30,8 @@ from typing import Any, Literal
 from protocol.entries import EvalResultBody, ForecastBody, RulePrediction, VerifiedEntry
 from protocol.errors import PolicyError
 from protocol.ladder import ladder_points, ladder_proxy_points, predict_at
-from protocol.policy import Policy, ResultSummary
+from protocol.policy import Policy
+from protocol.verdicts import ResultSummary
 
 __all__ = [
     "COVERAGE_PLACES",

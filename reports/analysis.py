@@ -35,11 +35,12 @@ from protocol.errors import PeerDataError, TripwireError
 from protocol.forecast import BandFit, evaluate_with_trend
 from protocol.pause import PauseState, ProposalStatus, pause_state
 from protocol.plans import PlanState, plan_states
-from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
+from protocol.policy import Policy
 from protocol.quorum import QuorumResult, tally
 from protocol.roster import RosterChain
 from protocol.scope import Scope, describe
 from protocol.track import ForecastScore, TrackRecord, score_forecasts, track_records
+from protocol.verdicts import ResultSummary, RuleVerdict, evaluate_rule
 
 Status = Literal["normal", "alert", "paused"]
 

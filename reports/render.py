@@ -44,8 +44,9 @@ from protocol.entries import (
     VoteBody,
     halt_step,
 )
-from protocol.policy import Rule, RuleVerdict
+from protocol.policy import Rule
 from protocol.scope import describe
+from protocol.verdicts import RuleVerdict
 from reports.analysis import (
     FLOP_PTR,
     STEP_PTR,

@@ -18,7 +18,8 @@ from protocol.forecast import (
     proxy_points_for_rule,
 )
 from protocol.ladder import ladder_points, ladder_proxy_points, predict_at
-from protocol.policy import Policy, ResultSummary
+from protocol.policy import Policy
+from protocol.verdicts import ResultSummary
 
 # The same curves as tests/protocol/test_twostep.py: a power-law log-probability of the
 # correct answer, and accuracy a sigmoid of it above chance 0.25.
