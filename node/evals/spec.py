@@ -547,6 +547,9 @@ def load_task(path: str | Path, *, pins: dict[str, str] | None = None, name: str
     try:
         if "kind" in raw:
             spec = _load_tripwire(p, raw, pins or {})
+        elif "group" in raw and "output_type" not in raw:
+            # An lm-eval group file (mmlu_stem: `group:`, a `task:` list, aggregate_metric_list).
+            raise _unsupported(p, f"lm-eval group {raw['group']!r} (native runs single tasks)")
         elif "output_type" in raw or "dataset_path" in raw:
             spec = _load_lmeval(p, raw, pins or {})
         else:
