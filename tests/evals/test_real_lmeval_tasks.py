@@ -104,7 +104,9 @@ def _cases() -> dict[str, dict]:
                           "dev": _rows(lambda r, i: _mc4(r, i, subject=subject), 4, 5)}
     return {
         "wmdp_bio": dict(files=["wmdp/wmdp_bio.yaml", "wmdp/_default_template_yaml"],
-                         data={"wmdp_bio.yaml": {"test": _rows(_mc4, 1, 12)}}, run="wmdp_bio.yaml"),
+                         data={"wmdp_bio.yaml": {"test": _rows(_mc4, 1, 12)}}, run="wmdp_bio.yaml",
+                         # the file sets num_fewshot: 0, which lm-eval keeps over --num_fewshot
+                         args=["--num-fewshot", "3"]),
         "mmlu_abstract_algebra": dict(
             files=["mmlu/default/mmlu_abstract_algebra.yaml", "mmlu/default/_default_template_yaml"],
             data={"mmlu_abstract_algebra.yaml": mc("abstract_algebra")}, run="mmlu_abstract_algebra.yaml"),
@@ -130,7 +132,7 @@ def _cases() -> dict[str, dict]:
                                                                       for i in range(12)]}},
                                run="lambada_openai.yaml"),
         "gsm8k": dict(files=["gsm8k/gsm8k.yaml"],
-                      data={"gsm8k.yaml": {"train": _rows(_gsm8k, 9, 8), "test": _rows(_gsm8k, 10, 6)}},
+                      data={"gsm8k.yaml": {"train": _rows(_gsm8k, 9, 8), "test": _rows(_gsm8k, 10, 3)}},
                       run="gsm8k.yaml"),
         "truthfulqa_mc2": dict(files=["truthfulqa/truthfulqa_mc2.yaml", "truthfulqa/truthfulqa_mc1.yaml",
                                       "truthfulqa/utils.py"],
@@ -140,7 +142,7 @@ def _cases() -> dict[str, dict]:
                      data={"piqa.yaml": {"train": _rows(_piqa, 12, 8), "validation": _rows(_piqa, 13, 12)}},
                      run="piqa.yaml", args=["--num-fewshot", "2"]),
         "bbh_fewshot_snarks": dict(files=["bbh/fewshot/snarks.yaml", "bbh/fewshot/_fewshot_template_yaml"],
-                                   data={"snarks.yaml": {"test": _rows(_snarks, 14, 6)}}, run="snarks.yaml"),
+                                   data={"snarks.yaml": {"test": _rows(_snarks, 14, 4)}}, run="snarks.yaml"),
     }
 
 
