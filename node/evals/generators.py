@@ -81,9 +81,9 @@ def arithmetic(n: int = 200, seed: int = 0, digits: int = 2, shots: int = 9, mod
             choices, gold = _place(rng, a, wrong)
             docs.append({"context": prefix + q, "choices": choices, "gold": gold})
         elif mode == "probe":
-            wrong = rng.random() < 0.5
-            shown = a if not wrong else f"{(int(a) + rng.choice([1, 10, 11])) % (hi + 1):0{width}d}"
-            docs.append({"text": prefix + q + shown + ";", "label": 0 if wrong else 1})
+            flipped = rng.random() < 0.5
+            shown = a if not flipped else f"{(int(a) + rng.choice([1, 10, 11])) % (hi + 1):0{width}d}"
+            docs.append({"text": prefix + q + shown + ";", "label": 0 if flipped else 1})
         else:
             raise EvalSpecError(f"arithmetic generator: unknown mode {mode!r}")
     return docs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def mean_and_stderr(xs: Sequence[float]) -> tuple[float, float]:
@@ -58,11 +58,18 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     return (rank_pos - pos * (pos + 1) / 2) / (pos * neg)
 
 
-def bootstrap_stderr(scores: Sequence[float], labels: Sequence[int], stat, *, resamples: int, seed: int) -> float:
+def bootstrap_stderr(
+    scores: Sequence[float],
+    labels: Sequence[int],
+    stat: Callable[[Sequence[float], Sequence[int]], float | None],
+    *,
+    resamples: int,
+    seed: int,
+) -> float:
     """Standard deviation of ``stat`` over seeded resamples (resamples with one class are skipped)."""
     rng = random.Random(seed)
     n = len(scores)
-    vals = []
+    vals: list[float] = []
     for _ in range(resamples):
         idx = [rng.randrange(n) for _ in range(n)]
         v = stat([scores[i] for i in idx], [labels[i] for i in idx])

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from node.evals.errors import EvalRuntimeError, ModelLoadError
 from protocol.canonical import digest_of
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 #: Files that hold weights. The commitment covers exactly these, so renaming a config or
 #: re-saving a tokenizer does not change it, while any change to a weight byte does.
@@ -76,8 +80,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 class LoadedModel:
     """A model ready to score, with the facts the signed result reports about it."""
 
-    model: Any
-    tokenizer: Any
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     model_dir: Path
     name: str
     device: torch.device
@@ -93,11 +97,13 @@ class LoadedModel:
     def input_device(self) -> torch.device:
         """Where input ids go (the embedding's device when layers are spread over GPUs)."""
         if self.sharded:
-            return self.model.get_input_embeddings().weight.device
+            weight = self.model.get_input_embeddings().weight
+            assert isinstance(weight, torch.Tensor)
+            return weight.device
         return self.device
 
 
-def _max_length(model, tokenizer) -> int:
+def _max_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
     cfg = model.config
     for attr in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
         v = getattr(cfg, attr, None)
@@ -134,8 +140,8 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity(logging.ERROR)  # what the unannotated set_verbosity_error() does
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers 5 leaves it unannotated
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(d), local_files_only=True)
     except Exception as e:
@@ -152,8 +158,8 @@ def load_model(model_dir: str | Path, *, device: str = "auto", dtype: str = "aut
             f"cannot load the weights in {d} ({', '.join(hashes)}): {type(e).__name__}: {str(e)[:300]}"
         ) from e
     if not sharded:
-        model.to(dev)
-    model.eval()
+        model.to(dev)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as the unbound Module.to (functools.wraps)
+    model.train(False)  # = model.eval(), which transformers 5 leaves unannotated
     if tokenizer.pad_token_id is None:
         # Right-padded batches need some id there; padded positions are masked or never read.
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.convert_ids_to_tokens(0)

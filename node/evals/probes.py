@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from node.evals.errors import EvalSpecError
 from node.evals.scoring import Progress, pad_batch, run_batched
 from node.evals.spec import ProbeSpec
+
+if TYPE_CHECKING:
+    from node.evals.model import LoadedModel
 
 
 def load_probe(spec: ProbeSpec, hidden_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +38,7 @@ def load_probe(spec: ProbeSpec, hidden_size: int) -> tuple[torch.Tensor, torch.T
     return w, b
 
 
-def activations(lm, texts: Sequence[str], layer: int, pool: str, *, batch_size: int, auto: bool,
+def activations(lm: LoadedModel, texts: Sequence[str], layer: int, pool: str, *, batch_size: int, auto: bool,
                 progress: Progress | None = None) -> torch.Tensor:
     """``[len(texts), hidden]`` float32 activations at ``layer``, pooled per text."""
     tok = lm.tokenizer
@@ -57,17 +61,19 @@ def activations(lm, texts: Sequence[str], layer: int, pool: str, *, batch_size: 
 
     with torch.inference_mode():
         run_batched(len(order), batch_size, step, auto=auto, progress=progress)
-    return torch.stack(out)  # type: ignore[arg-type]
+    done = [t for t in out if t is not None]
+    assert len(done) == len(out)  # step() fills every slot
+    return torch.stack(done)
 
 
-def probe_scores(lm, texts: Sequence[str], spec: ProbeSpec, *, batch_size: int, auto: bool,
+def probe_scores(lm: LoadedModel, texts: Sequence[str], spec: ProbeSpec, *, batch_size: int, auto: bool,
                  progress: Progress | None = None) -> list[float]:
     h = activations(lm, texts, spec.layer, spec.pool, batch_size=batch_size, auto=auto, progress=progress)
     w, b = load_probe(spec, h.shape[1])
     return torch.sigmoid(h @ w + b).tolist()
 
 
-def fit_probe(lm, texts: Sequence[str], labels: Sequence[int], layer: int, out_path: str | Path, *,
+def fit_probe(lm: LoadedModel, texts: Sequence[str], labels: Sequence[int], layer: int, out_path: str | Path, *,
               pool: str = "last", steps: int = 200, l2: float = 1e-3, batch_size: int = 32) -> Path:
     """Fit a logistic-regression probe (full-batch L-BFGS) and save it as safetensors."""
     from safetensors.torch import save_file
@@ -80,13 +86,13 @@ def fit_probe(lm, texts: Sequence[str], labels: Sequence[int], layer: int, out_p
     b = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
 
-    def closure():
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y) + l2 * (w * w).sum()
-        loss.backward()
+        torch.autograd.backward(loss)  # what loss.backward() does; Tensor.backward is unannotated
         return loss
 
-    opt.step(closure)
+    opt.step(closure)  # type: ignore[no-untyped-call]  # torch leaves LBFGS.step unannotated
     # Fold the standardisation into the weights so the file applies to raw activations.
     with torch.no_grad():
         w_raw = w / sd

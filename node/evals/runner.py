@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from node.evals import distributed
 from node.evals.errors import EvalRuntimeError, EvalSpecError, SigningUnavailableError
@@ -34,6 +35,9 @@ from node.evals.model import (
 from node.evals.spec import SuiteSpec, TaskSpec, load_suite, load_task, read_yaml, single_task_suite
 from protocol.canonical import canonical_bytes, decimal_str, format_time, to_decimal
 from protocol.errors import SchemaError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
 
 #: Items scored between cache flushes (and progress updates for slow kinds).
 BLOCK = 256
@@ -174,7 +178,7 @@ class _Progress:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and distributed.is_main()
-        self._p = None
+        self._p: RichProgress | None = None
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -184,13 +188,14 @@ class _Progress:
                 MofNCompleteColumn,
                 Progress,
                 ProgressColumn,
+                Task,
                 TextColumn,
                 TimeRemainingColumn,
             )
             from rich.text import Text
 
             class Rate(ProgressColumn):
-                def render(self, task):
+                def render(self, task: Task) -> Text:
                     return Text(f"{task.speed:.1f} items/s" if task.speed else "- items/s")
 
             self._p = Progress(
@@ -200,9 +205,10 @@ class _Progress:
             self._p.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self._p is not None:
-            self._p.__exit__(*exc)
+            self._p.__exit__(exc_type, exc, tb)
 
     def task(self, name: str, total: int) -> Callable[[int], None]:
         if self._p is None:
@@ -281,14 +287,16 @@ def _score_mc(lm: LoadedModel, spec: TaskSpec, docs: list[dict[str, Any]], ctxs:
     }
 
 
-def _score_gen(lm, spec, docs, ctxs, idx, bs, auto, prog) -> dict[int, Any]:
+def _score_gen(lm: LoadedModel, spec: TaskSpec, docs: list[dict[str, Any]], ctxs: list[str], idx: list[int],
+               bs: int, auto: bool, prog: Callable[[int], None]) -> dict[int, Any]:
     from node.evals.generation import generate_all
 
     outs = generate_all(lm, [ctxs[i] for i in idx], spec.generation, batch_size=bs, auto=auto, progress=prog, index_base=idx)
     return {i: {"outputs": o} for i, o in zip(idx, outs, strict=True)}
 
 
-def _score_probe(lm, spec, docs, ctxs, idx, bs, auto, prog) -> dict[int, Any]:
+def _score_probe(lm: LoadedModel, spec: TaskSpec, docs: list[dict[str, Any]], ctxs: list[str], idx: list[int],
+                 bs: int, auto: bool, prog: Callable[[int], None]) -> dict[int, Any]:
     from node.evals.probes import probe_scores
 
     assert spec.probe is not None
@@ -333,8 +341,8 @@ def _records_and_metrics(spec: TaskSpec, docs: list[dict[str, Any]], ctxs: list[
             outs = r["outputs"]
             correct = [o.strip() == target for o in outs]
             vals = {"exact_match": sum(correct) / len(correct)}
-            for k in spec.generation.k:
-                vals[f"pass_at_{k}"] = pass_at_k(len(outs), sum(correct), k)
+            for k_ in spec.generation.k:
+                vals[f"pass_at_{k_}"] = pass_at_k(len(outs), sum(correct), k_)
             rec |= {"input_sha256": _sha({"context": ctxs[i], "target": target}),
                     "outputs_sha256": [hashlib.sha256(o.encode()).hexdigest() for o in outs], "correct": correct}
         else:
@@ -363,7 +371,7 @@ def _records_and_metrics(spec: TaskSpec, docs: list[dict[str, Any]], ctxs: list[
 
 
 def _metric_names(spec: TaskSpec) -> list[str]:
-    out = []
+    out: list[str] = []
     for m in spec.metrics:
         if m == "pass_at_k":
             out.extend(f"pass_at_{k}" for k in spec.generation.k)
@@ -536,7 +544,7 @@ def write_result(run: EvalRun, out: str | Path, *, entry_id: str | None = None) 
 
 def metric_table(run: EvalRun) -> list[tuple[str, str, str, str, int]]:
     """``(task, metric, value, stderr, n)`` rows for printing."""
-    return [(t.spec.name, k, *map(_dec, v), t.n) for t in run.tasks for k, v in t.metrics.items()]
+    return [(t.spec.name, k, _dec(v[0]), _dec(v[1]), t.n) for t in run.tasks for k, v in t.metrics.items()]
 
 
 __all__: Sequence[str] = ["EvalRun", "ExternalSuite", "ExternalTask", "TaskRun", "load_suite_or_task", "run_suite", "run_task", "write_result"]

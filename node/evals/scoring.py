@@ -21,11 +21,15 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from node.evals.errors import EvalDataError, EvalRuntimeError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 Progress = Callable[[int], None]
 
@@ -47,7 +51,7 @@ class Score:
     n_tokens: int
 
 
-def encode_pair_list(tokenizer, context: str, continuations: Sequence[str]) -> Request:
+def encode_pair_list(tokenizer: PreTrainedTokenizerBase, context: str, continuations: Sequence[str]) -> Request:
     """Token ids for one context and its continuations, as lm-evaluation-harness builds them."""
     if context == "":
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -67,7 +71,11 @@ def encode_pair_list(tokenizer, context: str, continuations: Sequence[str]) -> R
     n_spaces = len(context) - len(context.rstrip())
     moved = context[-n_spaces:] if n_spaces else ""
     ctx_text = context[:-n_spaces] if n_spaces else context
-    bos_text = tokenizer.decode([tokenizer.bos_token_id]) if tokenizer.bos_token_id is not None else None
+    bos_text: str | None = None
+    if tokenizer.bos_token_id is not None:
+        decoded = tokenizer.decode([tokenizer.bos_token_id])
+        assert isinstance(decoded, str)  # one id sequence decodes to one string
+        bos_text = decoded
     special = {"add_special_tokens": False} if bos_text and ctx_text.startswith(bos_text) else {}
     ctx = tokenizer.encode(ctx_text, **special)
     conts = []
@@ -136,7 +144,7 @@ def run_batched(
     return bs
 
 
-def _accepts(model, name: str) -> bool:
+def _accepts(model: torch.nn.Module, name: str) -> bool:
     try:
         return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
@@ -146,7 +154,7 @@ def _accepts(model, name: str) -> bool:
 class Scorer:
     """Scores :class:`Request` lists on a loaded model (plain or shared-prefix)."""
 
-    def __init__(self, model, *, device: torch.device, max_length: int, pad_id: int) -> None:
+    def __init__(self, model: torch.nn.Module, *, device: torch.device, max_length: int, pad_id: int) -> None:
         self.model = model
         self.device = device
         self.max_length = max_length
@@ -202,7 +210,7 @@ class Scorer:
         self._check(reqs)
         with torch.inference_mode():
             self.last_batch_size = run_batched(len(flat), batch_size, step, auto=auto, progress=prog)
-        return out  # type: ignore[return-value]
+        return _filled(out)
 
     # --- shared-prefix engine ---------------------------------------------------------
 
@@ -230,7 +238,7 @@ class Scorer:
             sub = self.score_plain([reqs[i] for i in too_long], batch_size, auto=auto, progress=progress)
             for i, r in zip(too_long, sub, strict=True):
                 out[i] = r
-        return out  # type: ignore[return-value]
+        return _filled(out)
 
     def _packed_agrees(self, req: Request) -> bool:
         """Check once, on a real item, that the model honours a 4D attention mask.
@@ -287,7 +295,7 @@ class Scorer:
         # Padding rows attend to themselves only, so no softmax row is empty (NaN-free).
         allow |= torch.eye(width, dtype=torch.bool, device=dev)[None] & (seg_t == -2)[:, :, None]
         keep = max(width - offs[k] - len(batch[k].ctx) for k in range(n)) + 1
-        kw: dict = {"logits_to_keep": keep} if self.can_keep_logits else {}
+        kw: dict[str, Any] = {"logits_to_keep": keep} if self.can_keep_logits else {}
         logits = self.model(
             input_ids=ids.to(dev), attention_mask=allow[:, None], position_ids=pos_t.to(dev), **kw
         ).logits
@@ -304,10 +312,10 @@ class Scorer:
                 greedy = first_arg == c[0]
                 if len(c) > 1:
                     start = offs[k] + spans[k][j] - base
-                    seg = lp[k, start : start + len(c) - 1]
-                    tgt = torch.tensor(c[1:], device=seg.device)
-                    val += float(seg.gather(1, tgt[:, None]).sum())
-                    greedy = greedy and bool((seg.argmax(-1) == tgt).all())
+                    block = lp[k, start : start + len(c) - 1]
+                    tgt = torch.tensor(c[1:], device=block.device)
+                    val += float(block.gather(1, tgt[:, None]).sum())
+                    greedy = greedy and bool((block.argmax(-1) == tgt).all())
                 scores.append(Score(val, greedy, len(c)))
             res.append(scores)
         return res
@@ -319,7 +327,7 @@ class Scorer:
         # Left padding aligns every context's last token in the final column, so one
         # column of logits serves the whole batch; positions restart at 0 after the padding.
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        kw: dict = {"logits_to_keep": 1} if self.can_keep_logits else {}
+        kw: dict[str, Any] = {"logits_to_keep": 1} if self.can_keep_logits else {}
         # Equal-length contexts (common after sorting by length) need no mask and no explicit
         # positions in either phase, which lets attention take its fast causal path.
         uniform = len(set(lens)) == 1
@@ -338,7 +346,7 @@ class Scorer:
             cache.reorder_cache(item_of_row)
             m = longest - 1
             cids, cmask = pad_batch([batch[k].conts[j][:-1] for k, j in rows], self.pad_id, left=False, width=m)
-            kw2: dict = {self.cache_kw: cache}
+            kw2: dict[str, Any] = {self.cache_kw: cache}
             if not uniform:
                 full_mask = torch.cat([mask[item_of_row], cmask.to(dev)], dim=1)
                 cpos = torch.tensor(lens, device=dev)[item_of_row][:, None] + torch.arange(m, device=dev)[None, :]
@@ -371,6 +379,16 @@ class Scorer:
                     raise EvalDataError(f"item {n}: a continuation encodes to no tokens")
                 if len(c) > self.max_length:
                     raise EvalDataError(f"item {n}: a continuation is longer than the model's context ({self.max_length})")
+
+
+def _filled(rows: Sequence[Sequence[Score | None] | None]) -> list[list[Score]]:
+    """The result table once every slot is scored (the engines fill each exactly once)."""
+    out: list[list[Score]] = []
+    for row in rows:
+        assert row is not None
+        out.append([s for s in row if s is not None])
+        assert len(out[-1]) == len(row)
+    return out
 
 
 def logsumexp(xs: Sequence[float]) -> float:

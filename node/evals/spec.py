@@ -293,7 +293,9 @@ class TaskSpec:
             d["probe"] = {"sha256": self.probe.sha256, "layer": self.probe.layer, "pool": self.probe.pool}
         if self.kind == "activation_probe" or "auroc" in self.metrics:
             d["bootstrap"] = self.bootstrap
-        return _jsonable(d)
+        out = _jsonable(d)
+        assert isinstance(out, dict)  # _jsonable maps a dict to a dict
+        return out
 
     @property
     def digest(self) -> str:
@@ -607,7 +609,7 @@ def _load_tripwire(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSp
         raise EvalSpecError(f"{p}: `data:` needs `generator:` or `path:`")
     if not docs:
         raise EvalDataError(f"{p}: the dataset is empty; nothing to evaluate")
-    fields = {**DEFAULT_FIELDS[kind], **{k: raw[k] for k in ("doc_to_text", "doc_to_choice", "doc_to_target") if k in raw}}
+    fields: dict[str, Any] = {**DEFAULT_FIELDS[kind], **{k: raw[k] for k in ("doc_to_text", "doc_to_choice", "doc_to_target") if k in raw}}
     gen = _generation(raw.get("generation") or {}, p) if kind == "generate_until" else Generation()
     metrics = _metrics(kind, raw.get("metrics") or DEFAULT_METRICS[kind], p)
     if "pass_at_k" in metrics and max(gen.k) > gen.samples:

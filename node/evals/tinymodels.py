@@ -13,12 +13,20 @@ import random
 import string
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 # The arithmetic format lives with the data generators (torch-free); re-exported here.
 from node.evals.generators import arithmetic_stream
+
+if TYPE_CHECKING:
+    from transformers import (
+        GPT2LMHeadModel,
+        PreTrainedModel,
+        PreTrainedTokenizerBase,
+        PreTrainedTokenizerFast,
+    )
 
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
 #: Every character the generators emit; order fixes the token ids, so never reorder it.
@@ -27,7 +35,7 @@ CHARSET = string.digits + string.ascii_letters + string.punctuation + " \n"
 StepHook = Callable[[int, Any], bool]
 
 
-def build_char_tokenizer(save_dir: str | Path | None = None):
+def build_char_tokenizer(save_dir: str | Path | None = None) -> PreTrainedTokenizerFast:
     """A one-token-per-character fast tokenizer with pad/bos/eos/unk specials.
 
     No post-processor: encoding never inserts BOS/EOS, so contexts and continuations
@@ -40,7 +48,7 @@ def build_char_tokenizer(save_dir: str | Path | None = None):
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     core.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(
+    tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers 5: __init__(*args, **kwargs) is unannotated
         tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK
     )
     if save_dir is not None:
@@ -48,8 +56,9 @@ def build_char_tokenizer(save_dir: str | Path | None = None):
     return tok
 
 
-def build_tiny_gpt2(n_layer: int = 3, n_embd: int = 128, n_head: int = 4, tokenizer=None, seed: int = 0,
-                    n_positions: int = 512):
+def build_tiny_gpt2(n_layer: int = 3, n_embd: int = 128, n_head: int = 4,
+                    tokenizer: PreTrainedTokenizerBase | None = None, seed: int = 0,
+                    n_positions: int = 512) -> GPT2LMHeadModel:
     """A randomly initialised GPT-2 sized for the tokenizer's vocabulary (deterministic by seed)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -70,11 +79,11 @@ def build_tiny_gpt2(n_layer: int = 3, n_embd: int = 128, n_head: int = 4, tokeni
     )
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)
-    model.eval()
+    model.train(False)  # = model.eval(), which transformers 5 leaves unannotated
     return model
 
 
-def save_model(model, tokenizer, out_dir: str | Path, *, step: int | None = None,
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, *, step: int | None = None,
                tokens_seen: int | None = None) -> Path:
     """Save weights (safetensors), config and tokenizer; record progress as the HF Trainer does."""
     out = Path(out_dir)
@@ -111,12 +120,12 @@ def train_tiny_arithmetic(
     seed: int = 0,
     save_every: int | None = None,
     on_step: StepHook | None = None,
-    model=None,
-    tokenizer=None,
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     start_step: int = 0,
     device: str = "cpu",
     answer_loss_only: bool = False,
-):
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, int]:
     """Train a tiny GPT-2 on two-digit addition; return ``(model, tokenizer, last_step)``.
 
     ``on_step(step, model)`` runs after every optimizer step; returning ``False`` stops
@@ -132,7 +141,7 @@ def train_tiny_arithmetic(
     """
     tokenizer = tokenizer or build_char_tokenizer()
     model = model or build_tiny_gpt2(n_layer, n_embd, n_head, tokenizer, seed)
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as the unbound Module.to (functools.wraps)
     model.train()
     rng = random.Random(seed * 7919 + start_step)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -154,14 +163,14 @@ def train_tiny_arithmetic(
         tokens_seen += ids.numel()
         keep_going = True
         if on_step is not None:
-            model.eval()
+            model.train(False)
             keep_going = on_step(step, model) is not False
             model.train()
         if out_dir is not None and save_every and step % save_every == 0:
             save_model(model, tokenizer, Path(out_dir) / f"checkpoint-{step}", step=step, tokens_seen=tokens_seen)
         if not keep_going:
             break
-    model.eval()
+    model.train(False)
     if out_dir is not None:
         save_model(model, tokenizer, out_dir, step=step, tokens_seen=tokens_seen)
     return model, tokenizer, step

@@ -15,14 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from transformers import TrainerCallback
 
 from node.evals.model import LoadedModel, _max_length, model_commitment
 from node.evals.runner import EvalRun, run_suite, write_result
 from node.evals.spec import SuiteSpec
 from node.evals.tinymodels import save_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, TrainerControl, TrainerState, TrainingArguments
 
 FlopFn = Callable[[int, int], int | str]
 """``(step, parameters) -> training FLOP so far`` when the trainer's own count is not wanted."""
@@ -51,10 +55,12 @@ class CheckpointEvaluator:
             # Load (and check data pins) once, before training starts, not at the first eval.
             self.suite = load_suite_or_task(self.suite)
 
-    def evaluate(self, model, step: int, *, tokens_seen: int | None = None, total_flos: float | None = None) -> EvalRun:
+    def evaluate(self, model: PreTrainedModel, step: int, *, tokens_seen: int | None = None,
+                 total_flos: float | None = None) -> EvalRun | None:
+        """Save, evaluate and publish checkpoint ``step``; None on a non-zero rank under torchrun."""
         ckpt = Path(self.out_dir) / f"checkpoint-{step}"
         was_training = model.training
-        model.eval()
+        model.train(False)  # = model.eval(), which transformers 5 leaves unannotated
         try:
             save_model(model, self.tokenizer, ckpt, step=step, tokens_seen=tokens_seen)
             commitment, hashes = model_commitment(ckpt)
@@ -81,7 +87,7 @@ class CheckpointEvaluator:
             if was_training:
                 model.train()
         if run is None:  # non-zero rank under torchrun
-            return None  # type: ignore[return-value]
+            return None
         entry_id = None
         if self.home is not None:
             from node.evals.signing import publish_result
@@ -93,8 +99,24 @@ class CheckpointEvaluator:
         return run
 
 
+class EveryStepsHook:
+    """``hook(step, model) -> True``: evaluates every ``every`` steps; ``hook.evaluator`` holds the runs."""
+
+    def __init__(self, every: int, evaluator: CheckpointEvaluator, tokens_per_step: int | None) -> None:
+        self.every = every
+        self.evaluator = evaluator
+        self.tokens_per_step = tokens_per_step
+
+    def __call__(self, step: int, model: PreTrainedModel) -> bool:
+        if step % self.every == 0:
+            with torch.inference_mode(False):
+                tokens = self.tokens_per_step * step if self.tokens_per_step else None
+                self.evaluator.evaluate(model, step, tokens_seen=tokens)
+        return True
+
+
 def evaluate_every(every: int, suite: SuiteSpec | str | Path, out_dir: str | Path, tokenizer: Any, *,
-                   tokens_per_step: int | None = None, home: Any = None, **kwargs: Any):
+                   tokens_per_step: int | None = None, home: Any = None, **kwargs: Any) -> EveryStepsHook:
     """An ``on_step(step, model) -> bool`` hook for plain training loops.
 
     Pass it as ``train_tiny_arithmetic(on_step=...)`` or call it from your own loop after
@@ -103,24 +125,10 @@ def evaluate_every(every: int, suite: SuiteSpec | str | Path, out_dir: str | Pat
     if every < 1:
         raise ValueError("every must be >= 1")
     ev = CheckpointEvaluator(suite=suite, out_dir=out_dir, tokenizer=tokenizer, home=home, **kwargs)
-
-    def on_step(step: int, model) -> bool:
-        if step % every == 0:
-            with torch.inference_mode(False):
-                ev.evaluate(model, step, tokens_seen=tokens_per_step * step if tokens_per_step else None)
-        return True
-
-    on_step.evaluator = ev  # type: ignore[attr-defined]
-    return on_step
+    return EveryStepsHook(every, ev, tokens_per_step)
 
 
-def _callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class EvalTrainerCallback(_callback_base()):  # type: ignore[misc]
+class EvalTrainerCallback(TrainerCallback):
     """Evaluates the suite every ``every`` global steps of a ``transformers.Trainer`` run.
 
     Training compute defaults to ``6 * parameters * num_input_tokens_seen`` (set
@@ -135,7 +143,8 @@ class EvalTrainerCallback(_callback_base()):  # type: ignore[misc]
         self.every = every
         self.evaluator = CheckpointEvaluator(suite=suite, out_dir=out_dir, tokenizer=tokenizer, home=home, **kwargs)
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    model: PreTrainedModel | None = None, **kwargs: Any) -> TrainerControl:
         if model is not None and state.global_step % self.every == 0:
             tokens = getattr(state, "num_input_tokens_seen", 0) or None
             self.evaluator.evaluate(model, state.global_step, tokens_seen=tokens, total_flos=state.total_flos or None)
