@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check protocol node reports tests bench
-	$(BIN)/mypy protocol
+	$(BIN)/mypy protocol node reports
 
 test: lint
 	# Report tests print and inspect pages in headless Chromium (installed if missing).
