@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reports.bundle import verify_bundle
 from reports.fixtures import synthetic_network
-from reports.render import print_pdf, render_html
+from reports.pdf import print_pdf
+from reports.render import render_html
 
 
 def _t(fn):  # type: ignore[no-untyped-def]

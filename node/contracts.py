@@ -6,18 +6,24 @@ models, so the served shape and the parsed shape cannot drift apart. The module 
 pydantic: a gate or a client imports it without the web framework or the store.
 
 The models are closed (``extra="forbid"``) and frozen: a node never sends a key its contract
-does not name, and a reader refuses one. The spec leaves these unsigned answers to this
-contract (signed data is closed by §4.2 as well), so a field is added by a new version of the
-contract on both sides, never by one peer alone. Optional members that are absent on the wire
-(an open proposal's ``trigger``, a certificate's ``scope``, the coordinator's sections) are
-``None`` when unset and are left out when the document is written (``exclude_unset``).
+does not name (the served side validates against them). A reader is forward compatible: it
+parses a peer's answer with :func:`read_answer`, which ignores members a newer contract added
+(spec §8) while still refusing a missing or wrongly typed member. Only the unsigned documents'
+own members are dropped: envelopes, and anything signed inside a document (an alert's
+``body``), are never pruned, since their signatures cover the bytes (signed data is closed by
+§4.2). Optional members that are absent on the wire (an open proposal's ``trigger``, a
+certificate's ``scope``, the coordinator's sections) are ``None`` when unset and are left out
+when the document is written (``exclude_unset``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import types
+from functools import cache
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from protocol.envelope import Envelope
 
@@ -302,6 +308,81 @@ class StatusDocument(WireDocument):
     """Refusals recorded per peer, including peers no longer synced with."""
 
 
+# --- reading a peer's answer (forward compatible) ------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+@cache
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
+
+
+def _is_document(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, WireDocument)
+
+
+def drop_unknown(tp: Any, data: Any) -> Any:
+    """``data`` (parsed JSON) with the members that the contract type ``tp`` does not name
+    removed from every :class:`WireDocument` object in it, at any depth.
+
+    Only documents are pruned: a value whose type is not a document (an :class:`Envelope`, a
+    signed ``body`` typed ``dict[str, Any]``) is returned as it is, so a signed payload is never
+    altered and its own closed schema still applies. Nothing is added or converted: a missing
+    or wrongly typed member stays missing or wrong for validation to refuse.
+    """
+    if _is_document(tp):
+        if not isinstance(data, dict):
+            return data
+        # The documents name their members by field name (no aliases).
+        fields = tp.model_fields
+        return {k: drop_unknown(fields[k].annotation, v) for k, v in data.items() if k in fields}
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is list and args and isinstance(data, list):
+        return [drop_unknown(args[0], v) for v in data]
+    if origin is dict and len(args) == 2 and isinstance(data, dict):
+        return {k: drop_unknown(args[1], v) for k, v in data.items()}
+    if origin in (Union, types.UnionType) and data is not None:
+        docs = [a for a in args if _is_document(a)]
+        if isinstance(data, dict):
+            # The first member whose required fields the object has (BatchResult | IngestResult).
+            for doc in docs:
+                if all(k in data for k, f in doc.model_fields.items() if f.is_required()):
+                    return drop_unknown(doc, data)
+        others = [a for a in args if a is not type(None) and not _is_document(a)]
+        if not docs and len(others) == 1:
+            return drop_unknown(others[0], data)
+    return data
+
+
+@overload
+def read_answer(tp: type[_T], data: Any) -> _T: ...
+@overload
+def read_answer(tp: Any, data: Any) -> Any: ...
+def read_answer(tp: Any, data: Any) -> Any:
+    """Parse a peer's unsigned answer (JSON ``bytes``/``str``, or already parsed JSON) as the
+    contract type ``tp`` (a document model, or e.g. ``dict[str, HeadDocument]``).
+
+    Forward compatible: members a newer peer's contract added are ignored (see
+    :func:`drop_unknown`); a missing or wrongly typed member raises the
+    :class:`~pydantic.ValidationError` naming it. An answer that is exactly this contract takes
+    one validation pass; only one carrying unknown members is parsed, pruned and validated again.
+    """
+    adapter = _adapter(tp)
+    raw = isinstance(data, bytes | bytearray | str)
+    try:
+        return adapter.validate_json(data) if raw else adapter.validate_python(data)
+    except ValidationError as e:
+        if not any(err["type"] == "extra_forbidden" for err in e.errors()):
+            raise
+        if raw:
+            try:
+                data = from_json(data)
+            except ValueError:
+                raise e from None
+        return adapter.validate_python(drop_unknown(tp, data))
+
+
 __all__ = [
     "ActivePause",
     "Alert",
@@ -320,4 +401,6 @@ __all__ = [
     "StatusDocument",
     "StatusRoster",
     "WireDocument",
+    "drop_unknown",
+    "read_answer",
 ]

@@ -37,25 +37,25 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import Field, ValidationError
 
 from protocol.canonical import DECIMAL_RE
 from protocol.errors import PolicyError
-from protocol.policy import (
-    DecimalStr,
-    Direction,
-    Policy,
-    PolicyEvaluation,
-    ResultSummary,
-    Rule,
-    TrendVerdict,
-    _explain,
-    _Frozen,
-    _peer_numbers,
-    evaluate,
-)
+from protocol.numeric import DCTX as _DCTX
+from protocol.numeric import inverse as _inverse
+from protocol.numeric import log10 as _log10
+from protocol.numeric import log10_text as _log10_text
+from protocol.numeric import sigmoid as _sigmoid
+from protocol.numeric import sigmoid_all as _sigmoid_all
+from protocol.numeric import solve as _solve
+from protocol.numeric import t_quantile
+from protocol.policy import DecimalStr, Direction, Policy, Rule, _explain, _Frozen, _peer_numbers
+from protocol.verdicts import PolicyEvaluation, ResultSummary, TrendVerdict, evaluate
+
+if TYPE_CHECKING:
+    from protocol.twostep import TwoStepFit
 
 #: Fewest distinct compute values for the logistic (it has four parameters).
 MIN_LOGISTIC_POINTS = 4
@@ -90,127 +90,10 @@ _BISECT_STEPS = 48
 _MAX_RATE = 40.0
 #: The midpoint may lie at most this far outside the data, in half-spans.
 _MAX_MIDPOINT = 2.0
-_RCOND = 1e-10
 #: How much (in noise-variance units) the logistic must reduce the squared residuals of
 #: the line to be preferred: 2 per extra parameter, as in AIC.
 _LOGISTIC_MARGIN = 4.0
 
-_DCTX = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999)
-
-
-# --- deterministic elementary functions -----------------------------------------------------
-
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_INV_LN2 = 1.44269504088896338700e00
-_EXP_COEF = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))
-
-
-def _exp(t: float) -> float:
-    """exp(t) from IEEE-754 basic operations only (bit-identical on every platform)."""
-    t = max(-700.0, min(700.0, t))
-    n = int(t * _INV_LN2 + (0.5 if t >= 0 else -0.5))
-    r = (t - n * _LN2_HI) - n * _LN2_LO
-    p = 0.0
-    for c in _EXP_COEF:
-        p = p * r + c
-    return math.ldexp(p, n)
-
-
-def _sigmoid(z: float) -> float:
-    if z >= 0:
-        return 1.0 / (1.0 + _exp(-z))
-    e = _exp(z)
-    return e / (1.0 + e)
-
-
-def _sigmoid_all(zs: Iterable[float]) -> list[float]:
-    """``[_sigmoid(z) for z in zs]`` with :func:`_exp` written out inline.
-
-    The fits spend most of their time here (hundreds of thousands of values per fit), so
-    the call per value and the Horner loop are unrolled. Every float operation, and its
-    order, is exactly that of :func:`_sigmoid` (``min``/``max`` included, NaN and -0.0
-    alike), so results are bit-identical.
-    """
-    c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = _EXP_COEF
-    out: list[float] = []
-    for z in zs:
-        t = -z if z >= 0 else z
-        t = t if t < 700.0 else 700.0  # min(700.0, t)
-        t = t if t > -700.0 else -700.0  # max(-700.0, t)
-        n = int(t * _INV_LN2 + (0.5 if t >= 0 else -0.5))
-        r = (t - n * _LN2_HI) - n * _LN2_LO
-        p = ((((((((((((((0.0 * r + c13) * r + c12) * r + c11) * r + c10) * r + c9) * r + c8) * r + c7) * r
-                      + c6) * r + c5) * r + c4) * r + c3) * r + c2) * r + c1) * r + c0)  # fmt: skip
-        e = math.ldexp(p, n)
-        out.append(1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e))
-    return out
-
-
-def _log10(d: Decimal) -> float:
-    with decimal.localcontext(_DCTX):
-        return float(d.log10())
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _log10_text(flop: str) -> float:
-    # Every rule's fit over a lineage reads the same FLOP strings; the value depends only on them.
-    return _log10(Decimal(flop))
-
-
-def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
-    """Gaussian elimination with partial pivoting; None when (numerically) singular."""
-    n = len(b)
-    m = [[*row, b[i]] for i, row in enumerate(a)]
-    scale = 0.0
-    for row in a:
-        for v in row:
-            scale = max(scale, abs(v))
-    if scale == 0.0 or not math.isfinite(scale):
-        return None
-    for col in range(n):
-        piv = col
-        for r in range(col + 1, n):
-            if abs(m[r][col]) > abs(m[piv][col]):
-                piv = r
-        if abs(m[piv][col]) <= _RCOND * scale:
-            return None
-        m[col], m[piv] = m[piv], m[col]
-        for r in range(col + 1, n):
-            f = m[r][col] / m[col][col]
-            if f != 0.0:
-                for c in range(col, n + 1):
-                    m[r][c] -= f * m[col][c]
-    x = [0.0] * n
-    for r in range(n - 1, -1, -1):
-        acc = m[r][n]
-        for c in range(r + 1, n):
-            acc -= m[r][c] * x[c]
-        x[r] = acc / m[r][r]
-    return x
-
-
-def _inverse(a: list[list[float]]) -> list[list[float]] | None:
-    """Inverse of a symmetric positive semi-definite matrix after unit-diagonal scaling.
-
-    Scaling first makes the singularity test a relative one (a reciprocal condition
-    number), so an unidentified parameter is caught whatever its units.
-    """
-    n = len(a)
-    d = []
-    for i in range(n):
-        if not a[i][i] > 0.0:
-            return None
-        d.append(1.0 / math.sqrt(a[i][i]))
-    s = [[a[i][j] * d[i] * d[j] for j in range(n)] for i in range(n)]
-    cols: list[list[float]] = []
-    for j in range(n):
-        e = [1.0 if i == j else 0.0 for i in range(n)]
-        col = _solve(s, e)
-        if col is None:
-            return None
-        cols.append(col)
-    return [[cols[j][i] * d[i] * d[j] for j in range(n)] for i in range(n)]
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -245,6 +128,15 @@ def points_for_rule(results: Iterable[ResultSummary], rule: Rule) -> list[TrendP
         if key not in best or rank > best[key][0]:
             best[key] = (rank, pt)
     return [best[k][1] for k in sorted(best)]
+
+
+def proxy_points_for_rule(results: Iterable[ResultSummary], rule: Rule) -> list[TrendPoint]:
+    """The points of the rule's two-step proxy (``forecast.via``: a metric of the same task),
+    read as :func:`points_for_rule` reads the indicator; empty when the rule has no ``via``."""
+    if rule.forecast is None or rule.forecast.via is None:
+        return []
+    proxy = rule.indicator.model_copy(update={"metric": rule.forecast.via})
+    return points_for_rule(results, rule.model_copy(update={"indicator": proxy}))
 
 
 @dataclass(frozen=True)
@@ -437,6 +329,21 @@ class TrendFit:
     def _edge(self, log10_flop: float, cz: float) -> float:
         f, se = self._risk(log10_flop)
         return self._clamp(f + cz * se)
+
+    @property
+    def last_log10_flop(self) -> float:
+        """Compute of the latest checkpoint fitted (log10 FLOP): forecasts start there."""
+        return self._data.x[-1]
+
+    def risk_level(self, level: float) -> float:
+        """``level`` in the space :meth:`risk_edge` works in (normalized, riskier is higher)."""
+        d = self._data
+        return (d.sign * level - d.y_mean) / d.y_scale
+
+    def risk_edge(self, log10_flop: float, cz: float) -> float:
+        """The forecast moved ``cz`` prediction standard errors towards risk, kept inside the
+        metric's range, in the space of :meth:`risk_level`."""
+        return self._edge(log10_flop, cz)
 
     def predict(self, log10_flop: float) -> tuple[float, float]:
         """(forecast, prediction standard error) at ``log10_flop``, in metric units."""
@@ -736,55 +643,13 @@ def warn_multiplier(warn_chance: str, dof: int) -> float:
     return CALIBRATION * t_quantile(str(1 - 2 * p), dof)
 
 
-def t_quantile(level: str, dof: int) -> float:
-    """Two-sided Student t quantile: ``P(|T| <= t) = level`` with ``dof`` degrees of freedom.
-
-    Deterministic: the normal quantile (Acklam's rational approximation, logarithms in
-    Decimal) and a Cornish-Fisher expansion in 1/dof use only ``+ - * /`` and ``sqrt``.
-    """
-    p = (1.0 + float(Decimal(level))) / 2.0
-    z = _normal_quantile(p)
-    n = float(dof)
-    z2 = z * z
-    g1 = (z2 + 1.0) * z / 4.0
-    g2 = ((5.0 * z2 + 16.0) * z2 + 3.0) * z / 96.0
-    g3 = (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) * z / 384.0
-    g4 = ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) * z / 92160.0
-    return z + g1 / n + g2 / (n * n) + g3 / (n * n * n) + g4 / (n * n * n * n)
-
-
-_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02,
-      -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
-_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01,
-      -1.328068155288572e01)  # fmt: skip
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00,
-      4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
-_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
-
-
-def _normal_quantile(p: float) -> float:
-    if p <= 0.5:
-        raise PolicyError(f"quantile {p} must be above 0.5")
-    if p <= 0.97575:
-        q = p - 0.5
-        r = q * q
-        num = ((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]
-        den = ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0
-        return q * num / den
-    with decimal.localcontext(_DCTX):
-        q = math.sqrt(float(-2 * Decimal(1.0 - p).ln()))
-    num = ((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]
-    den = (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
-    return -num / den
-
-
 # --- crossings and the verdict ----------------------------------------------------------------
 
 
 class Forecast(_Frozen):
     """Where a fitted trend reaches a level; numbers rounded as published."""
 
-    model: Literal["logistic", "linear", "none"]
+    model: Literal["logistic", "linear", "two_step", "none"]
     n_points: Annotated[int, Field(ge=0)]
     note: Annotated[str, Field(max_length=200)]
     params: dict[str, str]
@@ -832,12 +697,35 @@ def _flop_of(log10_flop: Decimal) -> str:
         return str(Decimal(10) ** log10_flop)
 
 
-def _first_crossing(fit: TrendFit, level: float, cz: float, lo: float, hi: float) -> float | None:
+class BandFit(Protocol):
+    """What a forecast reads of a fitted curve: :class:`TrendFit` (the indicator against
+    compute) or :class:`protocol.twostep.TwoStepFit` (through a proxy metric)."""
+
+    @property
+    def model(self) -> Literal["logistic", "linear", "two_step"]: ...
+    @property
+    def n_points(self) -> int: ...
+    @property
+    def note(self) -> str: ...
+    @property
+    def dof(self) -> int: ...
+    @property
+    def multiplier(self) -> float: ...
+    @property
+    def last_log10_flop(self) -> float: ...
+    def params(self) -> dict[str, str]: ...
+    def predict(self, log10_flop: float) -> tuple[float, float]: ...
+    def interval(self, log10_flop: float) -> tuple[float, float]: ...
+    def risk_level(self, level: float) -> float: ...
+    def risk_edge(self, log10_flop: float, cz: float) -> float: ...
+
+
+def _first_crossing(fit: BandFit, level: float, cz: float, lo: float, hi: float) -> float | None:
     """Smallest log10 FLOP in [lo, hi] where mean + cz*se (risk space, kept inside the
     metric's range) reaches ``level``."""
 
     def edge(x: float) -> float:
-        return fit._edge(x, cz)
+        return fit.risk_edge(x, cz)
 
     if edge(lo) >= level:
         return lo
@@ -918,8 +806,71 @@ def fit_for_forecast(
     return dataclasses.replace(fit, multiplier=mult)
 
 
+def fit_for_rule(
+    points: Sequence[TrendPoint],
+    rule: Rule,
+    *,
+    proxy_points: Sequence[TrendPoint] = (),
+) -> BandFit | None:
+    """The fit behind a rule's forecast, its interval's half-width set.
+
+    Without ``forecast.via``: :func:`fit_for_forecast` of the indicator against compute.
+    With it, the two-step forecast (:func:`protocol.twostep.fit_two_step`) through the
+    proxy's points (``proxy_points``, e.g. from :func:`proxy_points_for_rule`) on the
+    checkpoints that carry both metrics; where the checkpoints do not identify it (too few
+    of them, accuracy not yet clearly above chance, a proxy out of range), the direct fit,
+    its note saying why.
+    """
+    fc = rule.forecast
+    if fc is None:
+        raise PolicyError(f"rule '{rule.id}' has no forecast section")
+    direct = fit_for_forecast(
+        points, direction=rule.indicator.direction, z=fc.z, interval_level=fc.level, chance=fc.chance, ceiling=fc.ceiling
+    )
+    if fc.via is None:
+        return direct
+    two, why = _two_step_for_rule(points, proxy_points, rule)
+    if two is not None:
+        return two
+    if direct is None:
+        return None
+    return dataclasses.replace(direct, note=f"direct fit, two-step via {fc.via} not used: {why}; {direct.note}"[:200])
+
+
+def _two_step_for_rule(
+    points: Sequence[TrendPoint], proxy_points: Sequence[TrendPoint], rule: Rule
+) -> tuple[TwoStepFit | None, str]:
+    # Imported here: protocol.twostep builds on this module's kernel.
+    from protocol.twostep import MIN_POINTS, fit_two_step
+
+    fc = rule.forecast
+    assert fc is not None and fc.via is not None and fc.chance is not None
+    proxies = {(p.step, Decimal(p.flop)): p for p in proxy_points}
+    pairs = sorted(
+        ((Decimal(t.flop), t.step), t, proxies[(t.step, Decimal(t.flop))])
+        for t in points
+        if (t.step, Decimal(t.flop)) in proxies
+    )
+    if pairs:
+        # The direct fit's warm-up and size rules, so both read the same checkpoints.
+        cut = _log10(pairs[-1][0][0]) - WARMUP_DECADES
+        pairs = [q for q in pairs if _log10(q[0][0]) >= cut][-MAX_POINTS:]
+    if len({q[0][0] for q in pairs}) < MIN_POINTS:
+        return None, f"{len(pairs)} checkpoints carry both metrics (it needs {MIN_POINTS} distinct compute values)"
+    target = [t for _, t, _p in pairs]
+    proxy = [p for _, _t, p in pairs]
+    try:
+        two = fit_two_step(proxy, target, chance=fc.chance, ceiling=fc.ceiling or "1")
+    except PolicyError as e:
+        return None, str(e).removeprefix("two-step forecast: ")
+    if two is None:
+        return None, f"the checkpoints do not identify the map from {fc.via} (accuracy not yet clearly above chance)"
+    mult = float(Decimal(fc.z)) if fc.z is not None else CALIBRATION * t_quantile(str(fc.level), two.dof)
+    return dataclasses.replace(two, multiplier=mult, note=f"two-step via {fc.via}: power law, sigmoid map"), ""
+
+
 def crossing_of(
-    fit: TrendFit | None,
+    fit: BandFit | None,
     *,
     n_points: int,
     level: str,
@@ -961,12 +912,11 @@ def crossing_of(
                 "horizon_log10_flop": str(h_log),
             }
         )
-    d = fit._data
-    risk_level = (d.sign * float(Decimal(level)) - d.y_mean) / d.y_scale
+    risk_level = fit.risk_level(float(Decimal(level)))
     zf = fit.multiplier
     # Only the future is forecast: a crossing is never dated before the latest checkpoint.
-    lo = d.x[-1]
-    hi = max(d.x[-1], float(h_log)) + SEARCH_DECADES_PAST_HORIZON
+    lo = fit.last_log10_flop
+    hi = max(lo, float(h_log)) + SEARCH_DECADES_PAST_HORIZON
     found = {
         "": _first_crossing(fit, risk_level, 0.0, lo, hi),
         "_low": _first_crossing(fit, risk_level, zf, lo, hi),
@@ -976,7 +926,7 @@ def crossing_of(
         "model": fit.model,
         "z": _sig(zf),
         "n_points": fit.n_points,
-        "note": fit.note,
+        "note": fit.note[:200],
         "params": fit.params(),
         "horizon_log10_flop": str(h_log),
         "search_limit_log10_flop": str(_round_log(hi)),
@@ -998,21 +948,24 @@ def forecast_verdict(
     rule: Rule,
     latest_flop: str,
     *,
-    on_fit: Callable[[TrendFit | None], None] | None = None,
+    proxy_points: Sequence[TrendPoint] = (),
+    on_fit: Callable[[BandFit | None], None] | None = None,
 ) -> TrendVerdict:
     """Trend verdict for a rule: ``warn`` when the band's risky edge reaches the breach
     level at or before ``latest_flop * rule.forecast.horizon``, else ``ok``.
 
-    ``on_fit`` is passed to :func:`forecast_crossing`."""
+    ``proxy_points`` feed a two-step forecast (``forecast.via``; see :func:`fit_for_rule`).
+    ``on_fit``, when given, receives the fit behind the verdict (None: no trend)."""
     with _peer_numbers(f"forecast for rule '{rule.id}'"):
-        return _forecast_verdict(points, rule, latest_flop, on_fit)
+        return _forecast_verdict(points, rule, latest_flop, proxy_points, on_fit)
 
 
 def _forecast_verdict(
     points: Sequence[TrendPoint],
     rule: Rule,
     latest_flop: str,
-    on_fit: Callable[[TrendFit | None], None] | None,
+    proxy_points: Sequence[TrendPoint],
+    on_fit: Callable[[BandFit | None], None] | None,
 ) -> TrendVerdict:
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
@@ -1021,49 +974,52 @@ def _forecast_verdict(
     with decimal.localcontext(_DCTX) as ctx:
         ctx.prec = 12
         horizon_flop = str(+(Decimal(latest_flop) * Decimal(rule.forecast.horizon)))
-    fc = forecast_crossing(
-        points,
+    fit = fit_for_rule(points, rule, proxy_points=proxy_points)
+    if on_fit is not None:
+        on_fit(fit)
+    fc = crossing_of(
+        fit,
+        n_points=len(points),
         level=rule.breach_level,
-        direction=rule.indicator.direction,
         z=rule.forecast.z,
         interval_level=rule.forecast.level,
-        chance=rule.forecast.chance,
-        ceiling=rule.forecast.ceiling,
         warn_chance=rule.forecast.warn_chance,
         horizon_flop=horizon_flop,
-        on_fit=on_fit,
     )
+    what = f"two-step trend (via {rule.forecast.via})" if fc.model == "two_step" else f"{fc.model} trend"
     horizon = f"the {rule.forecast.horizon}x horizon ({horizon_flop} FLOP)"
     if fc.model == "none":
         reason = f"{fc.note}; {horizon}"
     elif fc.warns and fc.warn_chance is not None:
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
+            f"{what} over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
             f"breach level {rule.breach_level} by {fc.crossing_warn_flop} FLOP (central "
             f"{fc.crossing_flop or 'beyond range'}), within {horizon}"
         )
     elif fc.warns:
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints may reach breach level {rule.breach_level} "
+            f"{what} over {fc.n_points} checkpoints may reach breach level {rule.breach_level} "
             f"at {fc.crossing_low_flop} FLOP (central {fc.crossing_flop or 'beyond range'}), "
             f"within {horizon}"
         )
     elif fc.warn_chance is not None and fc.crossing_warn_flop is not None:
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
+            f"{what} over {fc.n_points} checkpoints has a {fc.warn_chance} chance of reaching "
             f"breach level {rule.breach_level} no earlier than {fc.crossing_warn_flop} FLOP, beyond {horizon}"
         )
     elif fc.crossing_low_flop is not None and fc.warn_chance is None:
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints reaches breach level {rule.breach_level} "
+            f"{what} over {fc.n_points} checkpoints reaches breach level {rule.breach_level} "
             f"no earlier than {fc.crossing_low_flop} FLOP, beyond {horizon}"
         )
     else:
         chance = "" if fc.warn_chance is None else f" with a {fc.warn_chance} chance"
         reason = (
-            f"{fc.model} trend over {fc.n_points} checkpoints does not reach breach level "
+            f"{what} over {fc.n_points} checkpoints does not reach breach level "
             f"{rule.breach_level}{chance} before {_flop_of(Decimal(fc.search_limit_log10_flop or '0'))} FLOP"
         )
+    if rule.forecast.via is not None and fc.model not in ("two_step", "none"):
+        reason = f"{reason} ({fc.note.split('; ')[0]})"
     return TrendVerdict(
         verdict="warn" if fc.warns else "ok",
         reason=reason[:1000],
@@ -1081,7 +1037,7 @@ def evaluate_with_trend(
     result: ResultSummary,
     history: Iterable[ResultSummary],
     *,
-    fits: dict[str, TrendFit | None] | None = None,
+    fits: dict[str, BandFit | None] | None = None,
 ) -> PolicyEvaluation:
     """Point verdicts plus trend verdicts for every rule that has a forecast section.
 
@@ -1099,5 +1055,6 @@ def evaluate_with_trend(
         sink = None if fits is None else functools.partial(fits.__setitem__, rule.id)
         with _peer_numbers(f"trend of rule '{rule.id}' over {result.lab}'s results"):
             points = points_for_rule(same_lab, rule)
-        trends[rule.id] = forecast_verdict(points, rule, result.training_flop, on_fit=sink)
+            proxies = proxy_points_for_rule(same_lab, rule)
+        trends[rule.id] = forecast_verdict(points, rule, result.training_flop, proxy_points=proxies, on_fit=sink)
     return evaluate(policy, result, trends=trends)

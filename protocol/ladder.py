@@ -8,7 +8,6 @@ every node computes the same prediction from the same signed results.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -18,20 +17,20 @@ from pydantic import Field
 from protocol.canonical import DECIMAL_RE
 from protocol.errors import PolicyError
 from protocol.forecast import (
-    CALIBRATION,
     TrendPoint,
     _flop_of,
-    _log10,
     _round_log,
     _sig,
-    fit_trend,
-    forecast_crossing,
+    crossing_of,
+    fit_for_rule,
     points_for_rule,
-    t_quantile,
+    proxy_points_for_rule,
 )
-from protocol.policy import DecimalStr, ResultSummary, Rule, _Frozen
+from protocol.numeric import log10 as _log10
+from protocol.policy import DecimalStr, Rule, _Frozen
+from protocol.verdicts import ResultSummary
 
-__all__ = ["Prediction", "ladder_points", "predict_at", "stop_point"]
+__all__ = ["Prediction", "ladder_points", "ladder_proxy_points", "predict_at", "stop_point"]
 
 
 def ladder_points(
@@ -43,9 +42,19 @@ def ladder_points(
     Results of other labs and of models outside the ladder are ignored: a ladder is a
     lab's own claim about its own recipe.
     """
+    return points_for_rule(_ladder(results, lab, models), rule)
+
+
+def ladder_proxy_points(
+    results: Iterable[ResultSummary], *, lab: str, models: Sequence[str], rule: Rule
+) -> list[TrendPoint]:
+    """The ladder's points of the rule's two-step proxy (``forecast.via``; empty without it)."""
+    return proxy_points_for_rule(_ladder(results, lab, models), rule)
+
+
+def _ladder(results: Iterable[ResultSummary], lab: str, models: Sequence[str]) -> list[ResultSummary]:
     wanted = set(models)
-    chosen = [r for r in results if r.lab == lab and r.model in wanted]
-    return points_for_rule(chosen, rule)
+    return [r for r in results if r.lab == lab and r.model in wanted]
 
 
 class Prediction(_Frozen):
@@ -54,8 +63,9 @@ class Prediction(_Frozen):
     rule: str
     target_flop: DecimalStr
     """Training compute the prediction is for, FLOP."""
-    model: Literal["logistic", "linear", "none"]
-    """The main fitted curve (``none``: fewer than 2 distinct compute values)."""
+    model: Literal["logistic", "linear", "two_step", "none"]
+    """The main fitted curve (``two_step``: through ``forecast.via``; ``none``: fewer than 2
+    distinct compute values)."""
     n_points: Annotated[int, Field(ge=0)]
     value: DecimalStr | None = None
     """Central forecast in the metric's units (None: no trend)."""
@@ -72,17 +82,18 @@ def _check_flop(target_flop: str) -> Decimal:
     return Decimal(target_flop)
 
 
-def predict_at(points: Sequence[TrendPoint], rule: Rule, target_flop: str) -> Prediction:
-    """The rule's forecast of its indicator at ``target_flop``, with its prediction interval."""
+def predict_at(
+    points: Sequence[TrendPoint], rule: Rule, target_flop: str, *, proxy_points: Sequence[TrendPoint] = ()
+) -> Prediction:
+    """The rule's forecast of its indicator at ``target_flop``, with its prediction interval
+    (two-step through ``proxy_points`` when the rule's forecast has ``via``)."""
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
     target = _check_flop(target_flop)
     fc = rule.forecast
-    fit = fit_trend(points, direction=rule.indicator.direction, chance=fc.chance, ceiling=fc.ceiling)
+    fit = fit_for_rule(points, rule, proxy_points=proxy_points)
     if fit is None:
         return Prediction(rule=rule.id, target_flop=target_flop, model="none", n_points=len(points), level=fc.level)
-    mult = float(Decimal(fc.z)) if fc.z is not None else CALIBRATION * t_quantile(str(fc.level), fit.dof)
-    fit = dataclasses.replace(fit, multiplier=mult)
     x = _log10(target)
     mean, _se = fit.predict(x)
     lo, hi = fit.interval(x)
@@ -98,7 +109,9 @@ def predict_at(points: Sequence[TrendPoint], rule: Rule, target_flop: str) -> Pr
     )
 
 
-def stop_point(points: Sequence[TrendPoint], rule: Rule, planned_flop: str) -> str | None:
+def stop_point(
+    points: Sequence[TrendPoint], rule: Rule, planned_flop: str, *, proxy_points: Sequence[TrendPoint] = ()
+) -> str | None:
     """The compute (FLOP, decimal text) at which the rule's breach becomes plausible, when
     that is at or before ``planned_flop``; None when the interval's risky edge stays short of
     the breach level up to the planned compute.
@@ -111,14 +124,12 @@ def stop_point(points: Sequence[TrendPoint], rule: Rule, planned_flop: str) -> s
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
     planned = _check_flop(planned_flop)
-    fc = forecast_crossing(
-        points,
+    fc = crossing_of(
+        fit_for_rule(points, rule, proxy_points=proxy_points),
+        n_points=len(points),
         level=rule.breach_level,
-        direction=rule.indicator.direction,
         z=rule.forecast.z,
         interval_level=rule.forecast.level,
-        chance=rule.forecast.chance,
-        ceiling=rule.forecast.ceiling,
         warn_chance=rule.forecast.warn_chance,
         horizon_flop=planned_flop,
     )

@@ -38,10 +38,11 @@ from pydantic import Field, StringConstraints
 
 from protocol.entries import DecStr, Hex64, LabId, Model, SafetyCaseBody, TrainingPlanBody, VerifiedEntry
 from protocol.errors import TripwireError
-from protocol.ladder import ladder_points, stop_point
+from protocol.ladder import ladder_points, ladder_proxy_points, stop_point
 from protocol.pause import PauseState
-from protocol.policy import Policy, ResultSummary
+from protocol.policy import Policy
 from protocol.scope import Run
+from protocol.verdicts import ResultSummary
 
 __all__ = [
     "PlanCache",
@@ -256,7 +257,8 @@ def _rule_stops(
                                 "indicator: no trend, so no forecast can show the run stays clear"))
             continue
         try:
-            sp = stop_point(points, rule, plan.planned_flop)
+            proxies = ladder_proxy_points(ladder, lab=lab, models=plan.ladder, rule=rule)
+            sp = stop_point(points, rule, plan.planned_flop, proxy_points=proxies)
         except TripwireError as e:
             top = max(distinct)
             out.append(RuleStop(rule.id, _text(top), len(points), f"the forecast failed ({e.message}); fail-closed"))

@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 from protocol.entries import EvalResultBody, ForecastBody, RulePrediction, VerifiedEntry
 from protocol.errors import PolicyError
-from protocol.ladder import ladder_points, predict_at
-from protocol.policy import Policy, ResultSummary
+from protocol.ladder import ladder_points, ladder_proxy_points, predict_at
+from protocol.policy import Policy
+from protocol.verdicts import ResultSummary
 
 __all__ = [
     "COVERAGE_PLACES",
@@ -311,7 +312,8 @@ def predict_forecast(
         if rule.forecast is None:
             continue
         points = ladder_points(chosen, lab=lab, models=ladder, rule=rule)
-        p = predict_at(points, rule, planned_flop)
+        proxies = ladder_proxy_points(chosen, lab=lab, models=ladder, rule=rule)
+        p = predict_at(points, rule, planned_flop, proxy_points=proxies)
         if p.value is None or p.low is None or p.high is None:
             skipped.append((rule.id, f"{len({Decimal(pt.flop) for pt in points})} distinct compute value(s) of the ladder "
                                      "carry the rule's metric: no trend to extrapolate"))

@@ -42,15 +42,15 @@ from protocol.forecast import (
     NOISE_FLOOR,
     TrendFit,
     TrendPoint,
-    _exp,
-    _inverse,
-    _log10,
-    _log10_text,
     _sig,
-    _sigmoid,
-    _solve,
     fit_trend,
 )
+from protocol.numeric import exp as _exp
+from protocol.numeric import inverse as _inverse
+from protocol.numeric import log10 as _log10
+from protocol.numeric import log10_text as _log10_text
+from protocol.numeric import sigmoid as _sigmoid
+from protocol.numeric import solve as _solve
 
 ProxyModel = Literal["power_law", "trend"]
 
@@ -178,6 +178,15 @@ class TwoStepFit:
     n_points: int
     dof: int
     """Degrees of freedom for a Student t quantile: points less two, at least MIN_DOF."""
+    last_log10_flop: float = 0.0
+    """Compute of the latest checkpoint fitted (log10 FLOP): forecasts start there."""
+    multiplier: float = 1.0
+    """Half-width of the band in prediction standard errors (set by the forecast)."""
+    note: str = "two-step: power law, sigmoid map"
+
+    @property
+    def model(self) -> Literal["two_step"]:
+        return "two_step"
 
     def map(self, proxy: float) -> tuple[float, float]:
         """(accuracy, d accuracy / d proxy) of the fitted map at a proxy value."""
@@ -201,12 +210,23 @@ class TwoStepFit:
         var = slope * slope * p_se * p_se + max(par, 0.0) + self.scatter + self.noise * self.noise
         return acc, math.sqrt(var)
 
-    def interval(self, log10_flop: float, multiplier: float = 1.0) -> tuple[float, float]:
-        """(low, high): ``mean ± multiplier * se`` at ``log10_flop``, inside [chance, ceiling]."""
+    def interval(self, log10_flop: float, multiplier: float | None = None) -> tuple[float, float]:
+        """(low, high): ``mean ± multiplier * se`` at ``log10_flop`` (default: the fit's own
+        ``multiplier``), inside [chance, ceiling]."""
+        mult = self.multiplier if multiplier is None else multiplier
         mean, se = self.predict(log10_flop)
-        lo = min(max(mean - multiplier * se, self.chance), self.ceiling)
-        hi = min(max(mean + multiplier * se, self.chance), self.ceiling)
+        lo = min(max(mean - mult * se, self.chance), self.ceiling)
+        hi = min(max(mean + mult * se, self.chance), self.ceiling)
         return lo, hi
+
+    def risk_level(self, level: float) -> float:
+        """``level`` in the space of :meth:`risk_edge` (the metric's own: higher is riskier)."""
+        return level
+
+    def risk_edge(self, log10_flop: float, cz: float) -> float:
+        """The forecast moved ``cz`` prediction standard errors up, inside [chance, ceiling]."""
+        mean, se = self.predict(log10_flop)
+        return min(max(mean + cz * se, self.chance), self.ceiling)
 
     def params(self) -> dict[str, str]:
         """The map in proxy units (rate per proxy unit, midpoint proxy value) and the proxy
@@ -401,4 +421,5 @@ def fit_two_step(
         noise=max(latest, NOISE_FLOOR * span),
         n_points=n,
         dof=max(n - 2, MIN_DOF),
+        last_log10_flop=_log10(pairs[-1][0]),
     )

@@ -18,7 +18,8 @@ from reports.bundle import (
     verify_bundle,
 )
 from reports.errors import BrowserMissingError, EvidenceError, RenderError
-from reports.render import print_pdf, render_html, write_report
+from reports.pdf import print_pdf
+from reports.render import render_html, write_report
 from reports.source import bundle_from_store, find_policy
 
 __all__ = [

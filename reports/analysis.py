@@ -32,14 +32,15 @@ from protocol.entries import (
     halt_step,
 )
 from protocol.errors import PeerDataError, TripwireError
-from protocol.forecast import TrendFit, evaluate_with_trend
+from protocol.forecast import BandFit, evaluate_with_trend
 from protocol.pause import PauseState, ProposalStatus, pause_state
 from protocol.plans import PlanState, plan_states
-from protocol.policy import Policy, ResultSummary, RuleVerdict, evaluate_rule
+from protocol.policy import Policy
 from protocol.quorum import QuorumResult, tally
 from protocol.roster import RosterChain
 from protocol.scope import Scope, describe
 from protocol.track import ForecastScore, TrackRecord, score_forecasts, track_records
+from protocol.verdicts import ResultSummary, RuleVerdict, evaluate_rule
 
 Status = Literal["normal", "alert", "paused"]
 
@@ -184,7 +185,7 @@ class Analysis:
     """(result entry id, rule id) -> point verdict."""
     trend: dict[tuple[str, str], RuleVerdict] = field(default_factory=dict)
     """(latest result id of a lineage, rule id) -> verdict with the trend forecast."""
-    fits: dict[tuple[str, str], TrendFit | None] = field(default_factory=dict)
+    fits: dict[tuple[str, str], BandFit | None] = field(default_factory=dict)
     """(latest result id of a lineage, rule id) -> the fitted curve behind its trend verdict."""
     latest: dict[tuple[str, str], Result] = field(default_factory=dict)
     """(lab, model name) -> the lineage's latest result."""
@@ -303,7 +304,7 @@ def analyse(
         lineage.sort(key=lambda r: r.entry.seq)
         latest = lineage[-1]
         a.latest[key] = latest
-        fits: dict[str, TrendFit | None] = {}
+        fits: dict[str, BandFit | None] = {}
         try:
             ev = evaluate_with_trend(policy, latest.summary, [r.summary for r in lineage[:-1]], fits=fits)
         except (PeerDataError, ArithmeticError) as ex:

@@ -81,7 +81,7 @@ def pdf_text(data: bytes) -> str:
 
 def check_pdf(pdf_path: Path, report: VerificationReport, evidence_bytes: bytes) -> Check:
     """Compare the PDF's text with that of a fresh print of the verified report (needs Chromium)."""
-    from reports.render import print_pdf
+    from reports.pdf import print_pdf
 
     try:
         given = pdf_text(pdf_path.read_bytes())
@@ -162,7 +162,7 @@ def verify_target(target: Path, trusted: TrustedRoster | None = None) -> Verific
     checked); a PDF named explicitly needs Chromium (:class:`BrowserMissingError`)."""
     from reports.bundle import load_bundle, verify_bundle
     from reports.errors import BrowserMissingError, EvidenceError
-    from reports.render import chromium_path
+    from reports.pdf import chromium_path
 
     evidence, html, pdf, pdf_explicit = report_targets(target)
     if pdf_explicit:

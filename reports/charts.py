@@ -232,7 +232,7 @@ def build_chart(
     ys += [d[2] + d[3] for d in data] + [d[2] - d[3] for d in data]
     band_pts: list[tuple[float, float, float, float]] = []
     """(log10 FLOP, interval low, interval high, forecast): the verdict's own prediction
-    interval (``TrendFit.interval``), whether the policy states a level or a z."""
+    interval (``BandFit.interval``), whether the policy states a level or a z."""
     if fit is not None:
         x0 = min(d[1] for d, e in zip(data, extra, strict=True) if e[:2] == focus)
         x1 = horizon if horizon is not None else x_hi

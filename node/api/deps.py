@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from node.api.metrics import NodeMetrics
 from node.api.problems import ProblemError
-from node.net.auth import AuthError, Caller, ForbiddenError, RateLimiter, RequestVerifier
+from node.errors import AuthError, ForbiddenError
+from node.net.auth import Caller, RateLimiter, RequestVerifier
 
 if TYPE_CHECKING:
     from node.home import NodeHome

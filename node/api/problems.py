@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from node.net.auth import AuthError
+from node.errors import AuthError
 from protocol.errors import (
     TripwireError,
 )

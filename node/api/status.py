@@ -4,14 +4,16 @@
 state (:func:`protocol.pause.pause_state`, kept current by :class:`node.pause.tracker.PauseTracker`), open proposals, recent alerts, equivocations, recorded peer
 misbehaviour and (when the node runs sync) per-peer sync state. Components added later (the pause coordinator) add
 their sections by registering a contributor with :func:`register_status_section`, so the
-route never changes.
+route never changes. ``tripwire status`` builds the same document from an open home with
+:class:`LocalStatusContext` (no server, no sync).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from node.contracts import MisbehaviourCount, PeerSync, StatusDocument, StatusRoster
 from node.pause.tracker import EntryIndex, PauseTracker
@@ -20,12 +22,40 @@ from protocol.entries import PauseProposalBody, ResumeProposalBody, SafetyCaseBo
 from protocol.pause import PauseState
 
 if TYPE_CHECKING:
-    from node.api.deps import NodeContext
+    from node.home import NodeHome
+    from node.store import Store
 
 #: Most recent alerts listed in the status document.
 MAX_ALERTS = 50
 
-StatusSection = Callable[["NodeContext", dict[str, Any]], None]
+
+class StatusContext(Protocol):
+    """What :func:`build_status` reads of a node: a served app's
+    :class:`~node.api.deps.NodeContext`, or a :class:`LocalStatusContext`."""
+
+    home: NodeHome
+    syncer: Any | None
+    extra: dict[str, Any]
+
+    @property
+    def store(self) -> Store: ...
+
+
+@dataclass
+class LocalStatusContext:
+    """An open home outside a running server (``tripwire status``): no sync, no coordinator,
+    caches that live as long as this object."""
+
+    home: NodeHome
+    syncer: Any | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        return self.home.store
+
+
+StatusSection = Callable[[StatusContext, dict[str, Any]], None]
 _SECTIONS: list[StatusSection] = []
 _LOCK = threading.Lock()
 
@@ -40,7 +70,7 @@ def register_status_section(fn: StatusSection) -> StatusSection:
     return fn
 
 
-def pause_tracker(ctx: NodeContext) -> PauseTracker:
+def pause_tracker(ctx: StatusContext) -> PauseTracker:
     """The node's :class:`~node.pause.tracker.PauseTracker` (one per app, made on first use)."""
     tracker = ctx.extra.get("pause_tracker")
     if tracker is None:
@@ -70,14 +100,17 @@ def _open_proposals(state: PauseState) -> list[dict[str, Any]]:
     return out
 
 
-def _coordinator_passes(ctx: NodeContext) -> int:
+def _coordinator_passes(ctx: StatusContext) -> int:
     coord = ctx.extra.get("coordinator")
     return int(getattr(coord, "passes", 0)) if coord is not None else 0
 
 
-def build_status(ctx: NodeContext) -> StatusDocument:
+def build_status(ctx: StatusContext, *, sections: bool = True) -> StatusDocument:
     """The status document served at ``GET /v1/status`` (and signed, in part, at
-    ``GET /v1/status/pause``): the one place it is assembled.
+    ``GET /v1/status/pause``) and shown by ``tripwire status``: the one place it is assembled.
+
+    ``sections=False`` leaves out the registered sections (the coordinator's), for a caller
+    that shows its own views of them (the CLI) and need not pay for them twice.
 
     What depends on stored entries is built once per new pause state (the tracker makes one
     when the node log or roster chain changes) or coordinator pass, and cached; while the
@@ -89,7 +122,7 @@ def build_status(ctx: NodeContext) -> StatusDocument:
     state = tracker.state()
     # Keyed by the state object (held by the cache, so its identity is never reused): a new
     # one exists exactly when the log or roster chain changed.
-    passes = _coordinator_passes(ctx)
+    passes = (_coordinator_passes(ctx), sections)
     cached = ctx.extra.get("status_cache")
     if cached is None or cached[0] is not state or cached[1] != passes:
         chain = store.roster_chain()
@@ -118,7 +151,7 @@ def build_status(ctx: NodeContext) -> StatusDocument:
             "heads": {lab: {"seq": h.seq, "entry_id": h.entry_id} for lab, h in sorted(store.heads().items())},
             "log_size": store.log_size(),
         }
-        for section in _SECTIONS:
+        for section in _SECTIONS if sections else ():
             section(ctx, base)
         # The pause state is the tracker's, whatever a section wrote.
         base["paused"], base["pause"] = state.paused, state.to_json()

@@ -33,7 +33,7 @@ def eval_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
     engine: Annotated[str, typer.Option("--engine", help="auto (native where it reproduces lm-eval exactly, else lm-eval), native or lm-eval.")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help="lm-eval engine backend: hf, or vllm on GPUs.")] = "hf",
-    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", help="lm-eval engine: override the task's few-shot count.")] = None,
+    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", help="Override an lm-eval task's few-shot count (as lm-eval's --num_fewshot; both engines).")] = None,
 ) -> None:
     """Evaluate a checkpoint on a suite or task; write --out; with --sign, publish a signed eval_result."""
     from node.cli.commands_tools import require_extra
@@ -67,6 +67,13 @@ def eval_command(
                 if engine == "native" or suite is not None:
                     raise
                 use_lmeval, reason = True, e.message
+            if native_spec is not None and num_fewshot is not None:
+                # The native runner must score the few-shot count lm-eval would, never the file's.
+                from node.evals.spec import override_num_fewshot
+
+                if suite is not None:
+                    raise EvalSpecError("--num-fewshot overrides one --task's few-shot count, not a --suite's")
+                override_num_fewshot(native_spec.tasks[0], num_fewshot)
     node_home = open_signing_home(sign, home, model, training_flop) if is_main() else None
     try:
         if use_lmeval:

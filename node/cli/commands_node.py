@@ -456,21 +456,35 @@ def peers_add(
 
 
 def collect_status(h: NodeHome) -> dict[str, Any]:
-    """The node's local view (no network): identity, roster, feeds, proofs, peer misbehaviour, log."""
+    """The node's local view (no network): identity, roster, feeds, proofs, peer misbehaviour, log.
+
+    The shared part is the node's status document as ``GET /v1/status`` serves it
+    (:func:`node.api.status.build_status`, built in that one place), shown in this command's
+    shape; the pause, plan and forecast views are the CLI's own sections (``STATUS_SECTIONS``).
+    """
+    from node.api.status import LocalStatusContext, build_status
+
     out: dict[str, Any] = {"lab": h.lab, "keyid": h.key.keyid, "endpoint": h.endpoint()}
     if h.store.has_roster():
-        s = _roster_summary(h)
-        out["network"] = s["network"]
-        out["roster"] = {"version": s["version"], "expires": s["expires"], "expired": s["expired"]}
+        doc = build_status(LocalStatusContext(h), sections=False)
+        out["network"] = doc.network
+        out["roster"] = doc.roster.to_json()
+        out["heads"] = {lab: hd.to_json() for lab, hd in doc.heads.items()}
+        out["equivocations"] = len(doc.equivocations)
+        misbehaviour = {peer: c.to_json() for peer, c in doc.misbehaviour.items()}
+        log_size = doc.log_size
     else:
+        # No roster, no status document (the node cannot serve yet): what the store holds.
         out["network"] = None
         out["roster"] = None
-    out["heads"] = {lab: {"seq": hd.seq, "entry_id": hd.entry_id} for lab, hd in h.store.heads().items()}
-    out["equivocations"] = len(h.store.equivocations())
+        out["heads"] = {lab: {"seq": hd.seq, "entry_id": hd.entry_id} for lab, hd in h.store.heads().items()}
+        out["equivocations"] = len(h.store.equivocations())
+        misbehaviour = {peer: c.to_dict() for peer, c in h.store.misbehaviour_counts().items()}
+        log_size = h.store.log_size()
     out["frozen_feeds"] = sorted(h.store.frozen_labs())
     out["held"] = h.store.held_count()
-    out["misbehaviour"] = {peer: c.to_dict() for peer, c in h.store.misbehaviour_counts().items()}
-    out["log_size"] = h.store.log_size()
+    out["misbehaviour"] = misbehaviour
+    out["log_size"] = log_size
     out["pause"] = {"state": "unknown", "note": "pause coordination is not running in this view"}
     for name, fn in STATUS_SECTIONS.items():
         out[name] = fn(h)

@@ -248,6 +248,9 @@ class TaskSpec:
     fewshot_example_delimiter: str | None = None
     #: Where few-shot examples come from, as the digest names it (lm-eval format).
     fewshot_ref: dict[str, Any] | None = None
+    #: The task file's own ``num_fewshot`` as written (lm-eval format; None when unset):
+    #: lm-eval never overrides an explicit 0 with ``--num_fewshot``.
+    num_fewshot_configured: int | None = None
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -546,6 +549,9 @@ def load_task(path: str | Path, *, pins: dict[str, str] | None = None, name: str
     try:
         if "kind" in raw:
             spec = _load_tripwire(p, raw, pins or {})
+        elif "group" in raw and "output_type" not in raw:
+            # An lm-eval group file (mmlu_stem: `group:`, a `task:` list, aggregate_metric_list).
+            raise _unsupported(p, f"lm-eval group {raw['group']!r} (native runs single tasks)")
         elif "output_type" in raw or "dataset_path" in raw:
             spec = _load_lmeval(p, raw, pins or {})
         else:
@@ -701,7 +707,8 @@ def _unsupported(p: Path, what: str) -> NativeUnsupportedError:
 
 
 def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec:
-    unknown = set(raw) - _LMEVAL_KEYS
+    # `dataset_name: null` (hellaswag, piqa) is lm-eval's default: load_dataset(name=None).
+    unknown = {k for k in set(raw) - _LMEVAL_KEYS if not (k == "dataset_name" and raw[k] is None)}
     if unknown:
         raise _unsupported(p, f"lm-eval task keys {sorted(unknown)}")
     kind = raw.get("output_type", "generate_until")
@@ -855,6 +862,7 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
         fewshot_target_delimiter=fs_cfg.get("target_delimiter"),
         fewshot_example_delimiter=fs_cfg.get("fewshot_delimiter"),
         fewshot_ref=fewshot_ref,
+        num_fewshot_configured=raw.get("num_fewshot"),
     )
     _check_lmeval_shape(spec, p)
     _check_rows(spec)
@@ -933,6 +941,22 @@ def load_suite(path: str | Path) -> SuiteSpec:
     if len(set(names)) != len(names):
         raise EvalSpecError(f"{p}: task names must be unique within a suite: {names}")
     return SuiteSpec(id=sid, version=str(version), source=p, tasks=tasks, description=str(raw.get("description", "")))
+
+
+def override_num_fewshot(spec: TaskSpec, n: int) -> None:
+    """``--num-fewshot N`` on an lm-eval task file, with lm-eval's rule (``simple_evaluate``'s
+    ``num_fewshot``): the task's count becomes ``n`` unless the file sets ``num_fewshot: 0``,
+    which lm-eval keeps (wmdp, truthfulqa)."""
+    if spec.format != "lm-eval":
+        raise EvalSpecError(
+            f"{spec.source}: --num-fewshot overrides an lm-eval task's few-shot count; a Tripwire task file "
+            "sets num_fewshot itself"
+        )
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise EvalSpecError(f"--num-fewshot must be >= 0, got {n!r}")
+    if spec.num_fewshot_configured == 0:
+        return
+    spec.num_fewshot = n
 
 
 def single_task_suite(task: TaskSpec) -> SuiteSpec:

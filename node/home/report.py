@@ -92,7 +92,8 @@ def write_home_report(
     """Render the node's report (HTML, and PDF with ``pdf``) and its evidence bundle into ``out``."""
     from node.home import NodeHome
     from reports.bundle import verify_bundle
-    from reports.render import chromium_path, write_report
+    from reports.pdf import chromium_path
+    from reports.render import write_report
     from reports.source import bundle_from_store, find_policy
 
     if audience not in ("public", "regulator"):

@@ -54,7 +54,15 @@ from http_message_signatures import (
 from http_message_signatures import SigningKey as HTTPSigningKey
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 
-from protocol.errors import PeerDataError
+from node.errors import (
+    BadRequestSignatureError,
+    MisdirectedRequestError,
+    ReplayedRequestError,
+    StaleRequestError,
+    UncheckableComponentError,
+    UnknownRequestKeyError,
+    UnsignedRequestError,
+)
 from protocol.keys import SigningKey
 from protocol.roster import Roster
 
@@ -75,71 +83,6 @@ CHECKABLE_DERIVED = frozenset(
 #: ``req`` (response signatures) name things a request's verifier cannot see.
 CHECKABLE_FIELD_PARAMS = frozenset({"sf", "key", "bs"})
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-
-class AuthError(PeerDataError):
-    """A request could not be authenticated or is not allowed (HTTP 401/403): the caller's
-    request is at fault, in the bad-data family."""
-
-    code = "unauthenticated"
-    status = 401
-    http_status = 401
-    remediation = "sign the request (RFC 9421) with a current roster member's or observer's key, for this node's address"
-
-
-class UnsignedRequestError(AuthError):
-    """The request carries no RFC 9421 signature."""
-
-    code = "unsigned-request"
-
-
-class BadRequestSignatureError(AuthError):
-    """The signature is malformed, covers too little, or does not verify."""
-
-    code = "bad-request-signature"
-
-
-class UncheckableComponentError(BadRequestSignatureError):
-    """The signature covers a component this node cannot check (named in the message)."""
-
-    code = "uncheckable-signature-component"
-
-
-class MisdirectedRequestError(BadRequestSignatureError):
-    """The signature binds the request to another node (its covered ``@authority`` is not
-    a name this node answers as): a request captured elsewhere and replayed here."""
-
-    code = "misdirected-request"
-
-
-class UnknownRequestKeyError(AuthError):
-    """The signature's keyid is not a key of any member of the current roster."""
-
-    code = "unknown-request-key"
-
-
-class StaleRequestError(AuthError):
-    """``created`` lies outside the accepted clock-skew window (too old or in the future)."""
-
-    code = "stale-request"
-
-
-class ReplayedRequestError(AuthError):
-    """The (keyid, nonce) pair was already used inside the acceptance window."""
-
-    code = "replayed-request"
-
-
-class ForbiddenError(AuthError):
-    """Authenticated, but the caller's role does not allow this request."""
-
-    code = "forbidden"
-    status = 403
-    http_status = 403
-    remediation = "this request needs another role (a member's key, not an observer's): see the roster"
 
 
 # --- results ---------------------------------------------------------------------------------

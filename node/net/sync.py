@@ -38,7 +38,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -86,20 +86,23 @@ class PeerState:
     """Highest seq of our own feed the peer is known to hold (None: not yet learned)."""
     failures: int = 0
     next_attempt: float = 0.0
+    """Monotonic time (the syncer's ``monotonic`` clock) before which no attempt is made."""
     last_ok: float | None = None
+    """Wall-clock time (the syncer's ``clock``, epoch seconds) of the last success."""
     last_error: str | None = None
     fetched: int = 0
     pushed: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        now = time.time()
+    def as_dict(self, now: float, now_mono: float) -> dict[str, Any]:
+        """The state judged at wall-clock ``now`` and monotonic ``now_mono`` (the caller's
+        clocks: this reads no time itself)."""
         return {
             "url": self.peer.url,
             "ok": self.failures == 0 and self.last_ok is not None,
             "last_ok_s_ago": None if self.last_ok is None else round(now - self.last_ok, 3),
             "failures": self.failures,
             "last_error": self.last_error,
-            "retry_in_s": max(0.0, round(self.next_attempt - time.monotonic(), 3)),
+            "retry_in_s": max(0.0, round(self.next_attempt - now_mono, 3)),
             "fetched": self.fetched,
             "pushed": self.pushed,
         }
@@ -130,7 +133,14 @@ def peers_for(home: NodeHome) -> list[Peer]:
 
 
 class Syncer:
-    """Runs pull and push tasks for every peer of ``home``."""
+    """Runs pull and push tasks for every peer of ``home``.
+
+    Time is read only through ``clock`` (wall clock, epoch seconds: when a peer last
+    answered) and ``monotonic`` (backoff, claims and retry delays), and jitter comes only
+    from ``rng``; all three are injectable for simulation and tests, as in
+    :class:`node.pause.coordinator.Coordinator`. The loops' ``asyncio.sleep`` waits on the
+    event loop's own clock for the delays computed from them.
+    """
 
     def __init__(
         self,
@@ -142,9 +152,18 @@ class Syncer:
         batch: int | None = None,
         max_backoff_s: float | None = None,
         push_max_gap: int = PUSH_MAX_GAP,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         cfg = home.config.sync
         self.home = home
+        self.clock = clock
+        """Wall clock, epoch seconds (injectable for simulation and tests)."""
+        self.monotonic = monotonic
+        """Monotonic clock for backoff, claims and delays (injectable for simulation and tests)."""
+        self.rng = rng or random.Random()
+        """Source of the backoff and interval jitter (seedable for tests)."""
         self.lab = home.lab
         self.interval_s = interval_s or cfg.interval_s
         self.timeout_s = timeout_s or cfg.timeout_s
@@ -192,9 +211,10 @@ class Syncer:
         """Per peer: sync state, and its recorded misbehaviour read from the store (so it
         survives restarts): ``misbehaviour_total`` ever recorded and the newest records."""
         counts = self.home.store.misbehaviour_counts()
+        now, now_mono = self.clock(), self.monotonic()
         out: dict[str, Any] = {}
         for lab, st in sorted(self.states.items()):
-            d = st.as_dict()
+            d = st.as_dict(now, now_mono)
             count = counts.get(lab)
             d["misbehaviour_total"] = count.total if count else 0
             d["misbehaviour"] = (
@@ -242,7 +262,7 @@ class Syncer:
     async def _pull_loop(self, peer: Peer) -> None:
         st = self.states[peer.lab]
         while not self._stopping:
-            delay = max(0.0, st.next_attempt - time.monotonic())
+            delay = self.retry_in(st)
             if delay:
                 await asyncio.sleep(delay)
             try:
@@ -257,7 +277,7 @@ class Syncer:
                 log.exception("sync with %s failed unexpectedly", peer.lab)
                 await self._fail(st, e)
                 continue
-            await asyncio.sleep(self.interval_s * random.uniform(0.9, 1.1))
+            await asyncio.sleep(self.interval_s * self.rng.uniform(0.9, 1.1))
 
     async def _push_loop(self, peer: Peer) -> None:
         st = self.states[peer.lab]
@@ -271,7 +291,7 @@ class Syncer:
             wake.clear()
             # A new own entry is worth a try even during backoff (a refused connection is
             # cheap); the periodic poll respects the backoff.
-            if not woken and st.next_attempt > time.monotonic():
+            if not woken and self.retry_in(st) > 0:
                 continue
             try:
                 if await asyncio.wait_for(
@@ -286,10 +306,24 @@ class Syncer:
                 log.exception("push to %s failed unexpectedly", peer.lab)
                 await self._fail(st, e)
 
+    def retry_in(self, st: PeerState) -> float:
+        """Seconds until ``st``'s peer may be tried again (0: now), by the monotonic clock."""
+        return max(0.0, st.next_attempt - self.monotonic())
+
+    def backoff_s(self, st: PeerState, e: BaseException) -> float:
+        """The delay before the next attempt after ``st.failures`` consecutive failures, the
+        last being ``e``: exponential in the failures, jittered to half or more, capped at
+        ``max_backoff_s``, and never less than a Retry-After the peer asked for (capped too)."""
+        backoff = min(self.max_backoff_s, self.interval_s * (2.0 ** min(st.failures, 16)))
+        backoff *= self.rng.uniform(0.5, 1.0)
+        if isinstance(e, PeerHTTPError) and e.retry_after:
+            backoff = max(backoff, min(e.retry_after, self.max_backoff_s))
+        return backoff
+
     def _ok(self, st: PeerState, what: str) -> None:
         st.failures = 0
         st.next_attempt = 0.0
-        st.last_ok = time.time()
+        st.last_ok = self.clock()
         st.last_error = None
         if self.metrics:
             self.metrics.sync_rounds.labels(st.peer.lab, "ok").inc()
@@ -297,11 +331,8 @@ class Syncer:
     async def _fail(self, st: PeerState, e: BaseException) -> None:
         st.failures += 1
         st.last_error = _describe(e)
-        backoff = min(self.max_backoff_s, self.interval_s * (2 ** min(st.failures, 16)))
-        backoff *= random.uniform(0.5, 1.0)
-        if isinstance(e, PeerHTTPError) and e.retry_after:
-            backoff = max(backoff, min(e.retry_after, self.max_backoff_s))
-        st.next_attempt = time.monotonic() + backoff
+        backoff = self.backoff_s(st, e)
+        st.next_attempt = self.monotonic() + backoff
         if isinstance(e, PeerDataError) and not isinstance(e, _RecordedError):
             await self._misbehaved(st, e.code, e.message, url=st.peer.url)
         if self.metrics:
@@ -441,7 +472,7 @@ class Syncer:
             await self._fetch_lab(peer, lab, remote.seq - 1, remote.seq, recheck=False)
 
     async def _fetch_lab(self, peer: Peer, lab: str, have_seq: int, target: int, *, recheck: bool = True) -> int:
-        now = time.monotonic()
+        now = self.monotonic()
         claim = self._claims.get(lab)
         if claim is not None and claim > now:
             return 0  # another peer's task is fetching this lab; look again next round

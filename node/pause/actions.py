@@ -407,8 +407,8 @@ def publish_forecast(
     the model names. ``dry_run``: compute and return it, publish nothing (``entry`` is "")."""
     from node.home.policyfile import load_policy
     from node.pause.coordinator import local_analysis
-    from protocol.policy import ResultSummary
     from protocol.track import predict_forecast, within_window
+    from protocol.verdicts import ResultSummary
 
     model = model.strip()
     if not model:

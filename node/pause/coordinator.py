@@ -65,12 +65,13 @@ from protocol.errors import ConfigurationError, TripwireError
 from protocol.forecast import evaluate_with_trend
 from protocol.pause import PAUSE_KINDS, CertCache, PauseState, certificate_votes, pause_state
 from protocol.plans import PlanCache, PlanState, plan_states
-from protocol.policy import Policy, PolicyEvaluation, ResultSummary, RuleVerdict
+from protocol.policy import Policy
 from protocol.quorum import QuorumResult
 from protocol.roster import RosterChain
 from protocol.scope import breach_scope
 from protocol.scope import describe as describe_scope
 from protocol.track import ForecastScore, score_forecasts, track_records
+from protocol.verdicts import PolicyEvaluation, ResultSummary, RuleVerdict
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from node.contracts import RosterDocument
+from node.contracts import RosterDocument, read_answer
 from protocol.canonical import parse_json_strict, utcnow
 from protocol.entries import PauseProposalBody, Trigger, halt_text, pause_proposal_id
 from protocol.envelope import Envelope
@@ -479,9 +479,13 @@ class TrainingGate:
         doc = _answer_json(code, headers, body)
         try:
             try:
-                roster = RosterDocument.model_validate(doc)
+                roster = read_answer(RosterDocument, doc)  # members a newer node added are ignored
             except ValidationError as e:
-                raise PeerDataError(f"the roster answer is not a roster document: {e.errors()[0]['msg']}", code="schema") from e
+                first = e.errors()[0]
+                at = ".".join(str(p) for p in first["loc"]) or "the document"
+                raise PeerDataError(
+                    f"the roster answer is not a roster document: {at}: {first['msg']}", code="schema"
+                ) from e
             chain = RosterChain.from_envelopes(roster.envelopes, expected_network=self.config.network)
         except PeerDataError as e:
             raise _Unauthenticated(f"the node's roster chain does not verify: {e.message}", e.code) from e

@@ -22,8 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from node.errors import StoreError
-from node.net.auth import ReplayedRequestError
+from node.errors import ReplayedRequestError, StoreError
 from node.store import models as m
 
 _COLS = m.request_nonces.c

@@ -912,8 +912,9 @@ def plan_vectors(w: World) -> dict[str, Any]:
     from protocol.entries import DocRef, SafetyCaseBody, TrainingPlanBody, safety_case_id
     from protocol.pause import pause_state
     from protocol.plans import plan_states
-    from protocol.policy import Policy, ResultSummary
+    from protocol.policy import Policy
     from protocol.quorum import quorum_weight
+    from protocol.verdicts import ResultSummary
 
     def add(lab: str, signer: str, seq: int, prev: str, days: float, kind: str, body: Any) -> tuple[Envelope, str]:
         st = build_statement(network=w.network, lab=lab, seq=seq, prev=prev, issued_at=at(days=days), kind=kind, body=body)
@@ -981,8 +982,9 @@ def forecast_vectors(w: World) -> dict[str, Any]:
     pending and late, a lab's track record, and malformed bodies refused."""
     from protocol.entries import ForecastBody
     from protocol.errors import TripwireError
-    from protocol.policy import Policy, ResultSummary
+    from protocol.policy import Policy
     from protocol.track import score_forecasts, track_records
+    from protocol.verdicts import ResultSummary
 
     policy = Policy.from_obj(FORECAST_POLICY)
     feed: list[tuple[Envelope, str]] = []

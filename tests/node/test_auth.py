@@ -6,18 +6,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from node.net.auth import (
+from node.errors import (
     BadRequestSignatureError,
     MisdirectedRequestError,
-    NodeOrigins,
-    RateLimiter,
-    ReplayCache,
     ReplayedRequestError,
-    RequestVerifier,
     StaleRequestError,
     UncheckableComponentError,
     UnknownRequestKeyError,
     UnsignedRequestError,
+)
+from node.net.auth import (
+    NodeOrigins,
+    RateLimiter,
+    ReplayCache,
+    RequestVerifier,
     sign_request,
 )
 from protocol.keys import SigningKey

@@ -332,3 +332,28 @@ def test_console_script_end_to_end(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "TW_PASS" in r.stderr
+
+
+def test_status_shows_the_status_document_the_node_serves(sqlite_network, tmp_path, capsys):
+    """`tripwire status` and GET /v1/status come from one builder: their shared part agrees."""
+    from http_nodes import ThreadedNode
+
+    from node.home.netsetup import observer_key
+
+    alpha = sqlite_network[0]
+    for i in range(2):
+        alpha.publish("note", {"text": f"n{i}"})
+    alpha.store.record_misbehaviour("beta", "unknown-key", "forged", url="http://b/v1/feeds/beta", lab="beta", seq=1)
+    regulator = observer_key(tmp_path / "net", "regulator")
+    with ThreadedNode(alpha) as node, node.client(regulator, "regulator") as c:
+        served = c.status()
+    capsys.readouterr()
+    assert main(["status", "--home", str(alpha.path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["network"] == served.network
+    assert shown["roster"] == served.roster.to_json()
+    assert shown["heads"] == {lab: h.to_json() for lab, h in served.heads.items()} and shown["heads"]["alpha"]["seq"] == 2
+    assert shown["equivocations"] == len(served.equivocations) == 0
+    assert shown["misbehaviour"] == {p: m.to_json() for p, m in served.misbehaviour.items()}
+    assert shown["misbehaviour"]["beta"]["total"] == 1
+    assert shown["log_size"] == served.log_size == 2

@@ -215,7 +215,7 @@ def test_nonce_table_refuses_replays_and_prunes_expired_nonces(db_url) -> None:
         assert len(table) == 3
         assert table.remember("k", "nonce-1", now=1012, expires=1020)
         full = NonceTable(store.engine, prune_every_s=0, max_entries=4)
-        from node.net.auth import ReplayedRequestError
+        from node.errors import ReplayedRequestError
 
         with pytest.raises(ReplayedRequestError, match="full"):
             full.remember("k", "nonce-9", now=1012, expires=1020)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -50,12 +49,21 @@ def _tune_sync(home: Any, **sync: Any) -> None:
     home.config = home.config.model_copy(update={"sync": home.config.sync.model_copy(update=sync)})
 
 
+def _first_pull_done(nodes: list[ThreadedNode]) -> bool:
+    """Every node's first pull round with every peer has ended: succeeded, or failed (a peer
+    not serving yet) and backed off for at least an interval."""
+    syncers = [n.app.state.node.syncer for n in nodes]
+    return all(st.last_ok is not None or st.failures > 0 for s in syncers for st in s.states.values())
+
+
 def test_eager_push_delivers_new_entries_well_within_one_interval(sqlite_network) -> None:
     for home in sqlite_network:
         _tune_sync(home, interval_s=30.0)  # only eager push can deliver in time
     alpha, beta, gamma = sqlite_network
-    with ThreadedNode(alpha, sync=True), ThreadedNode(beta, sync=True), ThreadedNode(gamma, sync=True):
-        time.sleep(0.5)  # first pull round: peers learn each other's heads
+    with ThreadedNode(alpha, sync=True) as a, ThreadedNode(beta, sync=True) as b, ThreadedNode(gamma, sync=True) as g:
+        # The first pull round with every peer is over (peers learned each other's heads, or
+        # backed off), so the next pull is an interval away: the entry can only arrive by push.
+        wait_until(lambda: _first_pull_done([a, b, g]), 20.0, interval=0.02, what="every node's first pull round")
         eid = alpha.publish("note", {"text": "urgent"})
         # Well inside the 30 s pull interval, however loaded the machine: only a push delivers.
         wait_until(lambda: beta.store.get(eid) is not None and gamma.store.get(eid) is not None, 20.0,
@@ -67,9 +75,12 @@ def test_eager_push_delivers_new_entries_well_within_one_interval(sqlite_network
 
 class Hostile:
     """A real HTTP server that answers /v1/heads, /v1/feeds/<lab> and (when given)
-    /v1/equivocations with crafted bodies; anything else is 404."""
+    /v1/equivocations with crafted bodies; anything else is 404.
 
-    def __init__(self, heads: dict[str, Any], feeds: dict[str, bytes], delay: float = 0.0,
+    With ``stall``, every GET is held unanswered until the server is closed (a peer slower
+    than any timeout, without a guessed delay); ``stalled`` counts the requests held."""
+
+    def __init__(self, heads: dict[str, Any], feeds: dict[str, bytes], stall: bool = False,
                  proofs: bytes | None = None) -> None:
         outer = self
 
@@ -78,7 +89,11 @@ class Hostile:
                 pass
 
             def do_GET(self) -> None:
-                time.sleep(outer.delay)
+                if outer.stall:
+                    with outer.lock:
+                        outer.stalled += 1
+                    outer.release.wait()
+                    return
                 status = 200
                 if self.path.startswith("/v1/heads"):
                     body = json.dumps(outer.heads).encode()
@@ -104,7 +119,8 @@ class Hostile:
                 self.end_headers()
                 self.wfile.write(b'{"results": []}')
 
-        self.heads, self.feeds, self.delay, self.proofs = heads, feeds, delay, proofs
+        self.heads, self.feeds, self.stall, self.proofs = heads, feeds, stall, proofs
+        self.release, self.lock, self.stalled = threading.Event(), threading.Lock(), 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -115,6 +131,7 @@ class Hostile:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -219,12 +236,11 @@ def test_slow_peer_cannot_stall_sync_with_others(sqlite_network) -> None:
     alpha, beta, _ = sqlite_network
     for i in range(3):
         beta.publish("note", {"text": f"b{i}"})
-    # gamma answers after two minutes; alpha's per-peer timeout (1 s) must cut it loose.
-    with ThreadedNode(beta) as b, Hostile({}, {}, delay=120.0) as slow:
-        t0 = time.monotonic()
+    # gamma never answers while the test runs; alpha's per-peer timeout (1 s) must cut it loose.
+    with ThreadedNode(beta) as b, Hostile({}, {}, stall=True) as slow:
         summary = _sync_once(alpha, [Peer("beta", b.url), Peer("gamma", slow.url)], timeout_s=1.0)
-        elapsed = time.monotonic() - t0
+        # Sync returned while gamma still held its request unanswered: it did not wait for it.
+        assert slow.stalled >= 1 and not slow.release.is_set()
     assert summary["beta"]["ok"] and not summary["gamma"]["ok"]
     assert "peer-unavailable" in summary["gamma"]["error"]
     assert alpha.store.heads()["beta"].seq == 3
-    assert elapsed < 60  # far below the slow peer's delay: sync did not wait for it

@@ -16,17 +16,18 @@ from hypothesis import strategies as st
 from protocol.errors import PolicyError
 from protocol.forecast import (
     TrendPoint,
-    _exp,
-    _sigmoid,
-    _sigmoid_all,
     evaluate_with_trend,
     fit_trend,
     forecast_crossing,
     forecast_verdict,
     points_for_rule,
-    t_quantile,
 )
-from protocol.policy import Policy, ResultSummary, Rule
+from protocol.numeric import exp as _exp
+from protocol.numeric import sigmoid as _sigmoid
+from protocol.numeric import sigmoid_all as _sigmoid_all
+from protocol.numeric import t_quantile
+from protocol.policy import Policy, Rule
+from protocol.verdicts import ResultSummary
 
 A, B, K, M = 0.05, 0.95, 2.5, 20.0  # floor, ceiling, rate per decade, midpoint log10 FLOP
 

@@ -10,7 +10,8 @@ import pytest
 
 from protocol.errors import PolicyError
 from protocol.ladder import ladder_points, predict_at, stop_point
-from protocol.policy import Policy, ResultSummary, Rule
+from protocol.policy import Policy, Rule
+from protocol.verdicts import ResultSummary
 
 
 def _rule(forecast: dict[str, str]) -> Rule:

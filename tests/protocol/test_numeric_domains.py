@@ -27,7 +27,8 @@ from protocol.entries import (
 )
 from protocol.errors import NumericDomainError, PeerDataError, SchemaError
 from protocol.forecast import evaluate_with_trend
-from protocol.policy import Policy, ResultSummary
+from protocol.policy import Policy
+from protocol.verdicts import ResultSummary
 
 H = "ab" * 32
 

@@ -26,10 +26,11 @@ from protocol.feed import FeedWriter
 from protocol.keys import SigningKey
 from protocol.pause import certifiable_tally, certificate_votes, pause_state
 from protocol.plans import PlanState, plan_for, plan_states, run_stop
-from protocol.policy import Policy, ResultSummary
+from protocol.policy import Policy
 from protocol.quorum import quorum_weight
 from protocol.roster import RosterChain, draft_roster, roster_envelope, verify_entry
 from protocol.scope import Run
+from protocol.verdicts import ResultSummary
 
 LABS = ["alpha", "beta", "gamma"]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from protocol.canonical import canonical_bytes, digest_of
 from protocol.errors import PolicyError, SchemaError
-from protocol.policy import (
-    Policy,
+from protocol.policy import Policy, policy_json_schema
+from protocol.verdicts import (
     ResultSummary,
     RuleVerdict,
     SkippedRule,
@@ -24,7 +24,6 @@ from protocol.policy import (
     evaluate,
     evaluate_rule,
     evaluation_due,
-    policy_json_schema,
     worst,
 )
 

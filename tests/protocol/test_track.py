@@ -26,7 +26,7 @@ from protocol.entries import (
 from protocol.errors import NumericDomainError, SchemaError
 from protocol.feed import FeedWriter
 from protocol.keys import SigningKey
-from protocol.policy import Policy, ResultSummary
+from protocol.policy import Policy
 from protocol.roster import RosterChain, draft_roster, roster_envelope, verify_entry
 from protocol.track import (
     fixed_places,
@@ -35,6 +35,7 @@ from protocol.track import (
     track_records,
     within_window,
 )
+from protocol.verdicts import ResultSummary
 
 LABS = ["alpha", "beta"]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -197,7 +197,8 @@ def test_plan_vector() -> None:
     """plans.json (spec §6.12): a plan's state follows from the signed entries and the policy alone."""
     from protocol.pause import pause_state
     from protocol.plans import plan_states
-    from protocol.policy import Policy, ResultSummary
+    from protocol.policy import Policy
+    from protocol.verdicts import ResultSummary
 
     data = load("plans.json")
     chain = chain_of(data["roster_chain"])
@@ -219,8 +220,9 @@ def test_forecast_vector() -> None:
     """forecasts.json (spec §6.13): scores and track record follow from the signed entries and
     the policy alone; malformed bodies are refused with the stated error."""
     from protocol.entries import ForecastBody
-    from protocol.policy import Policy, ResultSummary
+    from protocol.policy import Policy
     from protocol.track import score_forecasts, track_records
+    from protocol.verdicts import ResultSummary
 
     data = load("forecasts.json")
     chain = chain_of(data["roster_chain"])

@@ -29,7 +29,7 @@ from reports.render import render_html, write_report
 
 def _chromium() -> None:
     from reports.errors import BrowserMissingError
-    from reports.render import chromium_path
+    from reports.pdf import chromium_path
 
     try:
         chromium_path()
@@ -193,7 +193,7 @@ def test_edited_number_in_html_fails_verify(
 def test_verify_pdf_checks_the_pdf(node_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _chromium()
     from reports.bundle import load_bundle
-    from reports.render import print_pdf
+    from reports.pdf import print_pdf
 
     out = tmp_path / "report"
     assert _report(node_home / "lab-a", out) == 0

@@ -14,7 +14,8 @@ from reports.bundle import VerificationReport, verify_bundle
 from reports.claims import Claims
 from reports.errors import RenderError
 from reports.fixtures import HOSTILE_NAMES, synthetic_network
-from reports.render import VERDICT_TEXT, render_html
+from reports.formatting import VERDICT_TEXT
+from reports.render import render_html
 
 
 class _Collect(HTMLParser):
@@ -369,7 +370,7 @@ def test_markers_are_distinct_shapes_centred_on_their_point(shape: str) -> None:
 )
 def test_fmt_when_matches_the_parsed_time(ts: str, text: str) -> None:
     from protocol.canonical import parse_time
-    from reports.render import fmt_when
+    from reports.formatting import fmt_when
 
     assert fmt_when(ts) == text == parse_time(ts).strftime("%d %b %Y %H:%M:%S UTC")
 
@@ -379,7 +380,7 @@ def test_fmt_when_matches_the_parsed_time(ts: str, text: str) -> None:
 )
 def test_fmt_when_rejects_a_malformed_time(ts: str) -> None:
     from protocol.errors import SchemaError
-    from reports.render import fmt_when
+    from reports.formatting import fmt_when
 
     with pytest.raises(SchemaError):
         fmt_when(ts)
@@ -396,7 +397,7 @@ def _text(html: str) -> str:
 
 
 def test_observed_value_is_the_point_value_with_bound_named(verified: VerificationReport) -> None:
-    from reports.render import bound_name, fmt_dec
+    from reports.formatting import bound_name, fmt_dec
 
     vb = verified.require()
     a = vb.analysis

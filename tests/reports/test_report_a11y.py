@@ -22,7 +22,8 @@ import pytest
 from pypdf import PdfReader
 
 from reports.bundle import VerificationReport
-from reports.render import chromium_args, render_html, write_report
+from reports.pdf import chromium_args
+from reports.render import render_html, write_report
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,7 +40,7 @@ def _required() -> bool:
 
 def _chromium() -> str:
     from reports.errors import BrowserMissingError
-    from reports.render import chromium_path
+    from reports.pdf import chromium_path
 
     try:
         return chromium_path()

@@ -17,7 +17,8 @@ import pytest
 from pypdf import PdfReader
 
 from reports.bundle import VerificationReport
-from reports.render import chromium_args, render_html, write_report
+from reports.pdf import chromium_args
+from reports.render import render_html, write_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.browser
 
 def _chromium() -> str:
     from reports.errors import BrowserMissingError
-    from reports.render import chromium_path
+    from reports.pdf import chromium_path
 
     try:
         return chromium_path()
