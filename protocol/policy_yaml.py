@@ -21,7 +21,7 @@ class _PolicyLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         # Aliases let a small document expand into a huge one; policies never need them.
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves Parser.peek_event unannotated
             raise PolicyError(
                 f"YAML aliases (*name) are not allowed in policies (line {event.start_mark.line + 1})"
             )

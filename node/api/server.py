@@ -98,7 +98,7 @@ class GuardedH11Protocol(H11Protocol):
 
     # --- connection caps --------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's H11Protocol: asyncio.Protocol declares BaseTransport
         limits = self.limits
         peer = transport.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) and peer else None

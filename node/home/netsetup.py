@@ -167,7 +167,7 @@ def create_network(
     if len(set(labs)) != len(labs):
         raise ValueError("lab ids must be unique")
     policy_file = Path(policy) if policy is not None else (DEMO_POLICY if policy_digest is None else None)
-    if policy is not None and not policy_file.is_file():  # type: ignore[union-attr]
+    if policy is not None and not Path(policy).is_file():
         raise InputFileError(f"policy file {policy} does not exist")
     if policy_file is not None and policy_file.is_file():
         digest = policy_digest_of(policy_file)

@@ -42,13 +42,16 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import urlsplit
 
 import http_sf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from http_message_signatures import (
     HTTPMessageSigner,
     HTTPMessageVerifier,
     HTTPSignatureKeyResolver,
     InvalidSignature,
+    VerificationKey,
     algorithms,
 )
+from http_message_signatures import SigningKey as HTTPSigningKey
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 
 from node.errors import (
@@ -62,6 +65,8 @@ from node.errors import (
 )
 from protocol.keys import SigningKey
 from protocol.roster import Roster
+
+Role = Literal["lab", "observer"]
 
 if TYPE_CHECKING:
     from node.home.config import NodeConfig
@@ -90,7 +95,7 @@ class Caller:
     member: str
     """Lab or observer id from the roster."""
     keyid: str
-    role: Literal["lab", "observer"]
+    role: Role
 
 
 # --- the names a node answers as -------------------------------------------------------------
@@ -165,16 +170,16 @@ class _Message:
 class _Keys(HTTPSignatureKeyResolver):
     def __init__(
         self,
-        public: Mapping[str, object] | None = None,
-        private: Mapping[str, object] | None = None,
+        public: Mapping[str, VerificationKey] | None = None,
+        private: Mapping[str, HTTPSigningKey] | None = None,
     ) -> None:
         self._public = dict(public or {})
         self._private = dict(private or {})
 
-    def resolve_public_key(self, key_id: str):  # type: ignore[no-untyped-def]
+    def resolve_public_key(self, key_id: str) -> VerificationKey | None:
         return self._public.get(key_id)
 
-    def resolve_private_key(self, key_id: str):  # type: ignore[no-untyped-def]
+    def resolve_private_key(self, key_id: str) -> HTTPSigningKey:
         return self._private[key_id]
 
 
@@ -331,13 +336,13 @@ class RequestVerifier:
         # from created-skew to created+skew, i.e. 2*skew after the earliest acceptance.
         self.window_s = 2 * clock_skew_s + 1
         self.nonces: NonceLedger = nonces if nonces is not None else ReplayCache(self.window_s)
-        self._key_cache: tuple[int, dict[str, tuple[str, str, object]]] | None = None
+        self._key_cache: tuple[int, dict[str, tuple[str, Role, Ed25519PublicKey]]] | None = None
 
-    def _keys(self) -> dict[str, tuple[str, str, object]]:
+    def _keys(self) -> dict[str, tuple[str, Role, Ed25519PublicKey]]:
         roster = self._roster()
         marker = id(roster)
         if self._key_cache is None or self._key_cache[0] != marker:
-            table: dict[str, tuple[str, str, object]] = {}
+            table: dict[str, tuple[str, Role, Ed25519PublicKey]] = {}
             for lab in roster.labs:
                 for k in lab.keys:
                     table[k.keyid] = (lab.id, "lab", k.public()._key)
@@ -426,7 +431,7 @@ class RequestVerifier:
             ) from e
         if not self.nonces.remember(keyid, nonce, now, created + self.clock_skew_s + 1):
             raise ReplayedRequestError("this request (keyid and nonce) was already used: replay refused")
-        return Caller(member=member_id, keyid=keyid, role=role)  # type: ignore[arg-type]
+        return Caller(member=member_id, keyid=keyid, role=role)
 
     @staticmethod
     def _verify_at(

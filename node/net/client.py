@@ -143,6 +143,14 @@ def _json(body: bytes) -> Any:
         raise PeerResponseError(f"peer sent invalid JSON: {str(e)[:200]}") from e
 
 
+def _json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from a peer (a proof, an entry, a certificate); anything else is refused."""
+    doc = _json(body)
+    if not isinstance(doc, dict):
+        raise PeerResponseError(f"peer sent JSON {type(doc).__name__}, expected an object")
+    return doc
+
+
 def _contract_error(what: str, e: ValidationError) -> PeerResponseError:
     first = e.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or what
@@ -266,7 +274,7 @@ def _envelopes_body(envelopes: Sequence[Envelope] | Sequence[str]) -> bytes:
     """A JSON array of envelopes; ``str`` items are envelope JSON the node stored after
     verifying it (a push of its own feed), sent without a parse and re-serialization."""
     if envelopes and all(isinstance(e, str) for e in envelopes):
-        return b"[" + ",".join(envelopes).encode("utf-8") + b"]"  # type: ignore[arg-type]
+        return b"[" + ",".join(e for e in envelopes if isinstance(e, str)).encode("utf-8") + b"]"
     return _ENVELOPES.dump_json([e for e in envelopes if isinstance(e, Envelope)])
 
 
@@ -384,10 +392,10 @@ class PeerClient(_Base):
         return parse_status(self._get("/v1/status"))
 
     def entry(self, entry_id: str) -> dict[str, Any]:
-        return _json(self._get(f"/v1/entries/{entry_id}"))  # type: ignore[no-any-return]
+        return _json_object(self._get(f"/v1/entries/{entry_id}"))
 
     def certificate(self, cert_id: str) -> dict[str, Any]:
-        return _json(self._get(f"/v1/certificates/{cert_id}"))  # type: ignore[no-any-return]
+        return _json_object(self._get(f"/v1/certificates/{cert_id}"))
 
     def equivocations(self) -> list[dict[str, Any]]:
         return list(_json(self._get("/v1/equivocations"))["equivocations"])
@@ -401,7 +409,7 @@ class PeerClient(_Base):
     def misbehaviour(self, peer: str | None = None, limit: int = 100) -> dict[str, Any]:
         """The node's misbehaviour records (newest first) and per-peer counts."""
         params: dict[str, Any] = {"limit": limit} | ({"peer": peer} if peer else {})
-        return _json(self._get("/v1/misbehaviour", params))  # type: ignore[no-any-return]
+        return _json_object(self._get("/v1/misbehaviour", params))
 
     def checkpoint(self) -> Envelope:
         return Envelope.parse(_json(self._get("/v1/checkpoint")))
@@ -410,10 +418,10 @@ class PeerClient(_Base):
         params: dict[str, Any] = {"entry_id": entry_id}
         if size is not None:
             params["size"] = size
-        return _json(self._get("/v1/proofs/inclusion", params))  # type: ignore[no-any-return]
+        return _json_object(self._get("/v1/proofs/inclusion", params))
 
     def consistency_proof(self, old: int, new: int) -> dict[str, Any]:
-        return _json(self._get("/v1/proofs/consistency", {"old": old, "new": new}))  # type: ignore[no-any-return]
+        return _json_object(self._get("/v1/proofs/consistency", {"old": old, "new": new}))
 
 
 class AsyncPeerClient(_Base):

@@ -41,7 +41,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -958,7 +958,7 @@ def attach(app: FastAPI, home: NodeHome, *, config: VotesConfig | None = None) -
     inner = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(a: Any):  # type: ignore[no-untyped-def]
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
         coord.start()
         try:
             async with inner(a) as state:

@@ -78,6 +78,7 @@ from protocol.scope import describe as describe_scope
 
 if TYPE_CHECKING:
     from node.home import NodeHome
+    from node.net.client import PeerClient
     from protocol.keys import SigningKey
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ class TrainingGate:
         self._last_look: float | None = None
         self._last: GateDecision | None = None
         self._stopped: GateDecision | None = None
-        self._client: Any = None
+        self._client: PeerClient | None = None
         self._fetched: RosterChain | None = None
         self._plan_ref: PlanRef | None = None
         self._caches: Any = None
@@ -430,7 +431,7 @@ class TrainingGate:
                 max_response_bytes=MAX_ANSWER_BYTES,
             )
         # PeerClient never follows redirects: a 3xx comes back here as an answer, and is refused.
-        return self._client.request("GET", path, params=params)  # type: ignore[no-any-return]
+        return self._client.request("GET", path, params=params)
 
     def _authenticate(self, code: int, headers: Any, body: bytes, nonce: str) -> VerifiedPauseState:
         answer = _answer_json(code, headers, body)
