@@ -802,8 +802,13 @@ def fit_for_forecast(
     fit = fit_trend(points, direction=direction, chance=chance, ceiling=ceiling)
     if fit is None:
         return None
-    mult = float(Decimal(z)) if z is not None else CALIBRATION * t_quantile(str(interval_level), fit.dof)
-    return dataclasses.replace(fit, multiplier=mult)
+    return dataclasses.replace(fit, multiplier=interval_multiplier(z, interval_level, fit.dof))
+
+
+def interval_multiplier(z: str | None, interval_level: str | None, dof: int) -> float:
+    """Half-width of a prediction interval in prediction standard errors: ``z`` as given,
+    else ``CALIBRATION * t`` at ``interval_level`` with ``dof`` degrees of freedom."""
+    return float(Decimal(z)) if z is not None else CALIBRATION * t_quantile(str(interval_level), dof)
 
 
 def fit_for_rule(
@@ -865,7 +870,7 @@ def _two_step_for_rule(
         return None, str(e).removeprefix("two-step forecast: ")
     if two is None:
         return None, f"the checkpoints do not identify the map from {fc.via} (accuracy not yet clearly above chance)"
-    mult = float(Decimal(fc.z)) if fc.z is not None else CALIBRATION * t_quantile(str(fc.level), two.dof)
+    mult = interval_multiplier(fc.z, fc.level, two.dof)
     return dataclasses.replace(two, multiplier=mult, note=f"two-step via {fc.via}: power law, sigmoid map"), ""
 
 
