@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -561,6 +561,12 @@ Body = (
 )
 
 
+B = TypeVar("B", bound=Model)
+
+#: The bodies votes are cast on: each carries the ``proposal_id`` votes cite.
+ProposalBody = PauseProposalBody | ResumeProposalBody | SafetyCaseBody
+
+
 class Statement(Model):
     """The signed feed statement (spec §4.1)."""
 
@@ -609,6 +615,24 @@ class Statement(Model):
         if (self.seq == 1) != (self.prev is None):
             raise ValueError("prev must be null exactly when seq is 1")
         return self
+
+    def body_as(self, model: type[B]) -> B:
+        """The body, typed as ``model``; :class:`SchemaError` if the kind has another body.
+
+        Callers that have already selected entries by kind use this instead of an
+        ``isinstance`` check, so the type checker knows the body's fields.
+        """
+        if not isinstance(self.body, model):
+            raise SchemaError(
+                f"a {self.kind} statement has a {type(self.body).__name__}, not a {model.__name__}"
+            )
+        return self.body
+
+    def proposal_body(self) -> ProposalBody:
+        """The body of a pause proposal, resume proposal or safety case (what votes cite)."""
+        if not isinstance(self.body, PauseProposalBody | ResumeProposalBody | SafetyCaseBody):
+            raise SchemaError(f"a {self.kind} statement is not a proposal votes can cite")
+        return self.body
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

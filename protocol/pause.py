@@ -288,7 +288,7 @@ def certifiable_tally(
     key) has no counted vote: its later votes are not promoted in its place.
     """
     action = _action_of(proposal)
-    pid = proposal.statement.body.proposal_id  # type: ignore[union-attr]
+    pid = proposal.statement.proposal_body().proposal_id
     first = counted_votes(pid, action, votes)
     usable = [v for v in first.values() if vote_problem(v, chain, version) is None]
     return tally(proposal, usable, chain.get(version).roster)
@@ -374,7 +374,7 @@ def pause_state(
                     )
                 )
                 continue
-        by_pid[pbody.proposal_id].append(p)  # type: ignore[union-attr]
+        by_pid[p.statement.proposal_body().proposal_id].append(p)
 
     def deadline_of(proposal: VerifiedEntry) -> datetime | None:
         return voting_deadline(proposal, chain)
@@ -398,7 +398,7 @@ def pause_state(
                         detail={
                             "counted": lvs[0].entry_id,
                             "ignored": [v.entry_id for v in lvs[1:]],
-                            "decisions": [v.statement.body.decision for v in lvs],  # type: ignore[union-attr]
+                            "decisions": [v.statement.body_as(VoteBody).decision for v in lvs],
                         },
                     )
                 )
@@ -568,7 +568,7 @@ def pause_state(
         body = ps[0].statement.body
         action = _action_of(ps[0])
         dl = deadline_of(ps[0])
-        on_it = tuple(v for v in votes_by_pid.get(pid, ()) if v.statement.body.action == action)  # type: ignore[union-attr]
+        on_it = tuple(v for v in votes_by_pid.get(pid, ()) if v.statement.body_as(VoteBody).action == action)
         for v in on_it:
             if late(v, dl):
                 flags.append(

@@ -107,12 +107,13 @@ def tally(proposal: VerifiedEntry, votes: Iterable[VerifiedEntry], roster: Roste
         if held is None or (v.seq, v.entry_id) < (held.seq, held.entry_id):
             first[v.lab] = v
     signed, objected, abstained = set(), set(), set()
+    weights = {m.id: m.weight for m in roster.labs}
     weight = 0
     for lab, v in first.items():
-        decision = v.statement.body.decision  # type: ignore[union-attr]
+        decision = v.statement.body_as(VoteBody).decision
         if decision == action:
             signed.add(lab)
-            weight += roster.lab(lab).weight  # type: ignore[union-attr]
+            weight += weights[lab]
         elif decision == "object":
             objected.add(lab)
         else:

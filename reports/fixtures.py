@@ -342,7 +342,7 @@ def synthetic_network(
                 action="pause",
                 roster_version=1,
                 proposal=proposal.envelope,
-                votes=[v.envelope for v in votes if v.statement.body.decision == "pause"],  # type: ignore[union-attr]
+                votes=[v.envelope for v in votes if v.statement.body_as(VoteBody).decision == "pause"],
             ),
         )
         # Every lab's training gate stops at its next check and signs a halt record.

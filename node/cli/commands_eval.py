@@ -76,7 +76,7 @@ def eval_command(
                 override_num_fewshot(native_spec.tasks[0], num_fewshot)
     node_home = open_signing_home(sign, home, model, training_flop) if is_main() else None
     try:
-        if use_lmeval:
+        if native_spec is None:  # lm-eval runs it: chosen, a task name, or a file native cannot run
             from node.evals.lmeval import run_lmeval
 
             if reason:
@@ -86,7 +86,7 @@ def eval_command(
                              backend=backend, num_fewshot=num_fewshot)
         else:
             run = run_suite(
-                model, native_spec, device=device, dtype=dtype,  # type: ignore[arg-type]
+                model, native_spec, device=device, dtype=dtype,
                 batch_size=batch_size, limit=limit, training_flop=training_flop, checkpoint_step=checkpoint_step,
                 model_name=name, shared_prefix=not plain, cache_dir=cache_dir, progress=progress,
             )

@@ -18,7 +18,7 @@ from node.cli._app import app, console
 from node.cli.commands_pause import HomeOpt, JsonOpt
 from node.home import NodeHome
 from node.pause import actions
-from protocol.entries import halt_step
+from protocol.entries import NoteBody, halt_step
 
 
 def _plan_lines(p: dict[str, Any]) -> list[str]:
@@ -99,10 +99,11 @@ def _status_section(h: NodeHome) -> dict[str, Any]:
     ids = {p["plan"] for p in plans}
     stops = []
     for n in h.store.entries(kind="note", lab=h.lab):
-        refs = [r for r in n.statement.body.refs if r in ids]  # type: ignore[union-attr]
-        step = halt_step(n.statement.body.text)  # type: ignore[union-attr]
+        note = n.statement.body_as(NoteBody)
+        refs = [r for r in note.refs if r in ids]
+        step = halt_step(note.text)
         if refs and step is not None:
-            stops.append({"plan": refs[0], "step": step, "note": n.entry_id, "text": n.statement.body.text})  # type: ignore[union-attr]
+            stops.append({"plan": refs[0], "step": step, "note": n.entry_id, "text": note.text})
     return {
         "stops": stops[-100:],
         "plans": plans,

@@ -448,7 +448,7 @@ def publish_forecast(
         raise ForecastRefusedError("the adopted policy has no rule with a forecast section: there is nothing to predict")
     measured = sorted(
         (e for e in mine if _model_name(e) == model
-         and within_window(e.statement.body.model.training_flop, compute)),  # type: ignore[union-attr]
+         and within_window(e.statement.body_as(EvalResultBody).model.training_flop, compute)),
         key=lambda e: e.seq,
     )
     if measured:

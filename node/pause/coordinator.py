@@ -53,9 +53,11 @@ from node.pause.tracker import EntryIndex, feeds_held, record_conflicts
 from protocol.canonical import format_time, utcnow
 from protocol.entries import (
     AlertBody,
+    EvalResultBody,
     ForecastSummary,
     PauseCertificateBody,
     PauseProposalBody,
+    SafetyCaseBody,
     Trigger,
     VerifiedEntry,
     VoteBody,
@@ -361,7 +363,7 @@ def analyze(
             assert isinstance(body, PauseProposalBody) and isinstance(body.trigger, Trigger)
             check = trigger_check(body.trigger)
             if check.status == "breach" and policy is not None:
-                expected = breach_scope(policy.rule(body.trigger.rule), results[body.trigger.result].statement.body.model.training_flop)  # type: ignore[union-attr]
+                expected = breach_scope(policy.rule(body.trigger.rule), results[body.trigger.result].statement.body_as(EvalResultBody).model.training_flop)
                 if body.scope != expected:
                     # §6.10: the policy, not the proposer, scopes a breach pause.
                     check = TriggerCheck(
@@ -392,8 +394,8 @@ def analyze(
             p.status,
         )
     alerts = {
-        (a.statement.body.result, a.statement.body.rule)  # type: ignore[union-attr]
-        for a in entries.get("alert", ())
+        (ab.result, ab.rule)
+        for ab in (a.statement.body_as(AlertBody) for a in entries.get("alert", ()))
     }
     return Analysis(
         evaluations,
@@ -500,7 +502,7 @@ def plan_actions(
                         out.append(Action("alert", alert, f"alert:{rid}:{rv.rule_id}", due))
                 if rv.verdict == "breach" and "pause_proposal" in rv.actions and not expired:
                     trigger = Trigger(result=rid, lab=result.lab, rule=rv.rule_id, policy_digest=policy.digest)
-                    scope = breach_scope(policy.rule(rv.rule_id), result.statement.body.model.training_flop)  # type: ignore[union-attr]
+                    scope = breach_scope(policy.rule(rv.rule_id), result.statement.body_as(EvalResultBody).model.training_flop)
                     pid = pause_proposal_id(trigger, scope)
                     if pid not in held_proposals:
                         body = _build(
@@ -817,7 +819,7 @@ def describe(
             "objecting": sorted(t.objected) if t is not None else [],
             "abstaining": sorted(t.abstained) if t is not None else [],
             "missing": sorted(t.missing) if t is not None else [],
-            "my_vote": mine[0].statement.body.decision if mine else None,  # type: ignore[union-attr]
+            "my_vote": mine[0].statement.body_as(VoteBody).decision if mine else None,
         }
         if st.action == "pause":
             body = st.entries[0].statement.body
@@ -827,7 +829,7 @@ def describe(
             item["discretionary"] = st.discretionary
             item["rationale"] = body.rationale
         elif st.action == "accept":
-            item["plan"] = st.entries[0].statement.body.plan  # type: ignore[union-attr]
+            item["plan"] = st.entries[0].statement.body_as(SafetyCaseBody).plan
         else:
             item["pause_proposal"] = st.pause_proposal
         body = st.entries[0].statement.body
