@@ -11,7 +11,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
@@ -208,14 +208,18 @@ class PolicyEvaluation(_Frozen):
         return None
 
 
+def _is_verdict(v: str) -> TypeGuard[Verdict]:
+    return v in VERDICT_RANK
+
+
 def worst(verdicts: Iterable[str]) -> Verdict:
     """The highest verdict under ok < warn < breach; ``ok`` for none."""
     best: Verdict = "ok"
     for v in verdicts:
-        if v not in VERDICT_RANK:
+        if not _is_verdict(v):
             raise PolicyError(f"unknown verdict {v!r}")
         if VERDICT_RANK[v] > VERDICT_RANK[best]:
-            best = v  # type: ignore[assignment]  # checked against VERDICT_RANK above
+            best = v
     return best
 
 

@@ -63,7 +63,7 @@ from protocol.entries import (
     VoteBody,
     pause_proposal_id,
 )
-from protocol.errors import ConfigurationError, TripwireError
+from protocol.errors import ConfigurationError, PolicyError, TripwireError
 from protocol.forecast import evaluate_with_trend
 from protocol.pause import PAUSE_KINDS, CertCache, PauseState, certificate_votes, pause_state
 from protocol.plans import PlanCache, PlanState, plan_states
@@ -436,6 +436,9 @@ class Action:
 
 
 def _alert_body(result: VerifiedEntry, rv: RuleVerdict, policy: Policy) -> AlertBody:
+    verdict = rv.verdict
+    if verdict == "ok":
+        raise PolicyError(f"rule {rv.rule_id!r} is ok on {result.entry_id[:16]}…: there is nothing to alert on")
     forecast = None
     if rv.trend is not None and rv.trend.verdict == "warn":
         forecast = ForecastSummary(
@@ -449,7 +452,7 @@ def _alert_body(result: VerifiedEntry, rv: RuleVerdict, policy: Policy) -> Alert
         result_lab=result.lab,
         rule=rv.rule_id,
         policy_digest=policy.digest,
-        verdict=rv.verdict,  # type: ignore[arg-type]  # only warn/breach reach here
+        verdict=verdict,
         observed=rv.bound,
         level=rv.breach_level if rv.verdict == "breach" else rv.alert_level,
         forecast=forecast,
