@@ -2,7 +2,7 @@
 forecasts held with how each fared (spec §6.13).
 
 Thin: parse, call :mod:`node.pause.actions` (the checks and the publishing) or the analysis
-every node applies (:func:`node.pause.coordinator.local_analysis`), print.
+every node applies (:func:`node.pause.view.local_analysis`), print.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def forecast_cmd(
 
 def forecasts_report(h: NodeHome) -> dict[str, Any]:
     """Every forecast held with its score, and each lab's track record (spec §6.13)."""
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
     from protocol.track import track_records
 
     a, _ = local_analysis(h)
@@ -114,7 +114,7 @@ def forecasts_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
 
 
 def _status_section(h: NodeHome) -> dict[str, Any]:
-    from node.pause.coordinator import forecasts_json, local_analysis
+    from node.pause.view import forecasts_json, local_analysis
     from protocol.errors import TripwireError
 
     try:

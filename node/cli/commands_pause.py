@@ -125,7 +125,7 @@ def propose_resume_cmd(
 @app.command("proposals")
 def proposals_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
     """List pause and resume proposals with tallies, this node's check and the pause state."""
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
 
     with NodeHome.open(home) as h:
         _, snap = local_analysis(h)
@@ -185,7 +185,7 @@ def policy_install_cmd(
 
 
 def _status_section(h: NodeHome) -> dict[str, Any]:
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
     from protocol.errors import TripwireError
 
     try:

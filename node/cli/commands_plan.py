@@ -87,7 +87,7 @@ def safety_case_cmd(
 
 
 def _status_section(h: NodeHome) -> dict[str, Any]:
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
     from protocol.errors import TripwireError
 
     try:

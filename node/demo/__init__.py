@@ -347,7 +347,7 @@ class Watcher(threading.Thread):
                 h.close()
 
     def _poll(self, homes: Sequence[Any]) -> None:
-        from node.pause.coordinator import AnalysisCaches, local_analysis
+        from node.pause.view import AnalysisCaches, local_analysis
 
         view = homes[0]
         heads = sum(h.seq for h in view.store.heads().values())
@@ -714,8 +714,8 @@ def _plan_act(
     from node.evals.tinymodels import build_tiny_gpt2, train_tiny_arithmetic
     from node.home import NodeHome
     from node.pause import actions
-    from node.pause.coordinator import AnalysisCaches, local_analysis
     from node.pause.gate import TrainingGate
+    from node.pause.view import AnalysisCaches, local_analysis
     from protocol.scope import Run
 
     act = PlanAct(lab=lab)

@@ -1,7 +1,7 @@
 """What a lab does in a pause, as functions the CLI, the demo and tests call alike.
 
 Each action reads the home, checks the request against the analysis every node applies
-(:func:`node.pause.coordinator.local_analysis`), and publishes one signed entry with
+(:func:`node.pause.view.local_analysis`), and publishes one signed entry with
 ``NodeHome.publish`` (a running ``tripwire serve`` on the same home pushes it to peers).
 A refused request raises an error naming the problem and publishes nothing.
 """
@@ -193,7 +193,7 @@ def vote(h: NodeHome, proposal: str, decision: Decision, rationale: str) -> Publ
     A pause vote on a breach proposal is refused unless this node recomputes the trigger
     as a breach under the adopted policy; a discretionary pause has no trigger to check
     (each lab judges the evidence). Refused after the voting deadline."""
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
 
     a, _ = local_analysis(h)
     st = find_proposal(a, proposal)
@@ -225,7 +225,7 @@ def vote(h: NodeHome, proposal: str, decision: Decision, rationale: str) -> Publ
 def propose_pause(h: NodeHome, *, rationale: str, evidence: Sequence[Path], scope: str = "all") -> Published:
     """Ask the network to pause on this lab's own judgement, citing evidence by SHA-256 (spec §6.11)."""
     from node.home.policyfile import load_policy
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
 
     if not rationale.strip():
         raise ConfigurationError("--rationale is empty: say what you saw and why it needs a pause")
@@ -263,7 +263,7 @@ def propose_resume(
 ) -> Published:
     """Propose ending a pause, or narrowing its scope, citing the safety case by document digests (spec §6.7, §6.10)."""
     from node.home.policyfile import load_policy
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
 
     if not safety_case:
         raise ConfigurationError("cite at least one --safety-case document")
@@ -330,7 +330,7 @@ def publish_plan(
 ) -> Published:
     """Publish a training plan before the run (spec §6.12); the facts are the plan's state
     as this node computes it (every node computes the same from the same signed entries)."""
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
 
     compute = _positive("planned compute", compute)
     cadence = _positive("cadence", cadence, above="1")
@@ -366,7 +366,7 @@ def publish_plan(
 
 def propose_safety_case(h: NodeHome, *, plan: str, docs: Sequence[Path], rationale: str) -> Published:
     """Propose accepting a safety case for this lab's training plan; labs vote ``accept``."""
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
 
     if not docs:
         raise ConfigurationError("cite at least one --doc document")
@@ -406,7 +406,7 @@ def publish_forecast(
     results of the ladder models. The ladder defaults to the one the lab's training plan for
     the model names. ``dry_run``: compute and return it, publish nothing (``entry`` is "")."""
     from node.home.policyfile import load_policy
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
     from protocol.track import predict_forecast, within_window
     from protocol.verdicts import ResultSummary
 

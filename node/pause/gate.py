@@ -248,7 +248,7 @@ class TrainingGate:
         self._fetched: RosterChain | None = None
         self._plan_ref: PlanRef | None = None
         self._caches: Any = None
-        """The local analysis' caches (node.pause.coordinator.AnalysisCaches), made on first use."""
+        """The local analysis' caches (node.pause.view.AnalysisCaches), made on first use."""
         """The run's plan state as last seen (local store or the node's signed state)."""
         self.last_pause_state: VerifiedPauseState | None = None
         """The last authenticated answer of the node."""
@@ -497,7 +497,7 @@ class TrainingGate:
         return chain
 
     def _check_local(self, step: int) -> GateDecision | None:
-        from node.pause.coordinator import AnalysisCaches, local_analysis
+        from node.pause.view import AnalysisCaches, local_analysis
 
         assert self.home is not None
         if self._caches is None:

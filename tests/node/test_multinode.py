@@ -121,8 +121,13 @@ def test_node_killed_mid_sync_loses_nothing_and_converges_after_restart(tmp_path
         procs.append(d)
         d.start()
         # d holds the first 100 entries of every feed and is waiting for the next page.
-        wait_until(lambda: _heads(d.url, obs) == {"a": 100, "b": 100, "c": 100} and gate.held > 0, 120, 0.05,
-                   "d holding the first pages and asking for the next")
+        try:
+            wait_until(lambda: _heads(d.url, obs) == {"a": 100, "b": 100, "c": 100} and gate.held > 0, 120, 0.05,
+                       "d holding the first pages and asking for the next")
+        except AssertionError as e:
+            # Say where d stood, so a failure on a loaded machine can be read, not guessed at.
+            raise AssertionError(f"{e}; d's heads {_heads(d.url, obs)}, pages held {gate.held}; "
+                                 f"d's log ends:\n{d.output()[-3000:]}") from e
         d.kill()
         with NodeHome.open(root / "d") as dh:
             before = {lab: h.seq for lab, h in dh.store.heads().items()}

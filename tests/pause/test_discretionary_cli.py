@@ -15,8 +15,8 @@ import pytest
 from pausekit import Mesh, count, make_network
 
 from node.cli import main
-from node.pause.coordinator import local_analysis
 from node.pause.gate import TrainingGate
+from node.pause.view import local_analysis
 from protocol.canonical import format_time, utcnow
 from protocol.entries import DiscretionaryTrigger, DocRef, PauseProposalBody, pause_proposal_id
 from protocol.scope import Run

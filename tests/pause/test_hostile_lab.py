@@ -14,7 +14,9 @@ import pytest
 from pausekit import Mesh, Node, count, make_network, result_body, wait_until
 
 from node.api.status import pause_tracker
-from node.pause.coordinator import Coordinator, VotesConfig, local_analysis
+from node.pause.coordinator import Coordinator
+from node.pause.planner import VotesConfig
+from node.pause.view import local_analysis
 from protocol.entries import PauseCertificateBody, Trigger, VoteBody, decode_entry, pause_proposal_id
 from protocol.errors import PeerDataError
 from protocol.feed import FeedWriter

@@ -13,7 +13,9 @@ from pausekit import Mesh, count, make_network, result_body
 from node.cli import main
 from node.home.netsetup import observer_key
 from node.home.policyfile import PolicyMismatchError, load_policy
-from node.pause.coordinator import Coordinator, VotesConfig, local_analysis
+from node.pause.coordinator import Coordinator
+from node.pause.planner import VotesConfig
+from node.pause.view import local_analysis
 from protocol.canonical import format_time, utcnow
 from protocol.entries import PauseCertificateBody, PauseProposalBody, Trigger, VoteBody, pause_proposal_id
 from protocol.feed import FeedWriter
@@ -224,7 +226,7 @@ def test_resume_certificate_arriving_before_pause_certificate(homes, tmp_path: P
     certs = homes[0].store.entries(kind="pause_certificate")
     resume = next(c for c in certs if c.statement.body.action == "resume")
     pause = next(c for c in certs if c.statement.body.action == "pause")
-    from node.pause.coordinator import analyze
+    from node.pause.analysis import analyze
 
     chain = homes[0].store.roster_chain()
     policy = load_policy(homes[0].path, chain.current.roster.policy_digest)

@@ -131,7 +131,7 @@ def result_body(
 
 def paused_locally(home: NodeHome) -> bool:
     """Whether the home's store holds a valid pause certificate not ended by a resume."""
-    from node.pause.coordinator import local_analysis
+    from node.pause.view import local_analysis
 
     a, _ = local_analysis(home)
     return bool(a.paused)
@@ -152,7 +152,8 @@ class Mesh:
     """
 
     def __init__(self, homes: Sequence[NodeHome], rules: Sequence[str] | str = "pause-on-breach") -> None:
-        from node.pause.coordinator import Coordinator, VotesConfig
+        from node.pause.coordinator import Coordinator
+        from node.pause.planner import VotesConfig
 
         self.homes = list(homes)
         rules = [rules] * len(self.homes) if isinstance(rules, str) else list(rules)

@@ -4,7 +4,7 @@ N labs run in one process on a seeded event scheduler and a simulated clock. Eve
 node decides comes from the project's real pure logic: entries are signed by
 :class:`protocol.feed.FeedWriter`, verified by :func:`protocol.roster.verify_entry`, placed
 in feeds by :func:`protocol.feed.plan_appends`, judged and acted on by
-:func:`node.pause.coordinator.analyze` / :func:`node.pause.coordinator.plan_actions`, and the pause
+:func:`node.pause.analysis.analyze` / :func:`node.pause.planner.plan_actions`, and the pause
 state is :func:`protocol.pause.pause_state` (inside ``analyze``). The simulator only
 supplies what a node's I/O would: clocks, a network, timers and storage.
 
@@ -32,7 +32,8 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-from node.pause.coordinator import KINDS, Analysis, EvaluationCache, VotesConfig, analyze, plan_actions
+from node.pause.analysis import KINDS, Analysis, EvaluationCache, analyze
+from node.pause.planner import VotesConfig, plan_actions
 from protocol.canonical import canonical_bytes, digest_of, format_time
 from protocol.entries import (
     PauseCertificateBody,
@@ -348,7 +349,7 @@ class Ledger:
 
     def breaching_results(self) -> set[str]:
         """Result ids that breach the policy's pausing rule by their own values."""
-        from node.pause.coordinator import evaluate_results
+        from node.pause.analysis import evaluate_results
 
         results = [e for e in self.signed.values() if e.kind == "eval_result"]
         out = set()

@@ -1,0 +1,182 @@
+"""One node's view of the pause, as the documents it serves and prints.
+
+:func:`describe` is the ``coordination`` section of ``GET /v1/status`` (also
+``tripwire proposals``) and :func:`forecasts_json` its ``forecasts`` section.
+:func:`local_analysis` analyses a home's store directly, for the CLI, training gates and
+a status request served without a running coordinator; :class:`AnalysisCaches` lets
+repeated calls on one store reuse what they read and fitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from node.pause.analysis import KINDS, Analysis, EvaluationCache, analyze, load_entries
+from node.pause.planner import VotesConfig
+from node.pause.tracker import EntryIndex, feeds_held
+from protocol.canonical import format_time, utcnow
+from protocol.entries import PauseProposalBody, SafetyCaseBody, VoteBody
+from protocol.errors import ConfigurationError
+from protocol.pause import CertCache
+from protocol.policy import Policy
+from protocol.roster import RosterChain
+from protocol.scope import describe as describe_scope
+from protocol.track import track_records
+
+if TYPE_CHECKING:
+    from node.home import NodeHome
+
+#: Most verdicts / flags listed in the status document.
+MAX_LISTED = 100
+
+
+def pause_state_json(a: Analysis) -> dict[str, Any]:
+    return a.pause.to_json()
+
+
+def describe(
+    a: Analysis,
+    chain: RosterChain,
+    policy: Policy | None,
+    policy_error: str | None,
+    config: VotesConfig,
+    lab: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The ``coordination`` section of ``GET /v1/status`` (also ``tripwire proposals``)."""
+    roster = chain.current.roster
+    proposals = []
+    for pid, st in sorted(a.proposals.items(), key=lambda kv: (kv[1].entries[0].statement.issued_at, kv[0])):
+        t = st.tally
+        mine = a.votes_by_lab.get((pid, lab))
+        item: dict[str, Any] = {
+            "proposal_id": pid,
+            "action": st.action,
+            "proposed_by": sorted({e.lab for e in st.entries}),
+            "entry_id": st.entries[0].entry_id,
+            "state": (
+                "resumed" if pid in a.resumed else
+                "paused" if pid in a.paused else
+                "certified" if st.certified else
+                "expired" if st.status == "expired" else "open"
+            ),
+            "certificates": st.certificates,
+            # ``t`` is falsy until it reaches the quorum: test for None, not truth.
+            "weight": t.weight if t is not None else 0,
+            "threshold": t.threshold if t is not None else None,
+            "supporting": sorted(t.signed) if t is not None else [],
+            "objecting": sorted(t.objected) if t is not None else [],
+            "abstaining": sorted(t.abstained) if t is not None else [],
+            "missing": sorted(t.missing) if t is not None else [],
+            "my_vote": mine[0].statement.body_as(VoteBody).decision if mine else None,
+        }
+        if st.action == "pause":
+            body = st.entries[0].statement.body
+            assert isinstance(body, PauseProposalBody)
+            item["trigger"] = body.trigger.model_dump(mode="json")
+            item["trigger_check"] = st.check.to_json() if st.check else None
+            item["discretionary"] = st.discretionary
+            item["rationale"] = body.rationale
+        elif st.action == "accept":
+            item["plan"] = st.entries[0].statement.body_as(SafetyCaseBody).plan
+        else:
+            item["pause_proposal"] = st.pause_proposal
+        body = st.entries[0].statement.body
+        scope = getattr(body, "scope", None)
+        item["scope"] = scope.model_dump(mode="json", exclude_none=True) if scope is not None else None
+        item["covers"] = describe_scope(scope) if st.action == "pause" else None
+        deadline = a.pause.proposals[pid].deadline if pid in a.pause.proposals else None
+        item["deadline"] = format_time(deadline) if deadline is not None else None
+        proposals.append(item)
+    verdicts = []
+    for rid, ev in a.evaluations.items():
+        if ev.overall == "ok":
+            continue
+        r = a.results[rid]
+        verdicts.append(
+            {
+                "result": rid,
+                "lab": r.lab,
+                "seq": r.seq,
+                "checkpoint_step": ev.checkpoint_step,
+                "training_flop": ev.training_flop,
+                "overall": ev.overall,
+                "rules": [
+                    {"rule": v.rule_id, "verdict": v.verdict, "reason": v.reason}
+                    for v in ev.verdicts if v.verdict != "ok"
+                ],
+            }
+        )
+    verdicts.sort(key=lambda v: (v["lab"], v["seq"]))
+    return {
+        "rule": config.auto,
+        "policy": {
+            "adopted": roster.policy_digest,
+            "loaded": policy is not None,
+            "id": policy.id if policy else None,
+            "version": policy.version if policy else None,
+            "error": policy_error,
+        },
+        "roster_expired": roster.expired(now),
+        "pause": pause_state_json(a),
+        "proposals": proposals,
+        "plans": [p.to_json() for p in sorted(a.plans.values(), key=lambda p: (p.lab, p.seq))][-MAX_LISTED:],
+        "verdicts": verdicts[-MAX_LISTED:],
+        "forecasts": forecasts_json(a),
+        "results_judged": len(a.evaluations),
+        "flags": a.flags[:MAX_LISTED],
+    }
+
+
+def forecasts_json(a: Analysis) -> dict[str, Any]:
+    """The ``forecasts`` section of ``GET /v1/status``: each lab's track record and the most
+    recent forecasts with their scores (spec §6.13)."""
+    scores = sorted(a.forecasts.values(), key=lambda s: (s.issued_at, s.lab, s.seq))
+    return {
+        "track": [r.to_json() for r in track_records(scores).values()],
+        "forecasts": [s.to_json() for s in scores][-MAX_LISTED:],
+    }
+
+
+@dataclass
+
+
+class AnalysisCaches:
+    """What repeated :func:`local_analysis` calls on one store can reuse: the entries read so
+    far (read incrementally), the policy evaluations and forecast fits per result, and the
+    certificate checks. A training gate checks at every step; without these, each check
+    would refit every result's forecast."""
+
+    index: EntryIndex = field(default_factory=lambda: EntryIndex(KINDS))
+    evaluations: EvaluationCache = field(default_factory=lambda: EvaluationCache())
+    certificates: CertCache = field(default_factory=dict)
+
+
+def local_analysis(home: NodeHome, caches: AnalysisCaches | None = None) -> tuple[Analysis, dict[str, Any]]:
+    """Analyze a home's store directly (CLI, gates, status without a running coordinator).
+    Give ``caches`` (one per store) when calling repeatedly: the result is the same."""
+    from node.home.policyfile import load_policy
+
+    chain = home.store.roster_chain()
+    error = None
+    try:
+        policy: Policy | None = load_policy(home.path, chain.current.roster.policy_digest)
+    except ConfigurationError as e:
+        policy, error = None, e.message
+    store = home.store
+    now = utcnow()
+    entries = caches.index.update(store) if caches is not None else load_entries(store)
+    a = analyze(
+        entries,
+        chain,
+        policy,
+        policy_error=error,
+        cache=caches.evaluations if caches is not None else None,
+        cert_cache=caches.certificates if caches is not None else None,
+        now=now,
+        **feeds_held(store),
+    )
+    config = VotesConfig.from_mapping(home.config.votes)
+    return a, describe(a, chain, policy, error, config, home.lab, now)
