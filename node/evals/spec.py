@@ -217,7 +217,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 #: pydantic error types raised by this module's validators, reported with their own message.
 _UNKNOWN_METRIC = "unknown_metric"
 _SPEC_RULE = "task_spec_rule"
-_DECIMAL_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+_DECIMAL_TEXT = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 
 def _rule(reason: str, kind: str = _SPEC_RULE) -> PydanticCustomError:
