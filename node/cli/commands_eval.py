@@ -69,11 +69,12 @@ def eval_command(
                 use_lmeval, reason = True, e.message
             if native_spec is not None and num_fewshot is not None:
                 # The native runner must score the few-shot count lm-eval would, never the file's.
-                from node.evals.spec import override_num_fewshot
+                from node.evals.spec import override_num_fewshot, single_task_suite
 
                 if suite is not None:
                     raise EvalSpecError("--num-fewshot overrides one --task's few-shot count, not a --suite's")
-                override_num_fewshot(native_spec.tasks[0], num_fewshot)
+                # Specs are immutable: the override is a new task, in a new one-task suite.
+                native_spec = single_task_suite(override_num_fewshot(native_spec.tasks[0], num_fewshot))
     node_home = open_signing_home(sign, home, model, training_flop) if is_main() else None
     try:
         if native_spec is None:  # lm-eval runs it: chosen, a task name, or a file native cannot run

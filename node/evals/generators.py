@@ -174,5 +174,5 @@ def generate(name: str, params: dict[str, Any]) -> list[Doc]:
         raise EvalSpecError(f"unknown data generator {name!r}; known: {', '.join(sorted(GENERATORS))}")
     try:
         return fn(**params)
-    except TypeError as e:
-        raise EvalSpecError(f"generator {name!r}: bad parameters {sorted(params)}: {e}") from e
+    except (TypeError, ValueError) as e:  # wrong parameter names or types, or values out of range
+        raise EvalSpecError(f"generator {name!r}: bad parameters {sorted(params, key=str)}: {e}") from e

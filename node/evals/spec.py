@@ -18,16 +18,30 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import random
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from node.evals.errors import (
     DatasetDigestError,
@@ -38,9 +52,9 @@ from node.evals.errors import (
 )
 from node.evals.generators import generate
 from protocol.canonical import canonical_bytes, digest_of, sha256_hex
-from protocol.errors import TripwireError
 
-KINDS = ("multiple_choice", "loglikelihood", "generate_until", "activation_probe")
+Kind = Literal["multiple_choice", "loglikelihood", "generate_until", "activation_probe"]
+KINDS: tuple[str, ...] = get_args(Kind)
 
 #: Metrics each kind can compute; asking for anything else is an error, never a silent skip.
 METRICS: dict[str, tuple[str, ...]] = {
@@ -193,64 +207,212 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-@dataclass(frozen=True)
-class Generation:
-    until: tuple[str, ...] = ()
-    max_gen_toks: int = 32
+# --- the models -----------------------------------------------------------------------------
+#
+# Frozen pydantic models, as protocol/entries.py's statements: what a loader builds cannot be
+# changed afterwards (a change is a new, re-validated spec, see override_num_fewshot), unknown
+# fields are refused, and the per-field rules live on the fields. Loaders read files, data and
+# pins and build these; a ValidationError becomes an EvalSpecError naming file and field.
+
+#: pydantic error types raised by this module's validators, reported with their own message.
+_UNKNOWN_METRIC = "unknown_metric"
+_SPEC_RULE = "task_spec_rule"
+_DECIMAL_TEXT = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+
+
+def _rule(reason: str, kind: str = _SPEC_RULE) -> PydanticCustomError:
+    return PydanticCustomError(kind, "{reason}", {"reason": reason})
+
+
+def _known_kind(v: Any) -> Any:
+    if not isinstance(v, str) or v not in KINDS:
+        raise _rule(f"unknown task kind {v!r}; known: {', '.join(KINDS)}")
+    return v
+
+
+def _prompt_field(allowed: tuple[type, ...], what: str) -> PlainValidator:
+    """A prompt field: a value of one of ``allowed`` types (never a bool), as written."""
+
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, allowed):
+            raise _rule(f"must be {what}, got {type(v).__name__} {v!r}"[:300])
+        return v
+
+    return PlainValidator(check)
+
+
+def _decimal(v: str, what: str) -> float:
+    """A sampling parameter written as decimal text (the digest keeps the text as written)."""
+    x = float(v) if _DECIMAL_TEXT.match(v) else math.nan
+    if not math.isfinite(x):
+        raise _rule(f"{what} must be a decimal number such as \"0.7\", got {v!r}")
+    return x
+
+
+TaskKind = Annotated[Kind, BeforeValidator(_known_kind)]
+TaskName = Annotated[str, StringConstraints(pattern=NAME_RE.pattern)]
+TextSpec = Annotated[str | int, _prompt_field((str, int), "a field name, a template or a choice index")]
+ChoiceSpec = Annotated[
+    str | list[Any] | dict[str, Any], _prompt_field((str, list, dict), "a field name, a template, a list or a mapping")
+]
+TargetSpec = Annotated[str | int | list[Any], _prompt_field((str, int, list), "a field name, a template, an index or a list")]
+Sampler = Literal["default", "first_n"]
+Hex64 = Annotated[str, StringConstraints(pattern=HEX64.pattern)]
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Generation(BaseModel):
+    """How a ``generate_until`` task decodes (the ``generation:`` mapping)."""
+
+    model_config = _STRICT
+
+    until: tuple[Annotated[str, StringConstraints(min_length=1)], ...] = ()
+    """Stop sequences; the continuation is cut at the first one."""
+    max_gen_toks: int = Field(32, ge=1)
+    """Most new tokens per continuation."""
     do_sample: bool = False
+    """Sample (with ``temperature``, ``top_p`` and ``seed``) instead of greedy decoding."""
     temperature: str = "1.0"
+    """Sampling temperature as decimal text (kept as written: it is part of the digest)."""
     top_p: str = "1.0"
-    samples: int = 1
-    k: tuple[int, ...] = (1,)
-    seed: int = 1234
+    """Nucleus-sampling mass as decimal text, in (0, 1]."""
+    samples: int = Field(1, ge=1)
+    """Continuations per item; more than one needs ``do_sample``."""
+    k: tuple[Annotated[int, Field(ge=1)], ...] = Field((1,), min_length=1)
+    """The ``k`` of each ``pass_at_k`` reported."""
+    seed: int = Field(1234, ge=0)
+    """Sampling seed."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, v: str, info: ValidationInfo) -> str:
+        t = _decimal(v, "temperature")
+        if t < 0 or (t == 0 and info.data.get("do_sample")):
+            raise _rule(f"temperature must be > 0 (>= 0 without do_sample), got {v!r}")
+        return v
+
+    @field_validator("top_p")
+    @classmethod
+    def _top_p(cls, v: str) -> str:
+        if not 0 < _decimal(v, "top_p") <= 1:
+            raise _rule(f"top_p must lie in (0, 1], got {v!r}")
+        return v
+
+    @field_validator("samples")
+    @classmethod
+    def _samples_need_sampling(cls, v: int, info: ValidationInfo) -> int:
+        if v > 1 and info.data.get("do_sample") is False:
+            raise _rule("samples > 1 needs do_sample: true (greedy samples are identical)")
+        return v
 
 
-@dataclass(frozen=True)
-class ProbeSpec:
+class ProbeSpec(BaseModel):
+    """The linear probe of an ``activation_probe`` task, its weights checked against their pin."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True)
+
     path: Path
-    sha256: str
-    layer: int
-    pool: str = "last"
+    """The probe weights file (safetensors), resolved."""
+    sha256: Hex64
+    """SHA-256 of the weights file as read (part of the task digest)."""
+    layer: int = Field(ge=0)
+    """Hidden-state layer the probe reads."""
+    pool: Literal["last", "mean"] = "last"
+    """How token activations become one vector: the last token's, or the mean."""
 
 
-@dataclass
-class TaskSpec:
+class TaskSpec(BaseModel):
     """A validated task, its data already loaded and checked against its pins."""
 
-    name: str
-    kind: str
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True)
+
+    name: TaskName
+    """Task name (``task:``), unique within a suite; it names the task in results."""
+    kind: TaskKind
+    """What the task scores: choices, a continuation's likelihood, generations or a probe."""
     source: Path
+    """The task file it was loaded from."""
     docs: list[dict[str, Any]]
+    """The evaluated items, in order."""
     fewshot_docs: list[dict[str, Any]] | None
-    #: Whether the evaluated item is left out of its own few-shot examples.
+    """The few-shot pool (None: the evaluated items themselves)."""
     fewshot_is_eval_split: bool
-    doc_to_text: Any
-    doc_to_choice: Any
-    doc_to_target: Any
+    """Whether the evaluated item is left out of its own few-shot examples."""
+    doc_to_text: TextSpec
+    """The prompt of an item: a field name or a Jinja template."""
+    doc_to_choice: ChoiceSpec | None
+    """The choices of a ``multiple_choice`` item: a field, a template, a list or a mapping."""
+    doc_to_target: TargetSpec
+    """The answer: a field, a template, a choice index or a list."""
     description: str = ""
+    """Text before the examples (Tripwire's ``prompt_prefix``; a template in lm-eval)."""
     target_delimiter: str = " "
+    """Between a question and its answer."""
     fewshot_delimiter: str = "\n\n"
-    num_fewshot: int = 0
-    fewshot_seed: int = 1234
-    fewshot_sampler: str = "default"
+    """After each few-shot example."""
+    num_fewshot: int = Field(0, ge=0)
+    """Few-shot examples before each item."""
+    fewshot_seed: int = Field(1234, ge=0)
+    """Seed of the few-shot sampler."""
+    fewshot_sampler: Sampler = "default"
+    """``default`` samples at random (seeded); ``first_n`` takes the pool's first examples."""
     metrics: tuple[str, ...] = ()
-    generation: Generation = field(default_factory=Generation)
-    probe: ProbeSpec | None = None
-    bootstrap: int = 1000
-    data_ref: dict[str, Any] = field(default_factory=dict)
-    format: str = "tripwire"
+    """Metrics to report, each one the kind computes (duplicates dropped, order kept)."""
+    generation: Generation = Field(default_factory=Generation)
+    """Decoding settings (``generate_until`` only)."""
+    probe: ProbeSpec | None = Field(None, validate_default=True)
+    """The probe of an ``activation_probe`` task (required there)."""
+    bootstrap: int = Field(1000, ge=10)
+    """Bootstrap resamples for AUROC standard errors."""
+    data_ref: dict[str, Any] = Field(default_factory=dict)
+    """What the digest names as the data: generator and parameters, or files and SHA-256s."""
+    format: Literal["tripwire", "lm-eval"] = "tripwire"
+    """Which task-file format's semantics the prompts follow."""
     features: frozenset[str] = frozenset()
-    #: lm-eval's ``fewshot_config`` overrides for the few-shot examples (None: the task's own).
-    fewshot_doc_to_text: Any = None
-    fewshot_doc_to_choice: Any = None
-    fewshot_doc_to_target: Any = None
+    """Column names of the evaluated items (lm-eval: a bare string naming one is a field)."""
+    fewshot_doc_to_text: TextSpec | None = None
+    """lm-eval's ``fewshot_config`` override for the few-shot prompts (None: the task's own)."""
+    fewshot_doc_to_choice: ChoiceSpec | None = None
+    """``fewshot_config`` override for the few-shot choices."""
+    fewshot_doc_to_target: TargetSpec | None = None
+    """``fewshot_config`` override for the few-shot answers."""
     fewshot_target_delimiter: str | None = None
+    """``fewshot_config`` override for ``target_delimiter`` in examples."""
     fewshot_example_delimiter: str | None = None
-    #: Where few-shot examples come from, as the digest names it (lm-eval format).
+    """``fewshot_config`` override for ``fewshot_delimiter`` in examples."""
     fewshot_ref: dict[str, Any] | None = None
-    #: The task file's own ``num_fewshot`` as written (lm-eval format; None when unset):
-    #: lm-eval never overrides an explicit 0 with ``--num_fewshot``.
-    num_fewshot_configured: int | None = None
+    """Where few-shot examples come from, as the digest names it (lm-eval format)."""
+    num_fewshot_configured: int | None = Field(None, ge=0)
+    """The task file's own ``num_fewshot`` as written (lm-eval format; None when unset):
+    lm-eval never overrides an explicit 0 with ``--num_fewshot``."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_of_the_kind(cls, v: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        kind = info.data.get("kind")
+        if kind is None:  # the kind was refused already
+            return v
+        for m in v:
+            if m not in METRICS[kind]:
+                raise _rule(f"unknown metric {m!r} for a {kind} task; known: {', '.join(METRICS[kind])}",
+                            _UNKNOWN_METRIC)
+        if not v:
+            raise _rule("a task needs at least one metric")
+        return tuple(dict.fromkeys(v))
+
+    @field_validator("generation")
+    @classmethod
+    def _enough_samples(cls, v: Generation, info: ValidationInfo) -> Generation:
+        if "pass_at_k" in info.data.get("metrics", ()) and max(v.k) > v.samples:
+            raise _rule(f"pass_at_k with k={max(v.k)} needs generation.samples >= {max(v.k)}")
+        return v
+
+    @field_validator("probe")
+    @classmethod
+    def _probe_for_probe_tasks(cls, v: ProbeSpec | None, info: ValidationInfo) -> ProbeSpec | None:
+        if info.data.get("kind") == "activation_probe" and v is None:
+            raise _rule("an activation_probe task needs `probe: {path, sha256, layer}`")
+        return v
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -306,8 +468,10 @@ class TaskSpec:
     def _render(self, template: str, doc: dict[str, Any], what: str) -> str:
         try:
             return _jinja.from_string(template).render(**doc)
-        except TemplateError as e:
-            raise EvalDataError(f"task {self.name}: {what} template failed on a row: {e}") from e
+        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, re.error) as e:
+            # Jinja's own errors, and what a template's Python-level expression raises on a row's
+            # values (`{{ a + b }}` on a string and a number, a bad regex_replace pattern).
+            raise EvalDataError(f"task {self.name}: {what} template failed on a row: {type(e).__name__}: {e}") from e
 
     def _is_field(self, spec: Any) -> bool:
         # lm-eval treats a string that is no column name as a (constant) template; in
@@ -468,13 +632,29 @@ class TaskSpec:
         return res
 
 
-@dataclass
-class SuiteSpec:
-    id: str
-    version: str
+class SuiteSpec(BaseModel):
+    """A validated suite: its tasks in order, each loaded with the suite's pins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True)
+
+    id: TaskName
+    """Suite id (``suite:``); with ``version`` and the task digests it makes the suite digest."""
+    version: str = Field(min_length=1)
+    """Suite version as written (``task`` for a one-task suite made from ``--task``)."""
     source: Path
-    tasks: list[TaskSpec]
+    """The suite file (or the task file of a one-task suite)."""
+    tasks: list[TaskSpec] = Field(min_length=1)
+    """The tasks, in the order they run and are digested."""
     description: str = ""
+    """What the suite is for (not part of the digest)."""
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_names(cls, v: list[TaskSpec]) -> list[TaskSpec]:
+        names = [t.name for t in v]
+        if len(set(names)) != len(names):
+            raise _rule(f"task names must be unique within a suite: {names}")
+        return v
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -515,27 +695,58 @@ def _check_pin(path: Path, actual: str, expected: str | None, where: str) -> Non
         )
 
 
-def _int(v: Any, what: str, where: Path, lo: int = 0) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise EvalSpecError(f"{where}: {what} must be an integer >= {lo}, got {v!r}")
+def _spec_error(e: ValidationError, where: object, names: dict[str, str], prefix: str) -> EvalSpecError:
+    """The first problem of a ValidationError, as "<file> field <key>: <msg>" (the key as the
+    file spells it where the model's field name differs)."""
+    first = e.errors()[0]
+    loc = [str(x) for x in first["loc"]]
+    if loc:
+        loc[0] = names.get(loc[0], loc[0])
+    msg = first["msg"]
+    if first["type"] not in (_SPEC_RULE, _UNKNOWN_METRIC):
+        got = first.get("input")
+        if isinstance(got, str | int | float | None) and len(repr(got)) <= 80:
+            msg += f" (got {got!r})"
+    cls = UnknownMetricError if first["type"] == _UNKNOWN_METRIC else EvalSpecError
+    return cls(f"{where} field {'.'.join([prefix, *loc] if prefix else loc) or 'value'}: {msg}")
+
+
+@contextmanager
+def _fields_of(where: object, names: dict[str, str] | None = None, prefix: str = "") -> Iterator[None]:
+    """Build a model from a file's values: its ValidationError becomes an EvalSpecError."""
+    try:
+        yield
+    except ValidationError as e:
+        raise _spec_error(e, where, names or {}, prefix) from e
+
+
+def _path_value(v: Any, what: str, where: Path) -> str:
+    if not isinstance(v, str) or not v:
+        raise EvalSpecError(f"{where}: {what} must be a file path, got {v!r}")
     return v
 
 
-def _metrics(kind: str, names: Sequence[str], where: Path) -> tuple[str, ...]:
-    for m in names:
-        if m not in METRICS[kind]:
-            raise UnknownMetricError(
-                f"{where}: unknown metric {m!r} for a {kind} task; known: {', '.join(METRICS[kind])}"
-            )
-    if not names:
-        raise EvalSpecError(f"{where}: a task needs at least one metric")
-    return tuple(dict.fromkeys(names))
+def _revalidated(spec: TaskSpec, where: object, names: dict[str, str] | None = None, **changes: Any) -> TaskSpec:
+    """A new task with ``changes``, checked by every rule a loaded task passes (``model_copy``
+    would check nothing)."""
+    fields = {k: getattr(spec, k) for k in TaskSpec.model_fields} | changes
+    with _fields_of(where, names if names is not None else _TASK_KEYS[spec.format]):
+        return TaskSpec.model_validate(fields)
 
 
-def _check_name(name: Any, where: Path) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise EvalSpecError(f"{where}: task name {name!r} must match {NAME_RE.pattern}")
-    return name
+_TASK_KIND: TypeAdapter[Kind] = TypeAdapter(TaskKind)
+
+#: The file's key for a TaskSpec field where the names differ, per format (for messages).
+_TASK_KEYS: dict[str, dict[str, str]] = {
+    "tripwire": {"name": "task", "description": "prompt_prefix"},
+    "lm-eval": {
+        "name": "task", "kind": "output_type", "metrics": "metric_list", "fewshot_docs": "fewshot_config.samples",
+        "fewshot_sampler": "fewshot_config.sampler", "fewshot_doc_to_text": "fewshot_config.doc_to_text",
+        "fewshot_doc_to_choice": "fewshot_config.doc_to_choice", "fewshot_doc_to_target": "fewshot_config.doc_to_target",
+        "fewshot_target_delimiter": "fewshot_config.target_delimiter",
+        "fewshot_example_delimiter": "fewshot_config.fewshot_delimiter",
+    },
+}
 
 
 def load_task(path: str | Path, *, pins: dict[str, str] | None = None, name: str | None = None) -> TaskSpec:
@@ -543,25 +754,21 @@ def load_task(path: str | Path, *, pins: dict[str, str] | None = None, name: str
 
     ``pins`` maps data file names (as written, or their base names) to SHA-256 digests
     the caller (a suite) requires; a mismatch raises :class:`DatasetDigestError`.
+    ``name`` (a suite's ``name:``) renames the task.
     """
     p = Path(path)
     raw = read_task_yaml(p)
-    try:
-        if "kind" in raw:
-            spec = _load_tripwire(p, raw, pins or {})
-        elif "group" in raw and "output_type" not in raw:
-            # An lm-eval group file (mmlu_stem: `group:`, a `task:` list, aggregate_metric_list).
-            raise _unsupported(p, f"lm-eval group {raw['group']!r} (native runs single tasks)")
-        elif "output_type" in raw or "dataset_path" in raw:
-            spec = _load_lmeval(p, raw, pins or {})
-        else:
-            raise EvalSpecError(f"{p}: not a task file (needs `kind:` or lm-eval's `output_type:`)")
-    except TripwireError:
-        raise
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
-        raise EvalSpecError(f"{p}: invalid task definition: {type(e).__name__}: {e}") from e
+    if "kind" in raw:
+        spec = _load_tripwire(p, raw, pins or {})
+    elif "group" in raw and "output_type" not in raw:
+        # An lm-eval group file (mmlu_stem: `group:`, a `task:` list, aggregate_metric_list).
+        raise _unsupported(p, f"lm-eval group {raw['group']!r} (native runs single tasks)")
+    elif "output_type" in raw or "dataset_path" in raw:
+        spec = _load_lmeval(p, raw, pins or {})
+    else:
+        raise EvalSpecError(f"{p}: not a task file (needs `kind:` or lm-eval's `output_type:`)")
     if name:
-        spec.name = _check_name(name, p)
+        spec = _revalidated(spec, f"{p} (as the suite names it)", {}, name=name)
     return spec
 
 
@@ -575,11 +782,10 @@ def _features(docs: list[dict[str, Any]]) -> frozenset[str]:
 def _load_tripwire(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec:
     unknown = set(raw) - _TRIPWIRE_KEYS
     if unknown:
-        raise EvalSpecError(f"{p}: unknown keys {sorted(unknown)} (known: {sorted(_TRIPWIRE_KEYS)})")
-    kind = raw["kind"]
-    if kind not in KINDS:
-        raise EvalSpecError(f"{p}: unknown task kind {kind!r}; known: {', '.join(KINDS)}")
-    name = _check_name(raw.get("task"), p)
+        raise EvalSpecError(f"{p}: unknown keys {sorted(unknown, key=str)} (known: {sorted(_TRIPWIRE_KEYS)})")
+    # The kind picks the defaults, so TaskSpec's rule for it applies before anything is read.
+    with _fields_of(p, prefix="kind"):
+        kind = _TASK_KIND.validate_python(raw["kind"])
     data = raw.get("data")
     if not isinstance(data, dict):
         raise EvalSpecError(f"{p}: `data:` must name a generator or a JSONL path with its sha256")
@@ -587,11 +793,13 @@ def _load_tripwire(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSp
         params = data.get("params") or {}
         if not isinstance(params, dict):
             raise EvalSpecError(f"{p}: data.params must be a mapping")
+        if not isinstance(data["generator"], str):
+            raise EvalSpecError(f"{p}: data.generator must be a generator name, got {data['generator']!r}")
         docs = generate(data["generator"], params)
         rows_digest = sha256_hex(b"".join(canonical_bytes(d) + b"\n" for d in docs))
         data_ref = {"generator": data["generator"], "params": _jsonable(params), "sha256": rows_digest}
     elif "path" in data:
-        fpath = _resolve(p.parent, data["path"])
+        fpath = _resolve(p.parent, _path_value(data["path"], "data.path", p))
         if not fpath.is_file():
             raise EvalDataError(f"{p}: data file {fpath} does not exist")
         actual = file_sha256(fpath)
@@ -611,74 +819,64 @@ def _load_tripwire(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSp
         raise EvalDataError(f"{p}: the dataset is empty; nothing to evaluate")
     fields: dict[str, Any] = {**DEFAULT_FIELDS[kind], **{k: raw[k] for k in ("doc_to_text", "doc_to_choice", "doc_to_target") if k in raw}}
     gen = _generation(raw.get("generation") or {}, p) if kind == "generate_until" else Generation()
-    metrics = _metrics(kind, raw.get("metrics") or DEFAULT_METRICS[kind], p)
-    if "pass_at_k" in metrics and max(gen.k) > gen.samples:
-        raise EvalSpecError(f"{p}: pass_at_k with k={max(gen.k)} needs generation.samples >= {max(gen.k)}")
+    metrics = raw.get("metrics") or DEFAULT_METRICS[kind]
     probe = _probe(raw.get("probe"), p, pins) if kind == "activation_probe" else None
-    if kind == "activation_probe" and probe is None:
-        raise EvalSpecError(f"{p}: an activation_probe task needs `probe: {{path, sha256, layer}}`")
-    sampler = raw.get("fewshot_sampler", "default")
-    if sampler not in ("default", "first_n"):
-        raise EvalSpecError(f"{p}: fewshot_sampler must be default or first_n")
-    spec = TaskSpec(
-        name=name,
-        kind=kind,
-        source=p,
-        docs=docs,
-        fewshot_docs=None,
-        fewshot_is_eval_split=True,
-        doc_to_text=fields["doc_to_text"],
-        doc_to_choice=fields.get("doc_to_choice"),
-        doc_to_target=fields["doc_to_target"],
-        # `description` documents the task; only `prompt_prefix` goes into the prompt.
-        description=str(raw.get("prompt_prefix", "")),
-        target_delimiter=str(raw.get("target_delimiter", "")),
-        fewshot_delimiter=str(raw.get("fewshot_delimiter", "\n\n")),
-        num_fewshot=_int(raw.get("num_fewshot", 0), "num_fewshot", p),
-        fewshot_seed=_int(raw.get("fewshot_seed", 1234), "fewshot_seed", p),
-        fewshot_sampler=sampler,
-        metrics=metrics,
-        generation=gen,
-        probe=probe,
-        bootstrap=_int(raw.get("bootstrap", 1000), "bootstrap", p, 10),
-        data_ref=data_ref,
-        format="tripwire",
-        features=_features(docs),
-    )
+    with _fields_of(p, _TASK_KEYS["tripwire"]):
+        spec = TaskSpec.model_validate(dict(
+            name=raw.get("task"),
+            kind=kind,
+            source=p,
+            docs=docs,
+            fewshot_docs=None,
+            fewshot_is_eval_split=True,
+            doc_to_text=fields.get("doc_to_text"),
+            doc_to_choice=fields.get("doc_to_choice"),
+            doc_to_target=fields.get("doc_to_target"),
+            # `description` documents the task; only `prompt_prefix` goes into the prompt.
+            description=str(raw.get("prompt_prefix", "")),
+            target_delimiter=str(raw.get("target_delimiter", "")),
+            fewshot_delimiter=str(raw.get("fewshot_delimiter", "\n\n")),
+            num_fewshot=raw.get("num_fewshot", 0),
+            fewshot_seed=raw.get("fewshot_seed", 1234),
+            fewshot_sampler=raw.get("fewshot_sampler", "default"),
+            metrics=tuple(metrics) if isinstance(metrics, list) else metrics,
+            generation=gen,
+            probe=probe,
+            bootstrap=raw.get("bootstrap", 1000),
+            data_ref=data_ref,
+            format="tripwire",
+            features=_features(docs),
+        ))
     _check_rows(spec)
     return spec
 
 
-def _generation(g: dict[str, Any], p: Path) -> Generation:
+def _number_text(v: Any) -> Any:
+    """A YAML number as the decimal text the digest keeps (``0.7`` -> ``"0.7"``)."""
+    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+
+def _generation(g: Any, p: Path) -> Generation:
     if not isinstance(g, dict):
         raise EvalSpecError(f"{p}: generation must be a mapping")
     unknown = set(g) - _GEN_KEYS
     if unknown:
-        raise EvalSpecError(f"{p}: unknown generation keys {sorted(unknown)}")
+        raise EvalSpecError(f"{p}: unknown generation keys {sorted(unknown, key=str)}")
     until = g.get("until", [])
-    if isinstance(until, str):
-        until = [until]
-    if not isinstance(until, list) or not all(isinstance(u, str) and u for u in until):
-        raise EvalSpecError(f"{p}: generation.until must be a list of non-empty strings")
     k = g.get("k", [1])
-    k = [k] if isinstance(k, int) else k
-    if not isinstance(k, list) or not k:
-        raise EvalSpecError(f"{p}: generation.k must be a list of integers")
-    ks = tuple(_int(x, "generation.k", p, 1) for x in k)
-    samples = _int(g.get("samples", 1), "generation.samples", p, 1)
-    do_sample = bool(g.get("do_sample", samples > 1))
-    if samples > 1 and not do_sample:
-        raise EvalSpecError(f"{p}: generation.samples > 1 needs do_sample: true (greedy samples are identical)")
-    return Generation(
-        until=tuple(until),
-        max_gen_toks=_int(g.get("max_gen_toks", 32), "generation.max_gen_toks", p, 1),
-        do_sample=do_sample,
-        temperature=str(g.get("temperature", "1.0")),
-        top_p=str(g.get("top_p", "1.0")),
-        samples=samples,
-        k=ks,
-        seed=_int(g.get("seed", 1234), "generation.seed", p),
-    )
+    samples = g.get("samples", 1)
+    with _fields_of(p, prefix="generation"):
+        return Generation(
+            until=(until,) if isinstance(until, str) else tuple(until) if isinstance(until, list) else until,
+            max_gen_toks=g.get("max_gen_toks", 32),
+            # Sampling is the default when several samples are asked for.
+            do_sample=g.get("do_sample", isinstance(samples, int) and samples > 1),
+            temperature=_number_text(g.get("temperature", "1.0")),
+            top_p=_number_text(g.get("top_p", "1.0")),
+            samples=samples,
+            k=(k,) if isinstance(k, int) else tuple(k) if isinstance(k, list) else k,
+            seed=g.get("seed", 1234),
+        )
 
 
 def _probe(raw: Any, p: Path, pins: dict[str, str]) -> ProbeSpec | None:
@@ -686,7 +884,7 @@ def _probe(raw: Any, p: Path, pins: dict[str, str]) -> ProbeSpec | None:
         return None
     if not isinstance(raw, dict) or "path" not in raw or "layer" not in raw:
         raise EvalSpecError(f"{p}: probe needs path, sha256 and layer")
-    fpath = _resolve(p.parent, raw["path"])
+    fpath = _resolve(p.parent, _path_value(raw["path"], "probe.path", p))
     if not fpath.is_file():
         raise EvalSpecError(f"{p}: probe weights {fpath} do not exist")
     actual = file_sha256(fpath)
@@ -694,10 +892,11 @@ def _probe(raw: Any, p: Path, pins: dict[str, str]) -> ProbeSpec | None:
     if expected is None:
         raise EvalSpecError(f"{p}: probe.sha256 is required (this file's SHA-256 is {actual})")
     _check_pin(fpath, actual, expected, str(p))
-    pool = raw.get("pool", "last")
-    if pool not in ("last", "mean"):
-        raise EvalSpecError(f"{p}: probe.pool must be last or mean")
-    return ProbeSpec(path=fpath, sha256=actual, layer=_int(raw["layer"], "probe.layer", p), pool=pool)
+    unknown = set(raw) - {"path", "sha256", "layer", "pool"}
+    if unknown:
+        raise EvalSpecError(f"{p}: unknown probe keys {sorted(unknown, key=str)}")
+    with _fields_of(p, prefix="probe"):
+        return ProbeSpec(path=fpath, sha256=actual, layer=raw["layer"], pool=raw.get("pool", "last"))
 
 
 def _unsupported(p: Path, what: str) -> NativeUnsupportedError:
@@ -710,11 +909,10 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
     # `dataset_name: null` (hellaswag, piqa) is lm-eval's default: load_dataset(name=None).
     unknown = {k for k in set(raw) - _LMEVAL_KEYS if not (k == "dataset_name" and raw[k] is None)}
     if unknown:
-        raise _unsupported(p, f"lm-eval task keys {sorted(unknown)}")
+        raise _unsupported(p, f"lm-eval task keys {sorted(unknown, key=str)}")
     kind = raw.get("output_type", "generate_until")
     if kind not in ("multiple_choice", "loglikelihood"):
         raise _unsupported(p, f"lm-eval output_type {kind!r} (native: multiple_choice, loglikelihood)")
-    name = _check_name(raw.get("task"), p)
     if raw.get("dataset_path") != "json":
         raise _unsupported(p, f"dataset_path {raw.get('dataset_path')!r} (native reads local `json` data only)")
     if raw.get("repeats", 1) != 1:
@@ -723,7 +921,7 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
     if not isinstance(kwargs, dict):
         raise EvalSpecError(f"{p}: dataset_kwargs must be a mapping")
     if set(kwargs) - {"data_files"}:
-        raise _unsupported(p, f"dataset_kwargs {sorted(set(kwargs) - {'data_files'})}")
+        raise _unsupported(p, f"dataset_kwargs {sorted(set(kwargs) - {'data_files'}, key=str)}")
     files = kwargs.get("data_files")
     if files is None:
         raise EvalSpecError(f"{p}: dataset_kwargs.data_files is required")
@@ -732,15 +930,20 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
     if not isinstance(files, dict):
         raise EvalSpecError(f"{p}: dataset_kwargs.data_files must be a path, a list or a split mapping")
     meta = raw.get("metadata") or {}
-    pins = {**(meta.get("sha256") or {}), **pins} if isinstance(meta, dict) else pins
+    meta_pins = (meta.get("sha256") or {}) if isinstance(meta, dict) else {}
+    if not isinstance(meta_pins, dict):
+        raise EvalSpecError(f"{p}: metadata.sha256 must map data file names to digests")
+    pins = {**meta_pins, **pins}
     splits: dict[str, list[dict[str, Any]]] = {}
     split_refs: dict[str, list[dict[str, str]]] = {}
     for split, names in files.items():
         names = [names] if isinstance(names, str) else names
+        if not isinstance(split, str) or not isinstance(names, list):
+            raise EvalSpecError(f"{p}: dataset_kwargs.data_files must map split names to paths, got {split!r}: {names!r}")
         rows: list[dict[str, Any]] = []
         refs = []
         for fname in names:
-            fpath = _resolve(p.parent, fname)
+            fpath = _resolve(p.parent, _path_value(fname, f"data file of split {split}", p))
             here = Path(fname)
             if fpath != here and here.is_file() and not fpath.samefile(here):
                 # lm-eval reads a relative data file from the working directory.
@@ -757,8 +960,8 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
         splits[split] = rows
         split_refs[split] = refs
 
-    def split_rows(split: str, what: str) -> list[dict[str, Any]]:
-        if split not in splits:
+    def split_rows(split: Any, what: str) -> list[dict[str, Any]]:
+        if not isinstance(split, str) or split not in splits:
             raise EvalSpecError(f"{p}: {what} {split!r} is not in data_files ({', '.join(map(str, splits))})")
         return splits[split]
 
@@ -775,7 +978,7 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
     if not isinstance(fs_cfg, dict):
         raise EvalSpecError(f"{p}: fewshot_config must be a mapping")
     if set(fs_cfg) - _LMEVAL_FEWSHOT_KEYS:
-        raise _unsupported(p, f"fewshot_config keys {sorted(set(fs_cfg) - _LMEVAL_FEWSHOT_KEYS)}")
+        raise _unsupported(p, f"fewshot_config keys {sorted(set(fs_cfg) - _LMEVAL_FEWSHOT_KEYS, key=str)}")
     # As lm-eval's FewshotConfig: fewshot_config.split overrides the task's fewshot_split; a
     # split wins over `samples`; with neither, training, else validation, else test docs.
     fewshot_split = fs_cfg.get("split", raw.get("fewshot_split"))
@@ -815,55 +1018,46 @@ def _load_lmeval(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> TaskSpec
                 raise EvalSpecError(f"{p}: each metric_list entry needs `metric:`")
             extra = set(m) - {"metric", "aggregation", "higher_is_better"}
             if extra:
-                raise _unsupported(p, f"metric {m['metric']!r} options {sorted(extra)}")
+                raise _unsupported(p, f"metric {m['metric']!r} options {sorted(extra, key=str)}")
             if m.get("aggregation", "mean") != "mean":
                 raise _unsupported(p, f"metric {m['metric']!r} aggregation {m['aggregation']!r} (native: mean)")
             names.append(m["metric"])
     other = [n for n in names if n not in _LMEVAL_METRICS[kind]]
     if other:
         raise _unsupported(p, f"lm-eval metrics {other} for {kind} (native: {', '.join(_LMEVAL_METRICS[kind])})")
-    doc_to_target = raw.get("doc_to_target")
-    if doc_to_target is None or raw.get("doc_to_text") is None:
-        raise EvalSpecError(f"{p}: doc_to_text and doc_to_target are required")
     if kind == "multiple_choice" and raw.get("doc_to_choice") is None:
         raise EvalSpecError(f"{p}: doc_to_choice is required for multiple_choice")
-    if raw.get("description") is not None and not isinstance(raw["description"], str):
-        raise EvalSpecError(f"{p}: description must be a string")
-    for key in ("target_delimiter", "fewshot_delimiter"):
-        if key in raw and not isinstance(raw[key], str):
-            raise EvalSpecError(f"{p}: {key} must be a string")
-    for key in ("target_delimiter", "fewshot_delimiter"):
-        if fs_cfg.get(key) is not None and not isinstance(fs_cfg[key], str):
-            raise EvalSpecError(f"{p}: fewshot_config.{key} must be a string")
-    spec = TaskSpec(
-        name=name,
-        kind=kind,
-        source=p,
-        docs=docs,
-        fewshot_docs=pool,
-        fewshot_is_eval_split=exclude_item,
-        doc_to_text=raw["doc_to_text"],
-        doc_to_choice=raw.get("doc_to_choice"),
-        doc_to_target=doc_to_target,
-        description=raw.get("description") or "",
-        target_delimiter=raw.get("target_delimiter", " "),
-        fewshot_delimiter=raw.get("fewshot_delimiter", "\n\n"),
-        num_fewshot=_int(raw.get("num_fewshot") or 0, "num_fewshot", p),
-        fewshot_seed=1234,
-        fewshot_sampler=sampler,
-        metrics=_metrics(kind, names, p),
-        data_ref={"splits": split_refs, "test_split": eval_split, "fewshot_split": fewshot_ref.get("split")},
-        format="lm-eval",
-        # lm-eval resolves a bare string as a field when the evaluated split has that column.
-        features=_features(docs),
-        fewshot_doc_to_text=fs_cfg.get("doc_to_text"),
-        fewshot_doc_to_choice=fs_cfg.get("doc_to_choice"),
-        fewshot_doc_to_target=fs_cfg.get("doc_to_target"),
-        fewshot_target_delimiter=fs_cfg.get("target_delimiter"),
-        fewshot_example_delimiter=fs_cfg.get("fewshot_delimiter"),
-        fewshot_ref=fewshot_ref,
-        num_fewshot_configured=raw.get("num_fewshot"),
-    )
+    description = raw.get("description")
+    with _fields_of(p, _TASK_KEYS["lm-eval"]):
+        spec = TaskSpec.model_validate(dict(
+            name=raw.get("task"),
+            kind=kind,
+            source=p,
+            docs=docs,
+            fewshot_docs=pool,
+            fewshot_is_eval_split=exclude_item,
+            doc_to_text=raw.get("doc_to_text"),
+            doc_to_choice=raw.get("doc_to_choice"),
+            doc_to_target=raw.get("doc_to_target"),
+            description="" if description is None else description,
+            target_delimiter=raw.get("target_delimiter", " "),
+            fewshot_delimiter=raw.get("fewshot_delimiter", "\n\n"),
+            num_fewshot=raw.get("num_fewshot") or 0,
+            fewshot_seed=1234,
+            fewshot_sampler=sampler,
+            metrics=tuple(names),
+            data_ref={"splits": split_refs, "test_split": eval_split, "fewshot_split": fewshot_ref.get("split")},
+            format="lm-eval",
+            # lm-eval resolves a bare string as a field when the evaluated split has that column.
+            features=_features(docs),
+            fewshot_doc_to_text=fs_cfg.get("doc_to_text"),
+            fewshot_doc_to_choice=fs_cfg.get("doc_to_choice"),
+            fewshot_doc_to_target=fs_cfg.get("doc_to_target"),
+            fewshot_target_delimiter=fs_cfg.get("target_delimiter"),
+            fewshot_example_delimiter=fs_cfg.get("fewshot_delimiter"),
+            fewshot_ref=fewshot_ref,
+            num_fewshot_configured=raw.get("num_fewshot"),
+        ))
     _check_lmeval_shape(spec, p)
     _check_rows(spec)
     return spec
@@ -908,15 +1102,9 @@ def load_suite(path: str | Path) -> SuiteSpec:
     raw = read_yaml(p)
     unknown = set(raw) - {"suite", "version", "description", "tasks"}
     if unknown:
-        raise EvalSpecError(f"{p}: unknown suite keys {sorted(unknown)}")
-    sid = raw.get("suite")
-    if not isinstance(sid, str) or not NAME_RE.match(sid):
-        raise EvalSpecError(f"{p}: `suite:` id must match {NAME_RE.pattern}")
-    version = raw.get("version")
-    if not isinstance(version, str | int) or not str(version):
-        raise EvalSpecError(f"{p}: `version:` is required (a string such as \"1.0.0\")")
+        raise EvalSpecError(f"{p}: unknown suite keys {sorted(unknown, key=str)}")
     entries = raw.get("tasks")
-    if not isinstance(entries, list) or not entries:
+    if not isinstance(entries, list):
         raise EvalSpecError(f"{p}: `tasks:` must be a non-empty list")
     tasks = []
     for n, e in enumerate(entries):
@@ -926,37 +1114,41 @@ def load_suite(path: str | Path) -> SuiteSpec:
             raise EvalSpecError(f"{p}: tasks[{n}] needs `path:`")
         extra = set(e) - {"path", "sha256", "name", "digest"}
         if extra:
-            raise EvalSpecError(f"{p}: tasks[{n}] has unknown keys {sorted(extra)}")
+            raise EvalSpecError(f"{p}: tasks[{n}] has unknown keys {sorted(extra, key=str)}")
         pins = e.get("sha256") or {}
         if not isinstance(pins, dict):
             raise EvalSpecError(f"{p}: tasks[{n}].sha256 must map data file names to digests")
-        t = load_task(_resolve(p.parent, e["path"]), pins=pins, name=e.get("name"))
+        t = load_task(_resolve(p.parent, _path_value(e["path"], f"tasks[{n}].path", p)), pins=pins, name=e.get("name"))
         if e.get("digest") is not None and e["digest"] != t.digest:
             raise DatasetDigestError(
                 f"{p}: task {t.name} has digest {t.digest}, but the suite pins {e['digest']} "
                 "(its definition or data changed)"
             )
         tasks.append(t)
-    names = [t.name for t in tasks]
-    if len(set(names)) != len(names):
-        raise EvalSpecError(f"{p}: task names must be unique within a suite: {names}")
-    return SuiteSpec(id=sid, version=str(version), source=p, tasks=tasks, description=str(raw.get("description", "")))
+    version = raw.get("version")
+    with _fields_of(p, {"id": "suite"}):
+        return SuiteSpec.model_validate(dict(
+            id=raw.get("suite"),
+            # A bare YAML integer is a version as written (`version: 2`).
+            version=str(version) if isinstance(version, int) and not isinstance(version, bool) else version,
+            source=p,
+            tasks=tasks,
+            description=str(raw.get("description", "")),
+        ))
 
 
-def override_num_fewshot(spec: TaskSpec, n: int) -> None:
+def override_num_fewshot(spec: TaskSpec, n: int) -> TaskSpec:
     """``--num-fewshot N`` on an lm-eval task file, with lm-eval's rule (``simple_evaluate``'s
-    ``num_fewshot``): the task's count becomes ``n`` unless the file sets ``num_fewshot: 0``,
-    which lm-eval keeps (wmdp, truthfulqa)."""
+    ``num_fewshot``): a new task whose count is ``n``, unless the file sets ``num_fewshot: 0``,
+    which lm-eval keeps (wmdp, truthfulqa): then ``spec`` itself. ``spec`` is never changed;
+    ``n`` passes the checks a loaded ``num_fewshot`` does either way."""
     if spec.format != "lm-eval":
         raise EvalSpecError(
             f"{spec.source}: --num-fewshot overrides an lm-eval task's few-shot count; a Tripwire task file "
             "sets num_fewshot itself"
         )
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise EvalSpecError(f"--num-fewshot must be >= 0, got {n!r}")
-    if spec.num_fewshot_configured == 0:
-        return
-    spec.num_fewshot = n
+    new = _revalidated(spec, f"{spec.source} (--num-fewshot)", num_fewshot=n)
+    return spec if spec.num_fewshot_configured == 0 else new
 
 
 def single_task_suite(task: TaskSpec) -> SuiteSpec:
