@@ -9,7 +9,12 @@ turn these into exit and status codes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from protocol.errors import ConfigurationError, PeerDataError, RosterError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class HomeExistsError(ConfigurationError):
@@ -180,3 +185,13 @@ __all__ += [
     "UnknownRequestKeyError",
     "UnsignedRequestError",
 ]
+
+
+def config_section_error(section: str, e: ValidationError) -> ConfigurationError:
+    """A settings section that failed validation, as ``<section> <field>: <problem>`` (the first problem)."""
+    err = e.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return ConfigurationError(f"{section} {loc}: {err['msg']}", code="config")
+
+
+__all__ += ["config_section_error"]

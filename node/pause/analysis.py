@@ -30,6 +30,7 @@ from protocol.scope import describe as describe_scope
 from protocol.track import ForecastScore, score_forecasts
 from protocol.verdicts import PolicyEvaluation, ResultSummary
 
+#: Entry kinds the coordinator reads.
 KINDS = (
     "eval_result", "alert", "pause_proposal", "resume_proposal", "vote", "pause_certificate",
     "training_plan", "safety_case", "forecast",
@@ -40,8 +41,6 @@ TriggerStatus = Literal["breach", "not-breach", "unknown"]
 
 
 @dataclass(frozen=True)
-
-
 class TriggerCheck:
     """This node's recomputation of a proposal's trigger under the shared policy."""
 
@@ -55,8 +54,6 @@ class TriggerCheck:
 
 
 @dataclass
-
-
 class ProposalState:
     proposal_id: str
     action: Literal["pause", "resume", "accept"]
@@ -81,8 +78,6 @@ class ProposalState:
 
 
 @dataclass
-
-
 class Analysis:
     """What a node concludes from its verified entries (same input, same output, on every node)."""
 

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from node.contracts import RosterDocument, read_answer
+from node.errors import config_section_error
 from protocol.canonical import parse_json_strict, utcnow
 from protocol.entries import PauseProposalBody, Trigger, halt_text, pause_proposal_id
 from protocol.envelope import Envelope
@@ -140,9 +141,7 @@ class GateConfig(BaseModel):
         try:
             return cls.model_validate({**(data or {}), **{k: v for k, v in overrides.items() if v is not None}})
         except ValidationError as e:
-            err = e.errors(include_url=False)[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise ConfigurationError(f"[gate] {loc}: {err['msg']}", code="config") from e
+            raise config_section_error("[gate]", e) from e
 
 
 @dataclass(frozen=True)

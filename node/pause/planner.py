@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from node.errors import config_section_error
 from node.pause.analysis import Analysis, TriggerCheck
 from protocol.entries import (
     AlertBody,
@@ -32,7 +33,7 @@ from protocol.entries import (
     VoteBody,
     pause_proposal_id,
 )
-from protocol.errors import ConfigurationError, PolicyError, TripwireError
+from protocol.errors import PolicyError, TripwireError
 from protocol.pause import certificate_votes
 from protocol.policy import Policy
 from protocol.roster import RosterChain
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 _B = TypeVar("_B")
 
 VoteRule = Literal["manual", "pause-on-breach", "object-unless-breach"]
-#: Entry kinds the coordinator reads.
 
 
 class VotesConfig(BaseModel):
@@ -69,14 +69,10 @@ class VotesConfig(BaseModel):
         try:
             return cls.model_validate(dict(data or {}))
         except ValidationError as e:
-            err = e.errors(include_url=False)[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise ConfigurationError(f"node.toml [votes] {loc}: {err['msg']}", code="config") from e
+            raise config_section_error("node.toml [votes]", e) from e
 
 
 @dataclass(frozen=True)
-
-
 class Action:
     kind: str
     body: Any

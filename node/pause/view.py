@@ -141,8 +141,6 @@ def forecasts_json(a: Analysis) -> dict[str, Any]:
 
 
 @dataclass
-
-
 class AnalysisCaches:
     """What repeated :func:`local_analysis` calls on one store can reuse: the entries read so
     far (read incrementally), the policy evaluations and forecast fits per result, and the
