@@ -25,7 +25,7 @@ test: lint
 	bash scripts/ensure-chromium.sh
 	# Accessibility tests run axe-core inside the page (fetched once into a cache with npm).
 	bash scripts/ensure-axe-core.sh >/dev/null || echo "axe-core could not be fetched: the accessibility tests will skip"
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 test-fast: venv
 	$(BIN)/pytest -q -m "not slow"
