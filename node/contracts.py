@@ -267,6 +267,333 @@ class PeerSync(WireDocument):
     """Its newest misbehaviour records."""
 
 
+# --- the coordinator's sections of the status (spec §6.6, §6.12, §6.13) -----------------------
+
+#: Set on an optional member that a section leaves out entirely when it is None.
+_OMIT_NONE = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class SectionError(WireDocument):
+    """A status section that could not be built (the store could not be analysed)."""
+
+    error: str
+    """Why, in words."""
+
+
+class TriggerCheckDocument(WireDocument):
+    """This node's check of a pause proposal's trigger (spec §6.4)."""
+
+    status: Literal["breach", "not-breach", "unknown"]
+    """Whether the signed result breaches the named rule under the adopted policy, or
+    cannot be judged here (the result or the policy is not held)."""
+    reason: str
+    """Why, in words."""
+
+
+class CoordinationProposal(WireDocument):
+    """A proposal as this node judges it: its state, tally and this node's vote.
+
+    The members after ``my_vote`` depend on the action: a pause proposal has ``trigger``,
+    ``trigger_check``, ``discretionary`` and ``rationale``; an accept proposal ``plan``; a
+    resume proposal ``pause_proposal``. The others are absent."""
+
+    proposal_id: str
+    """The proposal id (spec §6.3)."""
+    action: Literal["pause", "resume", "accept"]
+    """What a certificate for it would do."""
+    proposed_by: list[str]
+    """Labs that published a proposal entry with this id."""
+    entry_id: str
+    """Entry id of the proposal entry that represents it."""
+    state: Literal["open", "certified", "paused", "resumed", "expired"]
+    """Where it stands: collecting votes, certified, in force as a pause, ended by a resume, or
+    past its voting deadline uncertified."""
+    certificates: list[str]
+    """Entry ids of the valid certificates for it."""
+    weight: int
+    """Supporting weight counted under the current roster."""
+    threshold: int | None
+    """Supporting weight a certificate needs (None: not yet counted)."""
+    supporting: list[str]
+    """Labs whose first vote supports it."""
+    objecting: list[str]
+    """Labs whose first vote objects."""
+    abstaining: list[str]
+    """Labs whose first vote abstains."""
+    missing: list[str]
+    """Voting labs that have not voted."""
+    my_vote: str | None
+    """This node's lab's decision (None: it has not voted)."""
+    trigger: dict[str, Any] | None = None
+    """Pause proposals: the signed trigger."""
+    trigger_check: TriggerCheckDocument | None = None
+    """Pause proposals: this node's check of the trigger (None: discretionary)."""
+    discretionary: bool | None = None
+    """Pause proposals: asked for on a lab's own judgement (spec §6.11)."""
+    rationale: str | None = None
+    """Pause proposals: the proposer's rationale."""
+    plan: str | None = None
+    """Accept proposals: the training plan whose safety case it accepts."""
+    pause_proposal: str | None = None
+    """Resume proposals: the pause it would end."""
+    scope: dict[str, Any] | None
+    """The runs it names (None: every run)."""
+    covers: str | None
+    """Pause proposals: the runs it covers, in words."""
+    deadline: str | None
+    """When its voting closes (RFC 3339), where the pause state tracks it."""
+
+
+class RuleVerdictDocument(WireDocument):
+    """One rule's verdict on a result that is not ``ok``."""
+
+    rule: str
+    """The policy rule id."""
+    verdict: Literal["ok", "warn", "breach"]
+    """The rule's verdict."""
+    reason: str
+    """Why, in words."""
+
+
+class ResultVerdict(WireDocument):
+    """A judged result whose verdict is not ``ok``."""
+
+    result: str
+    """Entry id of the result."""
+    lab: str
+    """The lab that signed it."""
+    seq: int
+    """Its position in the lab's feed."""
+    checkpoint_step: int
+    """The evaluated checkpoint's training step."""
+    training_flop: str
+    """The checkpoint's training compute (decimal text)."""
+    overall: Literal["ok", "warn", "breach"]
+    """The worst rule verdict."""
+    rules: list[RuleVerdictDocument]
+    """The rules whose verdict is not ``ok``."""
+
+
+class CoordinationPolicy(WireDocument):
+    """The adopted policy and whether this node could load it."""
+
+    adopted: str
+    """Digest the roster adopts."""
+    loaded: bool
+    """Whether this node holds and loaded that policy."""
+    id: str | None
+    """Its id (None: not loaded)."""
+    version: int | None
+    """Its version (None: not loaded)."""
+    error: str | None
+    """Why it could not be loaded (None: loaded)."""
+
+
+class RuleStopDocument(WireDocument):
+    """One forecast rule's verdict on a training plan (``protocol.plans.RuleStop``)."""
+
+    rule: str
+    """The policy rule id."""
+    stop_flop: str | None
+    """Compute at which the rule's breach becomes plausible (None: not before the plan's)."""
+    n_points: int
+    """Ladder checkpoints the rule read."""
+    reason: str
+    """Why, in words."""
+
+
+class SafetyCaseDocument(WireDocument):
+    """A safety case held for a plan (``protocol.plans.SafetyCaseState``)."""
+
+    proposal_id: str
+    """The accept proposal's id."""
+    entry_id: str
+    """Entry id of the safety case."""
+    lab: str
+    """The lab that published it."""
+    status: Literal["open", "certified"]
+    """Collecting votes, or accepted."""
+    certificate: str | None
+    """Entry id of the accept certificate (None: not accepted)."""
+
+
+class PlanDocument(WireDocument):
+    """What every node concludes about one training plan (``protocol.plans.PlanState``)."""
+
+    plan: str
+    """Entry id of the plan."""
+    lab: str
+    """The lab that published it."""
+    model: str
+    """The planned model."""
+    planned_flop: str
+    """Planned training compute (decimal text)."""
+    status: Literal["clear", "needs-safety-case", "accepted", "unknown"]
+    """What the forecast says of the plan (spec §6.12)."""
+    stop_flop: str | None
+    """The stop point (None: clear or unknown)."""
+    stop_rule: str | None
+    """The rule that sets the stop point."""
+    rules: list[RuleStopDocument]
+    """Each forecast rule's verdict."""
+    safety_cases: list[SafetyCaseDocument]
+    """Safety cases held for it."""
+    accepted_by: str | None
+    """Entry id of the accept certificate that accepted its safety case."""
+    cadence: str
+    """The evaluation cadence that applies."""
+    last_eval_flop: str | None
+    """Largest compute of a signed result of the model (None: none yet)."""
+    overdue_after: str | None
+    """Compute past which the run is overdue for an evaluation."""
+    domains: list[str]
+    """The plan's capability domains."""
+    seq: int
+    """The plan entry's position in its lab's feed."""
+    reason: str
+    """Why, in words."""
+
+
+class RuleScoreDocument(WireDocument):
+    """One rule's prediction in a forecast and how it fared (``protocol.track.RuleScore``)."""
+
+    rule: str
+    """The policy rule id."""
+    status: Literal["pending", "scored", "late", "unknown"]
+    """Whether a result scores it yet."""
+    value: str
+    """The predicted value (decimal text, as signed)."""
+    low: str
+    """The interval's low end."""
+    high: str
+    """The interval's high end."""
+    level: str | None
+    """The interval's level."""
+    observed: str | None
+    """The result's value of the rule's metric (scored and late)."""
+    abs_error: str | None
+    """``|observed − value|`` to 6 places (scored only)."""
+    inside: bool | None
+    """Whether the observed value fell inside the interval (scored only)."""
+    reason: str
+    """Why, in words."""
+
+
+class ForecastScoreDocument(WireDocument):
+    """What every node concludes about one forecast entry (``protocol.track.ForecastScore``)."""
+
+    forecast: str
+    """Entry id of the forecast."""
+    lab: str
+    """The lab that signed it."""
+    seq: int
+    """Its position in the lab's feed."""
+    issued_at: str
+    """When it was signed."""
+    model: str
+    """The forecast model."""
+    planned_flop: str
+    """The compute it predicts at."""
+    policy_digest: str
+    """The policy it is scored under."""
+    policy_current: bool
+    """Whether that is the adopted policy."""
+    status: Literal["pending", "scored", "late", "unknown"]
+    """Overall: pending or late as every rule is; scored when some rule is."""
+    result: str | None
+    """Entry id of the result it is scored against (None: pending)."""
+    result_seq: int | None
+    """That result's position in its feed."""
+    result_flop: str | None
+    """That result's training compute."""
+    rules: list[RuleScoreDocument]
+    """Each rule's prediction and score."""
+    ladder: list[str]
+    """Entry ids of the results the forecast was fitted on."""
+    note: str
+    """Anything the scorer noted."""
+
+
+class TrackRecordDocument(WireDocument):
+    """A lab's forecasts on record, counted and scored (``protocol.track.TrackRecord``)."""
+
+    lab: str
+    """The lab."""
+    forecasts: int
+    """Forecast entries."""
+    count: int
+    """Rule predictions across them."""
+    scored: int
+    """Predictions scored."""
+    inside: int
+    """Scored predictions whose interval held the observed value."""
+    pending: int
+    """Predictions awaiting a result."""
+    late: int
+    """Predictions signed after their result."""
+    unknown: int
+    """Predictions that cannot be scored."""
+    coverage: str | None
+    """``inside / scored`` to 4 places (None: nothing scored yet)."""
+    mean_abs_error: str | None
+    """Mean absolute error of the scored predictions, to 6 places (None: none)."""
+
+
+class ForecastsSection(WireDocument):
+    """The forecast track record (spec §6.13): each lab's record and the latest forecasts."""
+
+    track: list[TrackRecordDocument]
+    """Each lab's track record."""
+    forecasts: list[ForecastScoreDocument]
+    """The most recent forecasts with their scores, oldest first."""
+
+
+class CoordinatorRun(WireDocument):
+    """The running coordinator's own state."""
+
+    passes: int
+    """Analysis passes made."""
+    pending: int
+    """Planned actions not yet taken (not yet due, or awaiting a fresh look)."""
+    judged_log_size: int
+    """Node-log size the last pass judged (-1: it published, so it looks again)."""
+    failures: int
+    """Failed passes."""
+    last_error: str | None
+    """The last failure, in words."""
+    running: bool
+    """Whether its worker runs."""
+
+
+class CoordinationSection(WireDocument):
+    """The coordinator's latest pass (``GET /v1/status`` ``coordination``; ``tripwire
+    proposals --json``): the policy, proposals, plans and the results it judged."""
+
+    rule: Literal["manual", "pause-on-breach", "object-unless-breach"]
+    """The node's automatic vote rule (``[votes] auto``)."""
+    policy: CoordinationPolicy
+    """The adopted policy and whether it loaded."""
+    roster_expired: bool
+    """Whether the current roster has expired."""
+    pause: PauseSection
+    """The pause state the pass judged (the status' own ``pause`` is the authority)."""
+    proposals: list[CoordinationProposal]
+    """Every proposal held, oldest first."""
+    plans: list[PlanDocument]
+    """The most recent training plans."""
+    verdicts: list[ResultVerdict]
+    """The most recent results whose verdict is not ``ok``."""
+    forecasts: ForecastsSection | None = _OMIT_NONE
+    """The forecast track record (``tripwire proposals --json``; the status serves it as its
+    own ``forecasts`` section)."""
+    results_judged: int
+    """Results the policy was applied to."""
+    flags: list[dict[str, Any]]
+    """Entries the pause rules flagged and skipped."""
+    coordinator: CoordinatorRun | None = _OMIT_NONE
+    """The coordinator's state (absent where no coordinator runs)."""
+
+
 class StatusDocument(WireDocument):
     """The node's status (``GET /v1/status``): what its store knows, judged now.
 
@@ -296,9 +623,9 @@ class StatusDocument(WireDocument):
     """Head of every lab feed held, by lab."""
     log_size: int
     """Entries in the node log (spec §5)."""
-    forecasts: dict[str, Any] | None = None
+    forecasts: ForecastsSection | SectionError | None = None
     """The forecast track record (spec §6.13), when the coordinator runs; absent otherwise."""
-    coordination: dict[str, Any] | None = None
+    coordination: CoordinationSection | SectionError | None = None
     """The coordinator's latest pass (plans, judged results), when it runs; absent otherwise."""
     time: str
     """The node's clock when it answered (RFC 3339, UTC, seconds)."""
@@ -387,8 +714,14 @@ __all__ = [
     "ActivePause",
     "Alert",
     "BatchResult",
+    "CoordinationPolicy",
+    "CoordinationProposal",
+    "CoordinationSection",
+    "CoordinatorRun",
     "EquivocationRef",
     "FeedPage",
+    "ForecastScoreDocument",
+    "ForecastsSection",
     "HeadDocument",
     "IngestResult",
     "MisbehaviourCount",
@@ -396,10 +729,19 @@ __all__ = [
     "OpenProposal",
     "PauseSection",
     "PeerSync",
+    "PlanDocument",
+    "ResultVerdict",
     "ResumedPause",
     "RosterDocument",
+    "RuleScoreDocument",
+    "RuleStopDocument",
+    "RuleVerdictDocument",
+    "SafetyCaseDocument",
+    "SectionError",
     "StatusDocument",
     "StatusRoster",
+    "TrackRecordDocument",
+    "TriggerCheckDocument",
     "WireDocument",
     "drop_unknown",
     "read_answer",

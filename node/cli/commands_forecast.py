@@ -121,7 +121,7 @@ def _status_section(h: NodeHome) -> dict[str, Any]:
         a, _ = local_analysis(h)
     except TripwireError as e:
         return {"error": e.message}
-    return forecasts_json(a)
+    return forecasts_json(a).to_json()
 
 
 def _register_status() -> None:

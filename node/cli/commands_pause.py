@@ -130,40 +130,41 @@ def proposals_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
     with NodeHome.open(home) as h:
         _, snap = local_analysis(h)
     if as_json:
-        typer.echo(json.dumps(snap, indent=2))
+        typer.echo(json.dumps(snap.to_json(), indent=2))
         return
-    pause = snap["pause"]
-    console.print("[bold red]PAUSED[/]" if pause["paused"] else "not paused", highlight=False)
-    if not snap["policy"]["loaded"]:
-        console.print(f"[bold yellow]no adopted policy loaded:[/] {snap['policy']['error']}", highlight=False)
-    if not snap["proposals"]:
+    console.print("[bold red]PAUSED[/]" if snap.pause.paused else "not paused", highlight=False)
+    if not snap.policy.loaded:
+        console.print(f"[bold yellow]no adopted policy loaded:[/] {snap.policy.error}", highlight=False)
+    if not snap.proposals:
         console.print("no proposals")
-    for p in snap["proposals"]:
+    for p in snap.proposals:
         line = (
-            f"{p['action']:<6} {p['proposal_id']}  {p['state']:<9} weight {p['weight']}/{p['threshold']}"
-            f"  for: {','.join(p['supporting']) or '-'}  against: {','.join(p['objecting']) or '-'}"
-            f"  my vote: {p['my_vote'] or '-'}"
+            f"{p.action:<6} {p.proposal_id}  {p.state:<9} weight {p.weight}/{p.threshold}"
+            f"  for: {','.join(p.supporting) or '-'}  against: {','.join(p.objecting) or '-'}"
+            f"  my vote: {p.my_vote or '-'}"
         )
         console.print(line, highlight=False)
-        if p["action"] == "pause" and p.get("discretionary"):
-            t = p["trigger"]
+        t = p.trigger or {}
+        if p.action == "pause" and p.discretionary:
             console.print(
                 f"       asked by {t['lab']} on its own judgement, citing {len(t['evidence'])} document(s)",
                 highlight=False,
             )
-        elif p["action"] == "pause":
-            t, c = p["trigger"], p["trigger_check"] or {}
+        elif p.action == "pause":
+            c = p.trigger_check
             console.print(f"       trigger {t['lab']} result {t['result'][:16]}… rule {t['rule']}", highlight=False)
-            console.print(f"       this node: {c.get('status')}: {c.get('reason')}", highlight=False)
-        elif p["action"] == "accept":
-            console.print(f"       safety case for training plan {p['plan']}", highlight=False)
+            console.print(
+                f"       this node: {c.status if c else None}: {c.reason if c else None}", highlight=False
+            )
+        elif p.action == "accept":
+            console.print(f"       safety case for training plan {p.plan}", highlight=False)
         else:
-            console.print(f"       ends pause {p['pause_proposal']}", highlight=False)
-        if p.get("covers"):
-            console.print(f"       covers {p['covers']}", highlight=False)
-        if p.get("deadline"):
-            console.print(f"       voting {'closed' if p['state'] == 'expired' else 'closes'} {p['deadline']}", highlight=False)
-    for f in snap["flags"]:
+            console.print(f"       ends pause {p.pause_proposal}", highlight=False)
+        if p.covers:
+            console.print(f"       covers {p.covers}", highlight=False)
+        if p.deadline:
+            console.print(f"       voting {'closed' if p.state == 'expired' else 'closes'} {p.deadline}", highlight=False)
+    for f in snap.flags:
         console.print(f"[yellow]flag[/] {f['kind']}: {json.dumps({k: v for k, v in f.items() if k != 'kind'})}", highlight=False)
 
 
@@ -194,20 +195,19 @@ def _status_section(h: NodeHome) -> dict[str, Any]:
         return {"state": "unknown", "note": e.message}
     from node.pause.runs import coverage, known_runs, scopes_in_force
 
-    pause = snap["pause"]
     runs, problems = known_runs(h)
     return {
-        "state": "PAUSED" if pause["paused"] else "not paused",
-        **pause,
+        "state": "PAUSED" if snap.pause.paused else "not paused",
+        **snap.pause.to_json(),
         "in_force": scopes_in_force(a.pause),
         "runs": coverage(a.pause, runs),
         "run_record_problems": problems,
         "open_proposals": [
-            {"proposal_id": p["proposal_id"], "action": p["action"], "covers": p["covers"],
-             "discretionary": p.get("discretionary", False), "deadline": p["deadline"]}
-            for p in snap["proposals"] if p["state"] == "open"
+            {"proposal_id": p.proposal_id, "action": p.action, "covers": p.covers,
+             "discretionary": bool(p.discretionary), "deadline": p.deadline}
+            for p in snap.proposals if p.state == "open"
         ],
-        "flags": len(snap["flags"]),
+        "flags": len(snap.flags),
     }
 
 

@@ -94,9 +94,9 @@ def _status_section(h: NodeHome) -> dict[str, Any]:
         _, snap = local_analysis(h)
     except TripwireError as e:
         return {"state": "unknown", "note": e.message}
-    plans = snap.get("plans", [])
+    plans = snap.plans
     # Where this lab's gates stopped runs for their plans: halt records citing the plan.
-    ids = {p["plan"] for p in plans}
+    ids = {p.plan for p in plans}
     stops = []
     for n in h.store.entries(kind="note", lab=h.lab):
         note = n.statement.body_as(NoteBody)
@@ -106,10 +106,10 @@ def _status_section(h: NodeHome) -> dict[str, Any]:
             stops.append({"plan": refs[0], "step": step, "note": n.entry_id, "text": note.text})
     return {
         "stops": stops[-100:],
-        "plans": plans,
-        "needs_safety_case": [p["plan"] for p in plans if p["status"] == "needs-safety-case"],
-        "accepted": [p["plan"] for p in plans if p["status"] == "accepted"],
-        "open_safety_cases": [p["proposal_id"] for p in snap["proposals"] if p["action"] == "accept" and p["state"] == "open"],
+        "plans": [p.to_json() for p in plans],
+        "needs_safety_case": [p.plan for p in plans if p.status == "needs-safety-case"],
+        "accepted": [p.plan for p in plans if p.status == "accepted"],
+        "open_safety_cases": [p.proposal_id for p in snap.proposals if p.action == "accept" and p.state == "open"],
     }
 
 

@@ -48,6 +48,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from node.contracts import CoordinationSection, CoordinatorRun, SectionError
 from node.pause.analysis import KINDS, Analysis, EvaluationCache, analyze
 from node.pause.planner import VotesConfig, plan_actions
 from node.pause.tracker import EntryIndex, feeds_held, record_conflicts
@@ -98,7 +99,8 @@ class Coordinator:
         self._policy: Policy | None = None
         self._policy_digest: str | None = None
         self._policy_error: str | None = None
-        self.snapshot: dict[str, Any] = {}
+        self.snapshot: CoordinationSection | None = None
+        """The latest pass's ``coordination`` section (None: no pass yet)."""
         self.analysis: Analysis | None = None
         self.published: list[tuple[str, str]] = []
         """(kind, entry_id) of every entry this coordinator published (diagnostics, tests)."""
@@ -261,34 +263,35 @@ class Coordinator:
         # arrive, which tests wait for instead of sleeping past the delays.
         self.pending = len(actions) - attempted
         self._judged_size = size if not published else -1
-        self.snapshot = describe(a, chain, policy, self._policy_error, self.config, self.home.lab, now)
-        self.snapshot["coordinator"] = {
-            "passes": self.passes,
-            "pending": self.pending,
-            "judged_log_size": self._judged_size,
-            "failures": self.failures,
-            "last_error": self.last_error,
-            "running": self._thread is not None,
-        }
+        run = CoordinatorRun(
+            passes=self.passes,
+            pending=self.pending,
+            judged_log_size=self._judged_size,
+            failures=self.failures,
+            last_error=self.last_error,
+            running=self._thread is not None,
+        )
+        self.snapshot = describe(a, chain, policy, self._policy_error, self.config, self.home.lab, now).model_copy(
+            update={"coordinator": run}
+        )
         return published
 
 
 def _status_section(ctx: Any, status: dict[str, Any]) -> None:
     coord: Coordinator | None = ctx.extra.get("coordinator")
-    snap = coord.snapshot if coord is not None and coord.snapshot else None
+    snap = coord.snapshot if coord is not None else None
     if snap is None:
         try:
             _, snap = local_analysis(ctx.home)
         except TripwireError as e:
-            status["coordination"] = {"error": e.message}
-            status["forecasts"] = {"error": e.message}
+            status["coordination"] = status["forecasts"] = SectionError(error=e.message)
             return
     # Informational: the pause state itself ("paused", "pause") comes from the node's
     # PauseTracker, never from this snapshot, so a coordinator that is behind or failing
     # cannot make /v1/status say anything stale about the pause.
     # Forecasts have their own section (spec §6.13); the coordination section stays as it was.
-    status["forecasts"] = snap.get("forecasts")
-    status["coordination"] = {k: v for k, v in snap.items() if k != "forecasts"}
+    status["forecasts"] = snap.forecasts
+    status["coordination"] = snap.model_copy(update={"forecasts": None})
 
 
 def attach(app: FastAPI, home: NodeHome, *, config: VotesConfig | None = None) -> Coordinator:

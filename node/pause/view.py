@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from node.pause.analysis import KINDS, Analysis, EvaluationCache, analyze, load_entries
+from node.contracts import (
+    CoordinationPolicy,
+    CoordinationProposal,
+    CoordinationSection,
+    ForecastScoreDocument,
+    ForecastsSection,
+    PauseSection,
+    PlanDocument,
+    ResultVerdict,
+    RuleVerdictDocument,
+    TrackRecordDocument,
+)
+from node.pause.analysis import KINDS, Analysis, EvaluationCache, ProposalState, analyze, load_entries
 from node.pause.planner import VotesConfig
 from node.pause.tracker import EntryIndex, feeds_held
 from protocol.canonical import format_time, utcnow
@@ -36,6 +48,53 @@ def pause_state_json(a: Analysis) -> dict[str, Any]:
     return a.pause.to_json()
 
 
+def _proposal(a: Analysis, pid: str, st: ProposalState, lab: str) -> CoordinationProposal:
+    t = st.tally
+    mine = a.votes_by_lab.get((pid, lab))
+    first = st.entries[0].statement
+    variant: dict[str, Any]
+    if st.action == "pause":
+        body = first.body_as(PauseProposalBody)
+        variant = {
+            "trigger": body.trigger.model_dump(mode="json"),
+            "trigger_check": st.check.to_json() if st.check else None,
+            "discretionary": st.discretionary,
+            "rationale": body.rationale,
+        }
+    elif st.action == "accept":
+        variant = {"plan": first.body_as(SafetyCaseBody).plan}
+    else:
+        variant = {"pause_proposal": st.pause_proposal}
+    scope = getattr(first.body, "scope", None)
+    deadline = a.pause.proposals[pid].deadline if pid in a.pause.proposals else None
+    # Only the action's own members are set, so the others stay absent on the wire.
+    return CoordinationProposal.model_validate({
+        "proposal_id": pid,
+        "action": st.action,
+        "proposed_by": sorted({e.lab for e in st.entries}),
+        "entry_id": st.entries[0].entry_id,
+        "state": (
+            "resumed" if pid in a.resumed else
+            "paused" if pid in a.paused else
+            "certified" if st.certified else
+            "expired" if st.status == "expired" else "open"
+        ),
+        "certificates": st.certificates,
+        # ``t`` is falsy until it reaches the quorum: test for None, not truth.
+        "weight": t.weight if t is not None else 0,
+        "threshold": t.threshold if t is not None else None,
+        "supporting": sorted(t.signed) if t is not None else [],
+        "objecting": sorted(t.objected) if t is not None else [],
+        "abstaining": sorted(t.abstained) if t is not None else [],
+        "missing": sorted(t.missing) if t is not None else [],
+        "my_vote": mine[0].statement.body_as(VoteBody).decision if mine else None,
+        **variant,
+        "scope": scope.model_dump(mode="json", exclude_none=True) if scope is not None else None,
+        "covers": describe_scope(scope) if st.action == "pause" else None,
+        "deadline": format_time(deadline) if deadline is not None else None,
+    })
+
+
 def describe(
     a: Analysis,
     chain: RosterChain,
@@ -44,100 +103,64 @@ def describe(
     config: VotesConfig,
     lab: str,
     now: datetime,
-) -> dict[str, Any]:
+) -> CoordinationSection:
     """The ``coordination`` section of ``GET /v1/status`` (also ``tripwire proposals``)."""
     roster = chain.current.roster
-    proposals = []
-    for pid, st in sorted(a.proposals.items(), key=lambda kv: (kv[1].entries[0].statement.issued_at, kv[0])):
-        t = st.tally
-        mine = a.votes_by_lab.get((pid, lab))
-        item: dict[str, Any] = {
-            "proposal_id": pid,
-            "action": st.action,
-            "proposed_by": sorted({e.lab for e in st.entries}),
-            "entry_id": st.entries[0].entry_id,
-            "state": (
-                "resumed" if pid in a.resumed else
-                "paused" if pid in a.paused else
-                "certified" if st.certified else
-                "expired" if st.status == "expired" else "open"
-            ),
-            "certificates": st.certificates,
-            # ``t`` is falsy until it reaches the quorum: test for None, not truth.
-            "weight": t.weight if t is not None else 0,
-            "threshold": t.threshold if t is not None else None,
-            "supporting": sorted(t.signed) if t is not None else [],
-            "objecting": sorted(t.objected) if t is not None else [],
-            "abstaining": sorted(t.abstained) if t is not None else [],
-            "missing": sorted(t.missing) if t is not None else [],
-            "my_vote": mine[0].statement.body_as(VoteBody).decision if mine else None,
-        }
-        if st.action == "pause":
-            body = st.entries[0].statement.body
-            assert isinstance(body, PauseProposalBody)
-            item["trigger"] = body.trigger.model_dump(mode="json")
-            item["trigger_check"] = st.check.to_json() if st.check else None
-            item["discretionary"] = st.discretionary
-            item["rationale"] = body.rationale
-        elif st.action == "accept":
-            item["plan"] = st.entries[0].statement.body_as(SafetyCaseBody).plan
-        else:
-            item["pause_proposal"] = st.pause_proposal
-        body = st.entries[0].statement.body
-        scope = getattr(body, "scope", None)
-        item["scope"] = scope.model_dump(mode="json", exclude_none=True) if scope is not None else None
-        item["covers"] = describe_scope(scope) if st.action == "pause" else None
-        deadline = a.pause.proposals[pid].deadline if pid in a.pause.proposals else None
-        item["deadline"] = format_time(deadline) if deadline is not None else None
-        proposals.append(item)
+    proposals = [
+        _proposal(a, pid, st, lab)
+        for pid, st in sorted(a.proposals.items(), key=lambda kv: (kv[1].entries[0].statement.issued_at, kv[0]))
+    ]
     verdicts = []
     for rid, ev in a.evaluations.items():
         if ev.overall == "ok":
             continue
         r = a.results[rid]
         verdicts.append(
-            {
-                "result": rid,
-                "lab": r.lab,
-                "seq": r.seq,
-                "checkpoint_step": ev.checkpoint_step,
-                "training_flop": ev.training_flop,
-                "overall": ev.overall,
-                "rules": [
-                    {"rule": v.rule_id, "verdict": v.verdict, "reason": v.reason}
+            ResultVerdict(
+                result=rid,
+                lab=r.lab,
+                seq=r.seq,
+                checkpoint_step=ev.checkpoint_step,
+                training_flop=ev.training_flop,
+                overall=ev.overall,
+                rules=[
+                    RuleVerdictDocument(rule=v.rule_id, verdict=v.verdict, reason=v.reason)
                     for v in ev.verdicts if v.verdict != "ok"
                 ],
-            }
+            )
         )
-    verdicts.sort(key=lambda v: (v["lab"], v["seq"]))
-    return {
-        "rule": config.auto,
-        "policy": {
-            "adopted": roster.policy_digest,
-            "loaded": policy is not None,
-            "id": policy.id if policy else None,
-            "version": policy.version if policy else None,
-            "error": policy_error,
-        },
-        "roster_expired": roster.expired(now),
-        "pause": pause_state_json(a),
-        "proposals": proposals,
-        "plans": [p.to_json() for p in sorted(a.plans.values(), key=lambda p: (p.lab, p.seq))][-MAX_LISTED:],
-        "verdicts": verdicts[-MAX_LISTED:],
-        "forecasts": forecasts_json(a),
-        "results_judged": len(a.evaluations),
-        "flags": a.flags[:MAX_LISTED],
-    }
+    verdicts.sort(key=lambda v: (v.lab, v.seq))
+    return CoordinationSection(
+        rule=config.auto,
+        policy=CoordinationPolicy(
+            adopted=roster.policy_digest,
+            loaded=policy is not None,
+            id=policy.id if policy else None,
+            version=policy.version if policy else None,
+            error=policy_error,
+        ),
+        roster_expired=roster.expired(now),
+        pause=PauseSection.model_validate(pause_state_json(a)),
+        proposals=proposals,
+        plans=[
+            PlanDocument.model_validate(p.to_json())
+            for p in sorted(a.plans.values(), key=lambda p: (p.lab, p.seq))[-MAX_LISTED:]
+        ],
+        verdicts=verdicts[-MAX_LISTED:],
+        forecasts=forecasts_json(a),
+        results_judged=len(a.evaluations),
+        flags=a.flags[:MAX_LISTED],
+    )
 
 
-def forecasts_json(a: Analysis) -> dict[str, Any]:
+def forecasts_json(a: Analysis) -> ForecastsSection:
     """The ``forecasts`` section of ``GET /v1/status``: each lab's track record and the most
     recent forecasts with their scores (spec §6.13)."""
     scores = sorted(a.forecasts.values(), key=lambda s: (s.issued_at, s.lab, s.seq))
-    return {
-        "track": [r.to_json() for r in track_records(scores).values()],
-        "forecasts": [s.to_json() for s in scores][-MAX_LISTED:],
-    }
+    return ForecastsSection(
+        track=[TrackRecordDocument.model_validate(r.to_json()) for r in track_records(scores).values()],
+        forecasts=[ForecastScoreDocument.model_validate(s.to_json()) for s in scores[-MAX_LISTED:]],
+    )
 
 
 @dataclass
@@ -152,7 +175,7 @@ class AnalysisCaches:
     certificates: CertCache = field(default_factory=dict)
 
 
-def local_analysis(home: NodeHome, caches: AnalysisCaches | None = None) -> tuple[Analysis, dict[str, Any]]:
+def local_analysis(home: NodeHome, caches: AnalysisCaches | None = None) -> tuple[Analysis, CoordinationSection]:
     """Analyze a home's store directly (CLI, gates, status without a running coordinator).
     Give ``caches`` (one per store) when calling repeatedly: the result is the same."""
     from node.home.policyfile import load_policy

@@ -136,3 +136,55 @@ def test_results_refuse_an_unknown_status_and_a_shapeless_answer() -> None:
 def test_invalid_json_is_named_as_such() -> None:
     with pytest.raises(PeerResponseError, match="invalid JSON"):
         parse_feed(b'{"lab": "alpha", "new": 1')
+
+
+# --- the coordinator's sections are typed too ----------------------------------------------------
+
+
+def _coordination(**changes: Any) -> dict[str, Any]:
+    proposal = {
+        "proposal_id": "p1", "action": "resume", "proposed_by": ["beta"], "entry_id": EID, "state": "open",
+        "certificates": [], "weight": 1, "threshold": 2, "supporting": ["beta"], "objecting": [],
+        "abstaining": [], "missing": ["alpha"], "my_vote": None, "pause_proposal": "p0",
+        "scope": None, "covers": None, "deadline": None,
+    }
+    return {
+        "rule": "manual",
+        "policy": {"adopted": "sha256:" + "0" * 64, "loaded": True, "id": "pol", "version": 1, "error": None},
+        "roster_expired": False,
+        "pause": {"paused": False, "certificates": [], "resumed": [], "expired": [], "roster_version": 1},
+        "proposals": [proposal], "plans": [], "verdicts": [], "results_judged": 0, "flags": [],
+    } | changes
+
+
+def test_coordination_and_forecasts_sections_parse_as_their_contracts() -> None:
+    doc = parse_status(_b(_status(coordination=_coordination(), forecasts={"track": [], "forecasts": []})))
+    assert isinstance(doc.coordination, contracts.CoordinationSection)
+    (p,) = doc.coordination.proposals
+    assert p.pause_proposal == "p0" and p.trigger is None
+    # Written back, the members the resume proposal did not carry stay absent.
+    assert "trigger" not in doc.coordination.to_json()["proposals"][0]
+    assert isinstance(doc.forecasts, contracts.ForecastsSection)
+
+
+def test_a_section_that_could_not_be_built_parses_as_its_error() -> None:
+    doc = parse_status(_b(_status(coordination={"error": "store unreadable"}, forecasts={"error": "store unreadable"})))
+    assert isinstance(doc.coordination, contracts.SectionError) and doc.coordination.error == "store unreadable"
+    assert isinstance(doc.forecasts, contracts.SectionError)
+
+
+def test_members_a_newer_peer_adds_inside_the_coordination_section_are_ignored() -> None:
+    c = _coordination(future_member=1)
+    c["proposals"][0]["future_member"] = {"x": 1}
+    doc = parse_status(_b(_status(coordination=c)))
+    assert isinstance(doc.coordination, contracts.CoordinationSection)
+    assert "future_member" not in doc.coordination.proposals[0].to_json()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"rule": "sometimes"}, "rule"), ({"roster_expired": "maybe"}, "roster_expired"), ({"policy": {"adopted": "x"}}, "loaded")],
+)
+def test_a_coordination_section_with_a_wrong_member_is_refused_naming_it(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(PeerResponseError, match=field):
+        parse_status(_b(_status(coordination=_coordination(**change))))

@@ -139,7 +139,7 @@ def test_later_vote_of_a_lab_is_not_counted_in_a_certificate(homes) -> None:
     for h in homes:
         a, snap = local_analysis(h)
         assert a.paused == {}
-        (flag,) = [f for f in snap["flags"] if f["kind"] == "invalid-certificate"]
+        (flag,) = [f for f in snap.flags if f["kind"] == "invalid-certificate"]
         assert flag["code"] == "insufficient-quorum" and "not its first vote" in flag["reason"]
 
 
@@ -168,7 +168,7 @@ def test_vote_never_published_in_the_feed_is_not_counted(homes) -> None:
     for h in homes:
         a, snap = local_analysis(h)
         assert a.paused == {}
-        (flag,) = [f for f in snap["flags"] if f["kind"] == "invalid-certificate"]
+        (flag,) = [f for f in snap.flags if f["kind"] == "invalid-certificate"]
         assert "never published" in flag["reason"]
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 from pausekit import Node, count, make_network, paused_locally, result_body, settled, wait_until
 
+from node.contracts import CoordinationSection, ForecastsSection
+from node.net.client import parse_status
 from protocol.quorum import verify_certificate
 
 LABS = ["alpha", "beta", "gamma"]
@@ -52,7 +55,15 @@ def test_breach_becomes_certified_pause_on_every_node(net) -> None:
         assert coord["pause"]["paused"] is True
         (p,) = [p for p in coord["proposals"] if p["action"] == "pause"]
         assert p["state"] == "paused" and p["trigger_check"]["status"] == "breach"
+        # A pause proposal carries the pause members and not the other actions' (absent, not null).
+        assert {"trigger", "trigger_check", "discretionary", "rationale", "scope", "covers"} <= set(p)
+        assert not {"plan", "pause_proposal"} & set(p)
+        assert coord["coordinator"]["running"] is True and "forecasts" not in coord
         assert not [f for f in coord["flags"] if f["kind"] != "double-vote"]
+        # The served sections are the typed contract, read back as a client reads them.
+        doc = parse_status(json.dumps(st).encode())
+        assert isinstance(doc.coordination, CoordinationSection) and isinstance(doc.forecasts, ForecastsSection)
+        assert doc.coordination.to_json() == coord and doc.to_json() == st
     # An alert accompanies the breach (the rule's breach actions), published once by its lab.
     # Once every coordinator has nothing left to do, nobody duplicated what the origin did.
     wait_until(lambda: settled(nodes), 30, what="every coordinator settled")

@@ -34,7 +34,7 @@ def homes(tmp_path: Path):
 
 def _pause_state(home) -> tuple[set[str], set[str], list[dict]]:
     a, snap = local_analysis(home)
-    return set(a.paused), set(a.resumed), snap["flags"]
+    return set(a.paused), set(a.resumed), snap.flags
 
 
 def _cli(*args: str) -> int:
@@ -253,7 +253,7 @@ def test_double_vote_counted_once_and_flagged(homes) -> None:
         t = a.proposals[pid].tally
         assert t is not None and t.signed == {"alpha"} and t.objected == {"beta"} and not t
         assert a.paused == {}
-        (flag,) = [f for f in snap["flags"] if f["kind"] == "double-vote"]
+        (flag,) = [f for f in snap.flags if f["kind"] == "double-vote"]
         assert flag["lab"] == "beta" and flag["decisions"] == ["object", "pause"]
 
 
@@ -323,7 +323,7 @@ def test_non_breach_proposal_refused_by_honest_nodes(homes) -> None:
         assert t is not None and t.signed == frozenset() and t.objected == {"beta"}
         assert "alpha" in t.missing  # pause-on-breach casts no vote on a non-breach
         assert a.proposals[pid].check.status == "not-breach"
-        assert [f["kind"] for f in snap["flags"]] == ["proposal-not-breach"]
+        assert [f["kind"] for f in snap.flags] == ["proposal-not-breach"]
         assert count(h, "alert") == 0
 
 
@@ -369,6 +369,6 @@ def test_policy_mismatch_is_a_clear_error_and_stops_automatic_votes(homes) -> No
     published = mesh.settle()
     assert not [p for p in published if p[0] == "alpha"], "alpha judges nothing with a policy it did not adopt"
     a, snap = local_analysis(alpha)
-    assert snap["policy"]["loaded"] is False and "roster adopts" in snap["policy"]["error"]
+    assert snap.policy.loaded is False and "roster adopts" in snap.policy.error
     # The others still pause (2 of 3 is the quorum).
     assert a.paused

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from node.api.deps import Ctx, MemberDep
 from node.api.problems import problem_responses
 from node.api.status import build_status
-from node.contracts import StatusDocument
+from node.contracts import CoordinationSection, StatusDocument
 from protocol.canonical import format_time, utcnow
 from protocol.envelope import Envelope
 from protocol.pausestate import NONCE_PATTERN, pause_state_statement, sign_pause_state
@@ -44,12 +44,12 @@ def _own_plans(status: StatusDocument, lab: str) -> list[dict[str, Any]]:
     signed pause state lists them for this lab's gates."""
     from protocol.plans import PlanRef
 
-    plans = (status.coordination or {}).get("plans") or []
-    refs = []
-    for p in plans:
-        if p.get("lab") != lab:
-            continue
-        refs.append(PlanRef.model_validate({k: p[k] for k in PlanRef.model_fields if p.get(k) is not None}))
+    coordination = status.coordination
+    plans = coordination.plans if isinstance(coordination, CoordinationSection) else []
+    refs = [
+        PlanRef.model_validate({k: v for k, v in p.to_json().items() if k in PlanRef.model_fields and v is not None})
+        for p in plans if p.lab == lab
+    ]
     return [r.model_dump(mode="json") for r in refs[-256:]]
 
 
