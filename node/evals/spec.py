@@ -561,10 +561,11 @@ class TaskSpec(BaseModel):
         elif self._is_field(spec):
             out = self._field(doc, spec, what)
         else:
+            rendered = self._render(spec, doc, what)
             try:
-                out = ast.literal_eval(self._render(spec, doc, what))
+                out = ast.literal_eval(rendered)
             except (SyntaxError, ValueError) as e:
-                raise _RowError(self.name, f"renders {what} to no list literal") from e
+                raise _RowError(self.name, f"renders {what} {spec!r} to {rendered!r}, not a list literal"[:400]) from e
         if not isinstance(out, list) or not out or not all(isinstance(c, str) for c in out):
             raise _RowError(self.name, f"gives {what} {out!r}: choices must be a non-empty list of strings")
         return out
