@@ -220,6 +220,16 @@ _SPEC_RULE = "task_spec_rule"
 _DECIMAL_TEXT = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 
+class _RowError(EvalDataError):
+    """A row a prompt cannot be built from: a field the task file names is missing, a template
+    fails, a target or choice index does not fit. ``detail`` says what, starting with a verb,
+    so the caller that knows which row it is (an item, a few-shot example) can name it."""
+
+    def __init__(self, task: str, detail: str) -> None:
+        super().__init__(f"task {task}: a row {detail}")
+        self.detail = detail
+
+
 def _rule(reason: str, kind: str = _SPEC_RULE) -> PydanticCustomError:
     return PydanticCustomError(kind, "{reason}", {"reason": reason})
 
@@ -471,7 +481,41 @@ class TaskSpec(BaseModel):
         except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, re.error) as e:
             # Jinja's own errors, and what a template's Python-level expression raises on a row's
             # values (`{{ a + b }}` on a string and a number, a bad regex_replace pattern).
-            raise EvalDataError(f"task {self.name}: {what} template failed on a row: {type(e).__name__}: {e}") from e
+            raise _RowError(self.name, f"fails the {what} template: {type(e).__name__}: {e}") from e
+
+    def _field(self, doc: dict[str, Any], key: Any, what: str) -> Any:
+        """``doc[key]`` for a field the task file names in ``what``."""
+        try:
+            return doc[key]
+        except KeyError:
+            raise _RowError(
+                self.name, f"has no field {key!r}, which {what} names (the row's fields: {sorted(map(str, doc))[:20]})"
+            ) from None
+
+    def _fewshot(self, what: str) -> str:
+        """The key that gives a few-shot example's ``what``: the fewshot_config override, or the
+        task's own when the override is unset (as lm-eval falls back)."""
+        if getattr(self, f"fewshot_{what}") is not None:
+            return f"fewshot_config.{what}"
+        return f"{what} (fewshot_config.{what} is unset)" if self.format == "lm-eval" else what
+
+    @contextmanager
+    def _row(self, label: str) -> Iterator[None]:
+        """Name the row (``item 3``, ``few-shot example 2 of split 'train'``) in what a prompt
+        lookup inside refuses."""
+        try:
+            yield
+        except _RowError as e:
+            raise EvalDataError(f"task {self.name} ({self.source}): {label} {e.detail}") from e
+
+    def _pool_label(self, pool: list[dict[str, Any]], fs: dict[str, Any]) -> str:
+        k = next((i for i, x in enumerate(pool) if x is fs), "?")
+        ref = self.fewshot_ref or {}
+        if ref.get("pool") == "samples":
+            return f"few-shot example fewshot_config.samples[{k}]"
+        if ref.get("pool") == "split":
+            return f"few-shot example {k} of split {ref.get('split')!r}"
+        return f"few-shot example (item {k})"
 
     def _is_field(self, spec: Any) -> bool:
         # lm-eval treats a string that is no column name as a (constant) template; in
@@ -481,24 +525,24 @@ class TaskSpec(BaseModel):
             return True
         return self.format == "tripwire" and isinstance(spec, str) and _IDENT.match(spec) is not None
 
-    def text(self, doc: dict[str, Any], spec: Any = None) -> Any:
+    def text(self, doc: dict[str, Any], spec: Any = None, what: str = "doc_to_text") -> Any:
         spec = self.doc_to_text if spec is None else spec
         if isinstance(spec, int):
             return spec
         if self._is_field(spec):
-            return doc[spec]
-        s = self._render(spec, doc, "doc_to_text")
+            return self._field(doc, spec, what)
+        s = self._render(spec, doc, what)
         if s.isdigit() and self.doc_to_choice is not None:
             return ast.literal_eval(s)
         return s
 
-    def target(self, doc: dict[str, Any], spec: Any = None) -> Any:
+    def target(self, doc: dict[str, Any], spec: Any = None, what: str = "doc_to_target") -> Any:
         spec = self.doc_to_target if spec is None else spec
         if isinstance(spec, int | list):
             return spec
         if self._is_field(spec):
-            return doc[spec]
-        s = self._render(spec, doc, "doc_to_target")
+            return self._field(doc, spec, what)
+        s = self._render(spec, doc, what)
         if s.isdigit() and self.doc_to_choice is not None:
             return ast.literal_eval(s)
         if len(s) >= 2 and s[0] == "[" and s[-1] == "]":
@@ -508,21 +552,22 @@ class TaskSpec(BaseModel):
                 return s
         return s
 
-    def choices(self, doc: dict[str, Any], spec: Any = None) -> list[str]:
+    def choices(self, doc: dict[str, Any], spec: Any = None, what: str = "doc_to_choice") -> list[str]:
         spec = self.doc_to_choice if spec is None else spec
         if isinstance(spec, list):
             out = spec
         elif isinstance(spec, dict):
             out = list(spec.values())
         elif self._is_field(spec):
-            out = doc[spec]
+            out = self._field(doc, spec, what)
         else:
+            rendered = self._render(spec, doc, what)
             try:
-                out = ast.literal_eval(self._render(spec, doc, "doc_to_choice"))
+                out = ast.literal_eval(rendered)
             except (SyntaxError, ValueError) as e:
-                raise EvalDataError(f"task {self.name}: doc_to_choice did not render to a list literal") from e
+                raise _RowError(self.name, f"renders {what} {spec!r} to {rendered!r}, not a list literal"[:400]) from e
         if not isinstance(out, list) or not out or not all(isinstance(c, str) for c in out):
-            raise EvalDataError(f"task {self.name}: choices must be a non-empty list of strings, got {out!r}")
+            raise _RowError(self.name, f"gives {what} {out!r}: choices must be a non-empty list of strings")
         return out
 
     def gold_index(self, doc: dict[str, Any], choices: list[str], n: int) -> int:
@@ -536,27 +581,41 @@ class TaskSpec(BaseModel):
         return gold
 
     def _answer_text(self, doc: dict[str, Any]) -> str | None:
-        """A few-shot example's answer, or None when it has none (lm-eval's build_qa_turn)."""
-        a = self.target(doc, self.fewshot_doc_to_target)
+        """A few-shot example's answer, or None when it has none (lm-eval's build_qa_turn).
+
+        An index answer picks a choice as Python indexing does (lm-eval's ``c[a]``), a list
+        answer its first entry; one out of range, or an empty list, is refused (lm-eval fails
+        there with a bare IndexError)."""
+        what = self._fewshot("doc_to_target")
+        a = self.target(doc, self.fewshot_doc_to_target, what)
         if a is None or a == "":
             return None
         if self.format == "lm-eval":
             c_spec = self.fewshot_doc_to_choice if self.fewshot_doc_to_choice is not None else self.doc_to_choice
-            c = self.choices(doc, c_spec) if c_spec else None
+            c = self.choices(doc, c_spec, self._fewshot("doc_to_choice")) if c_spec else None
             if c and isinstance(a, int):
-                if not -len(c) <= a < len(c):
-                    raise EvalDataError(f"task {self.name}: few-shot target {a!r} is not a valid choice index")
-                a = c[a]
+                a = self._pick(c, a, what)
             elif isinstance(a, list):
-                a = a[0]
+                a = self._first(a, what)
             if not isinstance(a, str):
-                raise EvalDataError(f"task {self.name}: a few-shot answer must be text, got {type(a).__name__}")
+                raise _RowError(self.name, f"gives {what} {a!r}: a few-shot answer must be text, "
+                                           f"not {type(a).__name__}")
             return a
         if self.doc_to_choice is not None and isinstance(a, int) and not isinstance(a, bool):
-            return self.choices(doc)[a]
+            return self._pick(self.choices(doc), a, what)
         if isinstance(a, list):
-            a = a[0]
+            a = self._first(a, what)
         return str(a)
+
+    def _pick(self, choices: list[str], a: int, what: str) -> str:
+        if not -len(choices) <= a < len(choices):
+            raise _RowError(self.name, f"gives {what} index {a!r}, outside its {len(choices)} choices {choices}"[:400])
+        return choices[a]
+
+    def _first(self, a: list[Any], what: str) -> Any:
+        if not a:
+            raise _RowError(self.name, f"gives {what} [], an empty answer list (a list answer's first entry is used)")
+        return a[0]
 
     def continuation(self, doc: dict[str, Any]) -> str:
         """What a loglikelihood item scores after its context.
@@ -577,7 +636,7 @@ class TaskSpec(BaseModel):
         if self.format != "lm-eval" or not self.description:
             return self.description
         if self.description in self.features:
-            out = doc[self.description]
+            out = self._field(doc, self.description, "description")
         else:
             out = self._render(self.description, doc, "description")
         if out is None or out == "":
@@ -594,19 +653,22 @@ class TaskSpec(BaseModel):
         tdelim = self.target_delimiter if self.fewshot_target_delimiter is None else self.fewshot_target_delimiter
         fdelim = self.fewshot_delimiter if self.fewshot_example_delimiter is None else self.fewshot_example_delimiter
         out = []
-        for doc in docs:
-            prefix = self.prefix(doc)
+        for i, doc in enumerate(docs):
+            with self._row(f"item {i}"):
+                prefix = self.prefix(doc)
             parts = [prefix] if prefix else []
             if self.num_fewshot > 0:
                 for fs in self._sample(rnd, pool, doc):
-                    q = self.text(fs, self.fewshot_doc_to_text)
-                    a = self._answer_text(fs)
+                    with self._row(self._pool_label(pool, fs)):
+                        q = self.text(fs, self.fewshot_doc_to_text, self._fewshot("doc_to_text"))
+                        a = self._answer_text(fs)
                     if not isinstance(q, str):
                         raise EvalDataError(f"task {self.name}: doc_to_text must give text for few-shot examples")
                     parts.append(q + (tdelim if a is not None else ""))
                     if a is not None:
                         parts.append(a + fdelim)
-            q = self.text(doc)
+            with self._row(f"item {i}"):
+                q = self.text(doc)
             if not isinstance(q, str):
                 raise EvalDataError(f"task {self.name}: doc_to_text gave {type(q).__name__}, not text")
             parts.append(q)
@@ -1069,8 +1131,8 @@ def _check_lmeval_shape(spec: TaskSpec, p: Path) -> None:
     doc = spec.docs[0]
     try:
         text, target = spec.text(doc), spec.target(doc)
-    except KeyError:
-        return  # _check_rows names the missing field
+    except _RowError:
+        return  # _check_rows names the row and what it lacks
     if isinstance(text, int) and spec.doc_to_choice is not None:
         raise _unsupported(p, "a multiple-input task (doc_to_text gives a choice index)")
     if isinstance(target, list) and spec.kind == "multiple_choice":
@@ -1080,7 +1142,7 @@ def _check_lmeval_shape(spec: TaskSpec, p: Path) -> None:
 def _check_rows(spec: TaskSpec) -> None:
     """Fail before any model work if a row lacks what the prompts read."""
     for n, doc in enumerate(spec.docs):
-        try:
+        with spec._row(f"item {n}"):
             if spec.kind == "multiple_choice":
                 spec.gold_index(doc, spec.choices(doc), n)
             elif spec.kind == "activation_probe":
@@ -1092,8 +1154,6 @@ def _check_rows(spec: TaskSpec) -> None:
                 spec.target(doc)
             spec.text(doc)
             spec.prefix(doc)
-        except KeyError as e:
-            raise EvalDataError(f"task {spec.name}: item {n} has no field {e}") from e
 
 
 def load_suite(path: str | Path) -> SuiteSpec:
