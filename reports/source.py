@@ -12,14 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from node.home.resources import spec_path
 from protocol.errors import ConfigurationError, PeerDataError
 from protocol.keys import SigningKey
 from protocol.merkle import verify_checkpoint
 from protocol.policy import Policy
 from reports.bundle import Audience, EvidenceBundle, LogProver, build_bundle, select_entries
-
-SPEC_POLICIES = spec_path("policies")
 
 
 def _read_policy(path: Path) -> Policy:
@@ -30,8 +27,8 @@ def _read_policy(path: Path) -> Policy:
 def find_policy(digest: str, *, explicit: Path | None = None, search: Iterable[Path] = ()) -> Policy:
     """The policy document whose digest the roster pins.
 
-    ``explicit`` must match; otherwise ``search`` directories (then the shipped
-    specs/policies) are scanned for a YAML/JSON policy with that digest.
+    ``explicit`` must match; otherwise the ``search`` directories are scanned, in order, for
+    a YAML/JSON policy with that digest (a node passes its home, then the shipped policies).
     """
     if explicit is not None:
         try:
@@ -43,7 +40,7 @@ def find_policy(digest: str, *, explicit: Path | None = None, search: Iterable[P
                 f"policy {explicit} has digest {policy.digest[:16]}…, but the roster pins {digest[:16]}…"
             )
         return policy
-    for d in [*search, SPEC_POLICIES]:
+    for d in search:
         if not d.is_dir():
             continue
         for p in sorted(d.iterdir()):

@@ -98,6 +98,19 @@ def test_layers_import_downwards_only(layer: str, forbidden: tuple[str, ...]) ->
     assert not bad, "imports against the layering: " + ", ".join(bad)
 
 
+def test_reports_import_no_node_module_but_the_test_fixtures() -> None:
+    # A regulator's verifier (reports) stands on protocol alone; only the synthetic-network
+    # fixtures find the shipped demo policy through the node's specs locator.
+    bad = sorted(
+        f"{m} -> {t}"
+        for m, targets in _graph().items()
+        if (m == "reports" or m.startswith("reports.")) and m != "reports.fixtures"
+        for t in targets
+        if t == "node" or t.startswith("node.")
+    )
+    assert not bad, "reports modules importing the node: " + ", ".join(bad)
+
+
 def test_the_graph_sees_the_packages() -> None:
     # Guards the test itself: an empty or mis-rooted graph would pass everything above.
     g = _graph()

@@ -37,12 +37,13 @@ def _home(request: Request) -> Any:
 
 
 def _render(home: Any, audience: Literal["public", "regulator"], fmt: str) -> bytes:
+    from node.home.resources import spec_path
     from reports.bundle import verify_bundle
     from reports.render import render_html
     from reports.source import bundle_from_store, find_policy
 
     chain = home.store.roster_chain()
-    policy = find_policy(chain.current.roster.policy_digest, search=[home.path])
+    policy = find_policy(chain.current.roster.policy_digest, search=[home.path, spec_path("policies")])
     bundle = bundle_from_store(home.store, key=home.key, lab=home.lab, policy=policy, audience=audience)
     if fmt == "json":
         return bundle.to_json_bytes()

@@ -91,6 +91,7 @@ def write_home_report(
 ) -> WrittenReport:
     """Render the node's report (HTML, and PDF with ``pdf``) and its evidence bundle into ``out``."""
     from node.home import NodeHome
+    from node.home.resources import spec_path
     from reports.bundle import verify_bundle
     from reports.pdf import chromium_path
     from reports.render import write_report
@@ -103,7 +104,7 @@ def write_home_report(
         chromium_path()  # fail before any work when the PDF cannot be printed
     with NodeHome.open(home) as h:
         chain = h.store.roster_chain()
-        pol = find_policy(chain.current.roster.policy_digest, explicit=policy, search=[h.path])
+        pol = find_policy(chain.current.roster.policy_digest, explicit=policy, search=[h.path, spec_path("policies")])
         bundle = bundle_from_store(h.store, key=h.key, lab=h.lab, policy=pol, audience=audience, since=since)
     result = verify_bundle(bundle)
     vb = result.require()
