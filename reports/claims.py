@@ -287,6 +287,15 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _differences(claimed: BaseModel, recomputed: BaseModel) -> str:
+    """The fields in which a claim and its recomputation differ, in words."""
+    return "; ".join(
+        f"{k} claimed {getattr(claimed, k)!r}, recomputed {getattr(recomputed, k)!r}"
+        for k in type(claimed).model_fields
+        if getattr(claimed, k) != getattr(recomputed, k)
+    )
+
+
 def check_claims(claims: Claims, a: Analysis, limit: int = 20) -> tuple[int, list[str]]:
     """Recompute every claim from ``a``; return (claims checked, failure reasons)."""
     failures: list[str] = []
@@ -321,12 +330,7 @@ def check_claims(claims: Claims, a: Analysis, limit: int = 20) -> tuple[int, lis
             continue
         mine = _verdict_claim(vc.entry, vc.rule, vc.trend, v)
         if mine != vc:
-            diffs = [
-                f"{k} claimed {getattr(vc, k)!r}, recomputed {getattr(mine, k)!r}"
-                for k in VerdictClaim.model_fields
-                if getattr(vc, k) != getattr(mine, k)
-            ]
-            fail(f"{where}: " + "; ".join(diffs))
+            fail(f"{where}: " + _differences(vc, mine))
 
     by_entry = {p.entry.entry_id: p for p in a.proposals}
     for tc in claims.tallies:
@@ -337,12 +341,7 @@ def check_claims(claims: Claims, a: Analysis, limit: int = 20) -> tuple[int, lis
             continue
         mine_t = _tally_claim(p)
         if mine_t != tc:
-            diffs = [
-                f"{k} claimed {getattr(tc, k)!r}, recomputed {getattr(mine_t, k)!r}"
-                for k in TallyClaim.model_fields
-                if getattr(tc, k) != getattr(mine_t, k)
-            ]
-            fail(f"tally of proposal {tc.entry[:16]}…: " + "; ".join(diffs))
+            fail(f"tally of proposal {tc.entry[:16]}…: " + _differences(tc, mine_t))
 
     for pc in claims.plans:
         checked += 1
@@ -352,12 +351,7 @@ def check_claims(claims: Claims, a: Analysis, limit: int = 20) -> tuple[int, lis
             continue
         mine_p = _plan_claim(pc.entry, ps)
         if mine_p != pc:
-            diffs = [
-                f"{k} claimed {getattr(pc, k)!r}, recomputed {getattr(mine_p, k)!r}"
-                for k in PlanClaim.model_fields
-                if getattr(pc, k) != getattr(mine_p, k)
-            ]
-            fail(f"state of training plan {pc.entry[:16]}…: " + "; ".join(diffs))
+            fail(f"state of training plan {pc.entry[:16]}…: " + _differences(pc, mine_p))
     unclaimed = set(a.plans) - {pc.entry for pc in claims.plans}
     for eid in sorted(unclaimed):
         fail(f"training plan {eid[:16]}… has no state claim")
@@ -370,12 +364,7 @@ def check_claims(claims: Claims, a: Analysis, limit: int = 20) -> tuple[int, lis
             continue
         mine_f = _forecast_claim(fs)
         if mine_f != sc:
-            diffs = [
-                f"{k} claimed {getattr(sc, k)!r}, recomputed {getattr(mine_f, k)!r}"
-                for k in ForecastClaim.model_fields
-                if getattr(sc, k) != getattr(mine_f, k)
-            ]
-            fail(f"score of forecast {sc.entry[:16]}…: " + "; ".join(diffs))
+            fail(f"score of forecast {sc.entry[:16]}…: " + _differences(sc, mine_f))
     for eid in sorted(set(a.forecasts) - {c.entry for c in claims.forecasts}):
         fail(f"forecast {eid[:16]}… has no score claim")
     # A track record is recomputed whole: a lab's record left out or padded fails too.
@@ -393,12 +382,7 @@ def check_claims(claims: Claims, a: Analysis, limit: int = 20) -> tuple[int, lis
             continue
         mine_tr = _track_claim(tr)
         if mine_tr != trc:
-            diffs = [
-                f"{k} claimed {getattr(trc, k)!r}, recomputed {getattr(mine_tr, k)!r}"
-                for k in TrackClaim.model_fields
-                if getattr(trc, k) != getattr(mine_tr, k)
-            ]
-            fail(f"forecast track record of lab {lab}: " + "; ".join(diffs))
+            fail(f"forecast track record of lab {lab}: " + _differences(trc, mine_tr))
 
     # The report must state a tally for every proposal it holds: leaving one out would
     # hide a vote from the record.
