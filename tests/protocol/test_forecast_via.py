@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 import pytest
+from curves import acc_at, proxy_at
 
 from protocol.errors import PolicyError
 from protocol.forecast import (
@@ -20,19 +21,6 @@ from protocol.forecast import (
 from protocol.ladder import ladder_points, ladder_proxy_points, predict_at
 from protocol.policy import Policy
 from protocol.verdicts import ResultSummary
-
-# The same curves as tests/protocol/test_twostep.py: a power-law log-probability of the
-# correct answer, and accuracy a sigmoid of it above chance 0.25.
-A, ALPHA, X0 = 5.0, 0.35, 15.0
-CHANCE, K, M = 0.25, 2.0, -1.2
-
-
-def proxy_at(x: float) -> float:
-    return -A * 10 ** (-ALPHA * (x - X0))
-
-
-def acc_at(x: float) -> float:
-    return CHANCE + (1 - CHANCE) / (1 + math.exp(-K * (proxy_at(x) - M)))
 
 
 def crossing_of_truth(level: float) -> float:

@@ -7,25 +7,12 @@ import random
 import struct
 
 import pytest
+from curves import ALPHA, CHANCE, K, M, acc_at, proxy_at
 from pydantic import ValidationError
 
 from protocol.errors import PolicyError
 from protocol.forecast import TrendPoint
 from protocol.twostep import MIN_POINTS, TwoStepFit, fit_power_law, fit_two_step
-
-# Loss of the correct answer in nats against log10 compute x: a power law,
-# L = A * 10^(-ALPHA * (x - X0)); the proxy is its negation (a log-probability).
-A, ALPHA, X0 = 5.0, 0.35, 15.0
-# Accuracy from the proxy: chance + (1 - chance) * sigmoid(K * (p - M)).
-CHANCE, K, M = 0.25, 2.0, -1.2
-
-
-def proxy_at(x: float) -> float:
-    return -A * 10 ** (-ALPHA * (x - X0))
-
-
-def acc_at(x: float) -> float:
-    return CHANCE + (1 - CHANCE) / (1 + math.exp(-K * (proxy_at(x) - M)))
 
 
 def flop(x: float) -> str:
