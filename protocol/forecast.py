@@ -829,14 +829,15 @@ def fit_for_rule(
     fc = rule.forecast
     if fc is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
+    if fc.via is not None:
+        two, why = _two_step_for_rule(points, proxy_points, rule)
+        if two is not None:
+            return two  # the direct fit is not needed: fit it only where it decides
     direct = fit_for_forecast(
         points, direction=rule.indicator.direction, z=fc.z, interval_level=fc.level, chance=fc.chance, ceiling=fc.ceiling
     )
     if fc.via is None:
         return direct
-    two, why = _two_step_for_rule(points, proxy_points, rule)
-    if two is not None:
-        return two
     if direct is None:
         return None
     return dataclasses.replace(direct, note=f"direct fit, two-step via {fc.via} not used: {why}; {direct.note}"[:200])
