@@ -429,12 +429,14 @@ class Trainer(threading.Thread):
     def _train(self) -> None:
         from transformers import AutoTokenizer
 
-        from node.evals.runner import run_suite
+        from node.evals.runner import load_suite_or_task, run_suite
         from node.evals.tinymodels import build_tiny_gpt2, save_model, train_tiny_arithmetic
         from node.home import NodeHome
         from node.pause.gate import TrainingGate
 
         plan = self.state.plan
+        # Parsed once per run (tasks, items and few-shot contexts), not once per checkpoint.
+        suite = load_suite_or_task(self.suite)
         tok = AutoTokenizer.from_pretrained(self.tokenizer_dir)
         with _MODEL_INIT_LOCK:
             model = build_tiny_gpt2(plan.n_layer, plan.n_embd, plan.n_head, tok, plan.seed)
@@ -471,7 +473,7 @@ class Trainer(threading.Thread):
             with _MODEL_INIT_LOCK:
                 # One model name per training run, so the trend is fitted over its checkpoints.
                 run = run_suite(
-                    out, self.suite, device="cpu", dtype="float32", batch_size=64,
+                    out, suite, device="cpu", dtype="float32", batch_size=64,
                     model_name=f"{plan.lab}-gpt2-{plan.n_layer}x{plan.n_embd}",
                 )
             assert run is not None

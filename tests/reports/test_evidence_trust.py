@@ -316,3 +316,23 @@ def test_write_report_renders_the_same_bytes_twice(verified: Any, tmp_path: Path
     a = write_report(verified.require(), tmp_path / "a", report=verified, pdf=False)
     b = write_report(verified.require(), tmp_path / "b", report=verified, pdf=False)
     assert a.html.read_bytes() == b.html.read_bytes()
+
+
+def test_a_pdf_equal_to_the_fresh_print_but_its_dates_passes_without_text_extraction() -> None:
+    from reports.binding import same_pdf_but_dates
+
+    def pdf(created: bytes, modified: bytes, shown: bytes = b"(Status: paused) Tj") -> bytes:
+        return (b"%PDF-1.4\n1 0 obj\n<</Producer (Skia/PDF m156)\n/CreationDate (D:" + created
+                + b"+00'00')\n/ModDate (D:" + modified + b"+00'00')>>\nendobj\n2 0 obj\n<<>>stream\n"
+                + shown + b"\nendstream\nendobj\n%%EOF\n")
+
+    printed = pdf(b"20261207113913", b"20261207113913")
+    assert same_pdf_but_dates(pdf(b"20261207113834", b"20261207113834"), printed)
+    # Any other byte is a difference (then the texts are compared, as before).
+    assert not same_pdf_but_dates(pdf(b"20261207113834", b"20261207113834", b"(Status: edited) Tj"), printed)
+    # The date spans must hold dates in the given file too, and the lengths must agree.
+    assert not same_pdf_but_dates(printed.replace(b"/ModDate (D:20261207113913+00'00')", b"/ModDate (X:20261207113913+00'00')"), printed)
+    assert not same_pdf_but_dates(pdf(b"2026120711383", b"20261207113834"), printed)
+    # A print without exactly those two dates is not taken on bytes.
+    undated = printed.replace(b"/ModDate", b"/Modified")
+    assert not same_pdf_but_dates(undated, undated)
