@@ -22,6 +22,7 @@ What is committed (spec: eval_result):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -99,6 +100,37 @@ def resolve_task(task: str | Path) -> tuple[str, Path | None]:
     if not name or "/" in name:
         raise EvalSpecError(f"{task}: neither a task file nor an lm-eval task name")
     return name, None
+
+
+def _folder_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file below ``folder`` with its size and modification time: changes when a task
+    file there is added, removed or edited."""
+    out = []
+    for p in folder.rglob("*"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.is_file():
+            out.append((str(p.relative_to(folder)), st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_task_manager(include: str | None, _stamp: tuple[tuple[str, int, int], ...]) -> Any:
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include)
+
+
+def task_manager(include: Path | None) -> Any:
+    """lm-eval's ``TaskManager`` over its registry and ``include`` (a task file's folder),
+    built once per process while that folder's files are unchanged: indexing lm-eval's
+    registry takes seconds, and a suite of lm-eval tasks would pay it for every task. The
+    index only maps names to files; lm-eval reads each task's files anew for every run."""
+    if include is None:
+        return _cached_task_manager(None, ())
+    return _cached_task_manager(str(include), _folder_stamp(include))
 
 
 def _metrics(res: dict[str, Any], where: str) -> dict[str, tuple[float, float]]:
@@ -222,7 +254,6 @@ def run_lmeval(
     """Run ``task`` through ``lm_eval.simple_evaluate`` on a local checkpoint; an :class:`EvalRun`."""
     try:
         import lm_eval
-        from lm_eval.tasks import TaskManager
     except ImportError as e:
         raise EvalSpecError(
             "this task needs the lm-eval engine: install the `lmeval` extra (pip install 'tripwire[lmeval]')"
@@ -246,7 +277,7 @@ def run_lmeval(
     if dev == "auto":
         dev = "cuda" if torch.cuda.is_available() else "cpu"
     dt = dtype if dtype != "auto" else ("bfloat16" if dev.startswith("cuda") else "float32")
-    tm = TaskManager(include_path=str(include) if include else None)
+    tm = task_manager(include)
     if name not in tm.all_tasks:
         where = f" (looked in lm-eval's registry and {include})" if include else " in lm-eval's registry"
         raise EvalSpecError(f"lm-eval task {name!r} not found{where}")

@@ -178,3 +178,21 @@ def test_signing_failure_after_scoring_keeps_the_result(copy_model, tmp_path, ca
     assert rc == 3, text
     assert "not signed" in text and out.exists()
     assert "entry_id" not in json.loads(out.read_text())
+
+
+def test_lmevals_task_index_is_built_once_and_rebuilt_when_the_task_folder_changes(tmp_path):
+    from node.evals.lmeval import task_manager
+
+    d = tmp_path / "tasks"
+    d.mkdir()
+    first = _write_task(d, hook=False)
+    tm = task_manager(d)
+    assert "tw_engine_plain" in tm.all_tasks
+    assert task_manager(d) is tm  # unchanged folder: the index is reused
+    # A task file added beside it is found: the folder changed, so the index is rebuilt.
+    added = d / "tw_engine_added.yaml"
+    added.write_text(first.read_text().replace("task: tw_engine_plain", "task: tw_engine_added"))
+    tm2 = task_manager(d)
+    assert tm2 is not tm and {"tw_engine_plain", "tw_engine_added"} <= set(tm2.all_tasks)
+    added.unlink()
+    assert "tw_engine_added" not in task_manager(d).all_tasks
