@@ -130,15 +130,16 @@ def check_pdf(pdf_path: Path, report: VerificationReport, evidence_bytes: bytes)
                 return failed
             raise
         printed = out.read_bytes()
+    same = Check("report pdf", "pass", f"{pdf_path.name}'s text is exactly that of the report this evidence renders to")
     if same_pdf_but_dates(data, printed):
-        return Check("report pdf", "pass", f"{pdf_path.name}'s text is exactly that of the report this evidence renders to")
+        return same
     try:
         given = pdf_text(data)
     except RenderError as e:
         return Check("report pdf", "fail", f"{pdf_path.name}: {e.message}")
     want = pdf_text(printed)
     if given == want:
-        return Check("report pdf", "pass", f"{pdf_path.name}'s text is exactly that of the report this evidence renders to")
+        return same
     ratio = difflib.SequenceMatcher(None, given[:20000], want[:20000], autojunk=False).quick_ratio()
     msg = _first_difference(given, want, f"{pdf_path.name} (text, spaces removed)")
     if ratio > 0.5:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import platform
+import stat
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,7 +112,7 @@ def _folder_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
             st = p.stat()
         except OSError:
             continue
-        if p.is_file():
+        if stat.S_ISREG(st.st_mode):  # from the stat already taken, not a second one
             out.append((str(p.relative_to(folder)), st.st_mtime_ns, st.st_size))
     return tuple(sorted(out))
 

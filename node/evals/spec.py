@@ -16,12 +16,13 @@ digests in order; that is the digest a roster pins.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import math
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -500,13 +501,15 @@ class TaskSpec(BaseModel):
         return f"{what} (fewshot_config.{what} is unset)" if self.format == "lm-eval" else what
 
     @contextmanager
-    def _row(self, label: str) -> Iterator[None]:
+    def _row(self, label: str | Callable[[], str]) -> Iterator[None]:
         """Name the row (``item 3``, ``few-shot example 2 of split 'train'``) in what a prompt
-        lookup inside refuses."""
+        lookup inside refuses; a callable label is computed only then (finding a few-shot
+        example's position in its pool is a scan, not for every prompt)."""
         try:
             yield
         except _RowError as e:
-            raise EvalDataError(f"task {self.name} ({self.source}): {label} {e.detail}") from e
+            name = label() if callable(label) else label
+            raise EvalDataError(f"task {self.name} ({self.source}): {name} {e.detail}") from e
 
     def _pool_label(self, pool: list[dict[str, Any]], fs: dict[str, Any]) -> str:
         k = next((i for i, x in enumerate(pool) if x is fs), "?")
@@ -659,7 +662,7 @@ class TaskSpec(BaseModel):
             parts = [prefix] if prefix else []
             if self.num_fewshot > 0:
                 for fs in self._sample(rnd, pool, doc):
-                    with self._row(self._pool_label(pool, fs)):
+                    with self._row(functools.partial(self._pool_label, pool, fs)):
                         q = self.text(fs, self.fewshot_doc_to_text, self._fewshot("doc_to_text"))
                         a = self._answer_text(fs)
                     if not isinstance(q, str):

@@ -47,7 +47,7 @@ def _own_plans(status: StatusDocument, lab: str) -> list[dict[str, Any]]:
     coordination = status.coordination
     plans = coordination.plans if isinstance(coordination, CoordinationSection) else []
     refs = [
-        PlanRef.model_validate({k: v for k, v in p.to_json().items() if k in PlanRef.model_fields and v is not None})
+        PlanRef.model_validate(p.model_dump(mode="json", include=set(PlanRef.model_fields), exclude_none=True))
         for p in plans if p.lab == lab
     ]
     return [r.model_dump(mode="json") for r in refs[-256:]]
