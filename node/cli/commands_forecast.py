@@ -8,7 +8,7 @@ every node applies (:func:`node.pause.view.local_analysis`), print.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from node.cli._app import app, console
 from node.cli.commands_pause import HomeOpt, JsonOpt
 from node.home import NodeHome
 from node.pause import actions
+
+if TYPE_CHECKING:
+    from node.pause.view import SharedAnalysis
 
 
 def _prediction_lines(preds: list[dict[str, Any]]) -> list[str]:
@@ -113,14 +116,15 @@ def forecasts_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
         console.print(_track_line(r), highlight=False)
 
 
-def _status_section(h: NodeHome) -> dict[str, Any]:
-    from node.pause.view import forecasts_json, local_analysis
+def _status_section(h: NodeHome, shared: SharedAnalysis) -> dict[str, Any]:
     from protocol.errors import TripwireError
 
     try:
-        a, _ = local_analysis(h)
+        a, _ = shared.get()
     except TripwireError as e:
         return {"error": e.message}
+    from node.pause.view import forecasts_json
+
     return forecasts_json(a).to_json()
 
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,9 @@ from protocol.errors import ConfigurationError, KeyFileError, TripwireError
 from protocol.keys import PublicKey
 from protocol.roster import Roster, RosterPin, decode_roster, draft_roster, parse_roster, roster_envelope
 
+if TYPE_CHECKING:
+    from node.pause.view import SharedAnalysis
+
 HomeOpt = Annotated[Path, typer.Option("--home", help="Node home directory.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", help="File to write.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -37,9 +40,10 @@ peers_app = typer.Typer(help="List and add the peers this node syncs with.", no_
 app.add_typer(roster_app, name="roster")
 app.add_typer(peers_app, name="peers")
 
-#: Extra sections of `tripwire status` (name -> function of the open home); the pause
-#: coordinator registers its own here.
-STATUS_SECTIONS: dict[str, Callable[[NodeHome], Any]] = {}
+#: Extra sections of `tripwire status` (name -> function of the open home and the one
+#: analysis of its store that every section of the call reads); the pause, plan and
+#: forecast commands register theirs here.
+STATUS_SECTIONS: dict[str, Callable[[NodeHome, SharedAnalysis], Any]] = {}
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -486,8 +490,11 @@ def collect_status(h: NodeHome) -> dict[str, Any]:
     out["misbehaviour"] = misbehaviour
     out["log_size"] = log_size
     out["pause"] = {"state": "unknown", "note": "pause coordination is not running in this view"}
+    from node.pause.view import SharedAnalysis
+
+    shared = SharedAnalysis(h)
     for name, fn in STATUS_SECTIONS.items():
-        out[name] = fn(h)
+        out[name] = fn(h, shared)
     return out
 
 

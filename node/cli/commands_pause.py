@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from node.home import NodeHome
 from node.pause import actions
 from protocol.errors import ConfigurationError
 from protocol.scope import Scope, describe
+
+if TYPE_CHECKING:
+    from node.pause.view import SharedAnalysis
 
 HomeOpt = Annotated[Path, typer.Option("--home", help="Node home directory.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -185,12 +188,11 @@ def policy_install_cmd(
     console.print(f"installed policy {policy.id} v{policy.version}  digest {policy.digest}", highlight=False)
 
 
-def _status_section(h: NodeHome) -> dict[str, Any]:
-    from node.pause.view import local_analysis
+def _status_section(h: NodeHome, shared: SharedAnalysis) -> dict[str, Any]:
     from protocol.errors import TripwireError
 
     try:
-        a, snap = local_analysis(h)
+        a, snap = shared.get()
     except TripwireError as e:
         return {"state": "unknown", "note": e.message}
     from node.pause.runs import coverage, known_runs, scopes_in_force

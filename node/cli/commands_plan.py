@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ from node.cli.commands_pause import HomeOpt, JsonOpt
 from node.home import NodeHome
 from node.pause import actions
 from protocol.entries import NoteBody, halt_step
+
+if TYPE_CHECKING:
+    from node.pause.view import SharedAnalysis
 
 
 def _plan_lines(p: dict[str, Any]) -> list[str]:
@@ -86,12 +89,11 @@ def safety_case_cmd(
     console.print(f"  labs vote with: tripwire vote {pid[:16]} --accept --rationale TEXT --home DIR", highlight=False)
 
 
-def _status_section(h: NodeHome) -> dict[str, Any]:
-    from node.pause.view import local_analysis
+def _status_section(h: NodeHome, shared: SharedAnalysis) -> dict[str, Any]:
     from protocol.errors import TripwireError
 
     try:
-        _, snap = local_analysis(h)
+        _, snap = shared.get()
     except TripwireError as e:
         return {"state": "unknown", "note": e.message}
     plans = snap.plans

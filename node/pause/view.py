@@ -4,7 +4,8 @@
 ``tripwire proposals``) and :func:`forecasts_json` its ``forecasts`` section.
 :func:`local_analysis` analyses a home's store directly, for the CLI, training gates and
 a status request served without a running coordinator; :class:`AnalysisCaches` lets
-repeated calls on one store reuse what they read and fitted.
+repeated calls on one store reuse what they read and fitted, and :class:`SharedAnalysis`
+gives several readers of one moment (the sections of one ``tripwire status``) one analysis.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from node.pause.planner import VotesConfig
 from node.pause.tracker import EntryIndex, feeds_held
 from protocol.canonical import format_time, utcnow
 from protocol.entries import PauseProposalBody, SafetyCaseBody, VoteBody
-from protocol.errors import ConfigurationError
+from protocol.errors import ConfigurationError, TripwireError
 from protocol.pause import CertCache
 from protocol.policy import Policy
 from protocol.roster import RosterChain
@@ -201,3 +202,25 @@ def local_analysis(home: NodeHome, caches: AnalysisCaches | None = None) -> tupl
     )
     config = VotesConfig.from_mapping(home.config.votes)
     return a, describe(a, chain, policy, error, config, home.lab, now)
+
+
+class SharedAnalysis:
+    """One :func:`local_analysis` of a home, run at the first :meth:`get` and shared by every
+    later one: the readers see the same moment, and the store is read and analysed once.
+    A refusal (:class:`~protocol.errors.TripwireError`) is kept too and raised to each reader."""
+
+    def __init__(self, home: NodeHome) -> None:
+        self.home = home
+        self._result: tuple[Analysis, CoordinationSection] | None = None
+        self._error: TripwireError | None = None
+
+    def get(self) -> tuple[Analysis, CoordinationSection]:
+        if self._result is None and self._error is None:
+            try:
+                self._result = local_analysis(self.home)
+            except TripwireError as e:
+                self._error = e
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result

@@ -92,6 +92,41 @@ def test_ceremony_install_show_status_peers(tmp_path, capsys):
     assert main(["roster", "show", "--home", str(tmp_path / "alpha")]) == 0
 
 
+def test_status_sections_share_one_analysis_of_the_store(tmp_path, capsys, monkeypatch):
+    """The pause, plan and forecast sections of one `tripwire status` read one analysis, not
+    one each; a refusal is shared the same way (each section says why it has nothing)."""
+    import node.pause.view as view
+    from protocol.errors import ConfigurationError
+
+    genesis = ceremony(tmp_path)
+    assert main(["roster", "install", str(genesis), "--home", str(tmp_path / "alpha")]) == 0
+    calls: list[str] = []
+    real = view.local_analysis
+
+    def counted(home, caches=None):
+        calls.append(home.lab)
+        return real(home, caches)
+
+    monkeypatch.setattr(view, "local_analysis", counted)
+    capsys.readouterr()
+    assert main(["status", "--home", str(tmp_path / "alpha"), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert calls == ["alpha"]
+    assert status["pause"]["state"] == "not paused" and "plans" in status["plans"] and "track" in status["forecasts"]
+
+    def refused(home, caches=None):
+        calls.append(home.lab)
+        raise ConfigurationError("the store cannot be analysed")
+
+    calls.clear()
+    monkeypatch.setattr(view, "local_analysis", refused)
+    assert main(["status", "--home", str(tmp_path / "alpha"), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert calls == ["alpha"]
+    assert status["pause"] == {"state": "unknown", "note": "the store cannot be analysed"}
+    assert status["forecasts"] == {"error": "the store cannot be analysed"}
+
+
 def _misuse_cases(tmp: Path) -> list[tuple[str, list[str], int, str]]:
     t = str(tmp)
     return [
