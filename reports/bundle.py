@@ -20,6 +20,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from protocol.canonical import (
+    TIME_RE,
     canonical_bytes,
     format_time,
     parse_canonical,
@@ -56,7 +57,7 @@ MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 LabId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
 Timestamp = Annotated[
-    str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$", max_length=40)
+    str, StringConstraints(pattern=TIME_RE.pattern, max_length=40)
 ]
 Audience = Literal["public", "regulator"]
 

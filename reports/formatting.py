@@ -83,7 +83,7 @@ def fmt_dec(value: Any, sig: int = 3) -> str:
 def exact_text(value: Any) -> str:
     """A signed value exactly as signed, for readers: ``1.17166E+20`` → ``1.17166 × 10²⁰``, ``-6.6`` → ``−6.6``."""
     text = str(value)
-    m = re.fullmatch(r"(-?)(\d+(?:\.\d+)?)[eE]\+?(-?\d+)", text)
+    m = re.fullmatch(r"(-?)([0-9]+(?:\.[0-9]+)?)[eE]\+?(-?[0-9]+)", text)
     if m is not None:
         return f"{MINUS if m.group(1) else ''}{m.group(2)} × 10{str(int(m.group(3))).translate(SUPERSCRIPT)}"
     return MINUS + text[1:] if text.startswith("-") else text
@@ -138,7 +138,7 @@ def css_string(text: str) -> Markup:
     return Markup('"' + "".join(out) + '"')  # noqa: S704 (letters, digits, spaces and CSS escapes only)
 
 
-_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?Z")
+_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?Z")
 
 
 @lru_cache(maxsize=4096)

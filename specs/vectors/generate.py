@@ -558,6 +558,10 @@ def negative_vectors(w: World) -> list[tuple[str, dict[str, Any]]]:
     entry("timestamp_not_utc", "issued_at with an offset instead of Z", "SchemaError", "schema",
           "issued_at", w.sign_statement_dict(stmt("alpha-1", issued_at="2025-01-02T00:06:00+00:00"),
                                               "alpha-1"))
+    entry("timestamp_non_ascii_digits", "issued_at spelled with Arabic-Indic digits (U+0660..U+0669)",
+          "SchemaError", "schema", "issued_at",
+          w.sign_statement_dict(stmt("alpha-1", issued_at="\u0662\u0660\u0662\u0665-01-02T00:06:00Z"),
+                                "alpha-1"))
     bad_prop = stmt("alpha-2")
     bad_prop["body"] = {**bad_prop["body"], "proposal_id": "0" * 64}
     entry("proposal_id_mismatch", "a pause proposal whose id is not the digest of its trigger",

@@ -308,12 +308,32 @@ def test_time_round_trip_and_normalisation() -> None:
         "2025-02-30T00:00:00Z",
         "2025-01-01T12:00:00Z\n",
         "2025-01-01T12:00:00z",
+        "\u0662\u0660\u0662\u0665-01-01T12:00:00Z",
+        "2025-01-01T12:00:00.\u0661Z",
+        "\uff12025-01-01T12:00:00Z",
+        "2025-01-01T24:00:00Z",
+        "2025-01-01T12:00:60Z",
+        "0000-01-01T00:00:00Z",
     ],
-    ids=["offset", "space", "no_seconds", "impossible_date", "trailing_newline", "lowercase_z"],
+    ids=["offset", "space", "no_seconds", "impossible_date", "trailing_newline", "lowercase_z",
+         "arabic_indic_digits", "non_ascii_fraction", "fullwidth_digit", "hour_24", "leap_second", "year_0"],
 )
 def test_parse_time_refuses(bad: str) -> None:
     with pytest.raises(SchemaError):
         parse_time(bad)
+
+
+def test_signed_timestamps_admit_ascii_digits_only() -> None:
+    """A digit of another script is a second spelling of one instant: the models refuse it as
+    parse_time does (the pattern, not just the parser)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from protocol.entries import Timestamp
+
+    ta = TypeAdapter(Timestamp)
+    assert ta.validate_python("2025-01-01T12:00:00Z") == "2025-01-01T12:00:00Z"
+    with pytest.raises(ValidationError):
+        ta.validate_python("\u0662\u0660\u0662\u0665-01-01T12:00:00Z")
 
 
 def test_format_time_refuses_naive() -> None:
