@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 import platform
 import stat
@@ -42,6 +43,7 @@ from protocol.canonical import canonical_bytes, decimal_str
 ENGINE = "lm-eval"
 RECORD_FORMAT = "lm-eval-sample/1"
 BACKENDS = ("hf", "vllm")
+_log = logging.getLogger(__name__)
 
 
 class _TaskYAMLLoader(yaml.SafeLoader):
@@ -117,18 +119,66 @@ def _folder_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(out))
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_task_manager(include: str | None, _stamp: tuple[tuple[str, int, int], ...]) -> Any:
+#: The TaskManager attributes the shared-registry build sets (lm-eval 0.4.13's constructor
+#: sets the same); a release that names them otherwise gets the plain constructor.
+_MANAGER_FIELDS = ("_index", "_all_tasks", "_all_subtasks", "_all_groups", "_all_tags")
+
+
+@functools.cache
+def _registry_index() -> dict[str, Any]:
+    """lm-eval's own task registry (its ``tasks`` folder, some 14,000 names), indexed once per
+    process: the index is what takes seconds, and it is the same for every task folder."""
+    from lm_eval.tasks import _index
+
+    index: dict[str, Any] = _index.TaskIndex.build([Path(_index.__file__).parent])
+    return index
+
+
+def _build_task_manager(include: str | None) -> Any:
+    """``TaskManager(include_path=include)``, with lm-eval's registry indexed once per process
+    (``include`` None: the registry alone).
+
+    lm-eval indexes each path on its own and then merges them in order, a later path's
+    name replacing an earlier one's (with a warning); this does the same with the cached
+    registry index and a fresh index of ``include`` alone. The result equals lm-eval's own
+    build (tests/evals/test_lmeval_engine.py compares every name, entry and listing)."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=include)
+    try:
+        from lm_eval.tasks._index import Kind
+    except ImportError:  # another lm-eval layout: its own (slower) build
+        return TaskManager(include_path=include)
+    tm = TaskManager(include_path=include, include_defaults=False)
+    if not all(hasattr(tm, f) for f in _MANAGER_FIELDS):
+        return TaskManager(include_path=include)
+    index = dict(_registry_index())  # a copy: the cached registry is never changed
+    for name, entry in tm._index.items():
+        if name in index:
+            _log.warning("Task '%s' from %s overrides existing task from %s",
+                         name, entry.yaml_path, index[name].yaml_path)
+        index[name] = entry
+    kinds: dict[Any, list[str]] = {}
+    for name, entry in index.items():
+        kinds.setdefault(entry.kind, []).append(name)
+    tm._index = index
+    tm._all_tasks = sorted(index)
+    tm._all_subtasks = sorted(kinds.get(Kind.TASK, []) + kinds.get(Kind.PY_TASK, []))
+    tm._all_groups = sorted(kinds.get(Kind.GROUP, []))
+    tm._all_tags = sorted(kinds.get(Kind.TAG, []))
+    return tm
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_task_manager(include: str | None, _stamp: tuple[tuple[str, int, int], ...]) -> Any:
+    return _build_task_manager(include)
 
 
 def task_manager(include: Path | None) -> Any:
     """lm-eval's ``TaskManager`` over its registry and ``include`` (a task file's folder),
-    built once per process while that folder's files are unchanged: indexing lm-eval's
-    registry takes seconds, and a suite of lm-eval tasks would pay it for every task. The
-    index only maps names to files; lm-eval reads each task's files anew for every run."""
+    built once per process while that folder's files are unchanged, over a registry index
+    built once per process: indexing lm-eval's registry takes seconds, and a suite of
+    lm-eval tasks in several folders would pay it for every task. The index only maps names
+    to files; lm-eval reads each task's files anew for every run."""
     if include is None:
         return _cached_task_manager(None, ())
     return _cached_task_manager(str(include), _folder_stamp(include))

@@ -66,11 +66,14 @@ def _run(capsys, *args: object) -> tuple[int, str]:
 def _lmeval_direct(model_dir: Path, task_file: Path) -> dict:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
+
+    # The index of lm-eval's registry is built once per process (equal to lm-eval's own build:
+    # test_the_shared_registry_index_equals_lmevals_own_build); lm-eval loads and runs the task.
+    from node.evals.lmeval import task_manager
 
     lm = HFLM(pretrained=str(model_dir), dtype="float32", device="cpu", batch_size=4)
     name = task_file.stem
-    out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=TaskManager(include_path=str(task_file.parent)),
+    out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=task_manager(task_file.parent),
                                   batch_size=4, device="cpu", log_samples=False)
     return out["results"][name] | {"n": out["n-samples"][name]["effective"]}
 
@@ -196,3 +199,36 @@ def test_lmevals_task_index_is_built_once_and_rebuilt_when_the_task_folder_chang
     assert tm2 is not tm and {"tw_engine_plain", "tw_engine_added"} <= set(tm2.all_tasks)
     added.unlink()
     assert "tw_engine_added" not in task_manager(d).all_tasks
+
+
+def test_the_shared_registry_index_equals_lmevals_own_build(tmp_path):
+    """The task manager indexes lm-eval's registry once per process and merges a folder's
+    index over it; that must be lm-eval's own ``TaskManager(include_path=...)`` exactly:
+    a new task, a task and a group replacing registry names, and a tag."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from node.evals.lmeval import task_manager
+
+    d = tmp_path / "tasks"
+    d.mkdir()
+    _write_task(d, hook=True)
+    registry = Path(lm_eval.__file__).resolve().parent / "tasks"
+    # A registry task name (arc_easy) and group name (ai2_arc) defined again in the folder.
+    (d / "arc_easy.yaml").write_text(
+        (registry / "arc" / "arc_easy.yaml").read_text().replace("tag:\n  - ai2_arc", "tag:\n  - tw_tag")
+    )
+    (d / "group.yaml").write_text("group: ai2_arc\ntask:\n  - tw_engine_hook\n  - arc_easy\n")
+    fast, own = task_manager(d), TaskManager(include_path=str(d))
+    assert fast.task_index == own.task_index
+    assert fast.task_index["arc_easy"].yaml_path == d / "arc_easy.yaml"
+    assert fast.task_index["ai2_arc"].yaml_path == d / "group.yaml"
+    assert "tw_tag" in fast.all_tags and "tw_engine_hook" in fast.all_subtasks
+    for listing in ("all_tasks", "all_subtasks", "all_groups", "all_tags"):
+        assert getattr(fast, listing) == getattr(own, listing), listing
+    assert len(fast.all_tasks) > 10_000  # the registry is there, not only the folder
+    # The registry alone (a task named, not a file): the registry's own arc_easy, untouched
+    # by the folder's replacement above.
+    alone = task_manager(None)
+    assert alone.task_index["arc_easy"].yaml_path == registry / "arc" / "arc_easy.yaml"
+    assert set(alone.all_tasks) == set(own.all_tasks) - {"tw_engine_hook", "tw_tag"}

@@ -200,13 +200,14 @@ def _flag(args: list[str], name: str) -> int | None:
 
 def _lmeval_direct(model: Path, task_file: Path, args: list[str]) -> dict:
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
-    from node.evals.lmeval import resolve_task
+    # lm-eval's registry is indexed once per process (the same index as lm-eval's own build,
+    # tests/evals/test_lmeval_engine.py); lm-eval itself loads and runs the task.
+    from node.evals.lmeval import resolve_task, task_manager
 
     name, include = resolve_task(task_file)
     lm = HFLM(pretrained=str(model), dtype="float32", device="cpu", batch_size=BATCH)
-    return lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=TaskManager(include_path=str(include)),
+    return lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=task_manager(include),
                                    batch_size=BATCH, device="cpu", log_samples=False,
                                    limit=_flag(args, "--limit"), num_fewshot=_flag(args, "--num-fewshot"))
 
