@@ -797,7 +797,7 @@ def fit_for_forecast(
     if (z is None) == (interval_level is None):
         raise PolicyError("forecast needs exactly one of z or interval_level")
     for name, text in (("z", z), ("interval_level", interval_level)):
-        if text is not None and (not isinstance(text, str) or not DECIMAL_RE.match(text)):
+        if text is not None and (not isinstance(text, str) or not DECIMAL_RE.fullmatch(text)):
             raise PolicyError(f"forecast {name} {text!r} is not a decimal string")
     fit = fit_trend(points, direction=direction, chance=chance, ceiling=ceiling)
     if fit is None:
@@ -975,7 +975,7 @@ def _forecast_verdict(
 ) -> TrendVerdict:
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
-    if not isinstance(latest_flop, str) or not DECIMAL_RE.match(latest_flop) or Decimal(latest_flop) <= 0:
+    if not isinstance(latest_flop, str) or not DECIMAL_RE.fullmatch(latest_flop) or Decimal(latest_flop) <= 0:
         raise PolicyError(f"latest training FLOP {latest_flop!r} is not a positive decimal string")
     with decimal.localcontext(_DCTX) as ctx:
         ctx.prec = 12

@@ -77,7 +77,7 @@ class Prediction(_Frozen):
 
 
 def _check_flop(target_flop: str) -> Decimal:
-    if not isinstance(target_flop, str) or not DECIMAL_RE.match(target_flop) or Decimal(target_flop) <= 0:
+    if not isinstance(target_flop, str) or not DECIMAL_RE.fullmatch(target_flop) or Decimal(target_flop) <= 0:
         raise PolicyError(f"target training FLOP {target_flop!r} is not a positive decimal string")
     return Decimal(target_flop)
 

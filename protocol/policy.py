@@ -72,7 +72,7 @@ def _decimal_text(v: Any) -> Any:
         # must not depend on binary rounding, so it is refused rather than converted.
         raise ValueError(f'float {v!r} is not allowed: write decimals as strings, e.g. "0.6"')
     if isinstance(v, str):
-        if len(v) > MAX_DECIMAL_CHARS or not DECIMAL_RE.match(v):
+        if len(v) > MAX_DECIMAL_CHARS or not DECIMAL_RE.fullmatch(v):
             raise ValueError(f'{v[:48]!r} is not a decimal string such as "0.6" or "1.5E18"')
         return v
     raise ValueError(f"expected a decimal string, got {type(v).__name__}")

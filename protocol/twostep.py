@@ -241,7 +241,7 @@ class TwoStepFit:
 
 
 def _bound(name: str, text: str) -> float:
-    if not isinstance(text, str) or not DECIMAL_RE.match(text):
+    if not isinstance(text, str) or not DECIMAL_RE.fullmatch(text):
         raise PolicyError(f"two-step forecast: {name} {text!r} is not a decimal string")
     return float(Decimal(text))
 

@@ -162,7 +162,7 @@ class NodeHome:
         recorded (the name of the variable to read the passphrase from on open).
         """
         home = Path(path)
-        if not LAB_RE.match(lab_id or ""):
+        if not LAB_RE.fullmatch(lab_id or ""):
             raise ConfigurationError(f"lab id {lab_id!r} must be 1-64 characters of a-z, 0-9 and '-'")
         if (home / CONFIG_FILE).exists() or (home / KEY_FILE).exists():
             raise HomeExistsError(f"{home} already holds a node home; refusing to overwrite it")

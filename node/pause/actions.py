@@ -304,7 +304,7 @@ def propose_resume(
 def _positive(what: str, text: str, *, above: str = "0", error: type[ConfigurationError] = PlanRefusedError) -> str:
     text = text.strip()
     try:
-        ok = bool(DECIMAL_RE.match(text)) and Decimal(text) > Decimal(above)
+        ok = bool(DECIMAL_RE.fullmatch(text)) and Decimal(text) > Decimal(above)
     except InvalidOperation:
         ok = False
     if not ok:

@@ -132,6 +132,8 @@ def _misuse_cases(tmp: Path) -> list[tuple[str, list[str], int, str]]:
     return [
         ("init-existing-home", ["init", "--home", f"{t}/alpha", "--lab", "alpha"], 2, "already holds"),
         ("init-bad-lab-id", ["init", "--home", f"{t}/x", "--lab", "Not OK"], 2, "lab id"),
+        # `$` alone would match before a trailing newline
+        ("init-lab-id-trailing-newline", ["init", "--home", f"{t}/x", "--lab", "alpha\n"], 2, "lab id"),
         (
             "init-missing-passphrase-env",
             ["init", "--home", f"{t}/y", "--lab", "y", "--passphrase-env", "TW_NOPE"],

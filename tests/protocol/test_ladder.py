@@ -121,7 +121,8 @@ def test_stop_point_is_where_the_breach_becomes_plausible_and_not_after_the_plan
     assert stop_point(pts, RULE, f"{10**24:.6E}") == sp
 
 
-@pytest.mark.parametrize("bad", ["0", "-1E20", "lots", "1E20 "], ids=["zero", "negative", "text", "trailing-space"])
+@pytest.mark.parametrize("bad", ["0", "-1E20", "lots", "1E20 ", "1E20\n", "\u0661E20"],
+                         ids=["zero", "negative", "text", "trailing-space", "trailing-newline", "arabic-indic-digit"])
 def test_bad_target_compute_is_refused(bad: str) -> None:
     pts = ladder_points(ladder_results(), lab="alpha", models=list(LADDER), rule=RULE)
     with pytest.raises(PolicyError, match="target training FLOP"):
