@@ -128,9 +128,9 @@ _MANAGER_FIELDS = ("_index", "_all_tasks", "_all_subtasks", "_all_groups", "_all
 def _registry_index() -> dict[str, Any]:
     """lm-eval's own task registry (its ``tasks`` folder, some 14,000 names), indexed once per
     process: the index is what takes seconds, and it is the same for every task folder."""
-    from lm_eval.tasks import _index
+    from lm_eval.tasks import TaskManager
 
-    index: dict[str, Any] = _index.TaskIndex.build([Path(_index.__file__).parent])
+    index: dict[str, Any] = TaskManager().task_index
     return index
 
 
@@ -140,31 +140,29 @@ def _build_task_manager(include: str | None) -> Any:
 
     lm-eval indexes each path on its own and then merges them in order, a later path's
     name replacing an earlier one's (with a warning); this does the same with the cached
-    registry index and a fresh index of ``include`` alone. The result equals lm-eval's own
-    build (tests/evals/test_lmeval_engine.py compares every name, entry and listing)."""
+    registry index and a fresh index of ``include`` alone, then sets the merged index and its
+    listings on that manager, as lm-eval's constructor does (lm-eval is pinned; a release
+    without those attributes gets its own build). The result equals lm-eval's own build
+    (tests/evals/test_lmeval_engine.py compares every name, entry and listing)."""
     from lm_eval.tasks import TaskManager
 
-    try:
-        from lm_eval.tasks._index import Kind
-    except ImportError:  # another lm-eval layout: its own (slower) build
-        return TaskManager(include_path=include)
     tm = TaskManager(include_path=include, include_defaults=False)
     if not all(hasattr(tm, f) for f in _MANAGER_FIELDS):
         return TaskManager(include_path=include)
     index = dict(_registry_index())  # a copy: the cached registry is never changed
-    for name, entry in tm._index.items():
+    for name, entry in tm.task_index.items():
         if name in index:
             _log.warning("Task '%s' from %s overrides existing task from %s",
                          name, entry.yaml_path, index[name].yaml_path)
         index[name] = entry
-    kinds: dict[Any, list[str]] = {}
+    kinds: dict[str, list[str]] = {}
     for name, entry in index.items():
-        kinds.setdefault(entry.kind, []).append(name)
+        kinds.setdefault(entry.kind.name, []).append(name)
     tm._index = index
     tm._all_tasks = sorted(index)
-    tm._all_subtasks = sorted(kinds.get(Kind.TASK, []) + kinds.get(Kind.PY_TASK, []))
-    tm._all_groups = sorted(kinds.get(Kind.GROUP, []))
-    tm._all_tags = sorted(kinds.get(Kind.TAG, []))
+    tm._all_subtasks = sorted(kinds.get("TASK", []) + kinds.get("PY_TASK", []))
+    tm._all_groups = sorted(kinds.get("GROUP", []))
+    tm._all_tags = sorted(kinds.get("TAG", []))
     return tm
 
 
