@@ -966,6 +966,14 @@ def forecast_verdict(
         return _forecast_verdict(points, rule, latest_flop, proxy_points, on_fit)
 
 
+def positive_flop(text: str, which: str) -> Decimal:
+    """A training FLOP from a caller (``which``: ``latest``, ``target``) as a positive Decimal;
+    :class:`PolicyError` naming it otherwise (fullmatch: ``$`` alone admits a trailing newline)."""
+    if not isinstance(text, str) or not DECIMAL_RE.fullmatch(text) or Decimal(text) <= 0:
+        raise PolicyError(f"{which} training FLOP {text!r} is not a positive decimal string")
+    return Decimal(text)
+
+
 def _forecast_verdict(
     points: Sequence[TrendPoint],
     rule: Rule,
@@ -975,8 +983,7 @@ def _forecast_verdict(
 ) -> TrendVerdict:
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
-    if not isinstance(latest_flop, str) or not DECIMAL_RE.fullmatch(latest_flop) or Decimal(latest_flop) <= 0:
-        raise PolicyError(f"latest training FLOP {latest_flop!r} is not a positive decimal string")
+    positive_flop(latest_flop, "latest")
     with decimal.localcontext(_DCTX) as ctx:
         ctx.prec = 12
         horizon_flop = str(+(Decimal(latest_flop) * Decimal(rule.forecast.horizon)))

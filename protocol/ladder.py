@@ -14,7 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from protocol.canonical import DECIMAL_RE
 from protocol.errors import PolicyError
 from protocol.forecast import (
     TrendPoint,
@@ -24,6 +23,7 @@ from protocol.forecast import (
     crossing_of,
     fit_for_rule,
     points_for_rule,
+    positive_flop,
     proxy_points_for_rule,
 )
 from protocol.numeric import log10 as _log10
@@ -76,12 +76,6 @@ class Prediction(_Frozen):
     """The interval's stated coverage (None: a bare ``z``-wide interval)."""
 
 
-def _check_flop(target_flop: str) -> Decimal:
-    if not isinstance(target_flop, str) or not DECIMAL_RE.fullmatch(target_flop) or Decimal(target_flop) <= 0:
-        raise PolicyError(f"target training FLOP {target_flop!r} is not a positive decimal string")
-    return Decimal(target_flop)
-
-
 def predict_at(
     points: Sequence[TrendPoint], rule: Rule, target_flop: str, *, proxy_points: Sequence[TrendPoint] = ()
 ) -> Prediction:
@@ -89,7 +83,7 @@ def predict_at(
     (two-step through ``proxy_points`` when the rule's forecast has ``via``)."""
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
-    target = _check_flop(target_flop)
+    target = positive_flop(target_flop, "target")
     fc = rule.forecast
     fit = fit_for_rule(points, rule, proxy_points=proxy_points)
     if fit is None:
@@ -123,7 +117,7 @@ def stop_point(
     """
     if rule.forecast is None:
         raise PolicyError(f"rule '{rule.id}' has no forecast section")
-    planned = _check_flop(planned_flop)
+    planned = positive_flop(planned_flop, "target")
     fc = crossing_of(
         fit_for_rule(points, rule, proxy_points=proxy_points),
         n_points=len(points),

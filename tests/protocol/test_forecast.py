@@ -21,6 +21,7 @@ from protocol.forecast import (
     forecast_crossing,
     forecast_verdict,
     points_for_rule,
+    positive_flop,
 )
 from protocol.numeric import exp as _exp
 from protocol.numeric import sigmoid as _sigmoid
@@ -510,3 +511,12 @@ def test_bad_warn_chance_is_refused_by_the_policy(forecast: dict[str, Any], mess
             fc[k] = v
     with pytest.raises(PolicyError, match=message):
         Policy.from_obj(obj)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1E20", "lots", "1E20 ", "1E20\n", "\u0661E20", 1e20],
+                         ids=["zero", "negative", "text", "trailing-space", "trailing-newline", "arabic-indic-digit",
+                              "float"])
+def test_a_training_flop_must_be_a_positive_decimal_string(bad) -> None:
+    assert positive_flop("1.5E20", "latest") == Decimal("1.5E20")
+    with pytest.raises(PolicyError, match="latest training FLOP"):
+        positive_flop(bad, "latest")
