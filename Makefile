@@ -1,5 +1,7 @@
 # `make demo` and `make test` set up .venv themselves (idempotent; quick when up to date).
 PYTHON ?= python3
+# Test workers: one per core (at most four); TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= auto
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tripwire-installed
@@ -25,10 +27,12 @@ test: lint
 	bash scripts/ensure-chromium.sh
 	# Accessibility tests run axe-core inside the page (fetched once into a cache with npm).
 	bash scripts/ensure-axe-core.sh >/dev/null || echo "axe-core could not be fetched: the accessibility tests will skip"
-	$(BIN)/pytest -q --durations=25
+	# Workers steal queued tests from each other, so the long end-to-end tests do not leave one
+	# core idle at the end; each test still runs whole in one worker, with its own ports and files.
+	$(BIN)/pytest -q --durations=25 -n $(TEST_WORKERS) --maxprocesses=4 --dist worksteal
 
 test-fast: venv
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --maxprocesses=4 --dist worksteal
 
 demo: venv
 	# The report is printed to PDF by headless Chromium (installed if missing).

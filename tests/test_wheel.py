@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,6 +21,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: What a clean checkout does not hold: VCS data, the dev environment, caches, build output.
+NOT_SOURCES = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
+               "demo-network", "test-artifacts")
 HEAVY = ("torch", "transformers", "tokenizers", "safetensors", "lm-eval", "inspect-ai", "vllm")
 
 
@@ -27,9 +31,14 @@ HEAVY = ("torch", "transformers", "tokenizers", "safetensors", "lm-eval", "inspe
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     build = tmp_path_factory.mktemp("build")
+    # setuptools builds in the source tree (build/, *.egg-info): build from a private copy of
+    # the sources, so the checkout is left as it was and tests running at the same time in
+    # other workers (make test runs several) never see a half-written build folder.
+    src = build / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*NOT_SOURCES))
     # --no-build-isolation: setuptools and wheel come from this environment (no index needed).
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
         check=True, cwd=build, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     (whl,) = out.glob("tripwire-*.whl")
