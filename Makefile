@@ -2,6 +2,9 @@
 PYTHON ?= python3
 # Test workers: one per core (at most four); TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= auto
+# Workers steal queued tests from each other, so the long end-to-end tests do not leave one
+# core idle at the end; each test still runs whole in one worker, with its own ports and files.
+PARALLEL := -n $(TEST_WORKERS) --maxprocesses=4 --dist worksteal
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tripwire-installed
@@ -27,12 +30,10 @@ test: lint
 	bash scripts/ensure-chromium.sh
 	# Accessibility tests run axe-core inside the page (fetched once into a cache with npm).
 	bash scripts/ensure-axe-core.sh >/dev/null || echo "axe-core could not be fetched: the accessibility tests will skip"
-	# Workers steal queued tests from each other, so the long end-to-end tests do not leave one
-	# core idle at the end; each test still runs whole in one worker, with its own ports and files.
-	$(BIN)/pytest -q --durations=25 -n $(TEST_WORKERS) --maxprocesses=4 --dist worksteal
+	$(BIN)/pytest -q --durations=25 $(PARALLEL)
 
 test-fast: venv
-	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --maxprocesses=4 --dist worksteal
+	$(BIN)/pytest -q -m "not slow" $(PARALLEL)
 
 demo: venv
 	# The report is printed to PDF by headless Chromium (installed if missing).

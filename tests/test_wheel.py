@@ -21,9 +21,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-#: What a clean checkout does not hold: VCS data, the dev environment, caches, build output.
-NOT_SOURCES = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
-               "demo-network", "test-artifacts")
 HEAVY = ("torch", "transformers", "tokenizers", "safetensors", "lm-eval", "inspect-ai", "vllm")
 
 
@@ -35,7 +32,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # the sources, so the checkout is left as it was and tests running at the same time in
     # other workers (make test runs several) never see a half-written build folder.
     src = build / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    # What a clean checkout does not hold: git's data and what .gitignore names (the dev
+    # environment, caches, build output; its patterns are plain names, as ignore_patterns takes).
+    ignored = [ln.rstrip("/") for ln in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
+               if ln.strip() and not ln.startswith("#")]
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", *ignored))
     # --no-build-isolation: setuptools and wheel come from this environment (no index needed).
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
