@@ -17,9 +17,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The synthetic signed network is test support (tests/support/synthetic.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+
+from synthetic import synthetic_network
 
 from reports.bundle import verify_bundle
-from reports.fixtures import synthetic_network
 from reports.pdf import print_pdf
 from reports.render import render_html
 

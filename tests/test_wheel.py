@@ -71,9 +71,10 @@ def test_wheel_ships_specs_and_a_torch_free_core(wheel: Path) -> None:
 
 def _bundle(root: Path) -> tuple[Path, Path]:
     """A small real network: two labs, signed results, a regulator report (no PDF)."""
+    from synthetic import T0, _result_body
+
     from node.cli import main
     from node.home.netsetup import create_network
-    from reports.fixtures import T0, _result_body
 
     homes = create_network(root, ["lab-a", "lab-b"], ports=[18791, 18792], seed=7, issued_at=T0 - timedelta(days=1))
     try:

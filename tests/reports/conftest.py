@@ -7,10 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from synthetic import DEMO_POLICY, T0, SyntheticNetwork, _result_body, synthetic_network
 
 from node.home.netsetup import create_network, policy_digest_of
 from reports.bundle import EvidenceBundle, VerificationReport, verify_bundle
-from reports.fixtures import DEMO_POLICY, T0, SyntheticNetwork, _result_body, synthetic_network
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

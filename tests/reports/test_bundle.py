@@ -8,13 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from synthetic import SyntheticNetwork, synthetic_network
 
 from protocol.canonical import canonical_bytes
 from protocol.entries import parse_statement, sign_statement
 from protocol.envelope import Envelope
 from reports.bundle import EvidenceBundle, LogProver, parse_bundle, select_entries, verify_bundle
 from reports.errors import EvidenceError
-from reports.fixtures import SyntheticNetwork, synthetic_network
 
 
 def _statement(env: dict[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,9 @@ import hashlib
 import re
 
 import pytest
+from synthetic import DISCRETIONARY_EVIDENCE, synthetic_network
 
 from reports.bundle import VerificationReport, verify_bundle
-from reports.fixtures import DISCRETIONARY_EVIDENCE, synthetic_network
 from reports.render import render_html
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from synthetic import SyntheticNetwork, synthetic_network
 
 from node.cli import main
 from protocol.canonical import entry_id, parse_time
@@ -23,7 +24,6 @@ from protocol.roster import verify_entry
 from reports.analysis import analyse
 from reports.bundle import EvidenceBundle, parse_bundle, verify_bundle
 from reports.claims import derive_claims
-from reports.fixtures import SyntheticNetwork, synthetic_network
 from reports.render import render_html, write_report
 
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from synthetic import SyntheticNetwork, _result_body, synthetic_network
 
 from reports.bundle import parse_bundle, verify_bundle
-from reports.fixtures import SyntheticNetwork, _result_body, synthetic_network
 from reports.render import render_html
 
 

@@ -7,9 +7,9 @@ import json
 import re
 
 import pytest
+from synthetic import SyntheticNetwork, synthetic_network
 
 from reports.bundle import parse_bundle, verify_bundle
-from reports.fixtures import SyntheticNetwork, synthetic_network
 from reports.render import render_html
 
 

@@ -9,11 +9,11 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from synthetic import HOSTILE_NAMES, synthetic_network
 
 from reports.bundle import VerificationReport, verify_bundle
 from reports.claims import Claims
 from reports.errors import RenderError
-from reports.fixtures import HOSTILE_NAMES, synthetic_network
 from reports.formatting import VERDICT_TEXT
 from reports.render import render_html
 
@@ -121,7 +121,7 @@ def test_banner_and_summary_follow_the_evidence(kwargs: dict[str, Any], banner: 
 
 
 def test_normal_status_when_nothing_reaches_a_level() -> None:
-    from reports.fixtures import synthetic_network as build
+    from synthetic import synthetic_network as build
 
     net = build(3, 4, pause=False, reach=0.3)  # early checkpoints only: far below every level
     report = verify_bundle(net.bundle())

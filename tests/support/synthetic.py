@@ -1,4 +1,4 @@
-"""A synthetic, fully signed network history for tests, benchmarks and examples.
+"""A synthetic, fully signed network history for the tests and the benchmarks (test support).
 
 Built only from ``protocol`` (FeedWriter, draft_roster, roster_envelope), so reports can
 be produced and verified without a node. The story: several labs train models whose
