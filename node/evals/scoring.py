@@ -144,11 +144,29 @@ def run_batched(
     return bs
 
 
-def _accepts(model: torch.nn.Module, name: str) -> bool:
+def _takes(fn: Callable[..., Any], name: str) -> tuple[bool, bool]:
+    """(declares ``name``, has a ``**kwargs`` catch-all) for ``fn``'s signature."""
     try:
-        return name in inspect.signature(model.forward).parameters
+        params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
-        return False
+        return False, False
+    return name in params, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _accepts(model: torch.nn.Module, name: str) -> bool:
+    """Whether ``model.forward`` takes the keyword ``name``.
+
+    A wrapper whose forward takes ``**kwargs`` (an adapter, a hook, a test double) hands them
+    on to the transformers model inside it, so its answer is that inner model's; a catch-all
+    with no transformers model inside says no.
+    """
+    declared, catch_all = _takes(model.forward, name)
+    if declared or not catch_all:
+        return declared
+    from transformers import PreTrainedModel
+
+    inner = next((m for m in model.modules() if m is not model and isinstance(m, PreTrainedModel)), None)
+    return inner is not None and _takes(inner.forward, name)[0]
 
 
 class Scorer:

@@ -114,3 +114,31 @@ def test_a_model_that_ignores_4d_masks_falls_back_to_the_kv_cache_engine(loaded)
     assert sc.packed is False
     plain = _scorer(loaded).score_plain(reqs, 4)
     assert max(abs(a.logprob - b.logprob) for x, y in zip(plain, shared, strict=True) for a, b in zip(x, y, strict=True)) < 1e-4
+
+
+def test_a_catch_all_wrapper_speaks_the_inner_models_keywords(loaded):
+    # An adapter whose forward takes **kwargs hands them on: the scorer must ask the
+    # transformers model inside which cache keyword and logit trimming it takes, not guess.
+    class Passes(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *a, **kw):
+            return self.inner(*a, **kw)
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 2)
+
+        def forward(self, *a, **kw):
+            return self.w(*a)
+
+    direct = _scorer(loaded)
+    wrapped = Scorer(Passes(loaded.model), device=loaded.device, max_length=loaded.max_length,
+                     pad_id=loaded.tokenizer.pad_token_id)
+    assert (wrapped.cache_kw, wrapped.can_keep_logits) == (direct.cache_kw, direct.can_keep_logits)
+    assert direct.can_keep_logits
+    bare = Scorer(Plain(), device=loaded.device, max_length=8, pad_id=0)
+    assert (bare.cache_kw, bare.can_keep_logits) == ("past_key_values", False)
