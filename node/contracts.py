@@ -22,21 +22,13 @@ import types
 from functools import cache
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
+from protocol.documents import WireDocument
 from protocol.envelope import Envelope
-
-
-class WireDocument(BaseModel):
-    """Base of every served document: closed, frozen, one docstring per field."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    def to_json(self) -> dict[str, Any]:
-        """The document as it goes on the wire (absent optional members left out)."""
-        return self.model_dump(mode="json", exclude_unset=True)
-
+from protocol.plans import PlanDocument, RuleStopDocument, SafetyCaseDocument
+from protocol.track import ForecastScoreDocument, RuleScoreDocument, TrackRecordDocument
 
 # --- feeds and ingest (spec §4.2, §4.5) ----------------------------------------------------------
 
@@ -387,156 +379,6 @@ class CoordinationPolicy(WireDocument):
     """Its version (None: not loaded)."""
     error: str | None
     """Why it could not be loaded (None: loaded)."""
-
-
-class RuleStopDocument(WireDocument):
-    """One forecast rule's verdict on a training plan (``protocol.plans.RuleStop``)."""
-
-    rule: str
-    """The policy rule id."""
-    stop_flop: str | None
-    """Compute at which the rule's breach becomes plausible (None: not before the plan's)."""
-    n_points: int
-    """Ladder checkpoints the rule read."""
-    reason: str
-    """Why, in words."""
-
-
-class SafetyCaseDocument(WireDocument):
-    """A safety case held for a plan (``protocol.plans.SafetyCaseState``)."""
-
-    proposal_id: str
-    """The accept proposal's id."""
-    entry_id: str
-    """Entry id of the safety case."""
-    lab: str
-    """The lab that published it."""
-    status: Literal["open", "certified"]
-    """Collecting votes, or accepted."""
-    certificate: str | None
-    """Entry id of the accept certificate (None: not accepted)."""
-
-
-class PlanDocument(WireDocument):
-    """What every node concludes about one training plan (``protocol.plans.PlanState``)."""
-
-    plan: str
-    """Entry id of the plan."""
-    lab: str
-    """The lab that published it."""
-    model: str
-    """The planned model."""
-    planned_flop: str
-    """Planned training compute (decimal text)."""
-    status: Literal["clear", "needs-safety-case", "accepted", "unknown"]
-    """What the forecast says of the plan (spec §6.12)."""
-    stop_flop: str | None
-    """The stop point (None: clear or unknown)."""
-    stop_rule: str | None
-    """The rule that sets the stop point."""
-    rules: list[RuleStopDocument]
-    """Each forecast rule's verdict."""
-    safety_cases: list[SafetyCaseDocument]
-    """Safety cases held for it."""
-    accepted_by: str | None
-    """Entry id of the accept certificate that accepted its safety case."""
-    cadence: str
-    """The evaluation cadence that applies."""
-    last_eval_flop: str | None
-    """Largest compute of a signed result of the model (None: none yet)."""
-    overdue_after: str | None
-    """Compute past which the run is overdue for an evaluation."""
-    domains: list[str]
-    """The plan's capability domains."""
-    seq: int
-    """The plan entry's position in its lab's feed."""
-    reason: str
-    """Why, in words."""
-
-
-class RuleScoreDocument(WireDocument):
-    """One rule's prediction in a forecast and how it fared (``protocol.track.RuleScore``)."""
-
-    rule: str
-    """The policy rule id."""
-    status: Literal["pending", "scored", "late", "unknown"]
-    """Whether a result scores it yet."""
-    value: str
-    """The predicted value (decimal text, as signed)."""
-    low: str
-    """The interval's low end."""
-    high: str
-    """The interval's high end."""
-    level: str | None
-    """The interval's level."""
-    observed: str | None
-    """The result's value of the rule's metric (scored and late)."""
-    abs_error: str | None
-    """``|observed − value|`` to 6 places (scored only)."""
-    inside: bool | None
-    """Whether the observed value fell inside the interval (scored only)."""
-    reason: str
-    """Why, in words."""
-
-
-class ForecastScoreDocument(WireDocument):
-    """What every node concludes about one forecast entry (``protocol.track.ForecastScore``)."""
-
-    forecast: str
-    """Entry id of the forecast."""
-    lab: str
-    """The lab that signed it."""
-    seq: int
-    """Its position in the lab's feed."""
-    issued_at: str
-    """When it was signed."""
-    model: str
-    """The forecast model."""
-    planned_flop: str
-    """The compute it predicts at."""
-    policy_digest: str
-    """The policy it is scored under."""
-    policy_current: bool
-    """Whether that is the adopted policy."""
-    status: Literal["pending", "scored", "late", "unknown"]
-    """Overall: pending or late as every rule is; scored when some rule is."""
-    result: str | None
-    """Entry id of the result it is scored against (None: pending)."""
-    result_seq: int | None
-    """That result's position in its feed."""
-    result_flop: str | None
-    """That result's training compute."""
-    rules: list[RuleScoreDocument]
-    """Each rule's prediction and score."""
-    ladder: list[str]
-    """Entry ids of the results the forecast was fitted on."""
-    note: str
-    """Anything the scorer noted."""
-
-
-class TrackRecordDocument(WireDocument):
-    """A lab's forecasts on record, counted and scored (``protocol.track.TrackRecord``)."""
-
-    lab: str
-    """The lab."""
-    forecasts: int
-    """Forecast entries."""
-    count: int
-    """Rule predictions across them."""
-    scored: int
-    """Predictions scored."""
-    inside: int
-    """Scored predictions whose interval held the observed value."""
-    pending: int
-    """Predictions awaiting a result."""
-    late: int
-    """Predictions signed after their result."""
-    unknown: int
-    """Predictions that cannot be scored."""
-    coverage: str | None
-    """``inside / scored`` to 4 places (None: nothing scored yet)."""
-    mean_abs_error: str | None
-    """Mean absolute error of the scored predictions, to 6 places (None: none)."""
 
 
 class ForecastsSection(WireDocument):

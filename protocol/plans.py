@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
+from protocol.documents import WireDocument
 from protocol.entries import DecStr, Hex64, LabId, Model, SafetyCaseBody, TrainingPlanBody, VerifiedEntry
 from protocol.errors import TripwireError
 from protocol.ladder import ladder_points, ladder_proxy_points, stop_point
@@ -62,6 +63,77 @@ PlanStatus = Literal["clear", "needs-safety-case", "accepted", "unknown"]
 _CTX = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN, Emin=-999, Emax=999)
 
 
+# --- the served documents (spec §8): one model each, built by the states' document() ---------
+
+
+class RuleStopDocument(WireDocument):
+    """One forecast rule's verdict on a training plan (``protocol.plans.RuleStop``)."""
+
+    rule: str
+    """The policy rule id."""
+    stop_flop: str | None
+    """Compute at which the rule's breach becomes plausible (None: not before the plan's)."""
+    n_points: int
+    """Ladder checkpoints the rule read."""
+    reason: str
+    """Why, in words."""
+
+
+class SafetyCaseDocument(WireDocument):
+    """A safety case held for a plan (``protocol.plans.SafetyCaseState``)."""
+
+    proposal_id: str
+    """The accept proposal's id."""
+    entry_id: str
+    """Entry id of the safety case."""
+    lab: str
+    """The lab that published it."""
+    status: Literal["open", "certified"]
+    """Collecting votes, or accepted."""
+    certificate: str | None
+    """Entry id of the accept certificate (None: not accepted)."""
+
+
+class PlanDocument(WireDocument):
+    """What every node concludes about one training plan (``protocol.plans.PlanState``)."""
+
+    plan: str
+    """Entry id of the plan."""
+    lab: str
+    """The lab that published it."""
+    model: str
+    """The planned model."""
+    planned_flop: str
+    """Planned training compute (decimal text)."""
+    status: PlanStatus
+    """What the forecast says of the plan (spec §6.12)."""
+    stop_flop: str | None
+    """The stop point (None: clear or unknown)."""
+    stop_rule: str | None
+    """The rule that sets the stop point."""
+    rules: list[RuleStopDocument]
+    """Each forecast rule's verdict."""
+    safety_cases: list[SafetyCaseDocument]
+    """Safety cases held for it."""
+    accepted_by: str | None
+    """Entry id of the accept certificate that accepted its safety case."""
+    cadence: str
+    """The evaluation cadence that applies."""
+    last_eval_flop: str | None
+    """Largest compute of a signed result of the model (None: none yet)."""
+    overdue_after: str | None
+    """Compute past which the run is overdue for an evaluation."""
+    domains: list[str]
+    """The plan's capability domains."""
+    seq: int
+    """The plan entry's position in its lab's feed."""
+    reason: str
+    """Why, in words."""
+
+
+# --- the states ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class RuleStop:
     """One forecast rule's verdict on a plan."""
@@ -74,8 +146,11 @@ class RuleStop:
     """Ladder checkpoints the rule read."""
     reason: str
 
+    def document(self) -> RuleStopDocument:
+        return RuleStopDocument(rule=self.rule, stop_flop=self.stop_flop, n_points=self.n_points, reason=self.reason)
+
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "stop_flop": self.stop_flop, "n_points": self.n_points, "reason": self.reason}
+        return self.document().to_json()
 
 
 @dataclass(frozen=True)
@@ -89,9 +164,12 @@ class SafetyCaseState:
     certificate: str | None
     """Entry id of the valid accept certificate (None: not accepted)."""
 
+    def document(self) -> SafetyCaseDocument:
+        return SafetyCaseDocument(proposal_id=self.proposal_id, entry_id=self.entry_id, lab=self.lab,
+                                  status=self.status, certificate=self.certificate)
+
     def to_json(self) -> dict[str, Any]:
-        return {"proposal_id": self.proposal_id, "entry_id": self.entry_id, "lab": self.lab,
-                "status": self.status, "certificate": self.certificate}
+        return self.document().to_json()
 
 
 @dataclass(frozen=True)
@@ -135,25 +213,28 @@ class PlanState:
         """Where the run's gate stops for the forecast (None: it does not)."""
         return self.stop_flop if self.status == "needs-safety-case" else None
 
+    def document(self) -> PlanDocument:
+        return PlanDocument(
+            plan=self.plan_id,
+            lab=self.lab,
+            model=self.model,
+            planned_flop=self.planned_flop,
+            status=self.status,
+            stop_flop=self.stop_flop,
+            stop_rule=self.stop_rule,
+            rules=[r.document() for r in self.rules],
+            safety_cases=[c.document() for c in self.safety_cases],
+            accepted_by=self.accepted_by,
+            cadence=self.cadence,
+            last_eval_flop=self.last_eval_flop,
+            overdue_after=self.overdue_after,
+            domains=list(self.domains),
+            seq=self.seq,
+            reason=self.reason,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "plan": self.plan_id,
-            "lab": self.lab,
-            "model": self.model,
-            "planned_flop": self.planned_flop,
-            "status": self.status,
-            "stop_flop": self.stop_flop,
-            "stop_rule": self.stop_rule,
-            "rules": [r.to_json() for r in self.rules],
-            "safety_cases": [c.to_json() for c in self.safety_cases],
-            "accepted_by": self.accepted_by,
-            "cadence": self.cadence,
-            "last_eval_flop": self.last_eval_flop,
-            "overdue_after": self.overdue_after,
-            "domains": list(self.domains),
-            "seq": self.seq,
-            "reason": self.reason,
-        }
+        return self.document().to_json()
 
 
 _OMIT = Field(default=None, exclude_if=lambda v: v is None)

@@ -27,6 +27,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
+from protocol.documents import WireDocument
 from protocol.entries import EvalResultBody, ForecastBody, RulePrediction, VerifiedEntry
 from protocol.errors import PolicyError
 from protocol.ladder import ladder_points, ladder_proxy_points, predict_at
@@ -76,6 +77,97 @@ def within_window(training_flop: str, planned_flop: str) -> bool:
     return abs(flop - planned) <= WINDOW * planned
 
 
+# --- the served documents (spec §8): one model each, built by the scores' document() --------
+
+
+class RuleScoreDocument(WireDocument):
+    """One rule's prediction in a forecast and how it fared (``protocol.track.RuleScore``)."""
+
+    rule: str
+    """The policy rule id."""
+    status: ScoreStatus
+    """Whether a result scores it yet."""
+    value: str
+    """The predicted value (decimal text, as signed)."""
+    low: str
+    """The interval's low end."""
+    high: str
+    """The interval's high end."""
+    level: str | None
+    """The interval's level."""
+    observed: str | None
+    """The result's value of the rule's metric (scored and late)."""
+    abs_error: str | None
+    """``|observed − value|`` to 6 places (scored only)."""
+    inside: bool | None
+    """Whether the observed value fell inside the interval (scored only)."""
+    reason: str
+    """Why, in words."""
+
+
+class ForecastScoreDocument(WireDocument):
+    """What every node concludes about one forecast entry (``protocol.track.ForecastScore``)."""
+
+    forecast: str
+    """Entry id of the forecast."""
+    lab: str
+    """The lab that signed it."""
+    seq: int
+    """Its position in the lab's feed."""
+    issued_at: str
+    """When it was signed."""
+    model: str
+    """The forecast model."""
+    planned_flop: str
+    """The compute it predicts at."""
+    policy_digest: str
+    """The policy it is scored under."""
+    policy_current: bool
+    """Whether that is the adopted policy."""
+    status: ScoreStatus
+    """Overall: pending or late as every rule is; scored when some rule is."""
+    result: str | None
+    """Entry id of the result it is scored against (None: pending)."""
+    result_seq: int | None
+    """That result's position in its feed."""
+    result_flop: str | None
+    """That result's training compute."""
+    rules: list[RuleScoreDocument]
+    """Each rule's prediction and score."""
+    ladder: list[str]
+    """Entry ids of the results the forecast was fitted on."""
+    note: str
+    """Anything the scorer noted."""
+
+
+class TrackRecordDocument(WireDocument):
+    """A lab's forecasts on record, counted and scored (``protocol.track.TrackRecord``)."""
+
+    lab: str
+    """The lab."""
+    forecasts: int
+    """Forecast entries."""
+    count: int
+    """Rule predictions across them."""
+    scored: int
+    """Predictions scored."""
+    inside: int
+    """Scored predictions whose interval held the observed value."""
+    pending: int
+    """Predictions awaiting a result."""
+    late: int
+    """Predictions signed after their result."""
+    unknown: int
+    """Predictions that cannot be scored."""
+    coverage: str | None
+    """``inside / scored`` to 4 places (None: nothing scored yet)."""
+    mean_abs_error: str | None
+    """Mean absolute error of the scored predictions, to 6 places (None: none)."""
+
+
+# --- the scores ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class RuleScore:
     """One rule's prediction and how it fared."""
@@ -95,12 +187,15 @@ class RuleScore:
     """``low ≤ observed ≤ high`` (scored only)."""
     reason: str
 
+    def document(self) -> RuleScoreDocument:
+        return RuleScoreDocument(
+            rule=self.rule, status=self.status, value=self.value, low=self.low, high=self.high,
+            level=self.level, observed=self.observed, abs_error=self.abs_error, inside=self.inside,
+            reason=self.reason,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule, "status": self.status, "value": self.value, "low": self.low, "high": self.high,
-            "level": self.level, "observed": self.observed, "abs_error": self.abs_error, "inside": self.inside,
-            "reason": self.reason,
-        }
+        return self.document().to_json()
 
 
 @dataclass(frozen=True)
@@ -127,14 +222,17 @@ class ForecastScore:
     ladder: tuple[str, ...] = ()
     note: str = ""
 
+    def document(self) -> ForecastScoreDocument:
+        return ForecastScoreDocument(
+            forecast=self.forecast, lab=self.lab, seq=self.seq, issued_at=self.issued_at,
+            model=self.model, planned_flop=self.planned_flop, policy_digest=self.policy_digest,
+            policy_current=self.policy_current, status=self.status, result=self.result,
+            result_seq=self.result_seq, result_flop=self.result_flop,
+            rules=[r.document() for r in self.rules], ladder=list(self.ladder), note=self.note,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "forecast": self.forecast, "lab": self.lab, "seq": self.seq, "issued_at": self.issued_at,
-            "model": self.model, "planned_flop": self.planned_flop, "policy_digest": self.policy_digest,
-            "policy_current": self.policy_current, "status": self.status, "result": self.result,
-            "result_seq": self.result_seq, "result_flop": self.result_flop,
-            "rules": [r.to_json() for r in self.rules], "ladder": list(self.ladder), "note": self.note,
-        }
+        return self.document().to_json()
 
 
 @dataclass(frozen=True)
@@ -156,12 +254,15 @@ class TrackRecord:
     mean_abs_error: str | None
     """Mean of the scored predictions' exact absolute errors, to 6 places (None: none)."""
 
+    def document(self) -> TrackRecordDocument:
+        return TrackRecordDocument(
+            lab=self.lab, forecasts=self.forecasts, count=self.count, scored=self.scored,
+            inside=self.inside, pending=self.pending, late=self.late, unknown=self.unknown,
+            coverage=self.coverage, mean_abs_error=self.mean_abs_error,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "lab": self.lab, "forecasts": self.forecasts, "count": self.count, "scored": self.scored,
-            "inside": self.inside, "pending": self.pending, "late": self.late, "unknown": self.unknown,
-            "coverage": self.coverage, "mean_abs_error": self.mean_abs_error,
-        }
+        return self.document().to_json()
 
 
 def _pred_fields(p: RulePrediction) -> dict[str, Any]:

@@ -18,13 +18,10 @@ from node.contracts import (
     CoordinationPolicy,
     CoordinationProposal,
     CoordinationSection,
-    ForecastScoreDocument,
     ForecastsSection,
     PauseSection,
-    PlanDocument,
     ResultVerdict,
     RuleVerdictDocument,
-    TrackRecordDocument,
 )
 from node.pause.analysis import KINDS, Analysis, EvaluationCache, ProposalState, analyze, load_entries
 from node.pause.planner import VotesConfig
@@ -144,7 +141,7 @@ def describe(
         pause=PauseSection.model_validate(pause_state_json(a)),
         proposals=proposals,
         plans=[
-            PlanDocument.model_validate(p.to_json())
+            p.document()
             for p in sorted(a.plans.values(), key=lambda p: (p.lab, p.seq))[-MAX_LISTED:]
         ],
         verdicts=verdicts[-MAX_LISTED:],
@@ -159,8 +156,8 @@ def forecasts_json(a: Analysis) -> ForecastsSection:
     recent forecasts with their scores (spec §6.13)."""
     scores = sorted(a.forecasts.values(), key=lambda s: (s.issued_at, s.lab, s.seq))
     return ForecastsSection(
-        track=[TrackRecordDocument.model_validate(r.to_json()) for r in track_records(scores).values()],
-        forecasts=[ForecastScoreDocument.model_validate(s.to_json()) for s in scores[-MAX_LISTED:]],
+        track=[r.document() for r in track_records(scores).values()],
+        forecasts=[s.document() for s in scores[-MAX_LISTED:]],
     )
 
 
