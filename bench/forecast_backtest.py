@@ -43,14 +43,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protocol.forecast import (  # noqa: E402
-    CALIBRATION,
-    TrendPoint,
-    crossing_of,
-    fit_for_forecast,
-    fit_trend,
-    t_quantile,
-)
+from protocol.forecast import crossing_of, fit_for_forecast  # noqa: E402
+from protocol.numeric import t_quantile  # noqa: E402
+from protocol.trend import CALIBRATION, TrendPoint, fit_trend  # noqa: E402
 
 DEFAULT_CSV = ROOT.parent / "shared" / "reference-data" / "pythia" / "pythia_v1_evals.csv"
 #: Chance accuracy of each task (lambada is open-ended; wsc and winogrande are binary).

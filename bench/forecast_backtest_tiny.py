@@ -54,7 +54,7 @@ def main() -> None:
     from node.evals.runner import run_task
     from node.evals.spec import load_task
     from node.evals.tinymodels import train_tiny_arithmetic
-    from protocol.forecast import TrendPoint, fit_trend
+    from protocol.trend import TrendPoint, fit_trend
 
     windows = [int(w) for w in args.windows.split(",")]
     if max(windows) * 4 > args.steps:

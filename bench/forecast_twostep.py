@@ -89,7 +89,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def backtest(data: dict[str, Any], min_points: int, multiples: tuple[float, ...]) -> list[dict[str, Any]]:
-    from protocol.forecast import CALIBRATION, TrendPoint, fit_trend, t_quantile
+    from protocol.numeric import t_quantile
+    from protocol.trend import CALIBRATION, TrendPoint, fit_trend
     from protocol.twostep import fit_power_law, fit_two_step
 
     series = {int(k): v for k, v in data["series"].items()}

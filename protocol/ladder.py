@@ -15,19 +15,10 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from protocol.errors import PolicyError
-from protocol.forecast import (
-    TrendPoint,
-    _flop_of,
-    _round_log,
-    _sig,
-    crossing_of,
-    fit_for_rule,
-    points_for_rule,
-    positive_flop,
-    proxy_points_for_rule,
-)
+from protocol.forecast import _flop_of, _round_log, crossing_of, fit_for_rule, positive_flop
 from protocol.numeric import log10 as _log10
 from protocol.policy import DecimalStr, Rule, _Frozen
+from protocol.trend import TrendPoint, _sig, points_for_rule, proxy_points_for_rule
 from protocol.verdicts import ResultSummary
 
 __all__ = ["Prediction", "ladder_points", "ladder_proxy_points", "predict_at", "stop_point"]

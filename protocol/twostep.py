@@ -37,7 +37,13 @@ from typing import Literal
 
 from protocol.canonical import DECIMAL_RE
 from protocol.errors import PolicyError
-from protocol.forecast import (
+from protocol.numeric import exp as _exp
+from protocol.numeric import inverse as _inverse
+from protocol.numeric import log10 as _log10
+from protocol.numeric import log10_text as _log10_text
+from protocol.numeric import sigmoid as _sigmoid
+from protocol.numeric import solve as _solve
+from protocol.trend import (
     MIN_DOF,
     NOISE_FLOOR,
     TrendFit,
@@ -45,12 +51,6 @@ from protocol.forecast import (
     _sig,
     fit_trend,
 )
-from protocol.numeric import exp as _exp
-from protocol.numeric import inverse as _inverse
-from protocol.numeric import log10 as _log10
-from protocol.numeric import log10_text as _log10_text
-from protocol.numeric import sigmoid as _sigmoid
-from protocol.numeric import solve as _solve
 
 ProxyModel = Literal["power_law", "trend"]
 

@@ -14,20 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import PolicyError
-from protocol.forecast import (
-    TrendPoint,
-    evaluate_with_trend,
-    fit_trend,
-    forecast_crossing,
-    forecast_verdict,
-    points_for_rule,
-    positive_flop,
-)
+from protocol.forecast import evaluate_with_trend, forecast_crossing, forecast_verdict, positive_flop
 from protocol.numeric import exp as _exp
 from protocol.numeric import sigmoid as _sigmoid
 from protocol.numeric import sigmoid_all as _sigmoid_all
 from protocol.numeric import t_quantile
 from protocol.policy import Policy, Rule
+from protocol.trend import TrendPoint, fit_trend, points_for_rule
 from protocol.verdicts import ResultSummary
 
 A, B, K, M = 0.05, 0.95, 2.5, 20.0  # floor, ceiling, rate per decade, midpoint log10 FLOP

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol.forecast import CALIBRATION, fit_trend, t_quantile
+from protocol.numeric import t_quantile
+from protocol.trend import CALIBRATION, fit_trend
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV = ROOT.parent / "shared" / "reference-data" / "pythia" / "pythia_v1_evals.csv"

@@ -11,15 +11,10 @@ import pytest
 from curves import acc_at, proxy_at
 
 from protocol.errors import PolicyError
-from protocol.forecast import (
-    evaluate_with_trend,
-    fit_for_rule,
-    forecast_verdict,
-    points_for_rule,
-    proxy_points_for_rule,
-)
+from protocol.forecast import evaluate_with_trend, fit_for_rule, forecast_verdict
 from protocol.ladder import ladder_points, ladder_proxy_points, predict_at
 from protocol.policy import Policy
+from protocol.trend import points_for_rule, proxy_points_for_rule
 from protocol.verdicts import ResultSummary
 
 

@@ -11,7 +11,7 @@ from curves import ALPHA, CHANCE, K, M, acc_at, proxy_at
 from pydantic import ValidationError
 
 from protocol.errors import PolicyError
-from protocol.forecast import TrendPoint
+from protocol.trend import TrendPoint
 from protocol.twostep import MIN_POINTS, TwoStepFit, fit_power_law, fit_two_step
 
 

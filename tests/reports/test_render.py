@@ -283,7 +283,7 @@ def test_results_appendix_refuses_a_number_the_bundle_does_not_claim(net: Any) -
 
 
 def test_chart_band_is_the_fit_behind_the_verified_trend_verdict(verified: VerificationReport) -> None:
-    from protocol.forecast import fit_trend, points_for_rule
+    from protocol.trend import fit_trend, points_for_rule
     from reports.charts import build_chart
 
     a = verified.require().analysis
