@@ -189,10 +189,10 @@ def build_server(
     """A configured uvicorn server for ``home`` (sync and the pause coordinator start and stop
     with the app)."""
     tls: dict[str, Any] = {}
-    if home.config.tls is not None:
-        from node.net.tls import load_tls
+    if home.tls is not None:
+        from node.net.tls import server_options
 
-        tls = load_tls(home.config.tls, home.path).uvicorn_options()
+        tls = server_options(home.tls)
     syncer = Syncer(home) if sync else None
     app = create_app(home, syncer=syncer)
     # Requests must be signed for a name this node answers as; the address actually bound

@@ -110,10 +110,10 @@ def tls_selfsign(
     from cryptography import x509
 
     from node.home.config import load_config
-    from node.net.tls import write_selfsigned
+    from node.home.tls import write_selfsigned
 
     # The [tls] files may not exist yet (this command makes them): do not check them.
-    cfg = load_config(home, check_tls=False)
+    cfg = load_config(home)
     names = list(hosts or [])
     public_host = urlsplit(cfg.server.public_url).hostname if cfg.server.public_url else None
     for h in (public_host, cfg.server.host):
@@ -137,7 +137,7 @@ def tls_selfsign(
 
 
 def _cert_info(c: Any, now: datetime) -> dict[str, Any]:
-    from node.net.tls import describe, fingerprint, host_names
+    from node.home.tls import describe, fingerprint, host_names
 
     return {
         "certificate": describe(c),
@@ -156,7 +156,7 @@ def tls_show(
     """Check the [tls] files (as `serve` does) and show this node's certificate and the
     certificates trusted for peers."""
     from node.home.config import load_config
-    from node.net.tls import load_tls
+    from node.home.tls import load_tls
     from protocol.errors import ConfigurationError
 
     cfg = load_config(home)

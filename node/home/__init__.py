@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from node.errors import ConfigFileError, HomeExistsError, NoRosterError
 from node.home.config import CONFIG_FILE, NodeConfig, PeerConfig, ServerConfig, load_config, write_config
+from node.home.tls import TLSFiles, load_tls
 from node.store import Store
 from protocol.entries import Model
 from protocol.errors import ConfigurationError, KeyFileError
@@ -128,11 +129,16 @@ def _server_for(endpoint: str | None, port: int | None) -> ServerConfig:
 class NodeHome:
     """An opened node home: configuration, signing key and store."""
 
-    def __init__(self, path: Path, config: NodeConfig, key: SigningKey, store: Store) -> None:
+    def __init__(
+        self, path: Path, config: NodeConfig, key: SigningKey, store: Store, tls: TLSFiles | None = None
+    ) -> None:
         self.path = path
         self.config = config
         self.key = key
         self.store = store
+        #: The checked ``[tls]`` files (None: the node speaks plain HTTP), loaded once on open;
+        #: the server and the clients both use these.
+        self.tls = tls
 
     def __repr__(self) -> str:
         return f"NodeHome({str(self.path)!r}, lab={self.lab!r})"
@@ -204,6 +210,8 @@ class NodeHome:
         """Open an existing home (the passphrase defaults to ``$passphrase_env``)."""
         home = Path(path)
         cfg = load_config(home)
+        # A node with an unusable certificate refuses to open, before its database is touched.
+        tls = load_tls(cfg.tls, home) if cfg.tls is not None else None
         if passphrase is None and cfg.passphrase_env:
             passphrase = os.environ.get(cfg.passphrase_env)
             if passphrase is None:
@@ -218,7 +226,7 @@ class NodeHome:
         store.future_skew_s = cfg.sync.future_skew_s
         if cfg.verify_threads is not None:
             store.verify_workers = cfg.verify_threads
-        return cls(home, cfg, key, store)
+        return cls(home, cfg, key, store, tls)
 
     def close(self) -> None:
         self.store.close()
@@ -256,8 +264,13 @@ class NodeHome:
         return list(out.values())
 
     def save_config(self, cfg: NodeConfig) -> None:
+        """Write ``cfg`` as node.toml; a changed ``[tls]`` section is checked first (nothing is
+        written if its files are unusable)."""
+        tls = self.tls
+        if cfg.tls != self.config.tls:
+            tls = load_tls(cfg.tls, self.path) if cfg.tls is not None else None
         write_config(self.path, cfg)
-        self.config = cfg
+        self.config, self.tls = cfg, tls
 
     # --- own feed ---------------------------------------------------------------------
 

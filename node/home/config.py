@@ -176,11 +176,12 @@ def _explain(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_config(home: str | os.PathLike[str], *, check_tls: bool = True) -> NodeConfig:
+def load_config(home: str | os.PathLike[str]) -> NodeConfig:
     """Read ``home/node.toml`` (with ``TRIPWIRE_*`` overrides); raise a ConfigurationError.
 
-    The ``[tls]`` files are checked too (``check_tls=False`` skips that, for the command
-    that creates them), so a node with an unusable certificate refuses to start.
+    Only the file is read: the ``[tls]`` files it names are checked when the home is opened
+    (:func:`node.home.tls.load_tls`), so that a node with an unusable certificate refuses to
+    start, while the command that creates them reads the same settings.
     """
     path = Path(home) / CONFIG_FILE
     if not path.is_file():
@@ -196,10 +197,6 @@ def load_config(home: str | os.PathLike[str], *, check_tls: bool = True) -> Node
         cfg = NodeConfig(**data)
     except ValidationError as e:
         raise ConfigFileError(f"{path}: {_explain(e)}") from e
-    if check_tls and cfg.tls is not None:
-        from node.net.tls import load_tls
-
-        load_tls(cfg.tls, home)
     return cfg
 
 
