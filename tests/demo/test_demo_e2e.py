@@ -122,13 +122,13 @@ def test_demo_warns_forecasts_breaches_on_accuracy_pauses_halts_and_verifies(tmp
 
 
 def test_a_previous_demo_network_is_moved_aside_not_deleted(tmp_path: Path) -> None:
-    from node.demo import MARKER, _prepare_workdir
+    from node.demo import MARKER, prepare_workdir
 
     net = tmp_path / "demo-network"
     net.mkdir()
     (net / MARKER).write_text("x")
     (net / "keep.txt").write_text("previous run")
-    moved = _prepare_workdir(net)
+    moved = prepare_workdir(net)
     assert moved is not None and moved.name.startswith("demo-network.previous-")
     assert (moved / "keep.txt").read_text() == "previous run"
     assert (net / MARKER).exists() and not (net / "keep.txt").exists()
