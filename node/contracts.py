@@ -27,6 +27,7 @@ from pydantic_core import from_json
 
 from protocol.documents import WireDocument
 from protocol.envelope import Envelope
+from protocol.pause import ActivePause, PauseSection, ResumedPause
 from protocol.plans import PlanDocument, RuleStopDocument, SafetyCaseDocument
 from protocol.track import ForecastScoreDocument, RuleScoreDocument, TrackRecordDocument
 
@@ -106,55 +107,6 @@ class StatusRoster(WireDocument):
     """When it expires (RFC 3339, UTC)."""
     expired: bool
     """Whether it has expired by the node's clock at ``time``."""
-
-
-class ActivePause(WireDocument):
-    """A pause in force: its proposal and the certificate that put it in force."""
-
-    proposal_id: str
-    """The pause proposal."""
-    certificate: str
-    """Entry id of its pause certificate."""
-    lab: str
-    """Lab that published the certificate."""
-    roster_version: int
-    """Roster version the certificate was counted under."""
-    scope: dict[str, Any] | None = None
-    """The runs it covers (absent: every run, spec §6.10)."""
-    covers: str
-    """The scope in words."""
-
-
-class ResumedPause(WireDocument):
-    """A pause that a resume certificate ended."""
-
-    proposal_id: str
-    """The pause proposal that was ended."""
-    certificate: str
-    """Entry id of the resume certificate."""
-    lab: str
-    """Lab that published the resume certificate."""
-    roster_version: int
-    """Roster version the resume certificate was counted under."""
-    scope: dict[str, Any] | None = None
-    """The narrower scope the resume left in force (absent: the pause ended)."""
-    resume_proposal: str
-    """The resume proposal whose certificate ended it."""
-
-
-class PauseSection(WireDocument):
-    """The pause state of spec §6.6 (``protocol.pause.PauseState.to_json``)."""
-
-    paused: bool
-    """Whether any pause is in force."""
-    certificates: list[ActivePause]
-    """The pauses in force, by proposal id."""
-    resumed: list[ResumedPause]
-    """Pauses ended by a resume certificate, by proposal id."""
-    expired: list[str]
-    """Proposals whose voting deadline passed uncertified."""
-    roster_version: int
-    """Roster version the state was judged under."""
 
 
 class OpenProposal(WireDocument):

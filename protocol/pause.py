@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from protocol.canonical import parse_time
+from protocol.documents import WireDocument
 from protocol.entries import (
     DiscretionaryTrigger,
     PauseCertificateBody,
@@ -110,6 +111,61 @@ class Flag:
             out["code"] = self.code
         out.update(self.detail)
         return out
+
+
+# --- the served pause section (spec §6.6): one model, built by PauseState.document() -------
+
+
+class ActivePause(WireDocument):
+    """A pause in force: its proposal and the certificate that put it in force."""
+
+    proposal_id: str
+    """The pause proposal."""
+    certificate: str
+    """Entry id of its pause certificate."""
+    lab: str
+    """Lab that published the certificate."""
+    roster_version: int
+    """Roster version the certificate was counted under."""
+    scope: dict[str, Any] | None = None
+    """The runs it covers (absent: every run, spec §6.10)."""
+    covers: str
+    """The scope in words."""
+
+
+class ResumedPause(WireDocument):
+    """A pause that a resume certificate ended."""
+
+    proposal_id: str
+    """The pause proposal that was ended."""
+    certificate: str
+    """Entry id of the resume certificate."""
+    lab: str
+    """Lab that published the resume certificate."""
+    roster_version: int
+    """Roster version the resume certificate was counted under."""
+    scope: dict[str, Any] | None = None
+    """The narrower scope the resume left in force (absent: the pause ended)."""
+    resume_proposal: str
+    """The resume proposal whose certificate ended it."""
+
+
+class PauseSection(WireDocument):
+    """The pause state of spec §6.6 (``protocol.pause.PauseState.to_json``)."""
+
+    paused: bool
+    """Whether any pause is in force."""
+    certificates: list[ActivePause]
+    """The pauses in force, by proposal id."""
+    resumed: list[ResumedPause]
+    """Pauses ended by a resume certificate, by proposal id."""
+    expired: list[str]
+    """Proposals whose voting deadline passed uncertified."""
+    roster_version: int
+    """Roster version the state was judged under."""
+
+
+# --- the state ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -213,26 +269,31 @@ class PauseState:
     def open_proposals(self) -> list[Proposal]:
         return [p for p in self.proposals.values() if p.status == "open"]
 
-    def to_json(self) -> dict[str, Any]:
+    def document(self) -> PauseSection:
         """The ``pause`` section of ``GET /v1/status`` (spec §6.6, §6.10)."""
         certs = []
         for pid, c in sorted(self.active.items()):
-            out = c.to_json()
             scope = self.scope_of(pid)
-            if scope is not None:
-                out["scope"] = scope.model_dump(mode="json", exclude_none=True)
-            out["covers"] = describe(scope)
-            certs.append(out)
-        return {
-            "paused": self.paused,
-            "certificates": certs,
-            "resumed": [
-                {**c.to_json(), "proposal_id": pid, "resume_proposal": c.proposal_id}
-                for pid, c in sorted(self.resumed.items())
-            ],
-            "expired": sorted(p.proposal_id for p in self.proposals.values() if p.status == "expired"),
-            "roster_version": self.roster_version,
-        }
+            # An unset scope stays absent on the wire (every run), not null.
+            extra = {} if scope is None else {"scope": scope.model_dump(mode="json", exclude_none=True)}
+            certs.append(ActivePause(proposal_id=c.proposal_id, certificate=c.entry_id, lab=c.lab,
+                                     roster_version=c.roster_version, covers=describe(scope), **extra))
+        resumed = []
+        for pid, c in sorted(self.resumed.items()):
+            extra = {} if c.scope is None else {"scope": c.scope.model_dump(mode="json", exclude_none=True)}
+            resumed.append(ResumedPause(proposal_id=pid, certificate=c.entry_id, lab=c.lab,
+                                        roster_version=c.roster_version, resume_proposal=c.proposal_id, **extra))
+        return PauseSection(
+            paused=self.paused,
+            certificates=certs,
+            resumed=resumed,
+            expired=sorted(p.proposal_id for p in self.proposals.values() if p.status == "expired"),
+            roster_version=self.roster_version,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """:meth:`document` as it goes on the wire."""
+        return self.document().to_json()
 
 
 def _by_position(es: Iterable[VerifiedEntry]) -> list[VerifiedEntry]:

@@ -19,7 +19,6 @@ from node.contracts import (
     CoordinationProposal,
     CoordinationSection,
     ForecastsSection,
-    PauseSection,
     ResultVerdict,
     RuleVerdictDocument,
 )
@@ -40,10 +39,6 @@ if TYPE_CHECKING:
 
 #: Most verdicts / flags listed in the status document.
 MAX_LISTED = 100
-
-
-def pause_state_json(a: Analysis) -> dict[str, Any]:
-    return a.pause.to_json()
 
 
 def _proposal(a: Analysis, pid: str, st: ProposalState, lab: str) -> CoordinationProposal:
@@ -138,7 +133,7 @@ def describe(
             error=policy_error,
         ),
         roster_expired=roster.expired(now),
-        pause=PauseSection.model_validate(pause_state_json(a)),
+        pause=a.pause.document(),
         proposals=proposals,
         plans=[
             p.document()
