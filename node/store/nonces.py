@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from node.errors import ReplayedRequestError, StoreError
 from node.store import models as m
+from node.store.engine import create_engine_for
 
 _COLS = m.request_nonces.c
 #: Seconds between prunes of expired nonces (each prune runs with a write).
@@ -64,8 +65,6 @@ class NonceTable:
         polls must stay cheap while a lab floods the node)."""
         from sqlalchemy.engine import make_url
 
-        from node.store.store import _create_engine
-
         u = make_url(store.url)
         db = u.database or ""
         if u.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
@@ -77,7 +76,7 @@ class NonceTable:
             os.chmod(side, 0o600)
         except OSError as e:
             raise StoreError(f"cannot create the nonce database {side}: {e.strerror or e}") from e
-        engine = _create_engine(u.set(database=str(side)).render_as_string(hide_password=False))
+        engine = create_engine_for(u.set(database=str(side)).render_as_string(hide_password=False))
 
         @event.listens_for(engine, "connect")
         def _no_fsync_per_request(dbapi_conn: Any, _record: Any) -> None:

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
@@ -39,27 +38,30 @@ from sqlalchemy import (
     String,
     any_,
     bindparam,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
 
 from node.errors import (
     EntryNotFoundError,
     NetworkMismatchError,
     NoRosterError,
-    SchemaVersionError,
     StoreError,
 )
 from node.store import models as m
+from node.store.engine import (
+    check_schema,
+    create_engine_for,
+    db_reason,
+    is_transient,
+    migrate_schema,
+    safe_url,
+)
 from node.store.misbehaviour import (
     MISBEHAVIOUR_PER_PEER,
     MisbehaviourCount,
@@ -97,7 +99,6 @@ from protocol.roster import RosterChain, VerifiedRoster, decode_roster, verify_d
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 #: Most envelopes accepted in one ingest call (the HTTP layer answers 413 above its own limit).
 MAX_BATCH = 10_000
 #: Out-of-order hold bounds (spec §4.3): per lab and in total, so a peer cannot fill the disk.
@@ -259,13 +260,13 @@ class Store:
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
         """Create the engine and bring the schema to the newest migration."""
-        engine = _create_engine(url)
+        engine = create_engine_for(url)
         store = cls(engine, url)
         try:
             if migrate:
-                store._migrate()
+                migrate_schema(engine, url)
             else:
-                store._check_schema()
+                check_schema(engine, url)
         except Exception:
             engine.dispose()
             raise
@@ -286,62 +287,7 @@ class Store:
 
     @property
     def safe_url(self) -> str:
-        return _safe_url(self.url)
-
-    def _alembic_config(self) -> Any:
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        return cfg
-
-    def _schema_state(self, conn: Connection) -> tuple[str | None, str]:
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-
-        script = ScriptDirectory.from_config(self._alembic_config())
-        head = script.get_current_head() or ""
-        current = MigrationContext.configure(conn).get_current_revision()
-        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
-            raise SchemaVersionError(
-                f"database {self.safe_url} is at schema revision {current}, which this version of "
-                "Tripwire does not know: it was migrated by a newer release"
-            )
-        return current, head
-
-    def _check_schema(self) -> None:
-        try:
-            with self.engine.connect() as conn:
-                current, head = self._schema_state(conn)
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot open database {self.safe_url}: {_db_reason(e)}") from e
-        if current != head:
-            raise StoreError(
-                f"database {self.safe_url} is at revision {current}, expected {head}: migrate it"
-            )
-
-    def _migrate(self) -> None:
-        from alembic import command
-
-        try:
-            with self.engine.connect() as conn:
-                current, head = self._schema_state(conn)
-                conn.rollback()
-            if current == head:
-                return
-            with self.engine.connect() as conn:
-                conn.execution_options(tripwire_begin="IMMEDIATE")
-                with conn.begin():
-                    if self.dialect == "postgresql":
-                        # Two processes starting on a fresh database must not both migrate.
-                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7401290412)")
-                    cfg = self._alembic_config()
-                    cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, "head")
-        except TripwireError:
-            raise
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot open database {self.safe_url}: {_db_reason(e)}") from e
+        return safe_url(self.url)
 
     # --- transactions ------------------------------------------------------------------
 
@@ -349,7 +295,7 @@ class Store:
         try:
             return self.engine.connect()
         except SQLAlchemyError as e:
-            raise StoreError(f"database {self.safe_url} is unavailable: {_db_reason(e)}") from e
+            raise StoreError(f"database {self.safe_url} is unavailable: {db_reason(e)}") from e
 
     def _write(self, fn: Callable[[Connection, int], _T], *, lock_log: bool = True) -> _T:
         """Run ``fn(conn, log_size)`` in one write transaction, retrying transient conflicts.
@@ -372,12 +318,12 @@ class Store:
             except (IntegrityError, OperationalError) as e:
                 # A unique-constraint race or a lock timeout: the state moved under us; redo
                 # the whole decision from the fresh state (it usually ends as "duplicate").
-                if not _transient(e):
-                    raise StoreError(f"database {self.safe_url} failed: {_db_reason(e)}") from e
+                if not is_transient(e):
+                    raise StoreError(f"database {self.safe_url} failed: {db_reason(e)}") from e
                 last = e
                 time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))
             except DBAPIError as e:
-                raise StoreError(f"database {self.safe_url} failed: {_db_reason(e)}") from e
+                raise StoreError(f"database {self.safe_url} failed: {db_reason(e)}") from e
         raise StoreError(f"database {self.safe_url} stayed busy after {_RETRIES} attempts: {last}") from last
 
     # --- rosters -----------------------------------------------------------------------
@@ -1223,71 +1169,3 @@ def _ok_copy(o: IngestOutcome) -> IngestOutcome:
 
 def _as_envelope(raw: Envelope | Mapping[str, Any]) -> Envelope:
     return raw if isinstance(raw, Envelope) else Envelope.parse(raw)
-
-
-def _safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable database URL>"
-
-
-def _db_reason(e: Exception) -> str:
-    orig = getattr(e, "orig", None)
-    text = str(orig if orig is not None else e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def _transient(e: DBAPIError) -> bool:
-    if isinstance(e, IntegrityError) or e.connection_invalidated:
-        # A dropped pooled connection (server restart) is replaced on the next attempt.
-        return True
-    text = str(getattr(e, "orig", e)).lower()
-    return any(
-        s in text for s in ("database is locked", "deadlock", "could not serialize", "busy", "lock timeout")
-    )
-
-
-def _create_engine(url: str) -> Engine:
-    try:
-        u = make_url(url)
-    except Exception as e:
-        raise StoreError(f"invalid database URL {url!r}: {e}") from e
-    backend = u.get_backend_name()
-    if backend == "sqlite":
-        db = u.database or ""
-        if db and db != ":memory:" and not db.startswith("file:"):
-            parent = Path(db).parent
-            if not parent.is_dir():
-                raise StoreError(f"cannot open database {url}: directory {parent} does not exist")
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
-        if not db or db == ":memory:":
-            kwargs["poolclass"] = StaticPool
-        engine = create_engine(u, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Take over transaction control from the driver so BEGIN IMMEDIATE is possible.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            # FULL: a commit survives power loss too, not only a killed process (WAL+NORMAL
-            # would do for SIGKILL); one fsync per batch keeps this cheap.
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: Connection) -> None:
-            mode = conn.get_execution_options().get("tripwire_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
-
-        return engine
-    if backend == "postgresql":
-        if u.get_driver_name() in ("", "psycopg2"):
-            u = u.set(drivername="postgresql+psycopg")
-        # No pre-ping (a round trip per checkout on the ingest path): a connection found dead
-        # invalidates the pool and the write is retried (see _transient).
-        return create_engine(u, pool_recycle=3600)
-    raise StoreError(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql+psycopg://...")

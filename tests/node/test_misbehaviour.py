@@ -19,6 +19,7 @@ from node.cli import main
 from node.errors import StoreError
 from node.home.netsetup import observer_key
 from node.store import MisbehaviourRecord, Store
+from node.store.engine import alembic_config
 from protocol.errors import ConfigurationError
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -102,7 +103,7 @@ def test_concurrent_writers_in_two_processes_get_contiguous_serials(db_url) -> N
 def _alembic(store: Store, command_name: str, revision: str) -> None:
     from alembic import command
 
-    cfg = store._alembic_config()
+    cfg = alembic_config()
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         getattr(command, command_name)(cfg, revision)
