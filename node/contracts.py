@@ -28,8 +28,8 @@ from pydantic_core import from_json
 from protocol.documents import WireDocument
 from protocol.envelope import Envelope
 from protocol.pause import ActivePause, PauseSection, ResumedPause
-from protocol.plans import PlanDocument, RuleStopDocument, SafetyCaseDocument
-from protocol.track import ForecastScoreDocument, RuleScoreDocument, TrackRecordDocument
+from protocol.plans import PlanState, RuleStop, SafetyCaseState
+from protocol.track import ForecastScore, RuleScore, TrackRecord
 
 # --- feeds and ingest (spec §4.2, §4.5) ----------------------------------------------------------
 
@@ -336,9 +336,9 @@ class CoordinationPolicy(WireDocument):
 class ForecastsSection(WireDocument):
     """The forecast track record (spec §6.13): each lab's record and the latest forecasts."""
 
-    track: list[TrackRecordDocument]
+    track: list[TrackRecord]
     """Each lab's track record."""
-    forecasts: list[ForecastScoreDocument]
+    forecasts: list[ForecastScore]
     """The most recent forecasts with their scores, oldest first."""
 
 
@@ -373,7 +373,7 @@ class CoordinationSection(WireDocument):
     """The pause state the pass judged (the status' own ``pause`` is the authority)."""
     proposals: list[CoordinationProposal]
     """Every proposal held, oldest first."""
-    plans: list[PlanDocument]
+    plans: list[PlanState]
     """The most recent training plans."""
     verdicts: list[ResultVerdict]
     """The most recent results whose verdict is not ``ok``."""
@@ -514,7 +514,7 @@ __all__ = [
     "CoordinatorRun",
     "EquivocationRef",
     "FeedPage",
-    "ForecastScoreDocument",
+    "ForecastScore",
     "ForecastsSection",
     "HeadDocument",
     "IngestResult",
@@ -523,18 +523,18 @@ __all__ = [
     "OpenProposal",
     "PauseSection",
     "PeerSync",
-    "PlanDocument",
+    "PlanState",
     "ResultVerdict",
     "ResumedPause",
     "RosterDocument",
-    "RuleScoreDocument",
-    "RuleStopDocument",
+    "RuleScore",
+    "RuleStop",
     "RuleVerdictDocument",
-    "SafetyCaseDocument",
+    "SafetyCaseState",
     "SectionError",
     "StatusDocument",
     "StatusRoster",
-    "TrackRecordDocument",
+    "TrackRecord",
     "TriggerCheckDocument",
     "WireDocument",
     "drop_unknown",

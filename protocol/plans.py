@@ -63,24 +63,25 @@ PlanStatus = Literal["clear", "needs-safety-case", "accepted", "unknown"]
 _CTX = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN, Emin=-999, Emax=999)
 
 
-# --- the served documents (spec §8): one model each, built by the states' document() ---------
+# --- the states (spec §8): each one closed model, computed here and served as is ----------
 
 
-class RuleStopDocument(WireDocument):
-    """One forecast rule's verdict on a training plan (``protocol.plans.RuleStop``)."""
+class RuleStop(WireDocument):
+    """One forecast rule's verdict on a training plan."""
 
     rule: str
     """The policy rule id."""
     stop_flop: str | None
-    """Compute at which the rule's breach becomes plausible (None: not before the plan's)."""
+    """Compute at which the rule's breach becomes plausible, at or before the planned
+    compute (None: not before it)."""
     n_points: int
     """Ladder checkpoints the rule read."""
     reason: str
     """Why, in words."""
 
 
-class SafetyCaseDocument(WireDocument):
-    """A safety case held for a plan (``protocol.plans.SafetyCaseState``)."""
+class SafetyCaseState(WireDocument):
+    """A safety case held for a plan."""
 
     proposal_id: str
     """The accept proposal's id."""
@@ -91,11 +92,11 @@ class SafetyCaseDocument(WireDocument):
     status: Literal["open", "certified"]
     """Collecting votes, or accepted."""
     certificate: str | None
-    """Entry id of the accept certificate (None: not accepted)."""
+    """Entry id of the valid accept certificate (None: not accepted)."""
 
 
-class PlanDocument(WireDocument):
-    """What every node concludes about one training plan (``protocol.plans.PlanState``)."""
+class PlanState(WireDocument):
+    """What every node concludes about one training plan (same entries, same state)."""
 
     plan: str
     """Entry id of the plan."""
@@ -108,102 +109,33 @@ class PlanDocument(WireDocument):
     status: PlanStatus
     """What the forecast says of the plan (spec §6.12)."""
     stop_flop: str | None
-    """The stop point (None: clear or unknown)."""
+    """The stop point: least compute at which a breach becomes plausible (needs-safety-case
+    and accepted); None when clear or unknown."""
     stop_rule: str | None
     """The rule that sets the stop point."""
-    rules: list[RuleStopDocument]
+    rules: tuple[RuleStop, ...]
     """Each forecast rule's verdict."""
-    safety_cases: list[SafetyCaseDocument]
+    safety_cases: tuple[SafetyCaseState, ...]
     """Safety cases held for it."""
     accepted_by: str | None
     """Entry id of the accept certificate that accepted its safety case."""
     cadence: str
-    """The evaluation cadence that applies."""
-    last_eval_flop: str | None
-    """Largest compute of a signed result of the model (None: none yet)."""
-    overdue_after: str | None
-    """Compute past which the run is overdue for an evaluation."""
-    domains: list[str]
-    """The plan's capability domains."""
-    seq: int
-    """The plan entry's position in its lab's feed."""
-    reason: str
-    """Why, in words."""
-
-
-# --- the states ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RuleStop:
-    """One forecast rule's verdict on a plan."""
-
-    rule: str
-    stop_flop: str | None
-    """Compute at which the rule's breach becomes plausible, at or before the planned
-    compute (None: not before it)."""
-    n_points: int
-    """Ladder checkpoints the rule read."""
-    reason: str
-
-    def document(self) -> RuleStopDocument:
-        return RuleStopDocument(rule=self.rule, stop_flop=self.stop_flop, n_points=self.n_points, reason=self.reason)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document().to_json()
-
-
-@dataclass(frozen=True)
-class SafetyCaseState:
-    """A safety case held for a plan."""
-
-    proposal_id: str
-    entry_id: str
-    lab: str
-    status: Literal["open", "certified"]
-    certificate: str | None
-    """Entry id of the valid accept certificate (None: not accepted)."""
-
-    def document(self) -> SafetyCaseDocument:
-        return SafetyCaseDocument(proposal_id=self.proposal_id, entry_id=self.entry_id, lab=self.lab,
-                                  status=self.status, certificate=self.certificate)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document().to_json()
-
-
-@dataclass(frozen=True)
-class PlanState:
-    """What every node concludes about one training plan (same entries, same state)."""
-
-    plan_id: str
-    lab: str
-    model: str
-    planned_flop: str
-    status: PlanStatus
-    stop_flop: str | None
-    """The stop point: least compute at which a breach becomes plausible (needs-safety-case
-    and accepted); None when clear or unknown."""
-    stop_rule: str | None
-    rules: tuple[RuleStop, ...]
-    safety_cases: tuple[SafetyCaseState, ...]
-    accepted_by: str | None
-    """Entry id of the accept certificate that accepted the plan's safety case."""
-    cadence: str
-    """The cadence that applies: the plan's, or the policy's where stricter."""
+    """The evaluation cadence that applies: the plan's, or the policy's where stricter."""
     last_eval_flop: str | None
     """Largest training compute of a signed result of the plan's model (None: none yet;
     the ladder's largest compute is the base then)."""
     overdue_after: str | None
     """Compute past which the run is overdue for an evaluation (None: no base to count from)."""
-    reason: str
-    domains: tuple[str, ...] = ()
-    seq: int = 0
+    domains: tuple[str, ...]
+    """The plan's capability domains."""
+    seq: int
     """The plan entry's position in its lab's feed (the latest plan for a model governs)."""
+    reason: str
+    """Why, in words."""
 
     def ref(self) -> PlanRef:
         return PlanRef(
-            plan=self.plan_id, lab=self.lab, model=self.model, seq=self.seq, status=self.status,
+            plan=self.plan, lab=self.lab, model=self.model, seq=self.seq, status=self.status,
             planned_flop=self.planned_flop, stop_flop=self.stop_flop, accepted_by=self.accepted_by,
             overdue_after=self.overdue_after, last_eval_flop=self.last_eval_flop, cadence=self.cadence,
         )
@@ -212,29 +144,6 @@ class PlanState:
     def stops_at(self) -> str | None:
         """Where the run's gate stops for the forecast (None: it does not)."""
         return self.stop_flop if self.status == "needs-safety-case" else None
-
-    def document(self) -> PlanDocument:
-        return PlanDocument(
-            plan=self.plan_id,
-            lab=self.lab,
-            model=self.model,
-            planned_flop=self.planned_flop,
-            status=self.status,
-            stop_flop=self.stop_flop,
-            stop_rule=self.stop_rule,
-            rules=[r.document() for r in self.rules],
-            safety_cases=[c.document() for c in self.safety_cases],
-            accepted_by=self.accepted_by,
-            cadence=self.cadence,
-            last_eval_flop=self.last_eval_flop,
-            overdue_after=self.overdue_after,
-            domains=list(self.domains),
-            seq=self.seq,
-            reason=self.reason,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document().to_json()
 
 
 _OMIT = Field(default=None, exclude_if=lambda v: v is None)
@@ -333,25 +242,26 @@ def _rule_stops(
             # No trend to lean on: the run may not pass what the ladder measured (§6.12).
             top = max(distinct) if distinct else Decimal(1)
             stop = min(top, Decimal(plan.planned_flop))
-            out.append(RuleStop(rule.id, _text(stop), len(points),
+            out.append(RuleStop(rule=rule.id, stop_flop=_text(stop), n_points=len(points), reason=(
                                 f"the ladder has {len(distinct)} distinct compute value(s) on rule {rule.id!r}'s "
-                                "indicator: no trend, so no forecast can show the run stays clear"))
+                                "indicator: no trend, so no forecast can show the run stays clear")))
             continue
         try:
             proxies = ladder_proxy_points(ladder, lab=lab, models=plan.ladder, rule=rule)
             sp = stop_point(points, rule, plan.planned_flop, proxy_points=proxies)
         except TripwireError as e:
             top = max(distinct)
-            out.append(RuleStop(rule.id, _text(top), len(points), f"the forecast failed ({e.message}); fail-closed"))
+            out.append(RuleStop(rule=rule.id, stop_flop=_text(top), n_points=len(points),
+                                reason=f"the forecast failed ({e.message}); fail-closed"))
             continue
         if sp is None:
-            out.append(RuleStop(rule.id, None, len(points),
+            out.append(RuleStop(rule=rule.id, stop_flop=None, n_points=len(points), reason=(
                                 f"rule {rule.id!r}: the forecast's risky edge stays short of the breach level "
-                                f"up to {plan.planned_flop} FLOP"))
+                                f"up to {plan.planned_flop} FLOP")))
         else:
-            out.append(RuleStop(rule.id, sp, len(points),
+            out.append(RuleStop(rule=rule.id, stop_flop=sp, n_points=len(points), reason=(
                                 f"rule {rule.id!r}: a breach becomes plausible at {sp} FLOP, before the planned "
-                                f"{plan.planned_flop} FLOP"))
+                                f"{plan.planned_flop} FLOP")))
     return tuple(out)
 
 
@@ -374,7 +284,8 @@ def plan_states(
         assert isinstance(body, SafetyCaseBody)
         cert = p.certificates[0].entry_id if p.certificates else None
         cases.setdefault(body.plan, []).append(
-            SafetyCaseState(pid, p.entry.entry_id, p.entry.lab, "certified" if cert else "open", cert)
+            SafetyCaseState(proposal_id=pid, entry_id=p.entry.entry_id, lab=p.entry.lab,
+                            status="certified" if cert else "open", certificate=cert)
         )
     out: dict[str, PlanState] = {}
     for e in sorted({e.entry_id: e for e in plans}.values(), key=lambda e: (e.lab, e.seq, e.entry_id)):
@@ -415,7 +326,7 @@ def _plan_state(
         overdue_after = _text(base * cadence) if base is not None else None
     accepted = next((c.certificate for c in cases if c.certificate is not None), None)
     common: dict[str, Any] = {
-        "plan_id": e.entry_id,
+        "plan": e.entry_id,
         "lab": lab,
         "model": plan.model,
         "planned_flop": plan.planned_flop,

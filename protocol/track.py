@@ -77,11 +77,11 @@ def within_window(training_flop: str, planned_flop: str) -> bool:
     return abs(flop - planned) <= WINDOW * planned
 
 
-# --- the served documents (spec §8): one model each, built by the scores' document() --------
+# --- the scores (spec §8): each one closed model, computed here and served as is ----------
 
 
-class RuleScoreDocument(WireDocument):
-    """One rule's prediction in a forecast and how it fared (``protocol.track.RuleScore``)."""
+class RuleScore(WireDocument):
+    """One rule's prediction in a forecast and how it fared."""
 
     rule: str
     """The policy rule id."""
@@ -105,8 +105,8 @@ class RuleScoreDocument(WireDocument):
     """Why, in words."""
 
 
-class ForecastScoreDocument(WireDocument):
-    """What every node concludes about one forecast entry (``protocol.track.ForecastScore``)."""
+class ForecastScore(WireDocument):
+    """What every node concludes about one forecast entry."""
 
     forecast: str
     """Entry id of the forecast."""
@@ -132,16 +132,16 @@ class ForecastScoreDocument(WireDocument):
     """That result's position in its feed."""
     result_flop: str | None
     """That result's training compute."""
-    rules: list[RuleScoreDocument]
+    rules: tuple[RuleScore, ...]
     """Each rule's prediction and score."""
-    ladder: list[str]
+    ladder: tuple[str, ...]
     """Entry ids of the results the forecast was fitted on."""
     note: str
     """Anything the scorer noted."""
 
 
-class TrackRecordDocument(WireDocument):
-    """A lab's forecasts on record, counted and scored (``protocol.track.TrackRecord``)."""
+class TrackRecord(WireDocument):
+    """A lab's forecasts on record, counted and scored."""
 
     lab: str
     """The lab."""
@@ -163,106 +163,6 @@ class TrackRecordDocument(WireDocument):
     """``inside / scored`` to 4 places (None: nothing scored yet)."""
     mean_abs_error: str | None
     """Mean absolute error of the scored predictions, to 6 places (None: none)."""
-
-
-# --- the scores ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RuleScore:
-    """One rule's prediction and how it fared."""
-
-    rule: str
-    status: ScoreStatus
-    value: str
-    low: str
-    high: str
-    level: str | None
-    """The prediction as signed (decimal text)."""
-    observed: str | None
-    """The result's value of the rule's metric (scored and late; as signed)."""
-    abs_error: str | None
-    """``|observed − value|`` to 6 places (scored only)."""
-    inside: bool | None
-    """``low ≤ observed ≤ high`` (scored only)."""
-    reason: str
-
-    def document(self) -> RuleScoreDocument:
-        return RuleScoreDocument(
-            rule=self.rule, status=self.status, value=self.value, low=self.low, high=self.high,
-            level=self.level, observed=self.observed, abs_error=self.abs_error, inside=self.inside,
-            reason=self.reason,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document().to_json()
-
-
-@dataclass(frozen=True)
-class ForecastScore:
-    """What every node concludes about one forecast entry."""
-
-    forecast: str
-    """entry_id of the forecast."""
-    lab: str
-    seq: int
-    issued_at: str
-    model: str
-    planned_flop: str
-    policy_digest: str
-    policy_current: bool
-    """The forecast names the policy it is scored under (the adopted one)."""
-    status: ScoreStatus
-    """``pending``/``late`` as for every rule; ``scored`` when some rule is scored, else ``unknown``."""
-    result: str | None
-    """entry_id of the result it is scored against (None: pending)."""
-    result_seq: int | None
-    result_flop: str | None
-    rules: tuple[RuleScore, ...]
-    ladder: tuple[str, ...] = ()
-    note: str = ""
-
-    def document(self) -> ForecastScoreDocument:
-        return ForecastScoreDocument(
-            forecast=self.forecast, lab=self.lab, seq=self.seq, issued_at=self.issued_at,
-            model=self.model, planned_flop=self.planned_flop, policy_digest=self.policy_digest,
-            policy_current=self.policy_current, status=self.status, result=self.result,
-            result_seq=self.result_seq, result_flop=self.result_flop,
-            rules=[r.document() for r in self.rules], ladder=list(self.ladder), note=self.note,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document().to_json()
-
-
-@dataclass(frozen=True)
-class TrackRecord:
-    """A lab's forecasts on record, counted (rule predictions) and scored."""
-
-    lab: str
-    forecasts: int
-    """Forecast entries."""
-    count: int
-    """Rule predictions across them."""
-    scored: int
-    inside: int
-    pending: int
-    late: int
-    unknown: int
-    coverage: str | None
-    """``inside / scored`` to 4 places (None: nothing scored yet)."""
-    mean_abs_error: str | None
-    """Mean of the scored predictions' exact absolute errors, to 6 places (None: none)."""
-
-    def document(self) -> TrackRecordDocument:
-        return TrackRecordDocument(
-            lab=self.lab, forecasts=self.forecasts, count=self.count, scored=self.scored,
-            inside=self.inside, pending=self.pending, late=self.late, unknown=self.unknown,
-            coverage=self.coverage, mean_abs_error=self.mean_abs_error,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document().to_json()
 
 
 def _pred_fields(p: RulePrediction) -> dict[str, Any]:

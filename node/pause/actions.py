@@ -379,16 +379,16 @@ def propose_safety_case(h: NodeHome, *, plan: str, docs: Sequence[Path], rationa
     if not hits:
         raise PlanNotFoundError(f"no training plan {prefix}… is held by this node (see `tripwire status`)")
     if len(hits) > 1:
-        raise PlanNotFoundError(f"plan prefix {prefix!r} is ambiguous: {', '.join(s.plan_id for s in hits)}")
+        raise PlanNotFoundError(f"plan prefix {prefix!r} is ambiguous: {', '.join(s.plan for s in hits)}")
     st = hits[0]
     if st.lab != h.lab:
-        raise ConfigurationError(f"plan {st.plan_id[:16]}… is {st.lab}'s: a lab makes the case for its own plans only")
-    pid = safety_case_id(st.plan_id, refs)
+        raise ConfigurationError(f"plan {st.plan[:16]}… is {st.lab}'s: a lab makes the case for its own plans only")
+    pid = safety_case_id(st.plan, refs)
     if pid in a.proposals:
         raise ConfigurationError(f"safety case {pid} with these documents is already held")
-    body = SafetyCaseBody(proposal_id=pid, plan=st.plan_id, documents=refs, rationale=rationale)
+    body = SafetyCaseBody(proposal_id=pid, plan=st.plan, documents=refs, rationale=rationale)
     eid = h.publish("safety_case", body)
-    return Published(eid, {"safety_case": pid, "entry": eid, "plan": st.plan_id, "plan_status": st.status,
+    return Published(eid, {"safety_case": pid, "entry": eid, "plan": st.plan, "plan_status": st.status,
                            "documents": [d.model_dump(mode="json") for d in refs]})
 
 
@@ -423,9 +423,9 @@ def publish_forecast(
                 f"name the --ladder models the forecast extrapolates from (no training plan of {h.lab} for "
                 f"{model!r} names a ladder)"
             )
-        plan = h.store.get(plans[-1].plan_id)
+        plan = h.store.get(plans[-1].plan)
         if plan is None or not isinstance(plan.statement.body, TrainingPlanBody):
-            raise ForecastRefusedError(f"training plan {plans[-1].plan_id[:16]}… is not held; name the --ladder models")
+            raise ForecastRefusedError(f"training plan {plans[-1].plan[:16]}… is not held; name the --ladder models")
         names = list(plan.statement.body.ladder)
     if model in names:
         raise ForecastRefusedError(f"--ladder names {model!r} itself: a forecast extrapolates from other, smaller models")

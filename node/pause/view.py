@@ -135,10 +135,7 @@ def describe(
         roster_expired=roster.expired(now),
         pause=a.pause.document(),
         proposals=proposals,
-        plans=[
-            p.document()
-            for p in sorted(a.plans.values(), key=lambda p: (p.lab, p.seq))[-MAX_LISTED:]
-        ],
+        plans=sorted(a.plans.values(), key=lambda p: (p.lab, p.seq))[-MAX_LISTED:],
         verdicts=verdicts[-MAX_LISTED:],
         forecasts=forecasts_json(a),
         results_judged=len(a.evaluations),
@@ -151,8 +148,8 @@ def forecasts_json(a: Analysis) -> ForecastsSection:
     recent forecasts with their scores (spec §6.13)."""
     scores = sorted(a.forecasts.values(), key=lambda s: (s.issued_at, s.lab, s.seq))
     return ForecastsSection(
-        track=[r.document() for r in track_records(scores).values()],
-        forecasts=[s.document() for s in scores[-MAX_LISTED:]],
+        track=list(track_records(scores).values()),
+        forecasts=scores[-MAX_LISTED:],
     )
 
 

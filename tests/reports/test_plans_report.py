@@ -36,7 +36,7 @@ def test_report_shows_each_plan_with_its_recomputed_state_and_stop_point(net: Sy
     assert big.status == "needs-safety-case" and big.stop_flop is not None
     assert small.status == "clear" and small.stop_flop is None
     claims = {c.entry: c for c in rep.verified.bundle.claims.plans}
-    assert claims[big.plan_id].stop_flop == big.stop_flop
+    assert claims[big.plan].stop_flop == big.stop_flop
     text = _text(render_html(rep.verified, report=rep))
     section = text[text.index("Planned training runs and safety cases") :]
     assert "frontier-lab-c-70b" in section and "Needs a safety case: stops at its stop point" in section
