@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,15 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from node.cli._app import app, console
-from node.errors import InputFileError, RosterMismatchError
+from node.errors import InputFileError
 from node.home import NodeHome
-from node.home.config import PeerConfig
-from node.home.netsetup import policy_digest_of, read_identity, store_pins, suite_ref_of
-from protocol.canonical import format_time, parse_json_strict, utcnow
-from protocol.envelope import ROSTER_PAYLOAD_TYPE, Envelope
+from node.home.ceremony import combine_signatures, draft_from_identities, sign_roster
+from protocol.canonical import parse_json_strict, utcnow
+from protocol.envelope import Envelope
 from protocol.errors import ConfigurationError, KeyFileError, TripwireError
-from protocol.keys import PublicKey
-from protocol.roster import Roster, RosterPin, decode_roster, draft_roster, parse_roster, roster_envelope
+from protocol.roster import decode_roster
 
 if TYPE_CHECKING:
     from node.pause.view import SharedAnalysis
@@ -204,61 +203,23 @@ def roster_draft(
     ] = False,
 ) -> None:
     """Draft a roster statement (unsigned) from the labs' identity files."""
-    weights = _weights(weight or [])
-    labs = []
-    for path in lab:
-        ident = read_identity(path)
-        if "endpoint" not in ident:
-            raise InputFileError(f"identity {path} has no endpoint (labs need one; observers do not)")
-        labs.append(
-            (
-                ident["lab"],
-                str(ident.get("name", ident["lab"])),
-                [PublicKey.from_b64(ident["public_key"])],
-                ident["endpoint"],
-                weights.pop(ident["lab"], 1),
-            )
-        )
-    if weights:
-        raise ConfigurationError(f"--weight names labs not given with --lab: {', '.join(sorted(weights))}")
-    observers = []
-    for path in observer or []:
-        ident = read_identity(path)
-        observers.append(
-            (ident["lab"], str(ident.get("name", ident["lab"])), [PublicKey.from_b64(ident["public_key"])])
-        )
-    version, previous, network = 1, None, None
-    pins: list[RosterPin] = []
-    if home is not None:
-        with _open(home) as h:
-            chain = h.store.roster_chain()
-            # spec §7.7: taken as late as possible, just before the labs sign.
-            pins = [] if no_pins else store_pins(h.store)
-        version, previous, network = chain.current.version + 1, chain.current.roster_id, chain.network_id
     expiry = _parse_date(expires)
-    issued = utcnow()
-    if expiry <= issued:
-        raise ConfigurationError(f"--expires {expires} is in the past")
-    try:
-        roster = draft_roster(
+    with _open(home) if home is not None else nullcontext() as h:
+        roster = draft_from_identities(
             network_name=network_name,
-            labs=labs,
-            observers=observers,
+            labs=lab,
+            observers=observer or [],
+            weights=_weights(weight or []),
             pause_weight=pause_weight,
             resume_weight=resume_weight,
             roster_threshold=roster_threshold,
-            policy_digest=policy_digest_of(policy),
-            suites=[suite_ref_of(p) for p in suite or []],
-            issued_at=format_time(issued),
-            expires=format_time(expiry),
-            version=version,
-            previous=previous,
-            network=network,
-            pins=pins,
+            policy=policy,
+            suites=suite or [],
+            expires=expiry,
+            now=utcnow(),
+            home=h,
+            pins=not no_pins,
         )
-    except TripwireError as e:
-        # A bad draft is the operator's input, not a peer's data.
-        raise ConfigurationError(f"invalid roster draft: {e.message}") from e
     _write_json(out, roster.model_dump(mode="json"))
     pinned = f", {len(roster.pins)} feed pins" if roster.pins else ""
     console.print(
@@ -279,24 +240,7 @@ def roster_sign(
     if not isinstance(data, dict):
         raise InputFileError(f"{file} must hold a JSON object")
     with _open(home) as h:
-        if "payloadType" in data:
-            env = Envelope.parse(data)
-            if env.payloadType != ROSTER_PAYLOAD_TYPE:
-                raise InputFileError(f"{file} is not a roster envelope (payloadType {env.payloadType})")
-            _, roster = decode_roster(env)
-        else:
-            roster = parse_roster(data)
-            env = None
-        installed: Roster | None = h.store.roster_chain().current.roster if h.store.has_roster() else None
-        mine = {h.key.keyid}
-        listed = {k.keyid for m in roster.labs for k in m.keys}
-        if installed is not None:
-            listed |= {k.keyid for m in installed.labs for k in m.keys}
-        if not mine & listed:
-            raise ConfigurationError(
-                f"this home's key ({h.key.keyid[:16]}…) is not a lab key of the draft or of the installed roster"
-            )
-        signed = roster_envelope(roster, [h.key]) if env is None else env.with_signature(h.key)
+        roster, signed = sign_roster(h, data, file)
     _write_json(out, signed.to_dict())
     console.print(
         f"signed roster v{roster.version} as {h.lab}: {len(signed.signatures)} signature(s) in {out}"
@@ -309,27 +253,9 @@ def roster_combine(
     out: OutOpt,
 ) -> None:
     """Merge the signatures of envelopes over the same roster payload."""
-    envs = [_read_roster_envelope(f) for f in files]
-    first = envs[0]
-    payload = first.payload_bytes()
-    sigs = list(first.signatures)
-    seen = {s.keyid or s.sig for s in sigs}
-    for f, env in zip(files[1:], envs[1:], strict=True):
-        if env.payload_bytes() != payload:
-            raise RosterMismatchError(f"{f} signs a different roster than {files[0]}: refusing to combine")
-        for s in env.signatures:
-            if (s.keyid or s.sig) not in seen:
-                seen.add(s.keyid or s.sig)
-                sigs.append(s)
-    combined = Envelope.parse(
-        {
-            "payloadType": first.payloadType,
-            "payload": first.payload,
-            "signatures": [s.model_dump() for s in sigs],
-        }
-    )
+    combined = combine_signatures([(f, _read_roster_envelope(f)) for f in files])
     _write_json(out, combined.to_dict())
-    console.print(f"combined {len(sigs)} signature(s) into {out}")
+    console.print(f"combined {len(combined.signatures)} signature(s) into {out}")
 
 
 @roster_app.command("install")
@@ -442,17 +368,8 @@ def peers_add(
     url: Annotated[str, typer.Option("--url", help="The peer's base URL.")],
 ) -> None:
     """Add (or replace) a peer in node.toml."""
-    from pydantic import ValidationError
-
-    try:
-        peer = PeerConfig(lab=lab, url=url)
-    except ValidationError as e:
-        raise ConfigurationError(f"invalid peer: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from e
     with _open(home) as h:
-        if lab == h.lab:
-            raise ConfigurationError(f"{lab} is this node's own lab")
-        peers = [p for p in h.config.peers if p.lab != lab] + [peer]
-        h.save_config(h.config.model_copy(update={"peers": peers}))
+        h.add_peer(lab, url)
     console.print(f"peer {lab} -> {url} saved", highlight=False)
 
 

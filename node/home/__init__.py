@@ -263,6 +263,20 @@ class NodeHome:
                 out[p.lab] = p
         return list(out.values())
 
+    def add_peer(self, lab: str, url: str) -> PeerConfig:
+        """Add (or replace) the peer ``lab`` at ``url`` in node.toml; a bad lab id or URL, or
+        this node's own lab, is refused and nothing is written."""
+        try:
+            peer = PeerConfig(lab=lab, url=url)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise ConfigurationError(f"invalid peer: {first['loc'][0]}: {first['msg']}") from e
+        if lab == self.lab:
+            raise ConfigurationError(f"{lab} is this node's own lab")
+        peers = [p for p in self.config.peers if p.lab != lab] + [peer]
+        self.save_config(self.config.model_copy(update={"peers": peers}))
+        return peer
+
     def save_config(self, cfg: NodeConfig) -> None:
         """Write ``cfg`` as node.toml; a changed ``[tls]`` section is checked first (nothing is
         written if its files are unusable)."""
