@@ -67,7 +67,7 @@ def main() -> None:
     from node.evals.generators import arithmetic
     from node.evals.model import load_model
     from node.evals.runner import run_task
-    from node.evals.spec import load_task
+    from node.evals.spec import load_task, prompts
     from node.evals.tinymodels import build_char_tokenizer, build_tiny_gpt2, save_model
 
     work = Path(tempfile.mkdtemp(prefix="tripwire-bench-"))
@@ -80,7 +80,7 @@ def main() -> None:
 
     lm = load_model(work / "model", device=args.device, dtype=args.dtype)
     spec = load_task(work / "bench_mc.yaml")
-    ctx_tokens = sum(len(tok.encode(c)) for c in spec.contexts()) / len(docs)
+    ctx_tokens = sum(len(tok.encode(c)) for c in prompts.contexts(spec)) / len(docs)
     print(f"model: {args.config} ({lm.parameters / 1e6:.1f}M params), device {lm.device}, dtype {args.dtype}, "
           f"batch {args.batch_size}, threads {torch.get_num_threads()}")
     print(f"task: {len(docs)} items x 4 choices, mean context {ctx_tokens:.0f} tokens")

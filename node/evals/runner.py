@@ -32,7 +32,7 @@ from node.evals.model import (
     load_model,
     runtime_facts,
 )
-from node.evals.spec import SuiteSpec, TaskSpec, load_suite, load_task, read_yaml, single_task_suite
+from node.evals.spec import SuiteSpec, TaskSpec, load_suite, load_task, prompts, read_yaml, single_task_suite
 from protocol.canonical import canonical_bytes, decimal_str, format_time, to_decimal
 from protocol.errors import SchemaError
 
@@ -274,9 +274,9 @@ def _score_mc(lm: LoadedModel, spec: TaskSpec, docs: list[dict[str, Any]], ctxs:
     reqs = []
     for i in idx:
         if spec.kind == "multiple_choice":
-            conts = [spec.target_delimiter + c for c in spec.choices(docs[i])]
+            conts = [spec.target_delimiter + c for c in prompts.choices(spec, docs[i])]
         else:
-            conts = [spec.continuation(docs[i])]
+            conts = [prompts.continuation(spec, docs[i])]
         reqs.append(encode_pair_list(tok, ctxs[i], conts))
     scorer = Scorer(lm.model, device=lm.input_device, max_length=lm.max_length, pad_id=tok.pad_token_id)
     fn = scorer.score_shared if shared_prefix else scorer.score_plain
@@ -316,8 +316,8 @@ def _records_and_metrics(spec: TaskSpec, docs: list[dict[str, Any]], ctxs: list[
         vals: dict[str, float] = {}
         rec: dict[str, Any] = {"format": RECORD_FORMAT, "task": spec.name, "index": i}
         if spec.kind == "multiple_choice":
-            choices = spec.choices(doc)
-            gold = spec.gold_index(doc, choices, i)
+            choices = prompts.choices(spec, doc)
+            gold = prompts.gold_index(spec, doc, choices, i)
             lls = r["lls"]
             probs = softmax(lls)
             pred = argmax_first(lls)
@@ -332,12 +332,12 @@ def _records_and_metrics(spec: TaskSpec, docs: list[dict[str, Any]], ctxs: list[
             rec |= {"input_sha256": _sha({"context": ctxs[i], "choices": choices}), "gold": gold, "pred": pred,
                     "logprobs": [_dec(x) for x in lls]}
         elif spec.kind == "loglikelihood":
-            target = spec.continuation(doc)  # exactly the scored text
+            target = prompts.continuation(spec, doc)  # exactly the scored text
             ll, greedy, ntok = r["lls"][0], r["greedy"][0], r["ntok"][0]
             vals = {"acc": float(greedy), "logprob": ll, "logprob_per_token": ll / ntok}
             rec |= {"input_sha256": _sha({"context": ctxs[i], "target": target}), "logprob": _dec(ll), "greedy": greedy}
         elif spec.kind == "generate_until":
-            target = str(spec.target(doc)).strip()
+            target = str(prompts.target(spec, doc)).strip()
             outs = r["outputs"]
             correct = [o.strip() == target for o in outs]
             vals = {"exact_match": sum(correct) / len(correct)}
@@ -346,7 +346,7 @@ def _records_and_metrics(spec: TaskSpec, docs: list[dict[str, Any]], ctxs: list[
             rec |= {"input_sha256": _sha({"context": ctxs[i], "target": target}),
                     "outputs_sha256": [hashlib.sha256(o.encode()).hexdigest() for o in outs], "correct": correct}
         else:
-            label = int(spec.target(doc))
+            label = int(prompts.target(spec, doc))
             s = r["score"]
             probe_scores.append(s)
             probe_labels.append(label)
@@ -401,7 +401,7 @@ def run_task(
         raise EvalSpecError(f"--limit must be >= 1, got {limit}")
     bs, auto = _batch(lm, batch_size)
     docs = spec.docs[:limit] if limit else list(spec.docs)
-    ctxs = spec.contexts(limit)
+    ctxs = prompts.contexts(spec, limit)
     cache = _Cache(cache_dir, {
         "task": spec.name, "digest": spec.digest, "model": lm.commitment, "dtype": str(lm.dtype),
         "shared": shared_prefix, "limit": limit,

@@ -239,21 +239,21 @@ def lmeval_results(task_dir, tiny_model_dir):
 @pytest.mark.parametrize("name", list(TASKS))
 def test_same_prompts_loglikelihoods_and_accuracy_as_lm_eval(name, task_dir, lmeval_results, loaded):
     from node.evals.runner import run_task
-    from node.evals.spec import load_task
+    from node.evals.spec import load_task, prompts
 
     spec = load_task(task_dir / f"{name}.yaml")
     run = run_task(loaded, spec, batch_size=8)
     samples = sorted(lmeval_results["samples"][name], key=lambda s: s["doc_id"])
     assert len(samples) == run.n == 40
-    ours_ctx = spec.contexts()
+    ours_ctx = prompts.contexts(spec)
     for s, rec, ctx, doc in zip(samples, run.records, ours_ctx, spec.docs, strict=True):
         args = list(s["arguments"]) if isinstance(s["arguments"], list) else list(s["arguments"].values())
         pairs = [tuple(a) if isinstance(a, list | tuple) else (a["arg_0"], a["arg_1"]) for a in args]
         assert {c for c, _ in pairs} == {ctx}
         if spec.kind == "multiple_choice":
-            assert [c for _, c in pairs] == [spec.target_delimiter + c for c in spec.choices(doc)]
+            assert [c for _, c in pairs] == [spec.target_delimiter + c for c in prompts.choices(spec, doc)]
         else:
-            assert [c for _, c in pairs] == [spec.continuation(doc)]
+            assert [c for _, c in pairs] == [prompts.continuation(spec, doc)]
         theirs = [float(r[0][0]) if isinstance(r[0], list | tuple) else float(r[0]) for r in s["resps"]]
         ours = [float(x) for x in rec["logprobs"]] if "logprobs" in rec else [float(rec["logprob"])]
         assert max(abs(a - b) for a, b in zip(theirs, ours, strict=True)) < 1e-4
@@ -268,17 +268,17 @@ def test_same_prompts_loglikelihoods_and_accuracy_as_lm_eval(name, task_dir, lme
 def test_few_shot_examples_follow_lm_eval_pool_rules(task_dir):
     """Sanity on the prompts the parity test compares: examples come from where lm-eval
     takes them, and the item never shows up as its own example."""
-    from node.evals.spec import load_task
+    from node.evals.spec import load_task, prompts
 
     spec = load_task(task_dir / "tw_parity_samples.yaml")
-    ctx = spec.contexts()[0]
+    ctx = prompts.contexts(spec)[0]
     assert ctx.startswith("Example: What is 1 plus 1?\nA:  two\n###\nExample: What is 2 plus 5?\nA:  seven\n###\nQ: ")
     spec = load_task(task_dir / "tw_parity_description.yaml")
-    assert [c.split("\n")[0] for c in spec.contexts()[:2]] == [
+    assert [c.split("\n")[0] for c in prompts.contexts(spec)[:2]] == [
         f"Topic {d['word']}, item {d['id']}." for d in spec.docs[:2]
     ]
     spec = load_task(task_dir / "tw_parity_include.yaml")
-    assert spec.num_fewshot == 2 and spec.contexts()[0].endswith("Answer:")
+    assert spec.num_fewshot == 2 and prompts.contexts(spec)[0].endswith("Answer:")
     spec = load_task(task_dir / "tw_parity_nulltest.yaml")
     assert spec.fewshot_is_eval_split and spec.fewshot_docs is not spec.docs
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from node.evals.errors import EvalDataError
-from node.evals.spec import load_task
+from node.evals.spec import load_task, prompts
 
 TEST = [{"q": f"{i}+1=", "choices": [str(i + 1), str(i + 2)], "gold": i % 2} for i in range(4)]
 
@@ -44,7 +44,7 @@ def _lmeval(d: Path, train: list[dict[str, Any]], extra: str = "") -> Path:
 def _refused(t: Path, *needles: str) -> str:
     spec = load_task(t)  # the few-shot pool is read when prompts are built
     with pytest.raises(EvalDataError) as e:
-        spec.contexts()
+        prompts.contexts(spec)
     msg = str(e.value)
     assert msg.startswith(f"task lm_rows ({t}): few-shot example "), msg
     assert re.search(r"few-shot example \d of split 'train' ", msg), msg
@@ -80,7 +80,7 @@ def test_a_choice_spec_naming_no_column_is_a_template_as_in_lm_eval(tmp_path):
 def test_an_unset_fewshot_target_falls_back_to_the_tasks_as_in_lm_eval(tmp_path):
     rows = [{"q": f"t{i}", "choices": ["a", "b"], "gold": 1} for i in range(3)]
     spec = load_task(_lmeval(tmp_path, rows, "fewshot_config:\n  doc_to_target: null\n"))
-    ctx = spec.contexts(1)[0]
+    ctx = prompts.contexts(spec, 1)[0]
     assert re.fullmatch(r"t\d b\n\nt\d b\n\n0\+1=", ctx), ctx
 
 
@@ -99,7 +99,7 @@ def test_a_few_shot_choice_index_out_of_range_is_refused(tmp_path, gold):
 
 def test_a_negative_index_picks_as_lm_eval_does(tmp_path):
     rows = [{"q": f"t{i}", "choices": ["a", "b"], "gold": -1} for i in range(3)]
-    assert re.fullmatch(r"t\d b\n\nt\d b\n\n0\+1=", load_task(_lmeval(tmp_path, rows)).contexts(1)[0])
+    assert re.fullmatch(r"t\d b\n\nt\d b\n\n0\+1=", prompts.contexts(load_task(_lmeval(tmp_path, rows)), 1)[0])
 
 
 def test_a_template_failing_on_a_few_shot_row_names_the_row(tmp_path):
@@ -113,7 +113,7 @@ def test_fixed_samples_are_named_by_their_place_in_fewshot_config(tmp_path):
                               "    - {q: y, choices: [a, b]}\n")
     t.write_text(t.read_text().replace("fewshot_split: train\n", ""))
     with pytest.raises(EvalDataError, match=r"few-shot example fewshot_config\.samples\[[01]\] has no field 'gold'"):
-        load_task(t).contexts(1)
+        prompts.contexts(load_task(t), 1)
 
 
 def test_an_evaluated_item_lacking_a_field_is_refused_at_load(tmp_path):
@@ -146,4 +146,4 @@ def test_tripwire_few_shot_answers_out_of_range_are_refused(tmp_path, target, ne
     spec = load_task(t)
     with pytest.raises(EvalDataError, match=re.escape(f"task tw ({t}): few-shot example (item ") + r"\d\) "
                        + re.escape(needle)):
-        spec.contexts()
+        prompts.contexts(spec)

@@ -129,12 +129,12 @@ def lmeval_dir(tmp_path):
 
 
 def test_include_merges_the_base_under_the_including_file(lmeval_dir):
-    from node.evals.spec import load_task
+    from node.evals.spec import load_task, prompts
 
     (lmeval_dir / "sub").mkdir()
     (lmeval_dir / "sub" / "t.yaml").write_text('include: ../base.yaml\ntask: t_inc\ndoc_to_text: "Say {{q}}"\n')
     spec = load_task(lmeval_dir / "sub" / "t.yaml")
-    assert spec.name == "t_inc" and spec.contexts()[0] == "Say item 0" and len(spec.docs) == 3
+    assert spec.name == "t_inc" and prompts.contexts(spec)[0] == "Say item 0" and len(spec.docs) == 3
 
 
 @pytest.mark.parametrize(("files", "needle"), [

@@ -25,6 +25,7 @@ from node.evals.spec import (
     load_suite,
     load_task,
     override_num_fewshot,
+    prompts,
     single_task_suite,
 )
 
@@ -173,7 +174,7 @@ def test_override_num_fewshot_returns_a_new_task_and_leaves_the_loaded_one(tmp_p
     assert new.docs == spec.docs and new.name == spec.name
     # Rebuilding with the file's own count gives the file's task, digest and prompts.
     same = override_num_fewshot(spec, 0)
-    assert same.digest == before and same.contexts(3) == spec.contexts(3)
+    assert same.digest == before and prompts.contexts(same, 3) == prompts.contexts(spec, 3)
 
 
 def test_override_num_fewshot_refuses_what_loading_refuses(tmp_path):

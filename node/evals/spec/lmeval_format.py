@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from node.evals.errors import EvalDataError, EvalSpecError, NativeUnsupportedError
+from node.evals.spec import prompts
 from node.evals.spec.files import (
     check_pin,
     file_sha256,
@@ -206,7 +207,7 @@ def _check_lmeval_shape(spec: TaskSpec, p: Path) -> None:
     native runner reproduces neither."""
     doc = spec.docs[0]
     try:
-        text, target = spec.text(doc), spec.target(doc)
+        text, target = prompts.text(spec, doc), prompts.target(spec, doc)
     except RowError:
         return  # check_rows names the row and what it lacks
     if isinstance(text, int) and spec.doc_to_choice is not None:

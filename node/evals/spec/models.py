@@ -32,7 +32,6 @@ from pydantic_core import PydanticCustomError
 
 from node.evals.errors import EvalSpecError, UnknownMetricError
 from node.evals.spec.files import HEX64, jsonable
-from node.evals.spec.prompts import PromptRules
 from protocol.canonical import digest_of
 
 Kind = Literal["multiple_choice", "loglikelihood", "generate_until", "activation_probe"]
@@ -160,7 +159,7 @@ class ProbeSpec(BaseModel):
     """How token activations become one vector: the last token's, or the mean."""
 
 
-class TaskSpec(PromptRules, BaseModel):
+class TaskSpec(BaseModel):
     """A validated task, its data already loaded and checked against its pins."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True)
