@@ -27,7 +27,7 @@ from pydantic_core import from_json
 
 from protocol.documents import WireDocument
 from protocol.envelope import Envelope
-from protocol.pause import ActivePause, PauseSection, ResumedPause
+from protocol.pause import ActivePause, Flag, PauseSection, ResumedPause
 from protocol.plans import PlanState, RuleStop, SafetyCaseState
 from protocol.track import ForecastScore, RuleScore, TrackRecord
 
@@ -382,7 +382,7 @@ class CoordinationSection(WireDocument):
     own ``forecasts`` section)."""
     results_judged: int
     """Results the policy was applied to."""
-    flags: list[dict[str, Any]]
+    flags: list[Flag]
     """Entries the pause rules flagged and skipped."""
     coordinator: CoordinatorRun | None = _OMIT_NONE
     """The coordinator's state (absent where no coordinator runs)."""
@@ -407,7 +407,7 @@ class StatusDocument(WireDocument):
     """The pause state (spec §6.6)."""
     open_proposals: list[OpenProposal]
     """Proposals still collecting votes."""
-    pause_flags: list[dict[str, Any]]
+    pause_flags: list[Flag]
     """Entries the pause rules flagged and skipped (kind, lab, reason, and what they name)."""
     alerts: list[Alert]
     """The most recent alerts, oldest first."""
@@ -514,6 +514,7 @@ __all__ = [
     "CoordinatorRun",
     "EquivocationRef",
     "FeedPage",
+    "Flag",
     "ForecastScore",
     "ForecastsSection",
     "HeadDocument",

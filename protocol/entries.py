@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -42,7 +42,7 @@ from protocol.errors import EnvelopeError, NumericDomainError, OversizeError, Sc
 from protocol.keys import SigningKey
 from protocol.scope import Scope
 
-PROTOCOL = "tripwire/1"
+PROTOCOL: Final = "tripwire/1"
 
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 LabId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from pydantic import Field
+
 from protocol.canonical import parse_time
 from protocol.documents import WireDocument
 from protocol.entries import (
@@ -80,6 +82,11 @@ FlagKind = Literal[
     "proposer-mismatch",
     "scope-widened",
 ]
+#: Kinds a node's analysis adds to the pause state's flags (``node.pause.analysis``): a result
+#: it cannot evaluate, and a pause proposal (or its certificate) whose breach it cannot confirm.
+AnalysisFlagKind = Literal["unevaluable-result", "proposal-not-breach", "certificate-not-breach"]
+#: An optional member left out of the wire form when unset.
+_ABSENT = Field(default=None, exclude_if=lambda v: v is None)
 
 #: Signature and window verification of certificates, cached across calls: (certificate
 #: entry_id, roster chain length) -> the verified parts, or the error. Only saves work (the
@@ -87,30 +94,28 @@ FlagKind = Literal[
 CertCache = MutableMapping[tuple[str, int], "CertificateParts | PeerDataError"]
 
 
-@dataclass(frozen=True)
-class Flag:
-    """Something this party saw and refused to count, or counted and wants people to see."""
+class Flag(WireDocument):
+    """Something this party saw and refused to count, or counted and wants people to see
+    (spec §6.6): the pause rules' flags, and what a node's analysis adds to them."""
 
-    kind: FlagKind
+    kind: FlagKind | AnalysisFlagKind
+    """What was seen."""
     lab: str
     """The lab that published the entry concerned."""
     reason: str
-    entry_id: str | None = None
-    proposal_id: str | None = None
-    code: str | None = None
+    """Why, in words."""
+    entry_id: str | None = _ABSENT
+    """The entry concerned."""
+    proposal_id: str | None = _ABSENT
+    """The proposal it concerns."""
+    code: str | None = _ABSENT
     """The error code (spec §10) when the flag records a refusal."""
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "lab": self.lab, "reason": self.reason}
-        if self.entry_id is not None:
-            out["entry_id"] = self.entry_id
-        if self.proposal_id is not None:
-            out["proposal_id"] = self.proposal_id
-        if self.code is not None:
-            out["code"] = self.code
-        out.update(self.detail)
-        return out
+    counted: str | None = _ABSENT
+    """``double-vote``: the lab's first vote, the one that counts."""
+    ignored: tuple[str, ...] | None = _ABSENT
+    """``double-vote``: its later votes, which count for nothing."""
+    decisions: tuple[str, ...] | None = _ABSENT
+    """``double-vote``: the decision of each of its votes, first first."""
 
 
 # --- the served pause section (spec §6.6): one model, built by PauseState.document() -------
@@ -181,17 +186,6 @@ class Certificate:
     result: QuorumResult
     scope: Scope | None = None
     """For a pause certificate: the runs it covers (None: every run)."""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "proposal_id": self.proposal_id,
-            "certificate": self.entry_id,
-            "lab": self.lab,
-            "roster_version": self.roster_version,
-        }
-        if self.scope is not None:
-            out["scope"] = self.scope.model_dump(mode="json", exclude_none=True)
-        return out
 
 
 @dataclass(frozen=True)
@@ -426,9 +420,9 @@ def pause_state(
                 # open (and start the voting clock of) a discretionary pause for another.
                 flags.append(
                     Flag(
-                        "proposer-mismatch",
-                        p.lab,
-                        f"discretionary proposal names {pbody.trigger.lab!r} as proposer but is signed by {p.lab!r}",
+                        kind="proposer-mismatch",
+                        lab=p.lab,
+                        reason=f"discretionary proposal names {pbody.trigger.lab!r} as proposer but is signed by {p.lab!r}",
                         entry_id=p.entry_id,
                         proposal_id=pbody.proposal_id,
                         code="quorum",
@@ -451,16 +445,14 @@ def pause_state(
             if len(lvs) > 1:
                 flags.append(
                     Flag(
-                        "double-vote",
-                        lab,
-                        f"{lab!r} voted {len(lvs)} times on {pid[:16]}…; only its first vote counts",
+                        kind="double-vote",
+                        lab=lab,
+                        reason=f"{lab!r} voted {len(lvs)} times on {pid[:16]}…; only its first vote counts",
                         entry_id=lvs[1].entry_id,
                         proposal_id=pid,
-                        detail={
-                            "counted": lvs[0].entry_id,
-                            "ignored": [v.entry_id for v in lvs[1:]],
-                            "decisions": [v.statement.body_as(VoteBody).decision for v in lvs],
-                        },
+                        counted=lvs[0].entry_id,
+                        ignored=tuple(v.entry_id for v in lvs[1:]),
+                        decisions=tuple(v.statement.body_as(VoteBody).decision for v in lvs),
                     )
                 )
 
@@ -509,9 +501,9 @@ def pause_state(
             assert err is not None
             flags.append(
                 Flag(
-                    "invalid-certificate",
-                    c.lab,
-                    err.message,
+                    kind="invalid-certificate",
+                    lab=c.lab,
+                    reason=err.message,
                     entry_id=c.entry_id,
                     proposal_id=body.proposal_id,
                     code=err.code,
@@ -525,9 +517,9 @@ def pause_state(
         if late_votes:
             flags.append(
                 Flag(
-                    "invalid-certificate",
-                    c.lab,
-                    f"certificate carries {len(late_votes)} vote(s) issued after the voting deadline {dl}",
+                    kind="invalid-certificate",
+                    lab=c.lab,
+                    reason=f"certificate carries {len(late_votes)} vote(s) issued after the voting deadline {dl}",
                     entry_id=c.entry_id,
                     proposal_id=body.proposal_id,
                     code="quorum",
@@ -577,9 +569,9 @@ def pause_state(
             if not inner.scope.narrows(own):
                 flags.append(
                     Flag(
-                        "scope-widened",
-                        certs[0].lab,
-                        f"resume would leave {describe(inner.scope)} paused, which is not inside the pause's "
+                        kind="scope-widened",
+                        lab=certs[0].lab,
+                        reason=f"resume would leave {describe(inner.scope)} paused, which is not inside the pause's "
                         f"scope ({describe(own)}); a resume may only narrow a scope",
                         entry_id=certs[0].entry_id,
                         proposal_id=pid,
@@ -594,9 +586,9 @@ def pause_state(
             if old.roster_version < (needed or 0):
                 flags.append(
                     Flag(
-                        "resume-roster-too-old",
-                        old.lab,
-                        f"resume certificate is under roster v{old.roster_version}; the pause it would end "
+                        kind="resume-roster-too-old",
+                        lab=old.lab,
+                        reason=f"resume certificate is under roster v{old.roster_version}; the pause it would end "
                         f"was certified under v{needed}, so its resume needs a roster at least that new",
                         entry_id=old.entry_id,
                         proposal_id=pid,
@@ -634,9 +626,9 @@ def pause_state(
             if late(v, dl):
                 flags.append(
                     Flag(
-                        "late-vote",
-                        v.lab,
-                        f"{v.lab!r} voted at {v.statement.issued_at}, after the voting deadline {dl}; it does not count",
+                        kind="late-vote",
+                        lab=v.lab,
+                        reason=f"{v.lab!r} voted at {v.statement.issued_at}, after the voting deadline {dl}; it does not count",
                         entry_id=v.entry_id,
                         proposal_id=pid,
                     )
@@ -682,6 +674,7 @@ def voting_deadline(proposal: VerifiedEntry, chain: RosterChain) -> datetime | N
 
 __all__ = [
     "PAUSE_KINDS",
+    "AnalysisFlagKind",
     "CertCache",
     "Certificate",
     "Flag",

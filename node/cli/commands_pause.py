@@ -168,7 +168,7 @@ def proposals_cmd(home: HomeOpt, as_json: JsonOpt = False) -> None:
         if p.deadline:
             console.print(f"       voting {'closed' if p.state == 'expired' else 'closes'} {p.deadline}", highlight=False)
     for f in snap.flags:
-        console.print(f"[yellow]flag[/] {f['kind']}: {json.dumps({k: v for k, v in f.items() if k != 'kind'})}", highlight=False)
+        console.print(f"[yellow]flag[/] {f.kind}: {json.dumps(f.model_dump(mode='json', exclude={'kind'}, exclude_unset=True))}", highlight=False)
 
 
 @policy_app.command("install")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from protocol.entries import AlertBody, EvalResultBody, PauseProposalBody, Trigger, VerifiedEntry, VoteBody
 from protocol.errors import TripwireError
 from protocol.forecast import evaluate_with_trend
-from protocol.pause import PAUSE_KINDS, CertCache, PauseState, pause_state
+from protocol.pause import PAUSE_KINDS, CertCache, Flag, PauseState, pause_state
 from protocol.plans import PlanCache, PlanState, plan_states
 from protocol.policy import Policy
 from protocol.quorum import QuorumResult
@@ -89,7 +89,8 @@ class Analysis:
     """Paused proposal id -> entry_id of the first valid pause certificate held for it."""
     resumed: dict[str, str]
     """Pause proposal id -> entry_id of the first valid resume certificate ending it."""
-    flags: list[dict[str, Any]]
+    flags: list[Flag]
+    """What the pause rules and this analysis flagged and skipped."""
     votes_by_lab: dict[tuple[str, str], list[VerifiedEntry]]
     """(proposal_id, lab) -> that lab's votes on the proposal, lowest seq first."""
     alerts: set[tuple[str, str]]
@@ -244,12 +245,11 @@ def analyze(
         cache=cert_cache,
         now=now,
     )
-    flags: list[dict[str, Any]] = [f.to_json() for f in ps.flags]
+    flags: list[Flag] = list(ps.flags)
     for rid in sorted(cache.errors):
         if rid in results:
             flags.append(
-                {"kind": "unevaluable-result", "lab": results[rid].lab, "entry_id": rid,
-                 "reason": cache.errors[rid]}
+                Flag(kind="unevaluable-result", lab=results[rid].lab, entry_id=rid, reason=cache.errors[rid])
             )
 
     votes_by_lab: dict[tuple[str, str], list[VerifiedEntry]] = defaultdict(list)
@@ -286,14 +286,14 @@ def analyze(
                     )
             if check.status == "not-breach":
                 flags.append(
-                    {"kind": "proposal-not-breach", "proposal_id": pid, "lab": p.entry.lab,
-                     "entry_id": p.entry.entry_id, "reason": check.reason}
+                    Flag(kind="proposal-not-breach", proposal_id=pid, lab=p.entry.lab,
+                         entry_id=p.entry.entry_id, reason=check.reason)
                 )
                 for c in p.certificates:
                     # Valid by its votes, so it counts; but this node could not confirm the breach.
                     flags.append(
-                        {"kind": "certificate-not-breach", "entry_id": c.entry_id, "lab": c.lab,
-                         "proposal_id": pid, "reason": check.reason}
+                        Flag(kind="certificate-not-breach", entry_id=c.entry_id, lab=c.lab,
+                             proposal_id=pid, reason=check.reason)
                     )
         proposals[pid] = ProposalState(
             pid,

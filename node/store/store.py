@@ -70,9 +70,9 @@ from node.store.misbehaviour import (
     select_counts,
     select_records,
 )
-from protocol.canonical import canonical_bytes, format_time, utcnow
+from protocol.canonical import format_time, utcnow
 from protocol.entries import PROTOCOL, DecodedEntry, Model, VerifiedEntry, decode_entry
-from protocol.envelope import CHECKPOINT_PAYLOAD_TYPE, Envelope, sign_payload
+from protocol.envelope import Envelope
 from protocol.errors import (
     ConfigurationError,
     MerkleProofError,
@@ -94,7 +94,14 @@ from protocol.feed import (
     time_key,
 )
 from protocol.keys import SigningKey
-from protocol.merkle import consistency_proof, inclusion_proof, leaf_hash, root_from_hashes
+from protocol.merkle import (
+    Checkpoint,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_from_hashes,
+    sign_checkpoint,
+)
 from protocol.roster import RosterChain, VerifiedRoster, decode_roster, verify_decoded, verify_genesis
 
 log = logging.getLogger(__name__)
@@ -1076,24 +1083,23 @@ class Store:
         """Hex RFC 9162 root of the first ``size`` log entries (default: all)."""
         return root_from_hashes(self._leaf_hashes(self._check_size(size))).hex()
 
-    def checkpoint(self, lab: str, *, size: int | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """The checkpoint statement: ``{protocol, network, node, size, root, issued_at}``."""
+    def checkpoint(self, lab: str, *, size: int | None = None, now: datetime | None = None) -> Checkpoint:
+        """The checkpoint statement (spec §5.5) of this node's log at ``size`` (default: all)."""
         n = self._check_size(size)
-        return {
-            "protocol": PROTOCOL,
-            "network": self.network_id(),
-            "node": lab,
-            "size": n,
-            "root": root_from_hashes(self._leaf_hashes(n)).hex(),
-            "issued_at": format_time(now or utcnow()),
-        }
+        return Checkpoint(
+            protocol=PROTOCOL,
+            network=self.network_id(),
+            node=lab,
+            size=n,
+            root=root_from_hashes(self._leaf_hashes(n)).hex(),
+            issued_at=format_time(now or utcnow()),
+        )
 
     def signed_checkpoint(
         self, key: SigningKey, lab: str, *, size: int | None = None, now: datetime | None = None
     ) -> Envelope:
         """A checkpoint envelope (CHECKPOINT_PAYLOAD_TYPE) signed by this node's key."""
-        statement = self.checkpoint(lab, size=size, now=now)
-        return sign_payload(canonical_bytes(statement), CHECKPOINT_PAYLOAD_TYPE, [key])
+        return sign_checkpoint(self.checkpoint(lab, size=size, now=now), key)
 
     def inclusion_proof(self, entry_id: str, size: int | None = None) -> tuple[int, int, list[str]]:
         """``(index, size, path)``: RFC 9162 inclusion proof of an entry in the log of ``size``."""

@@ -139,8 +139,8 @@ def test_later_vote_of_a_lab_is_not_counted_in_a_certificate(homes) -> None:
     for h in homes:
         a, snap = local_analysis(h)
         assert a.paused == {}
-        (flag,) = [f for f in snap.flags if f["kind"] == "invalid-certificate"]
-        assert flag["code"] == "insufficient-quorum" and "not its first vote" in flag["reason"]
+        (flag,) = [f for f in snap.flags if f.kind == "invalid-certificate"]
+        assert flag.code == "insufficient-quorum" and "not its first vote" in flag.reason
 
 
 def test_vote_never_published_in_the_feed_is_not_counted(homes) -> None:
@@ -168,8 +168,8 @@ def test_vote_never_published_in_the_feed_is_not_counted(homes) -> None:
     for h in homes:
         a, snap = local_analysis(h)
         assert a.paused == {}
-        (flag,) = [f for f in snap.flags if f["kind"] == "invalid-certificate"]
-        assert "never published" in flag["reason"]
+        (flag,) = [f for f in snap.flags if f.kind == "invalid-certificate"]
+        assert "never published" in flag.reason
 
 
 def test_poisoned_result_is_refused_and_a_later_breach_still_pauses(homes) -> None:

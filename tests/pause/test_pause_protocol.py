@@ -20,6 +20,7 @@ from protocol.canonical import format_time, utcnow
 from protocol.entries import PauseCertificateBody, PauseProposalBody, Trigger, VoteBody, pause_proposal_id
 from protocol.feed import FeedWriter
 from protocol.keys import SigningKey
+from protocol.pause import Flag
 
 LABS = ["alpha", "beta", "gamma"]
 
@@ -32,7 +33,7 @@ def homes(tmp_path: Path):
         h.close()
 
 
-def _pause_state(home) -> tuple[set[str], set[str], list[dict]]:
+def _pause_state(home) -> tuple[set[str], set[str], list[Flag]]:
     a, snap = local_analysis(home)
     return set(a.paused), set(a.resumed), snap.flags
 
@@ -253,8 +254,8 @@ def test_double_vote_counted_once_and_flagged(homes) -> None:
         t = a.proposals[pid].tally
         assert t is not None and t.signed == {"alpha"} and t.objected == {"beta"} and not t
         assert a.paused == {}
-        (flag,) = [f for f in snap.flags if f["kind"] == "double-vote"]
-        assert flag["lab"] == "beta" and flag["decisions"] == ["object", "pause"]
+        (flag,) = [f for f in snap.flags if f.kind == "double-vote"]
+        assert flag.lab == "beta" and flag.decisions == ("object", "pause")
 
 
 def test_observer_vote_refused(homes, tmp_path: Path) -> None:
@@ -307,7 +308,7 @@ def test_forged_certificate_refused(homes, defect: str) -> None:
     for h in homes:
         paused, _, flags = _pause_state(h)
         assert paused == set()
-        assert [f["lab"] for f in flags if f["kind"] == "invalid-certificate"] == ["gamma"]
+        assert [f.lab for f in flags if f.kind == "invalid-certificate"] == ["gamma"]
         assert count(h, "pause_certificate") == 1  # honest nodes certified nothing (no quorum)
 
 
@@ -323,7 +324,7 @@ def test_non_breach_proposal_refused_by_honest_nodes(homes) -> None:
         assert t is not None and t.signed == frozenset() and t.objected == {"beta"}
         assert "alpha" in t.missing  # pause-on-breach casts no vote on a non-breach
         assert a.proposals[pid].check.status == "not-breach"
-        assert [f["kind"] for f in snap.flags] == ["proposal-not-breach"]
+        assert [f.kind for f in snap.flags] == ["proposal-not-breach"]
         assert count(h, "alert") == 0
 
 
@@ -350,7 +351,7 @@ def test_certificate_for_non_breach_counts_but_is_flagged(homes) -> None:
     for h in homes:
         paused, _, flags = _pause_state(h)
         assert paused == {pid}
-        assert {f["kind"] for f in flags} == {"proposal-not-breach", "certificate-not-breach"}
+        assert {f.kind for f in flags} == {"proposal-not-breach", "certificate-not-breach"}
 
 
 # --- policy ----------------------------------------------------------------------------------------

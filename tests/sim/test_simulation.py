@@ -33,6 +33,8 @@ from simulator import (
     simulate,
 )
 
+from protocol.pause import Flag
+
 #: Seeds per run of the normal suite, and of the slow one. 1,000 each keeps the suite's
 #: share of a 2-core CI run to about a minute; raise TRIPWIRE_SIM_SEEDS (and
 #: TRIPWIRE_SIM_SLOW_SEEDS) for a deeper sweep, e.g. before a release.
@@ -114,9 +116,9 @@ def adversary_certificates(o: Outcome) -> list[str]:
     ]
 
 
-def honest_flags(o: Outcome, entry_id: str) -> list[dict[str, str]]:
+def honest_flags(o: Outcome, entry_id: str) -> list[Flag]:
     return [
-        f for n in o.sim.nodes.values() if n.honest for f in n.state().flags if f.get("entry_id") == entry_id
+        f for n in o.sim.nodes.values() if n.honest for f in n.state().flags if f.entry_id == entry_id
     ]
 
 
@@ -162,9 +164,9 @@ def test_forged_certificate_is_flagged_and_not_counted(strategy: str, code: str,
             flags = honest_flags(o, cert)
             holders = [n for n in o.sim.nodes.values() if n.honest and cert in n.store.by_id]
             assert len(flags) == len(holders), o.report()
-            assert all(f["kind"] == "invalid-certificate" and f["code"] == code for f in flags), flags
+            assert all(f.kind == "invalid-certificate" and f.code == code for f in flags), flags
             if reason is not None:
-                assert all(reason in f["reason"] for f in flags), flags
+                assert all(reason in f.reason for f in flags), flags
             forged += bool(holders)
         if strategy in ("forge-objection", "forge-unpublished", "forge-later-vote"):
             # The coalition's counted vote objects: nothing reaches the quorum.
