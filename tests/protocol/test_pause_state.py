@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from protocol.envelope import Envelope
 from protocol.errors import PeerDataError
-from protocol.pause import pause_state
+from protocol.pause import Flag, pause_state
 from protocol.quorum import verify_certificate
 from protocol.roster import RosterChain, verify_entry
 
@@ -90,3 +91,23 @@ def test_vote_after_roster_expiry_stays_out_of_an_honest_certificate(world: Any,
     with pytest.raises(PeerDataError) as e:
         verify_certificate(poisoned, chain)
     assert e.value.code == "roster-expired"
+
+
+def test_a_flag_on_the_wire_names_what_applies_and_nothing_else() -> None:
+    plain = Flag(kind="late-vote", lab="beta", reason="after the deadline", entry_id="e" * 64, proposal_id="p" * 64)
+    assert plain.to_json() == {
+        "kind": "late-vote", "lab": "beta", "reason": "after the deadline", "entry_id": "e" * 64, "proposal_id": "p" * 64,
+    }
+    # An unset member is absent, never null, even when set to None explicitly.
+    assert "code" not in Flag(kind="late-vote", lab="beta", reason="r", code=None).to_json()
+    double = Flag(kind="double-vote", lab="gamma", reason="twice", counted="a", ignored=("b",), decisions=("pause", "object"))
+    assert double.to_json() == {
+        "kind": "double-vote", "lab": "gamma", "reason": "twice", "counted": "a", "ignored": ["b"],
+        "decisions": ["pause", "object"],
+    }
+    # What clients read back is the same model; an unknown kind or member is refused.
+    assert Flag.model_validate(double.to_json()) == double
+    with pytest.raises(ValidationError):
+        Flag.model_validate({**plain.to_json(), "kind": "made-up"})
+    with pytest.raises(ValidationError):
+        Flag.model_validate({**plain.to_json(), "extra": 1})
