@@ -26,6 +26,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from protocol.documents import WireDocument
+from protocol.entries import OMIT_NONE
 from protocol.envelope import Envelope
 from protocol.pause import ActivePause, Flag, PauseSection, ResumedPause
 from protocol.plans import PlanState, RuleStop, SafetyCaseState
@@ -213,8 +214,6 @@ class PeerSync(WireDocument):
 
 # --- the coordinator's sections of the status (spec §6.6, §6.12, §6.13) -----------------------
 
-#: Set on an optional member that a section leaves out entirely when it is None.
-_OMIT_NONE = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class SectionError(WireDocument):
@@ -377,14 +376,14 @@ class CoordinationSection(WireDocument):
     """The most recent training plans."""
     verdicts: list[ResultVerdict]
     """The most recent results whose verdict is not ``ok``."""
-    forecasts: ForecastsSection | None = _OMIT_NONE
+    forecasts: ForecastsSection | None = OMIT_NONE
     """The forecast track record (``tripwire proposals --json``; the status serves it as its
     own ``forecasts`` section)."""
     results_judged: int
     """Results the policy was applied to."""
     flags: list[Flag]
     """Entries the pause rules flagged and skipped."""
-    coordinator: CoordinatorRun | None = _OMIT_NONE
+    coordinator: CoordinatorRun | None = OMIT_NONE
     """The coordinator's state (absent where no coordinator runs)."""
 
 

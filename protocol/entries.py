@@ -259,9 +259,10 @@ class Trigger(Model):
     policy_digest: Hex64
 
 
-#: An optional field added after v1: omitted from the signed bytes when absent, so entries
-#: built before it existed keep their bytes, ids and vectors (spec §6.10).
-_OMIT_NONE = Field(default=None, exclude_if=lambda v: v is None)
+#: An optional member left out when it is None: of the signed bytes (a field added after v1,
+#: so entries built before it existed keep their bytes, ids and vectors, spec §6.10), or of a
+#: served document.
+OMIT_NONE = Field(default=None, exclude_if=lambda v: v is None)
 
 
 def pause_proposal_id(trigger: Trigger | DiscretionaryTrigger, scope: Scope | None = None) -> str:
@@ -312,7 +313,7 @@ class PauseProposalBody(Model):
     ("0" for a discretionary proposal, which measures nothing)."""
     level: VerdictNumberStr
     rationale: LongText = ""
-    scope: Scope | None = _OMIT_NONE
+    scope: Scope | None = OMIT_NONE
     """Which runs the pause covers (absent: every run, spec §6.10)."""
 
     @model_validator(mode="after")
@@ -332,7 +333,7 @@ class ResumeProposalBody(Model):
     """proposal_id of the pause this resume would end."""
     safety_case: Annotated[list[DocRef], Field(min_length=1, max_length=64)]
     rationale: LongText = ""
-    scope: Scope | None = _OMIT_NONE
+    scope: Scope | None = OMIT_NONE
     """Present: the pause stays in force for this narrower scope instead of ending (§6.10)."""
 
     @model_validator(mode="after")
@@ -440,7 +441,7 @@ class RulePrediction(Model):
     low: MetricValueStr
     high: MetricValueStr
     """Prediction interval (inclusive), ``low <= value <= high``."""
-    level: IntervalLevelStr | None = _OMIT_NONE
+    level: IntervalLevelStr | None = OMIT_NONE
     """The interval's stated coverage (e.g. "0.9"); absent for a bare ``z``-wide interval."""
 
     @model_validator(mode="after")

@@ -41,11 +41,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import Field
-
 from protocol.canonical import parse_time
 from protocol.documents import WireDocument
 from protocol.entries import (
+    OMIT_NONE,
     DiscretionaryTrigger,
     PauseCertificateBody,
     PauseProposalBody,
@@ -85,8 +84,6 @@ FlagKind = Literal[
 #: Kinds a node's analysis adds to the pause state's flags (``node.pause.analysis``): a result
 #: it cannot evaluate, and a pause proposal (or its certificate) whose breach it cannot confirm.
 AnalysisFlagKind = Literal["unevaluable-result", "proposal-not-breach", "certificate-not-breach"]
-#: An optional member left out of the wire form when unset.
-_ABSENT = Field(default=None, exclude_if=lambda v: v is None)
 
 #: Signature and window verification of certificates, cached across calls: (certificate
 #: entry_id, roster chain length) -> the verified parts, or the error. Only saves work (the
@@ -104,17 +101,17 @@ class Flag(WireDocument):
     """The lab that published the entry concerned."""
     reason: str
     """Why, in words."""
-    entry_id: str | None = _ABSENT
+    entry_id: str | None = OMIT_NONE
     """The entry concerned."""
-    proposal_id: str | None = _ABSENT
+    proposal_id: str | None = OMIT_NONE
     """The proposal it concerns."""
-    code: str | None = _ABSENT
+    code: str | None = OMIT_NONE
     """The error code (spec §10) when the flag records a refusal."""
-    counted: str | None = _ABSENT
+    counted: str | None = OMIT_NONE
     """``double-vote``: the lab's first vote, the one that counts."""
-    ignored: tuple[str, ...] | None = _ABSENT
+    ignored: tuple[str, ...] | None = OMIT_NONE
     """``double-vote``: its later votes, which count for nothing."""
-    decisions: tuple[str, ...] | None = _ABSENT
+    decisions: tuple[str, ...] | None = OMIT_NONE
     """``double-vote``: the decision of each of its votes, first first."""
 
 

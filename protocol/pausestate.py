@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from protocol.canonical import canonical_bytes, parse_canonical, parse_time
-from protocol.entries import PROTOCOL, Hex64, LabId, Model, Timestamp, _schema_error
+from protocol.entries import OMIT_NONE, PROTOCOL, Hex64, LabId, Model, Timestamp, _schema_error
 from protocol.envelope import Envelope, sign_payload, verify_signatures
 from protocol.errors import (
     EnvelopeError,
@@ -52,7 +52,7 @@ class PauseRef(Model):
     """Id of the certified pause proposal (spec §6.3)."""
     certificate: Hex64
     """Entry id of the ``pause_certificate`` entry that certified it (spec §6.5)."""
-    scope: Scope | None = Field(default=None, exclude_if=lambda v: v is None)
+    scope: Scope | None = OMIT_NONE
     """The runs the pause covers now (spec §6.10; absent: every run). A gate stops only when
     it covers the gate's run."""
 

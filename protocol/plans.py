@@ -37,7 +37,16 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from protocol.documents import WireDocument
-from protocol.entries import DecStr, Hex64, LabId, Model, SafetyCaseBody, TrainingPlanBody, VerifiedEntry
+from protocol.entries import (
+    OMIT_NONE,
+    DecStr,
+    Hex64,
+    LabId,
+    Model,
+    SafetyCaseBody,
+    TrainingPlanBody,
+    VerifiedEntry,
+)
 from protocol.errors import TripwireError
 from protocol.ladder import ladder_points, ladder_proxy_points, stop_point
 from protocol.pause import PauseState
@@ -146,9 +155,6 @@ class PlanState(WireDocument):
         return self.stop_flop if self.status == "needs-safety-case" else None
 
 
-_OMIT = Field(default=None, exclude_if=lambda v: v is None)
-
-
 class PlanRef(Model):
     """What a training gate needs of a plan's state: listed in a node's signed pause state
     (spec §6.9, §6.12) and derived from the local store alike."""
@@ -160,13 +166,13 @@ class PlanRef(Model):
     seq: Annotated[int, Field(ge=1, le=2**53 - 1)]
     status: PlanStatus
     planned_flop: DecStr
-    stop_flop: DecStr | None = _OMIT
+    stop_flop: DecStr | None = OMIT_NONE
     """The stop point (needs-safety-case and accepted)."""
-    accepted_by: Hex64 | None = _OMIT
+    accepted_by: Hex64 | None = OMIT_NONE
     """Entry id of the accept certificate of the plan's safety case."""
-    overdue_after: DecStr | None = _OMIT
+    overdue_after: DecStr | None = OMIT_NONE
     """Compute past which the run is overdue for an evaluation."""
-    last_eval_flop: DecStr | None = _OMIT
+    last_eval_flop: DecStr | None = OMIT_NONE
     cadence: DecStr
 
 

@@ -32,6 +32,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from protocol.canonical import entry_id, parse_canonical, parse_time
 from protocol.entries import (
+    OMIT_NONE,
     PROTOCOL,
     DecodedEntry,
     Hex64,
@@ -115,15 +116,13 @@ class QuorumRules(Model):
     resume: QuorumRule
     roster: Annotated[int, Field(ge=1)]
     """Number of distinct labs that must sign a roster change (old and new)."""
-    discretionary: QuorumRule | None = Field(default=None, exclude_if=lambda v: v is None)
+    discretionary: QuorumRule | None = OMIT_NONE
     """Quorum for pauses a lab asks for on its own judgement (spec §6.11); absent: the
     ``pause`` quorum. Omitted from the signed bytes when absent (older rosters keep theirs)."""
-    vote_deadline_s: Annotated[int, Field(ge=60, le=90 * 86400)] | None = Field(
-        default=None, exclude_if=lambda v: v is None
-    )
+    vote_deadline_s: Annotated[int, Field(ge=60, le=90 * 86400)] | None = OMIT_NONE
     """Seconds after a discretionary proposal opens during which votes count; an unmet
     proposal then closes as ``expired`` (spec §6.11). Absent: no deadline."""
-    safety_case: QuorumRule | None = Field(default=None, exclude_if=lambda v: v is None)
+    safety_case: QuorumRule | None = OMIT_NONE
     """Quorum that accepts a safety case for a training plan (spec §6.12); absent: the
     ``pause`` quorum. Omitted from the signed bytes when absent."""
 
