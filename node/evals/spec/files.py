@@ -126,6 +126,12 @@ def resolve_path(base: Path, p: str) -> Path:
     return local if local.exists() or not path.exists() else path
 
 
+def pin_for(pins: dict[str, str], written: object, path: Path, default: str | None = None) -> str | None:
+    """The SHA-256 that ``pins`` requires of a data file: by its path as the task file writes
+    it, else by its base name, else ``default`` (the task file's own pin)."""
+    return pins.get(str(written), pins.get(path.name, default))
+
+
 def check_pin(path: Path, actual: str, expected: str | None, where: str) -> None:
     if expected is None:
         return

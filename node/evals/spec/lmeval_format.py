@@ -15,6 +15,7 @@ from node.evals.spec.files import (
     file_sha256,
     jsonable,
     path_value,
+    pin_for,
     read_rows,
     resolve_path,
     row_features,
@@ -93,7 +94,7 @@ def load_lmeval_task(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> Task
             if not fpath.is_file():
                 raise EvalDataError(f"{p}: data file {fpath} (split {split}) does not exist")
             actual = file_sha256(fpath)
-            check_pin(fpath, actual, pins.get(str(fname), pins.get(fpath.name)), "the task's sha256 pins")
+            check_pin(fpath, actual, pin_for(pins, fname, fpath), "the task's sha256 pins")
             rows.extend(read_rows(fpath))
             refs.append({"file": fpath.name, "sha256": actual})
         splits[split] = rows

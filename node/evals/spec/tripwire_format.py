@@ -13,6 +13,7 @@ from node.evals.spec.files import (
     file_sha256,
     jsonable,
     path_value,
+    pin_for,
     read_rows,
     resolve_path,
     row_features,
@@ -67,7 +68,7 @@ def load_tripwire_task(p: Path, raw: dict[str, Any], pins: dict[str, str]) -> Ta
         if not fpath.is_file():
             raise EvalDataError(f"{p}: data file {fpath} does not exist")
         actual = file_sha256(fpath)
-        expected = pins.get(str(data["path"]), pins.get(fpath.name, data.get("sha256")))
+        expected = pin_for(pins, data["path"], fpath, data.get("sha256"))
         if expected is None:
             raise EvalSpecError(
                 f"{p}: data.sha256 is required for a local data file (this file's SHA-256 is {actual})"
@@ -152,7 +153,7 @@ def _probe(raw: Any, p: Path, pins: dict[str, str]) -> ProbeSpec | None:
     if not fpath.is_file():
         raise EvalSpecError(f"{p}: probe weights {fpath} do not exist")
     actual = file_sha256(fpath)
-    expected = pins.get(str(raw["path"]), pins.get(fpath.name, raw.get("sha256")))
+    expected = pin_for(pins, raw["path"], fpath, raw.get("sha256"))
     if expected is None:
         raise EvalSpecError(f"{p}: probe.sha256 is required (this file's SHA-256 is {actual})")
     check_pin(fpath, actual, expected, str(p))
